@@ -1,0 +1,123 @@
+"""Time one training step of every cell and EURNN implementation, in one run.
+
+A step is what the runner does: forward over the whole sequence, a Linear readout and
+cross-entropy on the last step, backward, and an RMSprop update. Each configuration gets
+the same warm-up and the same number of timed repeats; the table shows the median and the
+spread (min-max), then the ratios the cells issue targets.
+
+    python benchmarks/cells.py                      # N=256, T=784, B=100 and full capacity at N=64, T=196
+    python benchmarks/cells.py --quick              # seconds: small sizes, to check it runs
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import click
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+import rnnbench
+from rnnbench.measure import flush_denormals
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_train_step(spec: str, hidden: int, steps: int, batch: int, repeats: int, warmup: int,
+                    device: torch.device, num_classes: int = 10) -> dict:
+    """Median and spread, in ms, of one training step of `spec` on random data."""
+    torch.manual_seed(0)
+    cell = rnnbench.build_cell(spec, input_size=1, hidden_size=hidden).to(device)
+    readout = torch.nn.Linear(cell.output_size, num_classes).to(device)
+    params = list(cell.parameters()) + list(readout.parameters())
+    opt = torch.optim.RMSprop(params, lr=1e-4)
+    x = torch.rand(batch, steps, 1, device=device)
+    y = torch.randint(num_classes, (batch,), device=device)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(readout(cell(x)[:, -1]), y)
+        loss.backward()
+        opt.step()
+
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return {
+        "cell": spec, "impl": getattr(cell, "impl", "native"), "hidden": hidden, "steps": steps,
+        "batch": batch, "params": sum(p.numel() for p in cell.parameters()),
+        "median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times),
+        "repeats": repeats,
+    }
+
+
+@click.command()
+@click.option("--hidden", default=256, show_default=True, help="N for the main comparison.")
+@click.option("--steps", default=784, show_default=True, help="T for the main comparison.")
+@click.option("--batch", default=100, show_default=True)
+@click.option("--capacities", default="2,4,8,16", show_default=True,
+              help="EURNN capacities timed with impl=dense (capacity 2 also with reference).")
+@click.option("--full-hidden", default=64, show_default=True, help="N for the full-capacity comparison.")
+@click.option("--full-steps", default=196, show_default=True, help="T for the full-capacity comparison.")
+@click.option("--repeats", default=5, show_default=True)
+@click.option("--warmup", default=1, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--quick", is_flag=True, help="Tiny sizes and one repeat: checks the script runs.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Also write the table here.")
+@click.option("--keep-denormals", is_flag=True,
+              help="Do not flush denormals to zero (CPU): shows what vanishing gradients cost.")
+def main(hidden, steps, batch, capacities, full_hidden, full_steps, repeats, warmup, device, quick,
+         csv_path, keep_denormals):
+    denormals = "kept" if keep_denormals else f"flushed to zero ({flush_denormals()})"
+    if quick:
+        hidden, steps, batch, full_hidden, full_steps, repeats = 32, 20, 8, 16, 10, 1
+    device = torch.device(device)
+    caps = [int(c) for c in capacities.split(",")]
+    main_specs = ["rnn", "lstm", "gru", "eurnn:impl=reference"]
+    main_specs += [f"eurnn:capacity={c}:impl=dense" for c in caps]
+    full_specs = ["eurnn-full:impl=reference", "eurnn-full:impl=dense", "rnn"]
+
+    rows = []
+    for specs, n, t in ((main_specs, hidden, steps), (full_specs, full_hidden, full_steps)):
+        for spec in specs:
+            row = time_train_step(spec, n, t, batch, repeats, warmup, device)
+            click.echo(f"{spec:32s} N={n:<4d} T={t:<4d} {row['median_ms']:10.1f} ms", err=True)
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    click.echo(f"\ntorch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
+               f"B={batch}, warm-up {warmup}, repeats {repeats}\ndenormals {denormals}")
+    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+
+    def median(spec: str, n: int) -> float:
+        return table.loc[(table.cell == spec) & (table.hidden == n), "median_ms"].iloc[0]
+
+    dense2 = median("eurnn:capacity=2:impl=dense", hidden) if 2 in caps else float("nan")
+    ratios = [
+        (f"eurnn-dense / rnn          (N={hidden}, T={steps}, capacity 2)", dense2 / median("rnn", hidden), "<= 3.5"),
+        (f"reference / dense          (N={hidden}, T={steps}, capacity 2)",
+         median("eurnn:impl=reference", hidden) / dense2, ">= 2.5"),
+        (f"reference / dense          (N={full_hidden}, T={full_steps}, full capacity)",
+         median("eurnn-full:impl=reference", full_hidden) / median("eurnn-full:impl=dense", full_hidden), ">= 50"),
+        (f"lstm / rnn                 (N={hidden}, T={steps})", median("lstm", hidden) / median("rnn", hidden), ""),
+        (f"gru / rnn                  (N={hidden}, T={steps})", median("gru", hidden) / median("rnn", hidden), ""),
+    ]
+    click.echo("\nratios of median step times")
+    for name, value, target in ratios:
+        click.echo(f"  {name} {value:7.2f}   {('target ' + target) if target else ''}")
+    if csv_path:
+        table.to_csv(csv_path, index=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""The classic baselines on torch's fused modules: `rnn` (tanh), `lstm`, `gru`.
+
+Each wraps one batch-first layer of `nn.RNN` / `nn.LSTM` / `nn.GRU`, so rnnbench measures
+exactly what a researcher gets from torch, and returns every step's hidden state.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rnnbench.registry import register_cell
+
+
+class TorchRecurrent(nn.Module):
+    """`(B, T, input_size) -> (B, T, hidden_size)` through one native torch recurrent layer."""
+
+    def __init__(self, layer: nn.RNNBase):
+        super().__init__()
+        self.layer = layer
+        self.output_size = layer.hidden_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, _ = self.layer(x)  # (B, T, H); the initial state is zero
+        return y
+
+
+@register_cell("rnn")
+def rnn(input_size: int, hidden_size: int) -> TorchRecurrent:
+    """Vanilla tanh RNN (nn.RNN)."""
+    return TorchRecurrent(nn.RNN(input_size, hidden_size, nonlinearity="tanh", batch_first=True))
+
+
+@register_cell("lstm")
+def lstm(input_size: int, hidden_size: int, forget_bias: float = 1.0) -> TorchRecurrent:
+    """LSTM (nn.LSTM) with the forget-gate bias initialised to `forget_bias`.
+
+    torch sums two bias vectors (input-hidden and hidden-hidden); the forget gate's slice of
+    the first is set to `forget_bias` and of the second to 0, so the gate starts with total
+    bias `forget_bias` (Jozefowicz et al. 2015 recommend 1). The other biases keep torch's
+    default initialisation.
+    """
+    layer = nn.LSTM(input_size, hidden_size, batch_first=True)
+    with torch.no_grad():  # gate order in torch: input, forget, cell, output
+        layer.bias_ih_l0[hidden_size : 2 * hidden_size].fill_(forget_bias)
+        layer.bias_hh_l0[hidden_size : 2 * hidden_size].zero_()
+    return TorchRecurrent(layer)
+
+
+@register_cell("gru")
+def gru(input_size: int, hidden_size: int) -> TorchRecurrent:
+    """GRU (nn.GRU)."""
+    return TorchRecurrent(nn.GRU(input_size, hidden_size, batch_first=True))

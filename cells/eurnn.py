@@ -1,0 +1,321 @@
+"""EURNN: the Efficient Unitary RNN of Jing et al. (2017), "Tunable Efficient Unitary Neural
+Networks (EUNN) and their application to RNNs", ICML.
+
+The hidden state h lives in C^N (N even). One step is
+
+    h_t = modReLU(U h_{t-1} + W x_t + b),    h_0 = 0,
+    modReLU(z) = relu(|z| + beta) * z / |z|,
+
+where the input projection `W x_t + b` is real (it enters the real part only) and U is
+unitary by construction: a product of layers of N/2 independent 2x2 mixers
+
+    [[e^{i phi} cos theta, -e^{i phi} sin theta],
+     [           sin theta,             cos theta]]
+
+acting on pairs of units. The `tunable` style has `capacity` layers; even layers mix pairs
+(2k, 2k+1), odd layers mix (2k+1, 2k+2 mod N) (`boundary="periodic"`), or leave the two end
+units alone (`boundary="open"`, the paper's layout). Capacity N spans the unitary group (up
+to the optional diagonal phase layer `diag_phase`). The `fft` style has log2(N) layers that
+mix units at strides 1, 2, 4, ... (N a power of two).
+
+Two implementations of the same function:
+  - `reference` applies the mixer layers to the state at every step: O(capacity * N) work
+    per step, a dozen small tensor operations per layer;
+  - `dense` builds U once per forward pass (capacity * N^2 work, differentiable), then runs
+    one real (2N x 2N) matmul plus modReLU per step.
+
+Initialisation: angles theta, phi (and the diagonal phases) uniform in [0, 2pi), as in the
+paper; modReLU bias beta uniform in [-0.01, 0.01], so the nonlinearity starts close to the
+identity and the state norm is almost preserved; the input layer keeps torch's `nn.Linear`
+default (uniform in +-1/sqrt(input_size)), as in the original notebook.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rnnbench.registry import register_cell
+
+Style = Literal["tunable", "fft"]
+Output = Literal["real", "abs", "complex"]
+Impl = Literal["auto", "reference", "dense"]
+Boundary = Literal["periodic", "open"]
+
+MODRELU_EPS = 1e-6  # |z| is computed as sqrt(|z|^2 + eps^2): finite gradient at z = 0
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"EURNN {name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def modrelu_magnitude(re: torch.Tensor, im: torch.Tensor) -> torch.Tensor:
+    """|z| as modReLU sees it: sqrt(re^2 + im^2 + eps^2), never 0."""
+    return torch.sqrt(re * re + im * im + MODRELU_EPS**2)
+
+
+def modrelu_scale(re: torch.Tensor, im: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """The real factor s with modReLU(z) = s * z, from the parts of z: relu(|z| + b) / |z|."""
+    magnitude = modrelu_magnitude(re, im)
+    return torch.relu(magnitude + bias) / magnitude
+
+
+def mixer_pairs(hidden_size: int, style: str, capacity: int, boundary: str) -> list[torch.Tensor]:
+    """For each layer of the mesh, a (2, M) tensor of the unit pairs (a, b) its M mixers act on."""
+    n = hidden_size
+    units = torch.arange(n)
+    if style == "fft":
+        layers = []
+        for k in range(int(math.log2(n))):
+            stride = 2**k
+            first = units[(units // stride) % 2 == 0]  # the lower unit of each pair
+            layers.append(torch.stack([first, first + stride]))
+        return layers
+    even = torch.stack([units[0::2], units[0::2] + 1])
+    if boundary == "periodic":
+        odd = torch.stack([units[1::2], (units[1::2] + 1) % n])
+    else:  # open: units 0 and N-1 skip the odd layers
+        odd = torch.stack([units[1:-1:2], units[1:-1:2] + 1])
+    return [even if layer % 2 == 0 else odd for layer in range(capacity)]
+
+
+class EURNN(nn.Module):
+    """Efficient unitary RNN. `forward(x: (B, T, input_size)) -> (B, T, output_size)`."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        capacity: int | None = None,
+        style: str = "tunable",
+        output: str = "real",
+        impl: str = "auto",
+        diag_phase: bool = False,
+        boundary: str = "periodic",
+    ):
+        super().__init__()
+        _check_choice("style", style, ("tunable", "fft"))
+        _check_choice("output", output, ("real", "abs", "complex"))
+        _check_choice("impl", impl, ("auto", "reference", "dense"))
+        _check_choice("boundary", boundary, ("periodic", "open"))
+        n = hidden_size
+        if n < 2 or n % 2:
+            raise ValueError(f"EURNN needs an even hidden size >= 2 (units are mixed in pairs); got {n}")
+        if style == "fft":
+            if n & (n - 1):
+                raise ValueError(f"EURNN style='fft' needs a hidden size that is a power of two; got {n}")
+            if capacity is not None:
+                raise ValueError(
+                    f"EURNN style='fft' has log2(N) = {int(math.log2(n))} layers; capacity must be "
+                    f"left unset, got {capacity}"
+                )
+            if boundary != "periodic":
+                raise ValueError(f"EURNN boundary applies to style='tunable' only; got {boundary!r}")
+            capacity = int(math.log2(n))
+        else:
+            capacity = 2 if capacity is None else capacity
+            if not 1 <= capacity <= n:
+                raise ValueError(
+                    f"EURNN capacity must be in [1, hidden_size={n}] for style='tunable'; got {capacity}"
+                )
+        self.input_size, self.hidden_size = input_size, n
+        self.capacity, self.style, self.output, self.boundary = capacity, style, output, boundary
+        # Measured by benchmarks/cells.py: one matmul per step beats capacity * ~10 small ops
+        # per step at every size we benchmark, so `auto` means dense.
+        self.impl = "dense" if impl == "auto" else impl
+        self.output_size = 2 * n if output == "complex" else n
+
+        # Each layer reorders the state to [a-units, b-units, untouched units] with `perm`,
+        # mixes, and restores the order with `inv`. Layers share few distinct patterns.
+        pairs = mixer_pairs(n, style, capacity, boundary)
+        self.layer_sizes = [p.shape[1] for p in pairs]  # mixers per layer
+        patterns: dict[tuple[int, ...], int] = {}
+        self._layer_pattern = []
+        for p in pairs:
+            rest = torch.ones(n, dtype=torch.bool)
+            rest[p.flatten()] = False
+            perm = torch.cat([p[0], p[1], torch.arange(n)[rest]])
+            key = tuple(perm.tolist())
+            if key not in patterns:
+                patterns[key] = len(patterns)
+                self.register_buffer(f"perm{patterns[key]}", perm, persistent=False)
+                self.register_buffer(f"inv{patterns[key]}", torch.argsort(perm), persistent=False)
+            self._layer_pattern.append(patterns[key])
+
+        mixers = sum(self.layer_sizes)
+        self.theta = nn.Parameter(torch.empty(mixers).uniform_(0, 2 * math.pi))
+        self.phi = nn.Parameter(torch.empty(mixers).uniform_(0, 2 * math.pi))
+        self.omega = nn.Parameter(torch.empty(n).uniform_(0, 2 * math.pi)) if diag_phase else None
+        self.mod_bias = nn.Parameter(torch.empty(n).uniform_(-0.01, 0.01))
+        self.input = nn.Linear(input_size, n)
+
+    def extra_repr(self) -> str:
+        return (f"{self.input_size}, {self.hidden_size}, style={self.style}, capacity={self.capacity}, "
+                f"boundary={self.boundary}, diag_phase={self.omega is not None}, "
+                f"output={self.output}, impl={self.impl}")
+
+    def _rotate(self, h: torch.Tensor) -> torch.Tensor:
+        """h U^T for complex rows h: (..., N), applying the mixer layers one after another."""
+        cos, sin = torch.cos(self.theta), torch.sin(self.theta)
+        phase = torch.polar(torch.ones_like(self.phi), self.phi)  # e^{i phi}
+        for m, c, s, e, p in zip(self.layer_sizes, cos.split(self.layer_sizes), sin.split(self.layer_sizes),
+                                 phase.split(self.layer_sizes), self._layer_pattern):
+            hp = h.index_select(-1, getattr(self, f"perm{p}"))  # (..., N) as [a, b, rest]
+            ha, hb, rest = hp[..., :m], hp[..., m : 2 * m], hp[..., 2 * m :]
+            mixed = torch.cat([e * (c * ha - s * hb), s * ha + c * hb, rest], -1)
+            h = mixed.index_select(-1, getattr(self, f"inv{p}"))
+        if self.omega is not None:
+            h = h * torch.polar(torch.ones_like(self.omega), self.omega)
+        return h
+
+    def recurrent_matrix(self) -> torch.Tensor:
+        """U as a complex (N, N) tensor (differentiable), with h_t = modReLU(U h_{t-1} + ...)."""
+        eye = torch.eye(self.hidden_size, dtype=self.theta.dtype.to_complex(), device=self.theta.device)
+        return self._rotate(eye).transpose(0, 1)  # rows of eye U^T are the columns of U
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, T, input_size) real; h0: optional (B, N) complex initial state (default 0)."""
+        xproj = F.linear(x.transpose(0, 1), self.input.weight, self.input.bias)  # (T, B, N)
+        if self.impl == "reference":
+            re, im = self._forward_reference(xproj, h0)
+        else:
+            re, im = self._forward_dense(xproj, h0)
+        if self.output == "real":
+            return re
+        if self.output == "complex":
+            return torch.cat([re, im], -1)
+        return torch.complex(re, im).abs()  # torch's complex abs has gradient 0 at 0, not NaN
+
+    def _forward_reference(self, xproj: torch.Tensor, h0: torch.Tensor | None):
+        n = self.hidden_size
+        h = xproj.new_zeros(xproj.shape[1], n, dtype=xproj.dtype.to_complex()) if h0 is None else h0
+        states = []
+        for xp_t in xproj.unbind(0):  # (B, N)
+            z = self._rotate(h) + xp_t  # the input is real: it moves the real part only
+            h = z * modrelu_scale(z.real, z.imag, self.mod_bias)
+            states.append(h)
+        hs = torch.stack(states, 1)  # (B, T, N) complex
+        return hs.real, hs.imag
+
+    def _forward_dense(self, xproj: torch.Tensor, h0: torch.Tensor | None):
+        n = self.hidden_size
+        u_t = self.recurrent_matrix().transpose(0, 1)  # U^T, (N, N) complex
+        # Complex row-vector product h U^T as one real matmul on [Re h, Im h]:
+        # [re, im] @ [[A, B], [-B, A]] with U^T = A + iB.
+        a, b = u_t.real, u_t.imag
+        m = torch.cat([torch.cat([a, b], 1), torch.cat([-b, a], 1)], 0)  # (2N, 2N)
+        if h0 is None:
+            h0 = xproj.new_zeros(xproj.shape[1], 2 * n)
+        else:
+            h0 = torch.cat([h0.real, h0.imag], -1).to(xproj.dtype)
+        hs = DenseRecurrence.apply(xproj, m, self.mod_bias, h0).transpose(0, 1)  # (B, T, 2N)
+        return hs[..., :n], hs[..., n:]
+
+
+class DenseRecurrence(torch.autograd.Function):
+    """All steps of h_t = modReLU(h_{t-1} M + [xproj_t, 0]) on real states [Re h, Im h].
+
+    xproj: (T, B, N), m: (2N, 2N), bias: (N,), h0: (B, 2N) -> hs: (T, B, 2N).
+    Plain autograd keeps a dozen intermediates per step and sums T separate (2N, 2N)
+    gradients of M. Here forward keeps the pre-activations z_t and the states (its own output),
+    backward recomputes each step's modReLU factors from z_t while they are in cache and
+    applies modReLU's derivative written out, and dL/dM = sum_t h_{t-1}^T g_t is one large
+    matmul over all steps.
+    """
+
+    @staticmethod
+    def forward(ctx, xproj, m, bias, h0):
+        steps, batch, n = xproj.shape
+        z = xproj.new_empty(steps, batch, 2 * n)  # pre-activations
+        hs = torch.empty_like(z)
+        h = h0
+        for t in range(steps):
+            torch.mm(h, m, out=z[t])
+            zt = z[t].view(batch, 2, n)
+            zt[:, 0] += xproj[t]  # the input is real: it moves the real half only
+            torch.mul(zt, modrelu_scale(zt[:, 0], zt[:, 1], bias).unsqueeze(1),
+                      out=hs[t].view(batch, 2, n))
+            h = hs[t]
+        ctx.save_for_backward(z, hs, m, bias, h0)
+        return hs
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_hs):
+        z, hs, m, bias, h0 = ctx.saved_tensors
+        steps, batch, n2 = z.shape
+        g_z = torch.empty_like(z)
+        g_bias = torch.zeros(batch, n2 // 2, dtype=z.dtype, device=z.device)
+        g_h = g_hs[steps - 1]
+        m_t = m.t()
+        for t in range(steps - 1, -1, -1):
+            # modReLU h = s z with s = relu(r + bias) / r, r = |z|. With q = 1[r + bias > 0] / r:
+            # dh/dz . g = s g + (g . z) s'(r) / r z = s g - bias q^3 (g . z) z,
+            # dh/dbias . g = q (g . z).
+            zt, g_ht = z[t].view(batch, 2, n2 // 2), g_h.view(batch, 2, n2 // 2)
+            r = modrelu_magnitude(zt[:, 0], zt[:, 1])  # (B, N)
+            q = (r + bias > 0) / r
+            s = torch.relu(r + bias) / r
+            dot = (g_ht * zt).sum(1)  # (B, N)
+            g_bias.addcmul_(dot, q)
+            torch.addcmul(g_ht * s.unsqueeze(1), (dot * q * q * q * -bias).unsqueeze(1), zt,
+                          out=g_z[t].view(batch, 2, n2 // 2))
+            g_h = torch.addmm(g_hs[t - 1], g_z[t], m_t) if t > 0 else g_z[0] @ m_t
+        g_m = h0.t() @ g_z[0]
+        if steps > 1:  # one (2N, (T-1)B) x ((T-1)B, 2N) matmul for all other steps
+            g_m.addmm_(hs[:-1].reshape(-1, n2).t(), g_z[1:].reshape(-1, n2))
+        return g_z[..., : n2 // 2], g_m, g_bias.sum(0), g_h
+
+
+@register_cell("eurnn")
+def eurnn(
+    input_size: int,
+    hidden_size: int,
+    capacity: int = 2,
+    output: Output = "real",
+    impl: Impl = "auto",
+    diag_phase: bool = False,
+    boundary: Boundary = "periodic",
+) -> EURNN:
+    """EURNN, tunable style, capacity 2 (the original notebook's cell)."""
+    return EURNN(input_size, hidden_size, capacity=capacity, style="tunable", output=output,
+                 impl=impl, diag_phase=diag_phase, boundary=boundary)
+
+
+for _capacity in (4, 8, 16):
+    _variant = functools.partial(eurnn, capacity=_capacity)
+    _variant.__doc__ = f"EURNN, tunable style, capacity {_capacity}."
+    register_cell(f"eurnn-c{_capacity}")(_variant)
+
+
+@register_cell("eurnn-full")
+def eurnn_full(
+    input_size: int,
+    hidden_size: int,
+    output: Output = "real",
+    impl: Impl = "auto",
+    diag_phase: bool = False,
+    boundary: Boundary = "periodic",
+) -> EURNN:
+    """EURNN, tunable style at full capacity (capacity = hidden size): spans all unitaries."""
+    return eurnn(input_size, hidden_size, capacity=hidden_size, output=output, impl=impl,
+                 diag_phase=diag_phase, boundary=boundary)
+
+
+@register_cell("eurnn-fft")
+def eurnn_fft(
+    input_size: int,
+    hidden_size: int,
+    output: Output = "real",
+    impl: Impl = "auto",
+    diag_phase: bool = False,
+) -> EURNN:
+    """EURNN, FFT style: log2(N) layers mixing units at strides 1, 2, 4, ... (N a power of 2)."""
+    return EURNN(input_size, hidden_size, style="fft", output=output, impl=impl,
+                 diag_phase=diag_phase)

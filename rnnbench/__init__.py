@@ -1,0 +1,35 @@
+"""rnnbench: benchmark recurrent cells on long-sequence tasks.
+
+>>> import rnnbench
+>>> cell = rnnbench.build_cell("eurnn:capacity=4", input_size=1, hidden_size=64)
+>>> rnnbench.list_cells("eurnn*")[:2]
+['eurnn', 'eurnn-c16']
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from rnnbench.registry import (
+    CELLS,
+    RegistryError,
+    Spec,
+    build_cell,
+    list_cells,
+    parse_cell_spec,
+    register_cell,
+)
+
+try:
+    __version__ = version("rnnbench")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "CELLS",
+    "RegistryError",
+    "Spec",
+    "__version__",
+    "build_cell",
+    "list_cells",
+    "parse_cell_spec",
+    "register_cell",
+]

@@ -1,0 +1,3 @@
+from rnnbench.cli import main
+
+main(prog_name="rnnbench")

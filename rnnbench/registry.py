@@ -1,0 +1,271 @@
+"""Name -> factory registries, and the `NAME[:KEY=VALUE]...` specs that select from them.
+
+A factory is a plain function `build(input_size, hidden_size, **options)`; its keyword
+defaults *are* the options: their types drive the conversion of spec values and a
+`Literal[...]` annotation lists the allowed choices. For example::
+
+    @register_cell("eurnn-c4")
+    def eurnn_c4(input_size, hidden_size, capacity: int = 4): ...
+
+    build_cell("eurnn-c4:capacity=6", input_size=1, hidden_size=128)
+
+The built-in cells are imported the first time a registry is used, so `import rnnbench`
+stays cheap and a user's own registrations can come before or after ours.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import functools
+import importlib
+import inspect
+import re
+import sys
+import typing
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+OPTION_TYPES = (bool, int, float, str)
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+class RegistryError(ValueError):
+    """A bad name, spec or registration. The message names the bad value and the choices."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One keyword option of a factory: its default, type and (optional) allowed choices."""
+
+    name: str
+    default: Any
+    type: type
+    choices: tuple | None = None
+
+    def convert(self, text: str, owner: str) -> Any:
+        """Turn the text of a spec value into this option's type, or raise RegistryError."""
+        try:
+            if self.type is bool:
+                lowered = text.lower()
+                if lowered not in _TRUE | _FALSE:
+                    raise ValueError(text)
+                value: Any = lowered in _TRUE
+            else:
+                value = self.type(text)
+        except ValueError:
+            raise RegistryError(
+                f"{owner}: option {self.name}={text!r} is not a valid {self.type_name}"
+            ) from None
+        if self.choices is not None and value not in self.choices:
+            raise RegistryError(
+                f"{owner}: option {self.name}={text!r} is not one of {', '.join(map(str, self.choices))}"
+            )
+        return value
+
+    @property
+    def type_name(self) -> str:
+        if self.choices is not None:
+            return "|".join(map(str, self.choices))
+        return self.type.__name__
+
+    def describe(self) -> str:
+        """`capacity: int = 2`, the form `rnnbench ls` and error messages use."""
+        return f"{self.name}: {self.type_name} = {format_value(self.default)}"
+
+
+def format_value(value: Any) -> str:
+    """The canonical text of an option value (booleans as true/false)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered factory and what `rnnbench ls` shows about it."""
+
+    name: str
+    factory: Callable[..., Any]
+    options: Mapping[str, Option]
+    where: str  # "file:line (module.function)" of the registration, for duplicate errors
+    summary: str  # first line of the factory's docstring
+
+
+@dataclass(frozen=True, eq=False)
+class Spec:
+    """A parsed spec: a registered name and the value of every one of its options.
+
+    `str(spec)` is the canonical form used in result rows: the name, then only the options
+    that differ from their defaults, sorted by key (`eurnn:capacity=6`). Two specs are equal
+    when their canonical forms are.
+    """
+
+    name: str
+    options: Mapping[str, Any]  # every option, defaults filled in (the "resolved" options)
+    defaults: Mapping[str, Any] = field(repr=False)
+
+    def __str__(self) -> str:
+        changed = sorted(k for k, v in self.options.items() if v != self.defaults[k])
+        return self.name + "".join(f":{k}={format_value(self.options[k])}" for k in changed)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Spec) and str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
+def _options_of(factory: Callable[..., Any], owner: str) -> dict[str, Option]:
+    """Read the options of `factory` from its signature: every parameter after the first two."""
+    params = list(inspect.signature(factory).parameters.values())
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if len(params) < 2 or any(p.kind not in positional for p in params[:2]):
+        raise RegistryError(f"{owner}: a factory takes (input_size, hidden_size, **options)")
+    target = factory.func if isinstance(factory, functools.partial) else factory
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # unresolvable annotations only cost us the choices
+        hints = {}
+    options = {}
+    for p in params[2:]:
+        if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            raise RegistryError(f"{owner}: *args/**kwargs would hide options; name each one")
+        if p.default is inspect.Parameter.empty or type(p.default) not in OPTION_TYPES:
+            raise RegistryError(
+                f"{owner}: option {p.name!r} needs a default of type bool, int, float or str"
+            )
+        hint = hints.get(p.name)
+        choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
+        options[p.name] = Option(p.name, p.default, type(p.default), choices)
+    return options
+
+
+class Registry:
+    """Names -> factories for one kind of thing (cells, tasks).
+
+    `builtins` is the module whose import registers the project's own entries; it is
+    imported on first use.
+    """
+
+    def __init__(self, kind: str, builtins: str | None = None):
+        self.kind = kind
+        self._builtins = builtins
+        self._state = "unloaded"  # -> "loading" -> "loaded"
+        self._entries: dict[str, Entry] = {}
+
+    def _load_builtins(self) -> None:
+        if self._state != "unloaded" or self._builtins is None:
+            return
+        self._state = "loading"
+        try:
+            importlib.import_module(self._builtins)
+        except BaseException:
+            self._state = "unloaded"
+            raise
+        self._state = "loaded"
+
+    def register(self, name: str, stacklevel: int = 1) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator registering a factory under `name`; a name can be registered once.
+
+        The place recorded for error messages is the caller's, `stacklevel` frames up.
+        """
+        caller = sys._getframe(stacklevel)
+        place = f"{caller.f_code.co_filename}:{caller.f_lineno}"
+
+        def decorate(factory: Callable[..., Any]) -> Callable[..., Any]:
+            self._load_builtins()  # so that a clash with a built-in name is caught here
+            target = factory.func if isinstance(factory, functools.partial) else factory
+            where = f"{place} ({target.__module__}.{target.__qualname__})"
+            if not NAME_PATTERN.match(name):
+                raise RegistryError(
+                    f"{self.kind} name {name!r} at {where}: use lowercase letters, digits and hyphens"
+                )
+            if name in self._entries:
+                raise RegistryError(
+                    f"{self.kind} {name!r} is registered twice: first at {self._entries[name].where}, "
+                    f"again at {where}"
+                )
+            # a partial's own docstring, when it was given one, describes the variant
+            own_doc = "__doc__" in getattr(factory, "__dict__", {}) or factory is target
+            doc = inspect.getdoc(factory if own_doc else target) or ""
+            options = _options_of(factory, f"{self.kind} {name!r}")
+            self._entries[name] = Entry(name, factory, MappingProxyType(options), where,
+                                        doc.splitlines()[0] if doc else "")
+            return factory
+
+        return decorate
+
+    def get(self, name: str) -> Entry:
+        """The entry registered as `name`; an unknown name lists the known ones."""
+        self._load_builtins()
+        if name in self._entries:
+            return self._entries[name]
+        known = sorted(self._entries)
+        close = difflib.get_close_matches(name.lower(), known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise RegistryError(f"unknown {self.kind} {name!r}{hint}; known: {', '.join(known)}")
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Sorted registered names matching a shell-style glob (`eurnn*`)."""
+        self._load_builtins()
+        return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+
+    def parse(self, text: str | Spec) -> Spec:
+        """Parse `NAME[:KEY=VALUE]...` into a Spec, converting and checking every value."""
+        if isinstance(text, Spec):
+            return text
+        name, *parts = text.strip().split(":")
+        if not name:
+            raise RegistryError(f"empty {self.kind} name in spec {text!r}")
+        entry = self.get(name)
+        owner = f"{self.kind} spec {text!r}"
+        valid = "; ".join(o.describe() for o in entry.options.values()) or "none"
+        given: dict[str, Any] = {}
+        for part in parts:
+            key, sep, value = part.partition("=")
+            key, value = key.strip(), value.strip()
+            if not sep or not key or not value:
+                raise RegistryError(f"{owner}: {part!r} is not KEY=VALUE; options of {name}: {valid}")
+            if key not in entry.options:
+                raise RegistryError(f"{owner}: unknown option {key!r}; options of {name}: {valid}")
+            if key in given:
+                raise RegistryError(f"{owner}: option {key!r} is given twice")
+            given[key] = entry.options[key].convert(value, owner)
+        defaults = {k: o.default for k, o in entry.options.items()}
+        return Spec(name, MappingProxyType({**defaults, **given}), MappingProxyType(defaults))
+
+    def build(self, spec: str | Spec, *args: Any) -> Any:
+        """Call the factory of `spec` with `args` and the spec's options."""
+        spec = self.parse(spec)
+        return self.get(spec.name).factory(*args, **spec.options)
+
+
+CELLS = Registry("cell", builtins="rnnbench.cells")
+
+
+def register_cell(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a cell factory `build(input_size, hidden_size, **options) -> nn.Module`.
+
+    >>> @register_cell("my-rnn")
+    ... def my_rnn(input_size, hidden_size, layers: int = 1): ...
+    """
+    return CELLS.register(name, stacklevel=2)
+
+
+def list_cells(pattern: str = "*") -> list[str]:
+    """Registered cell names matching a glob: `list_cells("eurnn*")`."""
+    return CELLS.names(pattern)
+
+
+def parse_cell_spec(text: str | Spec) -> Spec:
+    """`parse_cell_spec("eurnn:capacity=6").options["capacity"] == 6`."""
+    return CELLS.parse(text)
+
+
+def build_cell(spec: str | Spec, input_size: int, hidden_size: int) -> Any:
+    """The cell module for a spec: `build_cell("lstm", input_size=1, hidden_size=128)`."""
+    return CELLS.build(spec, input_size, hidden_size)

@@ -1,0 +1,59 @@
+"""`rnnbench ls` and the plugin hook, through click's runner and as a real process."""
+
+import subprocess
+import sys
+import textwrap
+
+from click.testing import CliRunner
+
+import rnnbench
+from rnnbench.cli import main
+
+
+def test_ls_lists_every_cell_with_options_and_defaults():
+    result = CliRunner().invoke(main, ["ls"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split()[0] for line in lines if not line.startswith(" ")] == rnnbench.list_cells()
+    assert "capacity: int = 2; output: real|abs|complex = real; impl: auto|reference|dense = auto" in result.output
+    assert "forget_bias: float = 1.0" in result.output
+
+
+def test_ls_filters_with_a_glob():
+    result = CliRunner().invoke(main, ["ls", "eurnn-c*"])
+    assert result.exit_code == 0
+    assert [l.split()[0] for l in result.output.splitlines() if not l.startswith(" ")] == \
+        ["eurnn-c16", "eurnn-c4", "eurnn-c8"]
+
+
+def test_ls_with_no_match_fails_with_the_known_names():
+    result = CliRunner().invoke(main, ["ls", "lstn*"])
+    assert result.exit_code == 2
+    assert "no cell matches 'lstn*'; known: eurnn, " in result.output
+
+
+def test_plugin_module_registers_its_cells(tmp_path, monkeypatch, scratch_cells):
+    (tmp_path / "my_cells_plugin.py").write_text(textwrap.dedent('''
+        import torch
+        from rnnbench import register_cell
+
+        @register_cell("my-rnn")
+        def my_rnn(input_size, hidden_size, relu: bool = False):
+            """My own RNN."""
+            return torch.nn.RNN(input_size, hidden_size, batch_first=True)
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = CliRunner().invoke(main, ["--plugin", "my_cells_plugin", "ls", "my-*"])
+    assert result.exit_code == 0, result.output
+    assert "my-rnn  My own RNN.\n        options: relu: bool = false\n" == result.output
+
+
+def test_plugin_that_cannot_be_imported_is_a_usage_error():
+    result = CliRunner().invoke(main, ["--plugin", "no_such_module_here", "ls"])
+    assert result.exit_code == 2
+    assert "cannot import plugin module 'no_such_module_here'" in result.output
+
+
+def test_runs_as_a_module_and_prints_the_version():
+    out = subprocess.run([sys.executable, "-m", "rnnbench", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and rnnbench.__version__ in out.stdout
