@@ -1,9 +1,12 @@
 """Time one training step of every cell and EURNN implementation, in one run.
 
 A step is what the runner does: forward over the whole sequence, a Linear readout and
-cross-entropy on the last step, backward, and an RMSprop update. Each configuration gets
-the same warm-up and the same number of timed repeats; the table shows the median and the
-spread (min-max), then the ratios the cells issue targets.
+cross-entropy on the last step, backward, and an RMSprop update. Each configuration runs in
+a fresh process (what one configuration leaves in the C heap changes the page faults of the
+next by a factor of three, so sharing a process would favour whatever runs later), with the
+same warm-up and number of timed repeats; the table shows the median and the spread
+(min-max), then the ratios the cells issue targets. On CPU, denormals are flushed to zero on
+every thread (see rnnbench.measure) unless --keep-denormals.
 
     python benchmarks/cells.py                      # N=256, T=784, B=100 and full capacity at N=64, T=196
     python benchmarks/cells.py --quick              # seconds: small sizes, to check it runs
@@ -11,8 +14,10 @@ spread (min-max), then the ratios the cells issue targets.
 
 from __future__ import annotations
 
+import multiprocessing
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import click
 import pandas as pd
@@ -29,8 +34,9 @@ def _sync(device: torch.device) -> None:
 
 
 def time_train_step(spec: str, hidden: int, steps: int, batch: int, repeats: int, warmup: int,
-                    device: torch.device, num_classes: int = 10) -> dict:
+                    device: torch.device, keep_denormals: bool = False, num_classes: int = 10) -> dict:
     """Median and spread, in ms, of one training step of `spec` on random data."""
+    denormals = "kept" if keep_denormals else f"flushed ({flush_denormals()})"
     torch.manual_seed(0)
     cell = rnnbench.build_cell(spec, input_size=1, hidden_size=hidden).to(device)
     readout = torch.nn.Linear(cell.output_size, num_classes).to(device)
@@ -58,8 +64,14 @@ def time_train_step(spec: str, hidden: int, steps: int, batch: int, repeats: int
         "cell": spec, "impl": getattr(cell, "impl", "native"), "hidden": hidden, "steps": steps,
         "batch": batch, "params": sum(p.numel() for p in cell.parameters()),
         "median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times),
-        "repeats": repeats,
+        "repeats": repeats, "denormals": denormals,
     }
+
+
+def time_in_fresh_process(*args) -> dict:
+    """`time_train_step(*args)` in a new interpreter, so that no configuration inherits another's heap."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(time_train_step, *args).result()
 
 
 @click.command()
@@ -71,15 +83,15 @@ def time_train_step(spec: str, hidden: int, steps: int, batch: int, repeats: int
 @click.option("--full-hidden", default=64, show_default=True, help="N for the full-capacity comparison.")
 @click.option("--full-steps", default=196, show_default=True, help="T for the full-capacity comparison.")
 @click.option("--repeats", default=5, show_default=True)
-@click.option("--warmup", default=1, show_default=True)
+@click.option("--warmup", default=2, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--quick", is_flag=True, help="Tiny sizes and one repeat: checks the script runs.")
+@click.option("--quick", is_flag=True,
+              help="Tiny sizes, one repeat, all in this process: checks the script runs, in seconds.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Also write the table here.")
 @click.option("--keep-denormals", is_flag=True,
               help="Do not flush denormals to zero (CPU): shows what vanishing gradients cost.")
 def main(hidden, steps, batch, capacities, full_hidden, full_steps, repeats, warmup, device, quick,
          csv_path, keep_denormals):
-    denormals = "kept" if keep_denormals else f"flushed to zero ({flush_denormals()})"
     if quick:
         hidden, steps, batch, full_hidden, full_steps, repeats = 32, 20, 8, 16, 10, 1
     device = torch.device(device)
@@ -91,12 +103,14 @@ def main(hidden, steps, batch, capacities, full_hidden, full_steps, repeats, war
     rows = []
     for specs, n, t in ((main_specs, hidden, steps), (full_specs, full_hidden, full_steps)):
         for spec in specs:
-            row = time_train_step(spec, n, t, batch, repeats, warmup, device)
+            run = time_train_step if quick else time_in_fresh_process  # --quick checks, it doesn't measure
+            row = run(spec, n, t, batch, repeats, warmup, device, keep_denormals)
             click.echo(f"{spec:32s} N={n:<4d} T={t:<4d} {row['median_ms']:10.1f} ms", err=True)
             rows.append(row)
     table = pd.DataFrame(rows)
     click.echo(f"\ntorch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
-               f"B={batch}, warm-up {warmup}, repeats {repeats}\ndenormals {denormals}")
+               f"B={batch}, warm-up {warmup}, repeats {repeats}"
+               f"{'' if quick else ', one process per configuration'}")
     click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
 
     def median(spec: str, n: int) -> float:

@@ -55,15 +55,13 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"EURNN {name} must be one of {', '.join(choices)}; got {value!r}")
 
 
-def modrelu_magnitude(re: torch.Tensor, im: torch.Tensor) -> torch.Tensor:
-    """|z| as modReLU sees it: sqrt(re^2 + im^2 + eps^2), never 0."""
-    return torch.sqrt(re * re + im * im + MODRELU_EPS**2)
-
-
 def modrelu_scale(re: torch.Tensor, im: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """The real factor s with modReLU(z) = s * z, from the parts of z: relu(|z| + b) / |z|."""
-    magnitude = modrelu_magnitude(re, im)
-    return torch.relu(magnitude + bias) / magnitude
+    """The real factor s with modReLU(z) = s * z, from the parts of z.
+
+    s = relu(|z| + bias) / |z| = relu(1 + bias / |z|), the second form in fewer operations,
+    with |z| computed as sqrt(re^2 + im^2 + eps^2).
+    """
+    return torch.relu(1 + bias * torch.rsqrt(re * re + im * im + MODRELU_EPS**2))
 
 
 def mixer_pairs(hidden_size: int, style: str, capacity: int, boundary: str) -> list[torch.Tensor]:
@@ -214,14 +212,18 @@ class EURNN(nn.Module):
             h0 = xproj.new_zeros(xproj.shape[1], 2 * n)
         else:
             h0 = torch.cat([h0.real, h0.imag], -1).to(xproj.dtype)
-        hs = DenseRecurrence.apply(xproj, m, self.mod_bias, h0).transpose(0, 1)  # (B, T, 2N)
-        return hs[..., :n], hs[..., n:]
+        # For output="real" the function returns Re h only, so that no gradient of zeros has to
+        # be built for Im h: (T, B, N) or (T, B, 2N).
+        real_only = self.output == "real"
+        hs = DenseRecurrence.apply(xproj, m, self.mod_bias, h0, real_only).transpose(0, 1)
+        return hs[..., :n], None if real_only else hs[..., n:]
 
 
 class DenseRecurrence(torch.autograd.Function):
     """All steps of h_t = modReLU(h_{t-1} M + [xproj_t, 0]) on real states [Re h, Im h].
 
-    xproj: (T, B, N), m: (2N, 2N), bias: (N,), h0: (B, 2N) -> hs: (T, B, 2N).
+    xproj: (T, B, N), m: (2N, 2N), bias: (N,), h0: (B, 2N) -> hs: (T, B, 2N), or its real
+    half (T, B, N) when `real_only`.
     Plain autograd keeps a dozen intermediates per step and sums T separate (2N, 2N)
     gradients of M. Here forward keeps the pre-activations z_t and the states (its own output),
     backward recomputes each step's modReLU factors from z_t while they are in cache and
@@ -230,7 +232,7 @@ class DenseRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, xproj, m, bias, h0):
+    def forward(ctx, xproj, m, bias, h0, real_only):
         steps, batch, n = xproj.shape
         z = xproj.new_empty(steps, batch, 2 * n)  # pre-activations
         hs = torch.empty_like(z)
@@ -243,34 +245,50 @@ class DenseRecurrence(torch.autograd.Function):
                       out=hs[t].view(batch, 2, n))
             h = hs[t]
         ctx.save_for_backward(z, hs, m, bias, h0)
-        return hs
+        ctx.real_only = real_only
+        return hs[..., :n] if real_only else hs
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, g_hs):
+    def backward(ctx, g_out):
         z, hs, m, bias, h0 = ctx.saved_tensors
         steps, batch, n2 = z.shape
+        n = n2 // 2
         g_z = torch.empty_like(z)
-        g_bias = torch.zeros(batch, n2 // 2, dtype=z.dtype, device=z.device)
-        g_h = g_hs[steps - 1]
+        g_bias = z.new_zeros(batch, n)
+        neg_bias = -bias
         m_t = m.t()
+
+        def output_gradient(t: int, carried: torch.Tensor | None) -> torch.Tensor:
+            """dL/dh_t: from the output at step t, plus `carried` from step t + 1."""
+            if not ctx.real_only:
+                return g_out[t].clone() if carried is None else carried.add_(g_out[t])
+            g = z.new_zeros(batch, n2) if carried is None else carried
+            g[:, :n] += g_out[t]  # the output is Re h: the imaginary half gets nothing here
+            return g
+
+        g_h = output_gradient(steps - 1, None)
         for t in range(steps - 1, -1, -1):
-            # modReLU h = s z with s = relu(r + bias) / r, r = |z|. With q = 1[r + bias > 0] / r:
-            # dh/dz . g = s g + (g . z) s'(r) / r z = s g - bias q^3 (g . z) z,
-            # dh/dbias . g = q (g . z).
-            zt, g_ht = z[t].view(batch, 2, n2 // 2), g_h.view(batch, 2, n2 // 2)
-            r = modrelu_magnitude(zt[:, 0], zt[:, 1])  # (B, N)
-            q = (r + bias > 0) / r
-            s = torch.relu(r + bias) / r
+            # modReLU h = s z with s = relu(1 + bias / r), r = |z|, active where s > 0.
+            # With q = 1[active] / r and g . z summed over the real and imaginary parts:
+            #   dh/dz . g = s g + (g . z) s'(r) / r z = s g - bias q^3 (g . z) z
+            #   dh/dbias . g = q (g . z)
+            zt, g_ht = z[t].view(batch, 2, n), g_h.view(batch, 2, n)
+            zz = zt * zt
+            inv_r = torch.rsqrt(zz[:, 0] + zz[:, 1] + MODRELU_EPS**2)  # (B, N)
+            s = torch.relu(1 + bias * inv_r)
+            q = inv_r * (s > 0)
             dot = (g_ht * zt).sum(1)  # (B, N)
             g_bias.addcmul_(dot, q)
-            torch.addcmul(g_ht * s.unsqueeze(1), (dot * q * q * q * -bias).unsqueeze(1), zt,
-                          out=g_z[t].view(batch, 2, n2 // 2))
-            g_h = torch.addmm(g_hs[t - 1], g_z[t], m_t) if t > 0 else g_z[0] @ m_t
+            coef = (q * q).mul_(q).mul_(dot).mul_(neg_bias)
+            torch.addcmul(g_ht * s.unsqueeze(1), coef.unsqueeze(1), zt, out=g_z[t].view(batch, 2, n))
+            g_h = g_z[t] @ m_t  # carried to h_{t-1}
+            if t > 0:
+                g_h = output_gradient(t - 1, g_h)
         g_m = h0.t() @ g_z[0]
         if steps > 1:  # one (2N, (T-1)B) x ((T-1)B, 2N) matmul for all other steps
             g_m.addmm_(hs[:-1].reshape(-1, n2).t(), g_z[1:].reshape(-1, n2))
-        return g_z[..., : n2 // 2], g_m, g_bias.sum(0), g_h
+        return g_z[..., :n], g_m, g_bias.sum(0), g_h, None
 
 
 @register_cell("eurnn")

@@ -118,6 +118,7 @@ def test_dense_equals_reference_in_outputs_and_gradients(kwargs, n, steps):
 
 @pytest.mark.parametrize("impl", ["reference", "dense"])
 @pytest.mark.parametrize("kwargs", [dict(style="tunable", capacity=3, output="complex", diag_phase=True),
+                                    dict(style="tunable", capacity=2, output="real", boundary="open"),
                                     dict(style="fft", output="abs")])
 def test_gradcheck(impl, kwargs):
     torch.manual_seed(5)
