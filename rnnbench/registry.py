@@ -144,6 +144,14 @@ def _options_of(factory: Callable[..., Any], owner: str) -> dict[str, Option]:
     return options
 
 
+def _summary(factory: Callable[..., Any]) -> str:
+    """The first line of the factory's docstring; a partial speaks for itself only if given one."""
+    if isinstance(factory, functools.partial) and "__doc__" not in vars(factory):
+        factory = factory.func
+    doc = inspect.getdoc(factory) or ""
+    return doc.splitlines()[0] if doc else ""
+
+
 class Registry:
     """Names -> factories for one kind of thing (cells, tasks).
 
@@ -189,12 +197,8 @@ class Registry:
                     f"{self.kind} {name!r} is registered twice: first at {self._entries[name].where}, "
                     f"again at {where}"
                 )
-            # a partial's own docstring, when it was given one, describes the variant
-            own_doc = "__doc__" in getattr(factory, "__dict__", {}) or factory is target
-            doc = inspect.getdoc(factory if own_doc else target) or ""
             options = _options_of(factory, f"{self.kind} {name!r}")
-            self._entries[name] = Entry(name, factory, MappingProxyType(options), where,
-                                        doc.splitlines()[0] if doc else "")
+            self._entries[name] = Entry(name, factory, MappingProxyType(options), where, _summary(factory))
             return factory
 
         return decorate

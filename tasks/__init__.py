@@ -1,6 +1,7 @@
 """rnnbench's tasks: one module per task family, each registering its tasks.
 
-A new task family is one new file here plus one line in an import list below.
+A new task family is one new file here plus one line importing it at the end of this file,
+as in cells/__init__.py. (No task is registered yet: the tasks and the runner come next.)
 """
 
 if __name__ != "rnnbench.tasks":
