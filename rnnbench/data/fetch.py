@@ -1,0 +1,115 @@
+"""Dataset files: where they are cached, how they are fetched and checked.
+
+A file is looked for in the data folder as `NAME` or `NAME.gz` (files placed there by hand
+are used as they are, with no network). A missing file is downloaded from each mirror in
+turn to a temporary name, checked against the SHA-256 of its decompressed content (so that
+one checksum holds for the gzipped and the plain file, whoever compressed it), and only
+then renamed into place: a failed or corrupt download never leaves a file where a good one
+belongs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import platformdirs
+from tqdm import tqdm
+
+from rnnbench.data.idx import FIX_HINT, IdxError, parse_idx, read_maybe_gzipped
+
+DATA_ENV = "RNNBENCH_DATA"
+
+
+class DownloadError(RuntimeError):
+    """No mirror gave a good copy; the message lists what each mirror did."""
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One file of a dataset: its name (without .gz) and the SHA-256 of its decompressed content."""
+
+    name: str
+    sha256: str | None  # None: any content is accepted (a user's own dataset)
+
+
+def data_dir(explicit: str | Path | None = None) -> Path:
+    """The data folder: `explicit` (--data-dir), else $RNNBENCH_DATA, else the user cache folder."""
+    if explicit is not None:
+        return Path(explicit).expanduser()
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser()
+    return Path(platformdirs.user_cache_dir("rnnbench")) / "data"
+
+
+def find_local(file: DataFile, folder: Path) -> Path | None:
+    """`folder/NAME` or `folder/NAME.gz`, whichever exists (the plain file first)."""
+    for candidate in (folder / file.name, folder / f"{file.name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _download(url: str, target: Path) -> None:
+    with urllib.request.urlopen(url, timeout=60) as response, open(target, "wb") as out:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1],
+                  disable=None, leave=False) as bar:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                bar.update(len(chunk))
+
+
+def _checked_content(file: DataFile, path: Path) -> bytes:
+    """The decompressed content of `path`, after checking its SHA-256."""
+    content = read_maybe_gzipped(path)
+    if file.sha256 is not None:
+        digest = hashlib.sha256(content).hexdigest()
+        if digest != file.sha256:
+            raise IdxError(f"{path}: SHA-256 of the content is {digest}, expected {file.sha256}; {FIX_HINT}")
+    return content
+
+
+def fetch(file: DataFile, folder: Path, mirrors: Sequence[str]) -> Path:
+    """Download `file` (as NAME.gz) from the first mirror that gives a good copy."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{file.name}.gz"
+    failures = []
+    for mirror in mirrors:
+        url = f"{mirror.rstrip('/')}/{file.name}.gz"
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{file.name}.", suffix=".part")
+        os.close(handle)
+        temporary = Path(temporary)
+        try:
+            _download(url, temporary)
+            _checked_content(file, temporary)
+            os.replace(temporary, target)
+            return target
+        except (urllib.error.URLError, OSError, IdxError) as error:
+            failures.append(f"  {url}: {error}")
+            warnings.warn(f"could not fetch {file.name} from {url} ({error}); trying the next mirror",
+                          stacklevel=2)
+        finally:
+            temporary.unlink(missing_ok=True)
+    raise DownloadError(
+        f"no mirror gave a good copy of {file.name}:\n" + "\n".join(failures) +
+        f"\nDownload {file.name}.gz by hand into {folder} (or pass --data-dir), then run again."
+    )
+
+
+def load_idx(file: DataFile, folder: Path, mirrors: Sequence[str] = ()) -> np.ndarray:
+    """The array of a dataset file: from `folder` if it is there, else fetched from `mirrors`."""
+    path = find_local(file, folder)
+    if path is None:
+        if not mirrors:
+            raise FileNotFoundError(f"{file.name} (or {file.name}.gz) is not in {folder}")
+        path = fetch(file, folder, mirrors)
+    return parse_idx(_checked_content(file, path), path)
