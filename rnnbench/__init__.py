@@ -10,12 +10,15 @@ from importlib.metadata import PackageNotFoundError, version
 
 from rnnbench.registry import (
     CELLS,
+    TASKS,
     RegistryError,
     Spec,
     build_cell,
+    build_task,
     list_cells,
     parse_cell_spec,
     register_cell,
+    register_task,
 )
 
 try:
@@ -25,11 +28,14 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "CELLS",
+    "TASKS",
     "RegistryError",
     "Spec",
     "__version__",
     "build_cell",
+    "build_task",
     "list_cells",
     "parse_cell_spec",
     "register_cell",
+    "register_task",
 ]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+from pathlib import Path
 
 import click
 
-from rnnbench.registry import CELLS, RegistryError
+from rnnbench.config import CHOICES, PRESETS, RunConfig, preset
+from rnnbench.registry import CELLS, TASKS, RegistryError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,13 +32,95 @@ def main(plugins: tuple[str, ...]) -> None:
 @click.argument("pattern", default="*")
 def ls(pattern: str) -> None:
     """List the registered cells matching PATTERN (a glob, e.g. 'eurnn*'), with their
-    options as `name: type = default`."""
+    options as `name: type = default`; then the tasks and the presets."""
     names = CELLS.names(pattern)
     if not names:
         raise click.UsageError(f"no cell matches {pattern!r}; known: {', '.join(CELLS.names())}")
     width = max(map(len, names))
+    click.echo("cells:")
     for name in names:
         entry = CELLS.get(name)
-        click.echo(f"{name:{width}}  {entry.summary}")
+        click.echo(f"  {name:{width}}  {entry.summary}")
         options = "; ".join(o.describe() for o in entry.options.values()) or "(no options)"
-        click.echo(f"{'':{width}}  options: {options}")
+        click.echo(f"  {'':{width}}  options: {options}")
+    click.echo("tasks:")
+    for name in TASKS.names():
+        click.echo(f"  {name:{width}}  {TASKS.get(name).summary}")
+    click.echo("presets:")
+    for name, config in PRESETS.items():
+        changed = [f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config)
+                   if getattr(config, f.name) != f.default]
+        click.echo(f"  {name:{width}}  {', '.join(changed) or '(the defaults)'}")
+
+
+def expand_cells(text: str) -> list:
+    """`eurnn,lstm`, `eurnn:capacity=4`, `eurnn*` -> specs (globs expand against the registry)."""
+    specs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        if any(ch in item for ch in "*?["):
+            matches = CELLS.names(item)
+            if not matches:
+                raise RegistryError(f"no cell matches {item!r}; known: {', '.join(CELLS.names())}")
+            specs += [CELLS.parse(name) for name in matches]
+        else:
+            specs.append(CELLS.parse(item))
+    if not specs:
+        raise RegistryError(f"no cell given in --cells {text!r}; known: {', '.join(CELLS.names())}")
+    return specs
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"seeds must be integers separated by commas; got {text!r}") from None
+
+
+# One option per RunConfig field (except seed: --seeds). Default None = the preset's value.
+ALIASES = {"hidden_size": ["--hidden"]}
+
+
+def config_options(command):
+    for f in reversed([f for f in dataclasses.fields(RunConfig) if f.name != "seed"]):
+        flag = "--" + f.name.replace("_", "-")
+        kind = click.Choice(CHOICES[f.name]) if f.name in CHOICES else {int: int, float: float}.get(
+            type(f.default), str)
+        command = click.option(flag, *ALIASES.get(f.name, []), f.name, type=kind, default=None,
+                               help=f"{f.metadata['help']} [default preset: {f.default}]")(command)
+    return command
+
+
+@main.command("run")
+@click.option("--cells", required=True, help="Comma-separated cell specs or globs: eurnn,lstm  eurnn:capacity=4  'eurnn*'.")
+@click.option("--task", "task_name", required=True, help="Task name (see `rnnbench ls`).")
+@click.option("--preset", "preset_name", default="default", show_default=True,
+              help=f"Named configuration: {', '.join(PRESETS)}; the flags below override its fields.")
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds; one run per cell and seed.")
+@config_options
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where dataset files are cached (default: $RNNBENCH_DATA, else the user cache folder).")
+@click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+              show_default=True, help="Folder of the results CSVs (one per task) and curves.")
+@click.option("--force", is_flag=True, help="Run again even runs that already have an ok row.")
+@click.option("--keep-checkpoints", is_flag=True, help="Keep the checkpoints of finished runs.")
+def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_checkpoints, **fields):
+    """Train every cell of --cells on --task for every seed; one CSV row per run."""
+    import pandas as pd
+
+    from rnnbench.runner import run_sweep
+
+    try:
+        TASKS.get(task_name)  # an unknown task is refused before anything else
+        specs = expand_cells(cells)
+        config = preset(preset_name).replace(**{k: v for k, v in fields.items() if v is not None})
+        rows = run_sweep(task_name, specs, parse_seeds(seeds), config, results, data_dir, force, keep_checkpoints,
+                         log=lambda line: click.echo(line, err=True))
+    except (RegistryError, ValueError) as error:
+        raise click.UsageError(str(error)) from None
+    if rows:
+        table = pd.DataFrame(rows).reindex(columns=["cell_spec", "seed", "status", "test_acc", "test_acc_final",
+                                                    "train_time_s", "step_time_ms", "peak_mem_mb"])
+        click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    failed = [r for r in rows if r["status"] == "failed"]
+    if failed:
+        raise SystemExit(1)

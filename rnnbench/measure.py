@@ -57,3 +57,77 @@ def flush_denormals() -> str:
         library.GOMP_parallel(callback, None, torch.get_num_threads(), 0)
     return "all threads" if denormals_flushed_everywhere() else "calling thread only"
 
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that the clock reads finished work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak_memory(device: torch.device) -> str:
+    """Start a peak-memory measurement; returns the `mem_source` that peak_memory_mb will read.
+
+    CUDA: the caching allocator's peak of allocated bytes. CPU: the process's peak resident set
+    (Linux resets it through /proc/self/clear_refs; elsewhere it is the peak since the process
+    started, and the source says so).
+    """
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return "cuda_max_allocated"
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM, the peak resident set size
+        return "cpu_peak_rss"
+    except OSError:
+        return "cpu_peak_rss_since_start"
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """The peak since reset_peak_memory (see there), in MiB."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    import resource  # not on Windows; ru_maxrss is in kB on Linux, bytes on macOS
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def environment(device: torch.device) -> dict[str, str]:
+    """Where a row was measured: device, versions, commit, host, time (UTC)."""
+    import datetime
+    import platform
+    import socket
+    import subprocess
+    from pathlib import Path
+
+    import rnnbench
+
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as f:
+                name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+        except (OSError, StopIteration):
+            pass
+        name = f"{name} ({torch.get_num_threads()} threads)"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(rnnbench.__file__).parent, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "device": device.type, "device_name": name, "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda or "", "rnnbench_version": rnnbench.__version__,
+        "git_commit": commit, "hostname": socket.gethostname(),
+        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }

@@ -119,19 +119,19 @@ class Spec:
         return hash(str(self))
 
 
-def _options_of(factory: Callable[..., Any], owner: str) -> dict[str, Option]:
-    """Read the options of `factory` from its signature: every parameter after the first two."""
+def _options_of(factory: Callable[..., Any], owner: str, leading: tuple[str, ...]) -> dict[str, Option]:
+    """Read the options of `factory` from its signature: every parameter after the `leading` ones."""
     params = list(inspect.signature(factory).parameters.values())
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    if len(params) < 2 or any(p.kind not in positional for p in params[:2]):
-        raise RegistryError(f"{owner}: a factory takes (input_size, hidden_size, **options)")
+    if len(params) < len(leading) or any(p.kind not in positional for p in params[: len(leading)]):
+        raise RegistryError(f"{owner}: a factory takes ({', '.join(leading + ('**options',))})")
     target = factory.func if isinstance(factory, functools.partial) else factory
     try:
         hints = typing.get_type_hints(target)
     except Exception:  # unresolvable annotations only cost us the choices
         hints = {}
     options = {}
-    for p in params[2:]:
+    for p in params[len(leading):]:
         if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
             raise RegistryError(f"{owner}: *args/**kwargs would hide options; name each one")
         if p.default is inspect.Parameter.empty or type(p.default) not in OPTION_TYPES:
@@ -156,11 +156,14 @@ class Registry:
     """Names -> factories for one kind of thing (cells, tasks).
 
     `builtins` is the module whose import registers the project's own entries; it is
-    imported on first use.
+    imported on first use. `leading` names the positional arguments every factory takes
+    before its options.
     """
 
-    def __init__(self, kind: str, builtins: str | None = None):
+    def __init__(self, kind: str, builtins: str | None = None,
+                 leading: tuple[str, ...] = ("input_size", "hidden_size")):
         self.kind = kind
+        self.leading = leading
         self._builtins = builtins
         self._state = "unloaded"  # -> "loading" -> "loaded"
         self._entries: dict[str, Entry] = {}
@@ -197,7 +200,7 @@ class Registry:
                     f"{self.kind} {name!r} is registered twice: first at {self._entries[name].where}, "
                     f"again at {where}"
                 )
-            options = _options_of(factory, f"{self.kind} {name!r}")
+            options = _options_of(factory, f"{self.kind} {name!r}", self.leading)
             self._entries[name] = Entry(name, factory, MappingProxyType(options), where, _summary(factory))
             return factory
 
@@ -249,6 +252,7 @@ class Registry:
 
 
 CELLS = Registry("cell", builtins="rnnbench.cells")
+TASKS = Registry("task", builtins="rnnbench.tasks", leading=())
 
 
 def register_cell(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -273,3 +277,13 @@ def parse_cell_spec(text: str | Spec) -> Spec:
 def build_cell(spec: str | Spec, input_size: int, hidden_size: int) -> Any:
     """The cell module for a spec: `build_cell("lstm", input_size=1, hidden_size=128)`."""
     return CELLS.build(spec, input_size, hidden_size)
+
+
+def register_task(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a task class (see rnnbench.tasks for the interface) under `name`."""
+    return TASKS.register(name, stacklevel=2)
+
+
+def build_task(spec: str | Spec) -> Any:
+    """The task instance for a name (or spec): `build_task("pmnist")`."""
+    return TASKS.build(spec)

@@ -1,7 +1,11 @@
 """rnnbench's tasks: one module per task family, each registering its tasks.
 
-A new task family is one new file here plus one line importing it at the end of this file,
-as in cells/__init__.py. (No task is registered yet: the tasks and the runner come next.)
+A task is a registered class with `name`, `version` (bump when what it measures changes:
+rows of different versions are never compared), `input_size`, `num_classes`, `target`
+("last": the loss reads the last step; "every": every step), `load(config, folder) -> Splits`,
+`loss(logits, y)` and `metrics(logits, y) -> {"loss", "acc"}`. The runner adds the readout
+`Linear(cell.output_size, num_classes)`. A new task family is one new file here plus one line
+in the import list below.
 """
 
 if __name__ != "rnnbench.tasks":
@@ -10,3 +14,5 @@ if __name__ != "rnnbench.tasks":
         "imported as rnnbench.tasks (install the project with `pip install -e .` and "
         "`import rnnbench`)"
     )
+
+from . import mnist  # noqa: E402,F401  (importing registers the tasks)

@@ -10,11 +10,25 @@ import rnnbench
 from rnnbench.cli import main
 
 
-def test_ls_lists_every_cell_with_options_and_defaults():
+def listed(output, section):
+    """Names listed in one section ("cells:", "tasks:", "presets:") of `rnnbench ls`."""
+    lines = output.split(f"{section}:\n", 1)[1].splitlines()
+    names = []
+    for line in lines:
+        if not line.startswith("  "):
+            break
+        if line[2] != " ":
+            names.append(line.split()[0])
+    return names
+
+
+def test_ls_lists_every_cell_with_options_and_defaults_then_tasks_and_presets():
     result = CliRunner().invoke(main, ["ls"])
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    assert [line.split()[0] for line in lines if not line.startswith(" ")] == rnnbench.list_cells()
+    assert listed(result.output, "cells") == rnnbench.list_cells()
+    assert listed(result.output, "tasks") == ["pmnist", "smnist"]
+    assert listed(result.output, "presets") == ["default", "torch-eunn", "quick"]
+    assert "torch-eunn  protocol=pooled, sampling=replacement" in result.output
     assert "capacity: int = 2; output: real|abs|complex = real; impl: auto|reference|dense = auto" in result.output
     assert "forget_bias: float = 1.0" in result.output
 
@@ -22,8 +36,7 @@ def test_ls_lists_every_cell_with_options_and_defaults():
 def test_ls_filters_with_a_glob():
     result = CliRunner().invoke(main, ["ls", "eurnn-c*"])
     assert result.exit_code == 0
-    assert [l.split()[0] for l in result.output.splitlines() if not l.startswith(" ")] == \
-        ["eurnn-c16", "eurnn-c4", "eurnn-c8"]
+    assert listed(result.output, "cells") == ["eurnn-c16", "eurnn-c4", "eurnn-c8"]
 
 
 def test_ls_with_no_match_fails_with_the_known_names():
@@ -45,7 +58,7 @@ def test_plugin_module_registers_its_cells(tmp_path, monkeypatch, scratch_cells)
     monkeypatch.syspath_prepend(str(tmp_path))
     result = CliRunner().invoke(main, ["--plugin", "my_cells_plugin", "ls", "my-*"])
     assert result.exit_code == 0, result.output
-    assert "my-rnn  My own RNN.\n        options: relu: bool = false\n" == result.output
+    assert "cells:\n  my-rnn  My own RNN.\n          options: relu: bool = false\ntasks:" in result.output
 
 
 def test_plugin_that_cannot_be_imported_is_a_usage_error():

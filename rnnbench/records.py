@@ -1,0 +1,101 @@
+"""Result rows: the schema, the run key, and appending to the results files safely.
+
+One CSV per task in the results folder (`{task}.csv`, one row per run) and a companion curves
+file (`{task}-curves.csv`, one row per evaluation, keyed by `run_id`). Appends happen under a
+file lock, so concurrent processes never interleave or lose rows; curves are written before
+the run's row, which is the mark that a run finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+from filelock import FileLock
+
+# Column groups in the order they appear in the CSV.
+IDENTITY = ["run_id", "run_key", "task", "task_version", "cell", "cell_spec", "options", "seed"]
+CONFIG = ["hidden_size", "batch_size", "steps", "eval_every", "optimizer", "lr", "clip", "dtype",
+          "data", "protocol", "sampling", "perm_sha256", "n_train", "n_valid", "n_test", "config_json"]
+QUALITY = ["test_acc", "test_acc_final", "best_valid_acc", "best_valid_step", "test_loss",
+           "final_train_loss", "steps_done"]
+COST = ["params", "impl", "train_time_s", "step_time_ms", "step_time_iqr_ms", "warmup_time_s",
+        "eval_time_s", "n_evals", "time_to_target_s", "peak_mem_mb", "mem_source"]
+ENVIRONMENT = ["device", "device_name", "torch_version", "cuda_version", "rnnbench_version",
+               "git_commit", "hostname", "timestamp"]
+STATUS = ["status", "error"]
+COLUMNS = IDENTITY + CONFIG + QUALITY + COST + ENVIRONMENT + STATUS
+CURVE_COLUMNS = ["run_id", "step", "wall_time_s", "split", "loss", "acc"]
+STATUSES = ("ok", "diverged", "failed")
+
+
+def run_key(fields: dict[str, Any]) -> str:
+    """A short hash of everything that defines a run (task and version, canonical cell spec,
+    config, data identity, device); equal keys mean the same experiment."""
+    text = json.dumps(fields, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def results_path(results: Path, task: str) -> Path:
+    return results / f"{task}.csv"
+
+
+def curves_path(results: Path, task: str) -> Path:
+    return results / f"{task}-curves.csv"
+
+
+def _lock(results: Path, task: str) -> FileLock:
+    return FileLock(str(results / f".{task}.lock"))
+
+
+def _append(path: Path, columns: list[str], rows: Iterable[dict[str, Any]]) -> None:
+    """Append rows; a file whose header lacks some of `columns` (an older version wrote it) is
+    first rewritten with the union of both headers, so that nothing is lost."""
+    header = columns
+    if path.exists() and path.stat().st_size > 0:
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), columns)
+        missing = [c for c in columns if c not in header]
+        if missing:
+            old = pd.read_csv(path, dtype=str, keep_default_na=False)
+            header = header + missing
+            handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            os.close(handle)
+            old.reindex(columns=header, fill_value="").to_csv(temporary, index=False)
+            os.replace(temporary, path)
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore", restval="")
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def append_run(results: Path, task: str, row: dict[str, Any], curves: list[dict[str, Any]]) -> None:
+    """Append one run: its curves, then its row, under the task's lock."""
+    results.mkdir(parents=True, exist_ok=True)
+    with _lock(results, task):
+        _append(curves_path(results, task), CURVE_COLUMNS, curves)
+        _append(results_path(results, task), COLUMNS, [row])
+
+
+def read_rows(results: Path, task: str) -> pd.DataFrame:
+    """All rows of a task (an empty frame with the columns if there are none)."""
+    path = results_path(results, task)
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame(columns=COLUMNS)
+    return pd.read_csv(path, dtype={"run_key": str, "run_id": str})
+
+
+def finished_keys(results: Path, task: str) -> set[str]:
+    """Run keys that already have an `ok` row."""
+    rows = read_rows(results, task)
+    return set(rows.loc[rows["status"] == "ok", "run_key"].astype(str))

@@ -1,0 +1,256 @@
+"""The runner and `rnnbench run`, end to end on tiny generated MNIST-format data."""
+
+import hashlib
+import math
+import multiprocessing
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+import rnnbench
+from rnnbench import records
+from rnnbench.cli import main
+from rnnbench.config import RunConfig
+from rnnbench.data import DataFile, write_idx
+from rnnbench.data import mnist as mnist_data
+from rnnbench.runner import train
+from rnnbench.tasks.mnist import Splits, pixel_permutation
+
+
+def _idx_sha(array):
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+    return hashlib.sha256(header + array.tobytes()).hexdigest()
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path, monkeypatch):
+    """4x4 'digits' (16-step sequences) in MNIST's four files: 60 train, 12 test; the class is
+    where the bright pixel is, so it can be learned."""
+    rng = np.random.default_rng(0)
+    folder, files = tmp_path / "data", {}
+    folder.mkdir()
+    for split, n in (("train", 60), ("test", 12)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 60, (n, 4, 4)).astype(np.uint8)
+        images.reshape(n, 16)[np.arange(n), labels] = 255
+        for key, array in ((f"{split}_images", images), (f"{split}_labels", labels)):
+            name = mnist_data.MNIST_FILES[key].name
+            write_idx(folder / f"{name}.gz", array)
+            files[key] = DataFile(name, _idx_sha(array))
+    monkeypatch.setattr(mnist_data, "MNIST_FILES", files)
+    return folder
+
+
+TINY = ["--task", "pmnist", "--hidden", "8", "--steps", "6", "--eval-every", "3", "--batch-size", "10",
+        "--eval-batch-size", "7", "--device", "cpu", "--data", "full"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_run_writes_a_row_per_run_with_every_column_and_curves(tiny_mnist, tmp_path):
+    results = tmp_path / "results"
+    out = invoke("run", "--cells", "eurnn,lstm", "--seeds", "0,1", "--data-dir", str(tiny_mnist),
+                 "--results", str(results), *TINY)
+    assert out.exit_code == 0, out.output
+    rows = pd.read_csv(results / "pmnist.csv")
+    assert list(rows.columns) == records.COLUMNS
+    assert len(rows) == 4 and set(rows.status) == {"ok"}
+    assert rows.cell_spec.tolist() == ["eurnn", "eurnn", "lstm", "lstm"] and rows.seed.tolist() == [0, 1, 0, 1]
+    assert (set(rows.n_train), set(rows.n_valid), set(rows.n_test)) == ({50}, {10}, {12})
+    order = pixel_permutation(0, 16)
+    assert set(rows.perm_sha256) == {hashlib.sha256(order.astype("<i8").tobytes()).hexdigest()}
+    for column in ("test_acc", "test_acc_final", "best_valid_acc", "train_time_s", "step_time_ms",
+                   "peak_mem_mb", "params", "torch_version", "timestamp"):
+        assert rows[column].notna().all(), column
+    assert set(rows.mem_source) == {"cpu_peak_rss"} and set(rows.impl) == {"dense", "native"}
+    curves = pd.read_csv(results / "pmnist-curves.csv")
+    assert set(curves.run_id) == set(rows.run_id)
+    assert sorted(curves[curves.split == "valid"].step.unique()) == [3, 6]
+    assert not list((results / "checkpoints").glob("*.pt"))  # removed once runs finish
+    assert "eurnn seed 1: ok" in out.output and "test_acc" in out.output  # per-run lines and table
+
+
+def test_finished_runs_are_skipped_unless_forced(tiny_mnist, tmp_path):
+    args = ["run", "--cells", "rnn", "--data-dir", str(tiny_mnist), "--results", str(tmp_path / "r"), *TINY]
+    assert invoke(*args).exit_code == 0
+    again = invoke(*args)
+    assert again.exit_code == 0 and "already has an ok row" in again.output
+    assert len(pd.read_csv(tmp_path / "r" / "pmnist.csv")) == 1
+    assert invoke(*args, "--force").exit_code == 0
+    assert len(pd.read_csv(tmp_path / "r" / "pmnist.csv")) == 2
+
+
+class _CrashAfter:
+    """The pmnist task, but the loss raises on call `n` (a preemption in the middle of a run)."""
+
+    def __init__(self, n):
+        self.task, self.calls, self.n = rnnbench.build_task("pmnist"), 0, n
+
+    def __getattr__(self, name):
+        return getattr(self.task, name)
+
+    def loss(self, logits, y):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt("preempted")
+        return self.task.loss(logits, y)
+
+
+@pytest.mark.parametrize("spec", ["eurnn", "lstm"])
+def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tiny_mnist, tmp_path, spec):
+    config = RunConfig(hidden_size=8, batch_size=10, steps=12, eval_every=4, eval_batch_size=7,
+                       lr=1e-2, device="cpu", data="full")
+    task = rnnbench.build_task("pmnist")
+    splits = task.load(config, tiny_mnist)
+    spec = rnnbench.parse_cell_spec(spec)
+    cpu = torch.device("cpu")
+    straight = train(task, spec, config, splits, cpu, None, log=lambda _: None)
+    checkpoint = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(_CrashAfter(11), spec, config, splits, cpu, checkpoint, log=lambda _: None)  # dies at step 11
+    lines = []
+    resumed = train(task, spec, config, splits, cpu, checkpoint, log=lines.append)
+    assert lines[0].startswith("resuming from step 8")
+    for key in ("test_acc", "test_acc_final", "test_loss", "best_valid_acc", "best_valid_step",
+                "final_train_loss", "steps_done", "n_evals"):
+        assert resumed[key] == straight[key], key
+    assert [(c["step"], c["split"], c["loss"]) for c in resumed["curves"]] == \
+        [(c["step"], c["split"], c["loss"]) for c in straight["curves"]]
+
+
+def test_a_torn_checkpoint_restarts_the_run_with_a_warning(tiny_mnist, tmp_path):
+    config = RunConfig(hidden_size=8, batch_size=10, steps=3, eval_every=3, eval_batch_size=7,
+                       device="cpu", data="full")
+    task = rnnbench.build_task("pmnist")
+    checkpoint = tmp_path / "run.pt"
+    checkpoint.write_bytes(b"PK\x03\x04 not really a checkpoint")
+    with pytest.warns(UserWarning, match="ignoring unreadable checkpoint .*run.pt"):
+        result = train(task, rnnbench.parse_cell_spec("rnn"), config, task.load(config, tiny_mnist),
+                       torch.device("cpu"), checkpoint, log=lambda _: None)
+    assert result["status"] == "ok" and result["steps_done"] == 3
+
+
+def _append_rows(results, worker, count):
+    for i in range(count):
+        row = {column: f"{worker}-{i}" for column in records.COLUMNS}
+        records.append_run(Path(results), "t", row, [{"run_id": f"{worker}-{i}", "step": i}])
+
+
+def test_concurrent_processes_never_lose_or_tear_rows(tmp_path):
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_append_rows, args=(str(tmp_path), w, 25)) for w in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+        assert w.exitcode == 0
+    rows = pd.read_csv(tmp_path / "t.csv", dtype=str)
+    assert len(rows) == 100 and rows.run_id.nunique() == 100
+    assert (rows.run_id == rows.status).all()  # every row whole: its own values in every column
+    assert len(pd.read_csv(tmp_path / "t-curves.csv")) == 100
+
+
+def test_an_older_results_file_gains_new_columns_without_loss(tmp_path):
+    old_columns = [c for c in records.COLUMNS if c != "impl"]
+    pd.DataFrame([{c: "old" for c in old_columns}]).to_csv(tmp_path / "t.csv", index=False)
+    records.append_run(tmp_path, "t", {c: "new" for c in records.COLUMNS}, [])
+    rows = pd.read_csv(tmp_path / "t.csv", dtype=str, keep_default_na=False)
+    assert len(rows) == 2 and rows.loc[0, "run_id"] == "old" and rows.loc[0, "impl"] == ""
+    assert rows.loc[1, "impl"] == "new"
+
+
+def test_divergence_writes_a_diverged_row_and_the_sweep_goes_on(tiny_mnist, tmp_path):
+    out = invoke("run", "--cells", "rnn,gru", "--lr", "1e38", "--data-dir", str(tiny_mnist),
+                 "--results", str(tmp_path / "r"), *TINY)
+    rows = pd.read_csv(tmp_path / "r" / "pmnist.csv")
+    assert out.exit_code == 0 and len(rows) == 2, out.output
+    assert "diverged" in set(rows.status)
+    assert rows.loc[rows.status == "diverged", "error"].str.contains("training loss became").all()
+
+
+def test_a_failing_run_does_not_stop_the_next(tiny_mnist, tmp_path, scratch_cells):
+    @rnnbench.register_cell("broken")
+    def broken(input_size, hidden_size):
+        """Fails in forward."""
+        module = torch.nn.Linear(input_size, hidden_size)
+        module.output_size = hidden_size
+
+        def fail(x):
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+        module.forward = fail
+        return module
+
+    out = invoke("run", "--cells", "broken,rnn", "--data-dir", str(tiny_mnist), "--results", str(tmp_path / "r"),
+                 *TINY)
+    rows = pd.read_csv(tmp_path / "r" / "pmnist.csv")
+    assert out.exit_code == 1
+    assert rows.status.tolist() == ["failed", "ok"]
+    assert "out of memory" in rows.error[0] and "lower --batch-size or --hidden" in rows.error[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--cells", "lstn"], "unknown cell 'lstn' (did you mean 'lstm'?); known: eurnn"),
+    (["--cells", "eurnn:capacity=x"], "capacity='x' is not a valid int"),
+    (["--cells", "eurnn:nope=1"], "unknown option 'nope'; options of eurnn: capacity: int = 2"),
+    (["--cells", ","], "no cell given in --cells"),
+    (["--cells", "gpt*"], "no cell matches 'gpt*'"),
+    (["--cells", "rnn", "--task", "imagenet"], "unknown task 'imagenet'; known: pmnist, smnist"),
+    (["--cells", "rnn", "--preset", "fast"], "unknown preset 'fast'; known: default, torch-eunn, quick"),
+    (["--cells", "eurnn", "--hidden", "7"], "EURNN needs an even hidden size >= 2 (units are mixed in pairs); got 7"),
+    (["--cells", "eurnn-c16", "--hidden", "8"], "capacity must be in [1, hidden_size=8]"),
+    (["--cells", "rnn", "--steps", "0"], "steps must be a positive integer; got 0"),
+    (["--cells", "rnn", "--lr", "-1"], "lr must be positive; got -1.0"),
+    (["--cells", "rnn", "--seeds", "1,x"], "seeds must be integers separated by commas; got '1,x'"),
+])
+def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, args, message):
+    base = {"--task": "pmnist", "--data": "sample", "--device": "cpu"}
+    extra = [item for key, value in base.items() if key not in args for item in (key, value)]
+    out = CliRunner().invoke(main, ["run", *args, *extra, "--results", str(tmp_path / "r")])
+    assert out.exit_code == 2, out.output
+    assert message in out.output
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given without a GPU")
+def test_asking_for_cuda_without_a_gpu_is_refused(tmp_path):
+    out = CliRunner().invoke(main, ["run", "--cells", "rnn", "--task", "pmnist", "--data", "sample",
+                                    "--device", "cuda", "--results", str(tmp_path / "r")])
+    assert out.exit_code == 2 and "torch sees no CUDA device" in out.output
+    assert not (tmp_path / "r").exists()
+
+
+class FirstSign:
+    """A tiny memory task: 12 steps of noise; the class is the sign of the first input."""
+
+    name, version, input_size, num_classes, target = "first-sign", 1, 1, 2, "last"
+
+    def load(self, config, folder=None):
+        generator = torch.Generator().manual_seed(0)
+
+        def split(n):
+            x = torch.randn(n, 12, 1, generator=generator)
+            return x, (x[:, 0, 0] > 0).long()
+
+        return Splits(split(512), split(128), split(256), {"data": "generated"})
+
+    loss = staticmethod(torch.nn.functional.cross_entropy)
+    metrics = rnnbench.build_task("pmnist").metrics
+
+
+@pytest.mark.parametrize("name", rnnbench.list_cells())
+def test_every_cell_learns_a_tiny_sequence_task(name):
+    config = RunConfig(hidden_size=16, batch_size=32, steps=150, eval_every=50, eval_batch_size=256,
+                       optimizer="adam", lr=1e-2, device="cpu")
+    task = FirstSign()
+    result = train(task, rnnbench.parse_cell_spec(name), config, task.load(config), torch.device("cpu"),
+                   log=lambda _: None)
+    assert result["status"] == "ok"
+    assert result["test_acc"] >= 0.9, result["test_acc"]  # chance is 0.5
+    assert math.isfinite(result["final_train_loss"])
