@@ -107,6 +107,7 @@ def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_che
     """Train every cell of --cells on --task for every seed; one CSV row per run."""
     import pandas as pd
 
+    from rnnbench.data import DownloadError
     from rnnbench.runner import run_sweep
 
     try:
@@ -117,6 +118,8 @@ def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_che
                          log=lambda line: click.echo(line, err=True))
     except (RegistryError, ValueError) as error:
         raise click.UsageError(str(error)) from None
+    except (DownloadError, FileNotFoundError) as error:  # data that could not be had: say what to do
+        raise click.ClickException(str(error)) from None
     if rows:
         table = pd.DataFrame(rows).reindex(columns=["cell_spec", "seed", "status", "test_acc", "test_acc_final",
                                                     "train_time_s", "step_time_ms", "peak_mem_mb"])

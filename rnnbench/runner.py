@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import statistics
 import sys
 import time
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -114,7 +116,9 @@ class Progress:
 
 def _save_checkpoint(path: Path, progress: Progress, model, optimizer, batches, best_state) -> None:
     state = {"version": CHECKPOINT_VERSION, "progress": progress.__dict__, "model": model.state_dict(),
-             "optimizer": optimizer.state_dict(), "batches": batches.state_dict(), "best_state": best_state}
+             "optimizer": optimizer.state_dict(), "batches": batches.state_dict(), "best_state": best_state,
+             "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
     temporary = path.with_name(path.name + ".tmp")
     torch.save(state, temporary)
     os.replace(temporary, path)  # a crash mid-write leaves the previous checkpoint intact
@@ -129,6 +133,10 @@ def _load_checkpoint(path: Path, model, optimizer, batches) -> tuple[Progress, d
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         batches.load_state_dict(state["batches"])
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate(state["python_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         return Progress(**state["progress"]), state["best_state"]
     except Exception as error:  # a torn or foreign file: start over rather than resume wrongly
         warnings.warn(f"ignoring unreadable checkpoint {path} ({error}); the run starts from scratch")
@@ -140,7 +148,9 @@ def train(task: Any, spec: Spec, config: RunConfig, splits: Any, device: torch.d
     """Train one run and return the quality and cost columns of its row (plus `curves`,
     `status` and `error`)."""
     dtype = getattr(torch, config.dtype)
-    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)  # all devices
     cell = build_cell(spec, task.input_size, config.hidden_size)
     model = SequenceClassifier(cell, task.num_classes, task.target).to(device=device, dtype=dtype)
     optimizer = _optimizer(config, model.parameters())

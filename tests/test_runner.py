@@ -254,3 +254,14 @@ def test_every_cell_learns_a_tiny_sequence_task(name):
     assert result["status"] == "ok"
     assert result["test_acc"] >= 0.9, result["test_acc"]  # chance is 0.5
     assert math.isfinite(result["final_train_loss"])
+
+
+def test_unreachable_data_is_a_clear_error_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(mnist_data, "MNIST_MIRRORS", ("http://127.0.0.1:9",))  # nothing listens there
+    with pytest.warns(UserWarning, match="could not fetch train-images-idx3-ubyte"):
+        out = CliRunner().invoke(main, ["run", "--cells", "rnn", "--task", "pmnist", "--device", "cpu",
+                                        "--data-dir", str(tmp_path / "d"), "--results", str(tmp_path / "r")])
+    assert out.exit_code == 1
+    assert "no mirror gave a good copy of train-images-idx3-ubyte" in out.output
+    assert "Download train-images-idx3-ubyte.gz by hand into" in out.output
+    assert not (tmp_path / "r").exists() and list((tmp_path / "d").iterdir()) == []

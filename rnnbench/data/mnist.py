@@ -48,8 +48,10 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, what: str) -> None:
         raise IdxError(f"{what}: images of shape {images.shape} do not go with labels of shape {labels.shape}")
 
 
-def load_mnist(folder: Path, mirrors: Sequence[str] = MNIST_MIRRORS) -> dict[str, np.ndarray]:
-    """The four official arrays (uint8 images (N, 28, 28), labels (N,)), fetched if missing."""
+def load_mnist(folder: Path, mirrors: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """The four official arrays (uint8 images (N, 28, 28), labels (N,)), fetched from `mirrors`
+    (default MNIST_MIRRORS) if missing."""
+    mirrors = MNIST_MIRRORS if mirrors is None else mirrors
     arrays = {key: load_idx(file, folder, mirrors) for key, file in MNIST_FILES.items()}
     for split in ("train", "test"):
         _check_pair(arrays[f"{split}_images"], arrays[f"{split}_labels"], f"MNIST {split} files in {folder}")
