@@ -127,3 +127,47 @@ def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_che
     failed = [r for r in rows if r["status"] == "failed"]
     if failed:
         raise SystemExit(1)
+
+
+@main.command("report")
+@click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+              show_default=True, help="Folder of the results CSVs.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the tables and figures go [default: RESULTS/report].")
+@click.option("--task", "tasks", multiple=True, help="Only this task (repeatable).")
+@click.option("--cells", default=None, help="Only these cells: comma-separated names, specs or globs.")
+@click.option("--status", "statuses", default="ok", show_default=True,
+              help="Comma-separated statuses to include (ok, diverged, failed).")
+def report(results, out, tasks, cells, statuses):
+    """Tables (Markdown, LaTeX, CSV) and seaborn figures from every row in --results:
+    mean and standard deviation over seeds, per task, data and device."""
+    import warnings
+
+    from rnnbench import report as reporting
+
+    wanted = tuple(s.strip() for s in statuses.split(",") if s.strip())
+    unknown = [s for s in wanted if s not in ("ok", "diverged", "failed")]
+    if unknown:
+        raise click.UsageError(f"unknown status {unknown[0]!r}; choose from ok, diverged, failed")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            rows, curves = reporting.read_results(results)
+        except reporting.ReportError as error:
+            raise click.UsageError(str(error)) from None
+    for warning in caught:
+        click.echo(f"warning: {warning.message}", err=True)
+    selected, counts = reporting.select(rows, list(tasks) or None,
+                                        [c.strip() for c in cells.split(",")] if cells else None, wanted)
+    others = {status: n for status, n in counts.items() if status not in wanted}
+    if others:
+        click.echo("left out: " + ", ".join(f"{n} {status}" for status, n in sorted(others.items()))
+                   + " (--status to include)", err=True)
+    if selected.empty:
+        filters = ([f"--task {','.join(tasks)}"] if tasks else []) + ([f"--cells {cells}"] if cells else [])
+        what = f" matching {' '.join(filters)}" if filters else ""
+        raise click.UsageError(f"no {'/'.join(wanted)} rows in {results}{what}; "
+                               f"tasks there: {', '.join(sorted(rows['task'].unique())) or 'none'}")
+    files, markdown = reporting.write_report(selected, curves, out or results / "report")
+    click.echo(markdown)
+    click.echo(f"wrote {len(files)} files to {out or results / 'report'}", err=True)

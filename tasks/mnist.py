@@ -76,6 +76,9 @@ class SequentialMNIST:
     num_classes = 10
     target = "last"  # the loss reads the output of the last step only
     permuted = False
+    # Lines drawn on the test-accuracy plots: a linear classifier on all 784 pixels gets 92.65%;
+    # a recurrent cell below that line is not using the sequence.
+    reference_lines = {"linear classifier on all pixels": 0.9265}
 
     def load(self, config: RunConfig, folder: Path | None = None) -> Splits:
         """Splits as float tensors x (n, 784, 1) in [0, 1] and int64 labels (n,)."""
@@ -93,6 +96,15 @@ class SequentialMNIST:
                 "n_train": len(splits["train"][1]), "n_valid": len(splits["valid"][1]),
                 "n_test": len(splits["test"][1])}
         return Splits(splits["train"], splits["valid"], splits["test"], info)
+
+    def example(self, perm_seed: int = 0) -> dict[str, np.ndarray]:
+        """What the cell sees, for the report: a digit of the bundled sample as an image, the same
+        digit after the task's pixel order, and the resulting input sequence."""
+        images, _ = load_sample()
+        image = images[0].astype(np.float32) / 255
+        order = pixel_permutation(perm_seed, image.size) if self.permuted else np.arange(image.size)
+        sequence = image.reshape(-1)[order]
+        return {"image": image, "reordered": sequence.reshape(image.shape), "sequence": sequence}
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, y)
