@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import fnmatch
 import json
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
