@@ -61,7 +61,7 @@ def time_train_step(spec: str, hidden: int, steps: int, batch: int, repeats: int
         _sync(device)
         times.append((time.perf_counter() - start) * 1e3)
     return {
-        "cell": spec, "impl": getattr(cell, "impl", "native"), "hidden": hidden, "steps": steps,
+        "cell": spec, "impl": getattr(cell, "last_impl", None) or "native", "hidden": hidden, "steps": steps,
         "batch": batch, "params": sum(p.numel() for p in cell.parameters()),
         "median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times),
         "repeats": repeats, "denormals": denormals,

@@ -124,9 +124,8 @@ class EURNN(nn.Module):
                 )
         self.input_size, self.hidden_size = input_size, n
         self.capacity, self.style, self.output, self.boundary = capacity, style, output, boundary
-        # Measured by benchmarks/cells.py: one matmul per step beats capacity * ~10 small ops
-        # per step at every size we benchmark, so `auto` means dense.
-        self.impl = "dense" if impl == "auto" else impl
+        self.impl = impl  # "auto" is resolved per forward pass: see chosen_impl
+        self.last_impl: str | None = None  # what the last forward pass ran
         self.output_size = 2 * n if output == "complex" else n
 
         # Each layer reorders the state to [a-units, b-units, untouched units] with `perm`,
@@ -152,6 +151,24 @@ class EURNN(nn.Module):
         self.omega = nn.Parameter(torch.empty(n).uniform_(0, 2 * math.pi)) if diag_phase else None
         self.mod_bias = nn.Parameter(torch.empty(n).uniform_(-0.01, 0.01))
         self.input = nn.Linear(input_size, n)
+
+    def chosen_impl(self, device: torch.device) -> str:
+        """The implementation a forward pass on `device` runs.
+
+        `auto` on CUDA is dense (a GEMM is cheap there, the reference path is bound by kernel
+        launches). On CPU it compares per-step costs fitted to benchmarks/cells.py on 2 cores
+        (B=50, T=120; N=512..1332, capacity 2..16): dense ~ 0.77 + 5.6e-6 N^2 ms, reference ~
+        1.22 + L (0.41 + 9e-4 N) ms. Dense wins at N=512 with capacity 2 (1.3x) and at N=1024 with
+        capacity 8; the reference path wins at N=1332 with capacity 2 (2.4x).
+        """
+        if self.impl != "auto":
+            return self.impl
+        if device.type != "cpu":
+            return "dense"
+        n, layers = self.hidden_size, self.capacity + (self.omega is not None)
+        dense_ms = 0.77 + 5.6e-6 * n * n
+        reference_ms = 1.22 + layers * (0.41 + 9e-4 * n)
+        return "reference" if reference_ms < dense_ms else "dense"
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, style={self.style}, capacity={self.capacity}, "
@@ -180,7 +197,8 @@ class EURNN(nn.Module):
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, T, input_size) real; h0: optional (B, N) complex initial state (default 0)."""
         xproj = F.linear(x.transpose(0, 1), self.input.weight, self.input.bias)  # (T, B, N)
-        if self.impl == "reference":
+        self.last_impl = self.chosen_impl(x.device)
+        if self.last_impl == "reference":
             re, im = self._forward_reference(xproj, h0)
         else:
             re, im = self._forward_dense(xproj, h0)

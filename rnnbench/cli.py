@@ -30,13 +30,31 @@ def main(plugins: tuple[str, ...]) -> None:
 
 @main.command("ls")
 @click.argument("pattern", default="*")
-def ls(pattern: str) -> None:
+@click.option("--params", "budget", type=click.IntRange(min=1), default=None,
+              help="Instead, print the hidden size each cell gets for this parameter budget on --task.")
+@click.option("--task", "task_name", default="pmnist", show_default=True, help="The task for --params.")
+def ls(pattern: str, budget: int | None, task_name: str) -> None:
     """List the registered cells matching PATTERN (a glob, e.g. 'eurnn*'), with their
     options as `name: type = default`; then the tasks and the presets."""
     names = CELLS.names(pattern)
     if not names:
         raise click.UsageError(f"no cell matches {pattern!r}; known: {', '.join(CELLS.names())}")
     width = max(map(len, names))
+    if budget is not None:
+        from rnnbench.sizing import match_hidden_size
+
+        try:
+            task = TASKS.build(task_name)
+        except RegistryError as error:
+            raise click.UsageError(str(error)) from None
+        click.echo(f"{'cell':{width}}  hidden  params  (budget {budget} on {task_name}, readout included)")
+        for name in names:
+            try:
+                size, params = match_hidden_size(task, CELLS.parse(name), budget)
+                click.echo(f"{name:{width}}  {size:6d}  {params:6d}")
+            except ValueError as error:
+                click.echo(f"{name:{width}}  -- {error}")
+        return
     click.echo("cells:")
     for name in names:
         entry = CELLS.get(name)
@@ -69,15 +87,16 @@ def expand_cells(text: str) -> list:
     return specs
 
 
-def parse_seeds(text: str) -> list[int]:
+# One option per RunConfig field (except seed: --seeds). Default None = the preset's value.
+ALIASES = {"hidden_size": ["--hidden"], "params_budget": ["--params"]}
+LISTS = {"hidden_size"}  # a comma-separated list makes a sweep
+
+
+def parse_int_list(name: str, text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise click.BadParameter(f"seeds must be integers separated by commas; got {text!r}") from None
-
-
-# One option per RunConfig field (except seed: --seeds). Default None = the preset's value.
-ALIASES = {"hidden_size": ["--hidden"]}
+        raise click.BadParameter(f"{name} must be integers separated by commas; got {text!r}") from None
 
 
 def config_options(command):
@@ -85,6 +104,8 @@ def config_options(command):
         flag = "--" + f.name.replace("_", "-")
         kind = click.Choice(CHOICES[f.name]) if f.name in CHOICES else {int: int, float: float}.get(
             type(f.default), str)
+        if f.name in LISTS:
+            kind = str
         command = click.option(flag, *ALIASES.get(f.name, []), f.name, type=kind, default=None,
                                help=f"{f.metadata['help']} [default preset: {f.default}]")(command)
     return command
@@ -113,15 +134,18 @@ def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_che
     try:
         TASKS.get(task_name)  # an unknown task is refused before anything else
         specs = expand_cells(cells)
+        hidden_sizes = parse_int_list("hidden sizes", fields.pop("hidden_size")) if fields["hidden_size"] else None
+        if hidden_sizes and len(hidden_sizes) == 1:
+            fields["hidden_size"], hidden_sizes = hidden_sizes[0], None
         config = preset(preset_name).replace(**{k: v for k, v in fields.items() if v is not None})
-        rows = run_sweep(task_name, specs, parse_seeds(seeds), config, results, data_dir, force, keep_checkpoints,
-                         log=lambda line: click.echo(line, err=True))
+        rows = run_sweep(task_name, specs, parse_int_list("seeds", seeds), config, results, data_dir, force,
+                         keep_checkpoints, log=lambda line: click.echo(line, err=True), hidden_sizes=hidden_sizes)
     except (RegistryError, ValueError) as error:
         raise click.UsageError(str(error)) from None
     except (DownloadError, FileNotFoundError) as error:  # data that could not be had: say what to do
         raise click.ClickException(str(error)) from None
     if rows:
-        table = pd.DataFrame(rows).reindex(columns=["cell_spec", "seed", "status", "test_acc", "test_acc_final",
+        table = pd.DataFrame(rows).reindex(columns=["cell_spec", "hidden_size", "seed", "status", "test_acc", "test_acc_final",
                                                     "train_time_s", "step_time_ms", "peak_mem_mb"])
         click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     failed = [r for r in rows if r["status"] == "failed"]

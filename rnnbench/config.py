@@ -45,6 +45,10 @@ class RunConfig:
     sampling: str = _doc("epochs: shuffled passes; replacement: each batch drawn at random", default="epochs")
     perm_seed: int = _doc("seed of the pixel permutation (0: the original notebook's)", default=0)
     warmup_steps: int = _doc("first steps timed apart from the rest (allocator, kernel choice)", default=3)
+    target: float = _doc("validation accuracy whose first reaching is timed (time_to_target_s); "
+                         "0: the task's own target", default=0.0)
+    params_budget: int = _doc("0, or give each cell the largest hidden size whose parameter count "
+                              "(readout included) fits this budget, instead of hidden_size", default=0)
 
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with some fields changed (unknown names are an error)."""
@@ -55,6 +59,11 @@ class RunConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that differ from RunConfig's defaults: what identifies a run. A field added
+        later, with a default that keeps the old behaviour, changes no existing run key."""
+        return {k: v for k, v in self.as_dict().items() if DEFAULTS[k] != v}
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad value and the valid range or choices."""
@@ -68,10 +77,16 @@ class RunConfig:
             raise ValueError(f"clip must be >= 0 (0 = off); got {self.clip!r}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0; got {self.warmup_steps!r}")
+        if not 0 <= self.target <= 1:
+            raise ValueError(f"target must be in [0, 1] (0 = the task's own); got {self.target!r}")
+        if self.params_budget < 0:
+            raise ValueError(f"params_budget must be >= 0 (0 = off); got {self.params_budget!r}")
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
 
+
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 
 PRESETS = {
     # The original notebook's hyper-parameters on the standard data protocol.

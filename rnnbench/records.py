@@ -21,7 +21,7 @@ from filelock import FileLock
 
 # Column groups in the order they appear in the CSV.
 IDENTITY = ["run_id", "run_key", "task", "task_version", "cell", "cell_spec", "options", "seed"]
-CONFIG = ["hidden_size", "batch_size", "steps", "eval_every", "optimizer", "lr", "clip", "dtype",
+CONFIG = ["hidden_size", "params_budget", "target", "batch_size", "steps", "eval_every", "optimizer", "lr", "clip", "dtype",
           "data", "protocol", "sampling", "perm_sha256", "n_train", "n_valid", "n_test", "config_json"]
 QUALITY = ["test_acc", "test_acc_final", "best_valid_acc", "best_valid_step", "test_loss",
            "final_train_loss", "steps_done"]

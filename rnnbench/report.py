@@ -33,8 +33,11 @@ class ReportError(ValueError):
 
 
 def _config_rest(config_json: str) -> str:
-    """The config without the seed and the fields already in the group keys, as canonical JSON."""
-    config = json.loads(config_json)
+    """The config without the seed and the fields already in the group keys, as canonical JSON
+    (fields at their default left out, so rows written before a field existed still match)."""
+    from rnnbench.config import DEFAULTS
+
+    config = {k: v for k, v in json.loads(config_json).items() if k not in DEFAULTS or DEFAULTS[k] != v}
     for key in ("seed", "hidden_size", "data", "protocol", "perm_seed", "device", "warmup_steps",
                 "eval_batch_size"):
         config.pop(key, None)

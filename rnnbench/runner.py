@@ -33,6 +33,7 @@ from rnnbench import records
 from rnnbench.config import RunConfig
 from rnnbench.measure import environment, peak_memory_mb, reset_peak_memory, synchronize
 from rnnbench.registry import Spec, build_cell
+from rnnbench.sizing import match_hidden_size
 
 CHECKPOINT_VERSION = 1
 
@@ -112,6 +113,7 @@ class Progress:
     best_valid_acc: float = -1.0
     best_valid_step: int = -1
     last_train_loss: float = float("nan")
+    time_to_target: float | None = None  # training time when validation accuracy first reached the target
 
 
 def _save_checkpoint(path: Path, progress: Progress, model, optimizer, batches, best_state) -> None:
@@ -173,6 +175,8 @@ def train(task: Any, spec: Spec, config: RunConfig, splits: Any, device: torch.d
         progress.curves.append({"step": progress.step, "wall_time_s": elapsed, "split": "train",
                                 "loss": progress.last_train_loss, "acc": ""})
         progress.curves.append({"step": progress.step, "wall_time_s": elapsed, "split": "valid", **valid})
+        if target and progress.time_to_target is None and valid["acc"] >= target:
+            progress.time_to_target = progress.train_time
         if valid["acc"] > progress.best_valid_acc:
             progress.best_valid_acc, progress.best_valid_step = valid["acc"], progress.step
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -182,6 +186,7 @@ def train(task: Any, spec: Spec, config: RunConfig, splits: Any, device: torch.d
         log(f"step {progress.step}: train loss {progress.last_train_loss:.4f}, "
             f"valid acc {valid['acc']:.4f}, loss {valid['loss']:.4f}")
 
+    target = config.target or getattr(task, "target_acc", 0.0)
     mem_source = reset_peak_memory(device)
     status, error = "ok", ""
     bar = tqdm(total=config.steps, initial=progress.step, desc=str(spec), unit="step", leave=False,
@@ -236,11 +241,12 @@ def train(task: Any, spec: Spec, config: RunConfig, splits: Any, device: torch.d
         best_valid_step=progress.best_valid_step if progress.best_valid_step >= 0 else "",
         final_train_loss=progress.last_train_loss,
         params=sum(p.numel() for p in model.parameters()),
-        impl=getattr(cell, "impl", "native"),
+        impl=getattr(cell, "last_impl", None) or "native",
         train_time_s=progress.train_time, warmup_time_s=progress.warmup_time,
         step_time_ms=statistics.median(times_ms) if times_ms else "",
         step_time_iqr_ms=quartiles[2] - quartiles[0] if times_ms else "",
-        eval_time_s=progress.eval_time, n_evals=progress.n_evals,
+        eval_time_s=progress.eval_time, n_evals=progress.n_evals, target=target or "",
+        time_to_target_s="" if progress.time_to_target is None else progress.time_to_target,
         peak_mem_mb=peak_mb, mem_source=mem_source,
     )
     return result
@@ -257,8 +263,11 @@ def resolve_device(name: str) -> torch.device:
 
 def run_sweep(task_name: str, specs: list[Spec], seeds: list[int], config: RunConfig, results: Path,
               data_folder: Path | None = None, force: bool = False, keep_checkpoints: bool = False,
-              log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Run every (cell spec, seed) in turn and append a row for each; returns the rows.
+              log: Callable[[str], None] = print, hidden_sizes: list[int] | None = None) -> list[dict[str, Any]]:
+    """Run every (cell spec, hidden size, seed) in turn and append a row for each; returns the rows.
+
+    The hidden sizes are `hidden_sizes` (a sweep), else config.hidden_size; with
+    config.params_budget, each cell gets the largest size within that many parameters.
 
     Everything that can be checked before training is checked first (ValueError), so that a
     bad sweep writes nothing. A run whose key already has an `ok` row is skipped unless
@@ -273,8 +282,18 @@ def run_sweep(task_name: str, specs: list[Spec], seeds: list[int], config: RunCo
     device = resolve_device(config.device)
     if not seeds:
         raise ValueError("no seeds given")
-    for spec in specs:  # an impossible cell (odd N for EURNN...) fails here, before any run
-        build_cell(spec, task.input_size, config.hidden_size)
+    if config.params_budget and hidden_sizes:
+        raise ValueError("give a parameter budget (--params) or hidden sizes (--hidden), not both")
+    plan = []  # (spec, hidden size): an impossible cell (odd N for EURNN...) fails here, before any run
+    for spec in specs:
+        if config.params_budget:
+            size, params = match_hidden_size(task, spec, config.params_budget)
+            log(f"{spec}: hidden size {size} ({params} parameters) for --params {config.params_budget}")
+            plan.append((spec, size))
+            continue
+        for size in hidden_sizes or [config.hidden_size]:
+            build_cell(spec, task.input_size, size)
+            plan.append((spec, size))
     if device.type == "cpu":
         flush_denormals()
     splits = task.load(config, data_folder)
@@ -282,14 +301,14 @@ def run_sweep(task_name: str, specs: list[Spec], seeds: list[int], config: RunCo
     finished = set() if force else records.finished_keys(results, task.name)
     checkpoints = results / "checkpoints"
     rows = []
-    for spec in specs:
+    for spec, size in plan:
         for seed in seeds:
-            run_config = config.replace(seed=seed)
+            run_config = config.replace(seed=seed, hidden_size=size)
             identity = {"task": task.name, "task_version": task.version, "cell_spec": str(spec),
-                        "config": run_config.as_dict(), "data": splits.info, "device": device.type}
+                        "config": run_config.identity(), "data": splits.info, "device": device.type}
             key = records.run_key(identity)
             if key in finished:
-                log(f"skip {spec} seed {seed}: run {key} already has an ok row (--force to run it again)")
+                log(f"skip {spec} N={size} seed {seed}: run {key} already has an ok row (--force to run it again)")
                 continue
             checkpoints.mkdir(parents=True, exist_ok=True)
             checkpoint = checkpoints / f"{task.name}-{key}.pt"
@@ -321,7 +340,7 @@ def summary_line(row: dict[str, Any]) -> str:
     def fmt(value: Any, spec: str) -> str:
         return format(value, spec) if isinstance(value, (int, float)) and value != "" else "-"
 
-    return (f"{row['cell_spec']} seed {row['seed']}: {row['status']}, test acc {fmt(row.get('test_acc'), '.4f')}"
+    return (f"{row['cell_spec']} N={row['hidden_size']} seed {row['seed']}: {row['status']}, test acc {fmt(row.get('test_acc'), '.4f')}"
             f" (final {fmt(row.get('test_acc_final'), '.4f')}), {fmt(row.get('train_time_s'), '.1f')} s, "
             f"{fmt(row.get('step_time_ms'), '.1f')} ms/step, peak {fmt(row.get('peak_mem_mb'), '.0f')} MiB"
             + (f" [{row['error']}]" if row.get("error") else ""))

@@ -70,3 +70,13 @@ def test_plugin_that_cannot_be_imported_is_a_usage_error():
 def test_runs_as_a_module_and_prints_the_version():
     out = subprocess.run([sys.executable, "-m", "rnnbench", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and rnnbench.__version__ in out.stdout
+
+
+def test_ls_params_prints_the_size_each_cell_gets():
+    result = CliRunner().invoke(main, ["ls", "--params", "20000", "--task", "pmnist"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line.split()[1:] for line in result.output.splitlines()[1:]}
+    assert lines["lstm"] == ["67", "19440"] and lines["eurnn"] == ["1332", "19990"]
+    assert set(lines) == set(rnnbench.list_cells())
+    tight = CliRunner().invoke(main, ["ls", "eurnn-c16", "--params", "100"])
+    assert tight.exit_code == 0 and "more than --params 100" in tight.output

@@ -171,8 +171,15 @@ def test_modrelu_gradient_is_finite_at_zero():
     assert torch.isfinite(re.grad).all() and torch.isfinite(bias.grad).all()
 
 
-def test_auto_picks_the_dense_path():
-    assert EURNN(1, 8).impl == "dense"
+@pytest.mark.parametrize("n, capacity, expected", [(8, 2, "dense"), (256, 2, "dense"), (512, 2, "dense"),
+                                                   (1332, 2, "reference"), (1024, 8, "dense"), (64, 64, "dense")])
+def test_auto_picks_the_path_measured_faster(n, capacity, expected):
+    cell = EURNN(1, n, capacity=capacity)
+    assert cell.chosen_impl(torch.device("cpu")) == expected
+    assert cell.chosen_impl(torch.device("cuda")) == "dense"
+    cell(torch.zeros(1, 2, 1))
+    assert cell.last_impl == expected
+    assert EURNN(1, n, capacity=capacity, impl="reference").chosen_impl(torch.device("cuda")) == "reference"
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -73,7 +73,7 @@ def test_run_writes_a_row_per_run_with_every_column_and_curves(tiny_mnist, tmp_p
     assert set(curves.run_id) == set(rows.run_id)
     assert sorted(curves[curves.split == "valid"].step.unique()) == [3, 6]
     assert not list((results / "checkpoints").glob("*.pt"))  # removed once runs finish
-    assert "eurnn seed 1: ok" in out.output and "test_acc" in out.output  # per-run lines and table
+    assert "eurnn N=8 seed 1: ok" in out.output and "test_acc" in out.output  # per-run lines and table
 
 
 def test_finished_runs_are_skipped_unless_forced(tiny_mnist, tmp_path):
@@ -265,3 +265,40 @@ def test_unreachable_data_is_a_clear_error_and_writes_nothing(tmp_path, monkeypa
     assert "no mirror gave a good copy of train-images-idx3-ubyte" in out.output
     assert "Download train-images-idx3-ubyte.gz by hand into" in out.output
     assert not (tmp_path / "r").exists() and list((tmp_path / "d").iterdir()) == []
+
+
+def test_hidden_sizes_and_cells_expand_into_their_cross_product(tiny_mnist, tmp_path):
+    args = ["run", "--cells", "eurnn:capacity=2,eurnn:capacity=4", "--data-dir", str(tiny_mnist),
+            "--results", str(tmp_path / "r"), *TINY]
+    args[args.index("--hidden") + 1] = "4,8"
+    assert invoke(*args).exit_code == 0
+    rows = pd.read_csv(tmp_path / "r" / "pmnist.csv")
+    assert list(zip(rows.cell_spec, rows.hidden_size)) == [("eurnn", 4), ("eurnn", 8), ("eurnn:capacity=4", 4),
+                                                           ("eurnn:capacity=4", 8)]
+
+
+def test_a_parameter_budget_sizes_each_cell(tiny_mnist, tmp_path):
+    out = invoke("run", "--cells", "eurnn,lstm", "--params", "2000", "--data-dir", str(tiny_mnist),
+                 "--results", str(tmp_path / "r"), *[a for a in TINY if a not in ("--hidden", "8")])
+    assert out.exit_code == 0, out.output
+    rows = pd.read_csv(tmp_path / "r" / "pmnist.csv").set_index("cell")
+    assert (rows.params <= 2000).all() and set(rows.params_budget) == {2000}
+    assert rows.hidden_size["eurnn"] > 3 * rows.hidden_size["lstm"]
+    assert "lstm: hidden size" in out.output and "for --params 2000" in out.output
+    both = CliRunner().invoke(main, ["run", "--cells", "rnn", "--params", "2000", "--hidden", "8,16", "--task",
+                                     "pmnist", "--data", "sample", "--results", str(tmp_path / "x")])
+    assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_time_to_target_is_the_training_time_when_validation_first_reaches_it(tiny_mnist, tmp_path):
+    config = RunConfig(hidden_size=8, batch_size=10, steps=12, eval_every=4, eval_batch_size=7, lr=1e-2,
+                       device="cpu", data="full")
+    task = rnnbench.build_task("pmnist")
+    splits = task.load(config, tiny_mnist)
+    reached = train(task, rnnbench.parse_cell_spec("rnn"), config.replace(target=1e-9), splits,
+                    torch.device("cpu"), log=lambda _: None)
+    first_eval_time = reached["curves"][1]["wall_time_s"]
+    assert reached["time_to_target_s"] == first_eval_time and reached["target"] == 1e-9
+    never = train(task, rnnbench.parse_cell_spec("rnn"), config.replace(target=1.0), splits,
+                  torch.device("cpu"), log=lambda _: None)
+    assert never["time_to_target_s"] == ""
