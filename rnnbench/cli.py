@@ -63,7 +63,10 @@ def ls(pattern: str, budget: int | None, task_name: str) -> None:
         click.echo(f"  {'':{width}}  options: {options}")
     click.echo("tasks:")
     for name in TASKS.names():
-        click.echo(f"  {name:{width}}  {TASKS.get(name).summary}")
+        entry = TASKS.get(name)
+        click.echo(f"  {name:{width}}  {entry.summary}")
+        if entry.options:
+            click.echo(f"  {'':{width}}  options: {'; '.join(o.describe() for o in entry.options.values())}")
     click.echo("presets:")
     for name, config in PRESETS.items():
         changed = [f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config)
@@ -113,7 +116,8 @@ def config_options(command):
 
 @main.command("run")
 @click.option("--cells", required=True, help="Comma-separated cell specs or globs: eurnn,lstm  eurnn:capacity=4  'eurnn*'.")
-@click.option("--task", "task_name", required=True, help="Task name (see `rnnbench ls`).")
+@click.option("--task", "task_name", required=True,
+              help="Task name or spec with options (see `rnnbench ls`): pmnist, copying:delay=200.")
 @click.option("--preset", "preset_name", default="default", show_default=True,
               help=f"Named configuration: {', '.join(PRESETS)}; the flags below override its fields.")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds; one run per cell and seed.")
@@ -132,7 +136,7 @@ def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_che
     from rnnbench.runner import run_sweep
 
     try:
-        TASKS.get(task_name)  # an unknown task is refused before anything else
+        TASKS.parse(task_name)  # an unknown task or option is refused before anything else
         specs = expand_cells(cells)
         hidden_sizes = parse_int_list("hidden sizes", fields.pop("hidden_size")) if fields["hidden_size"] else None
         if hidden_sizes and len(hidden_sizes) == 1:

@@ -20,10 +20,10 @@ import pandas as pd
 from filelock import FileLock
 
 # Column groups in the order they appear in the CSV.
-IDENTITY = ["run_id", "run_key", "task", "task_version", "cell", "cell_spec", "options", "seed"]
+IDENTITY = ["run_id", "run_key", "task", "task_spec", "task_version", "cell", "cell_spec", "options", "seed"]
 CONFIG = ["hidden_size", "params_budget", "target", "batch_size", "steps", "eval_every", "optimizer", "lr", "clip", "dtype",
           "data", "protocol", "sampling", "perm_sha256", "n_train", "n_valid", "n_test", "config_json"]
-QUALITY = ["test_acc", "test_acc_final", "best_valid_acc", "best_valid_step", "test_loss",
+QUALITY = ["test_acc", "test_acc_final", "best_valid_acc", "best_valid_step", "test_loss", "baseline_loss",
            "final_train_loss", "steps_done"]
 COST = ["params", "impl", "train_time_s", "step_time_ms", "step_time_iqr_ms", "warmup_time_s",
         "eval_time_s", "n_evals", "time_to_target_s", "peak_mem_mb", "mem_source"]

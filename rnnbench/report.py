@@ -19,12 +19,13 @@ import pandas as pd
 
 from rnnbench import records
 
-NUMERIC = ["seed", "hidden_size", "test_acc", "test_acc_final", "best_valid_acc", "params", "train_time_s",
+NUMERIC = ["seed", "hidden_size", "test_acc", "test_acc_final", "best_valid_acc", "test_loss", "baseline_loss",
+           "params", "train_time_s",
            "step_time_ms", "peak_mem_mb", "time_to_target_s", "task_version"]
 REQUIRED = ["run_id", "task", "task_version", "cell_spec", "seed", "hidden_size", "config_json", "status",
             "perm_sha256", "data", "protocol", "device", "test_acc"]
 # Everything that must be equal for two rows to be seeds of the same experiment.
-TABLE_KEYS = ["task", "task_version", "data", "protocol", "perm_sha256", "device"]
+TABLE_KEYS = ["task", "task_spec", "task_version", "data", "protocol", "perm_sha256", "device"]
 GROUP_KEYS = TABLE_KEYS + ["cell_spec", "hidden_size", "config_rest"]
 
 
@@ -74,6 +75,9 @@ def read_results(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                         continue
                 (curves if is_curves else rows).append(row)
     frame = pd.DataFrame(rows, columns=list(dict.fromkeys(records.COLUMNS + (list(rows[0]) if rows else []))))
+    unnamed = frame["task_spec"].isna() | (frame["task_spec"] == "")
+    frame.loc[unnamed, "task_spec"] = frame.loc[unnamed, "task"]  # rows written before task specs
+    frame["perm_sha256"] = frame["perm_sha256"].fillna("")
     for column in NUMERIC:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     curves_frame = pd.DataFrame(curves, columns=records.CURVE_COLUMNS)
@@ -90,9 +94,9 @@ def _row_problem(row: dict[str, str]) -> str:
         except ValueError:
             return f"{column} {row[column]!r} is not a number"
     if row["status"] == "ok":
-        try:
-            if not 0 <= float(row["test_acc"]) <= 1:
-                return f"test_acc {row['test_acc']} is outside [0, 1]"
+        try:  # an accuracy, or a score such as R^2 that may be negative
+            if not float(row["test_acc"]) <= 1:
+                return f"test_acc {row['test_acc']} is above 1"
         except ValueError:
             return f"test_acc {row['test_acc']!r} is not a number"
     try:
@@ -126,12 +130,15 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
         n=("seed", "size"),
         test_acc_mean=("test_acc", "mean"), test_acc_std=("test_acc", "std"),
         test_acc_final_mean=("test_acc_final", "mean"), test_acc_final_std=("test_acc_final", "std"),
+        test_loss_mean=("test_loss", "mean"), test_loss_std=("test_loss", "std"),
+        baseline_loss=("baseline_loss", "first"),
         params=("params", "median"), step_time_ms=("step_time_ms", "median"),
         train_time_s=("train_time_s", "mean"), time_to_target_s=("time_to_target_s", "mean"),
         peak_mem_mb=("peak_mem_mb", "mean"), device_name=("device_name", "first"),
         seeds=("seed", lambda s: ",".join(str(int(v)) for v in sorted(s))),
     ).reset_index()
-    summary[["test_acc_std", "test_acc_final_std"]] = summary[["test_acc_std", "test_acc_final_std"]].fillna(0.0)
+    stds = ["test_acc_std", "test_acc_final_std", "test_loss_std"]
+    summary[stds] = summary[stds].fillna(0.0)
     return summary
 
 
@@ -150,6 +157,7 @@ class Column:
 TABLE_COLUMNS = [
     Column("test_acc_mean", "Acc. (%)", True, 2, 100, "test_acc_std"),
     Column("test_acc_final_mean", "Final (%)", True, 2, 100, "test_acc_final_std"),
+    Column("test_loss_mean", "Loss", False, 3, 1, "test_loss_std"),  # for tasks with a baseline loss
     Column("params", "Params", False, 0),
     Column("step_time_ms", "Step (ms)", False, 1),
     Column("train_time_s", "Train (s)", False, 0),
@@ -159,7 +167,8 @@ TABLE_COLUMNS = [
 
 
 def _table_columns(summary: pd.DataFrame) -> list[Column]:
-    return [c for c in TABLE_COLUMNS if summary[c.key].notna().any()]
+    has_baseline = summary["baseline_loss"].notna().any()
+    return [c for c in TABLE_COLUMNS if summary[c.key].notna().any() and (c.key != "test_loss_mean" or has_baseline)]
 
 
 def experiment_labels(summary: pd.DataFrame) -> list[str]:
@@ -175,10 +184,26 @@ def experiment_labels(summary: pd.DataFrame) -> list[str]:
     return labels
 
 
+def _task_attribute(task_spec: str, name: str, default):
+    from rnnbench.registry import TASKS
+
+    try:
+        return getattr(TASKS.build(task_spec), name, default)
+    except ValueError:  # a task of rows written elsewhere that is not registered here
+        return default
+
+
+def score_name(summary: pd.DataFrame) -> str:
+    """What `acc` means for the table's task: accuracy, recall accuracy, R²..."""
+    return _task_attribute(summary["task_spec"].iloc[0], "score_name", "acc.")
+
+
 def _formatted(summary: pd.DataFrame, bold: str) -> tuple[list[str], list[list[str]]]:
     """Header and cells of one table, with the best value of each column wrapped in `bold`."""
     columns = _table_columns(summary)
-    header = ["Cell"] + [f"{c.title} {'↑' if c.higher_is_better else '↓'}" for c in columns] + ["Seeds"]
+    titles = {"test_acc_mean": f"{score_name(summary).capitalize()} (%)"}
+    header = ["Cell"] + [f"{titles.get(c.key, c.title)} {'↑' if c.higher_is_better else '↓'}"
+                         for c in columns] + ["Seeds"]
     body = []
     for label, (_, line) in zip(experiment_labels(summary), summary.iterrows()):
         cells = [label]
@@ -201,11 +226,15 @@ def table_caption(summary: pd.DataFrame) -> str:
     """What a table shows: task and version, data, protocol, permutation, device, seeds."""
     first = summary.iloc[0]
     seeds = sorted(set(summary["n"].astype(int)))
-    return (f"{first['task']} (task version {int(first['task_version'])}), data: {first['data']}, protocol: "
-            f"{first['protocol']}, pixel order {str(first['perm_sha256'])[:12]}, on {first['device_name']}; "
-            f"mean ± standard deviation over {'/'.join(map(str, seeds))} seed(s). Acc.: test accuracy of the "
-            f"weights with the best validation accuracy; Final: of the final weights; Step: median time of a "
-            f"training step; Train: training time; Mem.: peak memory.")
+    order = f", pixel order {str(first['perm_sha256'])[:12]}" if first["perm_sha256"] else ""
+    return (f"{first['task_spec']} (task version {int(first['task_version'])}), data: {first['data']}, protocol: "
+            f"{first['protocol']}{order}, on {first['device_name']}; "
+            f"mean ± standard deviation over {'/'.join(map(str, seeds))} seed(s). {score_name(summary).capitalize()}: "
+            f"test {score_name(summary)} of the weights with the best validation score; Final: of the final "
+            f"weights; Step: median time of a "
+            f"training step; Train: training time; Mem.: peak memory."
+            + (f" Loss: test loss; the memoryless baseline's is {first['baseline_loss']:.4g}."
+               if pd.notna(first["baseline_loss"]) else ""))
 
 
 def markdown_table(summary: pd.DataFrame) -> str:
@@ -245,8 +274,9 @@ def table_groups(summary: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     file-name stem."""
     groups = []
     for keys, part in summary.groupby(TABLE_KEYS, sort=True):
-        task, version, data, protocol, perm, device = keys
-        stem = f"{task}-v{int(version)}-{data}-{protocol}-{str(perm)[:8]}-{device}"
+        task, task_spec, version, data, protocol, perm, device = keys
+        name = str(task_spec).replace(":", "_")
+        stem = "-".join(str(p) for p in (name, f"v{int(version)}", data, protocol, str(perm)[:8], device) if p)
         groups.append((stem, part.sort_values(["cell_spec", "hidden_size", "config_rest"])))
     return groups
 
@@ -276,15 +306,6 @@ def _save(fig, out: Path, stem: str) -> list[Path]:
     return paths
 
 
-def _reference_lines(task_name: str) -> dict[str, float]:
-    from rnnbench.registry import TASKS
-
-    try:
-        return dict(getattr(TASKS.build(task_name), "reference_lines", {}))
-    except ValueError:  # a task of rows written elsewhere that is not registered here
-        return {}
-
-
 def plot_group(stem: str, summary: pd.DataFrame, rows: pd.DataFrame, curves: pd.DataFrame, out: Path,
                colors: dict[str, tuple]) -> list[Path]:
     """Every figure of one table group; returns the files written."""
@@ -296,7 +317,8 @@ def plot_group(stem: str, summary: pd.DataFrame, rows: pd.DataFrame, curves: pd.
 
     sns.set_theme(context="paper", style="whitegrid", font_scale=0.9)
     written: list[Path] = []
-    task = summary["task"].iloc[0]
+    task_spec = summary["task_spec"].iloc[0]
+    score = score_name(summary)
     summary = summary.assign(label=experiment_labels(summary))
     color_of = [colors[spec] for spec in summary["cell_spec"]]
     styles = ["-", "--", ":", "-."]  # a cell's colour stays; its variants differ by line style
@@ -319,7 +341,7 @@ def plot_group(stem: str, summary: pd.DataFrame, rows: pd.DataFrame, curves: pd.
                         marker=".")
                 ax.fill_between(line[x], 100 * (line["acc"] - sd), 100 * (line["acc"] + sd),
                                 color=colors[spec], alpha=0.2, linewidth=0)
-            ax.set(xlabel=xlabel, ylabel="validation accuracy (%)")
+            ax.set(xlabel=xlabel, ylabel=f"validation {score} (%)")
             ax.legend(fontsize="small")
             written += _save(fig, out, f"{stem}-{name}")
 
@@ -329,11 +351,11 @@ def plot_group(stem: str, summary: pd.DataFrame, rows: pd.DataFrame, curves: pd.
     ax.errorbar(100 * summary["test_acc_mean"], positions, xerr=100 * summary["test_acc_std"], fmt="none",
                 ecolor="0.3", capsize=3)
     ax.scatter(100 * summary["test_acc_mean"], positions, c=color_of, zorder=3)
-    for name, value in _reference_lines(task).items():
+    for name, value in _task_attribute(task_spec, "reference_lines", {}).items():
         ax.axvline(100 * value, color="0.4", linestyle="--", linewidth=1)
         ax.annotate(name, (100 * value, 1.0), xycoords=("data", "axes fraction"), fontsize="x-small",
                     rotation=90, ha="right", va="top", color="0.3")
-    ax.set(yticks=positions, yticklabels=summary["label"], xlabel="test accuracy (%)")
+    ax.set(yticks=positions, yticklabels=summary["label"], xlabel=f"test {score} (%)")
     written += _save(fig, out, f"{stem}-test-acc")
 
     # The trade-off: accuracy against parameters (log) and against time per step.
@@ -346,7 +368,7 @@ def plot_group(stem: str, summary: pd.DataFrame, rows: pd.DataFrame, curves: pd.
             ax.annotate(line["label"], (line[x], 100 * line["test_acc_mean"]), fontsize="x-small",
                         xytext=(3, 3), textcoords="offset points")
         ax.set(xlabel=xlabel, xscale="log" if x == "params" else "linear")
-    axes[0].set_ylabel("test accuracy (%)")
+    axes[0].set_ylabel(f"test {score} (%)")
     written += _save(fig, out, f"{stem}-tradeoff")
 
     # Costs as bars: time per step and peak memory.
@@ -400,7 +422,7 @@ def write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path) -> tuple[l
             written.append(out / f"{stem}{suffix}")
         part.to_csv(out / f"{stem}-summary.csv", index=False)
         written.append(out / f"{stem}-summary.csv")
-        group_rows = rows[rows["task"] == part["task"].iloc[0]]
+        group_rows = rows[rows["task_spec"] == part["task_spec"].iloc[0]]
         written += plot_group(stem, part, group_rows, curves, out, colors)
         markdown.append(f"## {stem}\n\n{md}")
     from rnnbench.registry import TASKS

@@ -110,7 +110,7 @@ class Progress:
     train_time: float = 0.0
     eval_time: float = 0.0
     n_evals: int = 0
-    best_valid_acc: float = -1.0
+    best_valid_acc: float = -math.inf  # a score such as R^2 can be below -1
     best_valid_step: int = -1
     last_train_loss: float = float("nan")
     time_to_target: float | None = None  # training time when validation accuracy first reached the target
@@ -277,7 +277,10 @@ def run_sweep(task_name: str, specs: list[Spec], seeds: list[int], config: RunCo
     from rnnbench.measure import flush_denormals
     from rnnbench.registry import build_task
 
-    task = build_task(task_name)
+    from rnnbench.registry import TASKS
+
+    task_spec = TASKS.parse(task_name)  # a name with options: copying:delay=200
+    task = build_task(task_spec)
     config.validate()
     device = resolve_device(config.device)
     if not seeds:
@@ -304,7 +307,7 @@ def run_sweep(task_name: str, specs: list[Spec], seeds: list[int], config: RunCo
     for spec, size in plan:
         for seed in seeds:
             run_config = config.replace(seed=seed, hidden_size=size)
-            identity = {"task": task.name, "task_version": task.version, "cell_spec": str(spec),
+            identity = {"task": task.name, "task_spec": str(task_spec), "task_version": task.version, "cell_spec": str(spec),
                         "config": run_config.identity(), "data": splits.info, "device": device.type}
             key = records.run_key(identity)
             if key in finished:
@@ -322,7 +325,8 @@ def run_sweep(task_name: str, specs: list[Spec], seeds: list[int], config: RunCo
             curves = [{"run_id": result["run_id"], **point} for point in result.pop("curves")]
             row = {**{k: v for k, v in run_config.as_dict().items() if k in records.COLUMNS},
                    **{k: v for k, v in splits.info.items() if k in records.COLUMNS},
-                   "run_key": key, "task": task.name, "task_version": task.version, "cell": spec.name,
+                   "run_key": key, "task": task.name, "task_spec": str(task_spec), "task_version": task.version,
+                   "cell": spec.name,
                    "cell_spec": str(spec), "options": json.dumps(dict(spec.options), sort_keys=True),
                    "config_json": json.dumps(run_config.as_dict(), sort_keys=True), **env, **result}
             records.append_run(results, task.name, row, curves)

@@ -15,4 +15,4 @@ if __name__ != "rnnbench.tasks":
         "`import rnnbench`)"
     )
 
-from . import mnist  # noqa: E402,F401  (importing registers the tasks)
+from . import memory, mnist  # noqa: E402,F401  (importing registers the tasks)

@@ -80,6 +80,7 @@ class SequentialMNIST:
     # a recurrent cell below that line is not using the sequence.
     reference_lines = {"linear classifier on all pixels": 0.9265}
     target_acc = 0.95  # for time_to_target_s: a level well-tuned recurrent cells reach
+    score_name = "accuracy"
 
     def load(self, config: RunConfig, folder: Path | None = None) -> Splits:
         """Splits as float tensors x (n, 784, 1) in [0, 1] and int64 labels (n,)."""

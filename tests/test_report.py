@@ -88,11 +88,11 @@ def test_tables_show_mean_std_best_in_bold_and_what_they_are(results):
     markdown = reporting.markdown_table(summary)
     assert "| eurnn | 60.00 ± 10.00 | 59.00 ± 10.00 | **100** | 5.0 | 11 | **50** | 3 |" in markdown
     assert "| lstm | **80.00 ± 0.00** | **79.00 ± 0.00** | 900 | **3.0** | **10** | **50** | 2 |" in markdown
-    assert "Acc. (%) ↑" in markdown and "Step (ms) ↓" in markdown
+    assert "Accuracy (%) ↑" in markdown and "Step (ms) ↓" in markdown
     assert "pmnist (task version 1), data: sample" in markdown and "on Test CPU" in markdown
     assert "over 2/3 seed(s)" in markdown
     latex = reporting.latex_table(summary, "tab:x")
-    assert r"\textbf{80.00 $\pm$ 0.00}" in latex and r"\toprule" in latex and r"Acc. (\%) $\uparrow$" in latex
+    assert r"\textbf{80.00 $\pm$ 0.00}" in latex and r"\toprule" in latex and r"Accuracy (\%) $\uparrow$" in latex
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
@@ -112,7 +112,7 @@ def test_report_writes_every_table_and_figure(results, tmp_path):
     out = CliRunner().invoke(main, ["report", "--results", str(results), "--out", str(tmp_path / "rep")])
     assert out.exit_code == 0, out.output
     assert "left out: 1 failed (--status to include)" in out.output
-    stem = "pmnist-v1-sample-sample-aaaa-cpu"
+    stem = "pmnist-v1-sample-sample-aaaa-cpu"  # TASK_SPEC-vVERSION-DATA-PROTOCOL-PERM-DEVICE
     expected = {f"{stem}.md", f"{stem}.tex", f"{stem}-summary.csv", "report.md"}
     for figure in ("valid-acc-vs-step", "valid-acc-vs-time", "test-acc", "tradeoff", "cost"):
         expected |= {f"{stem}-{figure}.png", f"{stem}-{figure}.pdf"}

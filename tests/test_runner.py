@@ -201,7 +201,7 @@ def test_a_failing_run_does_not_stop_the_next(tiny_mnist, tmp_path, scratch_cell
     (["--cells", "eurnn:nope=1"], "unknown option 'nope'; options of eurnn: capacity: int = 2"),
     (["--cells", ","], "no cell given in --cells"),
     (["--cells", "gpt*"], "no cell matches 'gpt*'"),
-    (["--cells", "rnn", "--task", "imagenet"], "unknown task 'imagenet'; known: pmnist, smnist"),
+    (["--cells", "rnn", "--task", "imagenet"], "unknown task 'imagenet'; known: adding, copying, pmnist, smnist"),
     (["--cells", "rnn", "--preset", "fast"], "unknown preset 'fast'; known: default, torch-eunn, quick"),
     (["--cells", "eurnn", "--hidden", "7"], "EURNN needs an even hidden size >= 2 (units are mixed in pairs); got 7"),
     (["--cells", "eurnn-c16", "--hidden", "8"], "capacity must be in [1, hidden_size=8]"),
