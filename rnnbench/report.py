@@ -393,7 +393,7 @@ def plot_input(task_name: str, perm_seed: int, out: Path) -> list[Path]:
     from rnnbench.registry import TASKS
 
     task = TASKS.build(task_name)
-    if not hasattr(task, "example"):
+    if getattr(task, "example", None) is None:
         return []
     example = task.example(perm_seed)
     fig = plt.figure(figsize=(2 * COLUMN_WIDTH_IN, 1.9))

@@ -41,16 +41,18 @@ def pixel_permutation(seed: int, pixels: int = 784) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def _images(source: str, protocol: str, folder: Path | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _images(dataset: str, source: str, protocol: str, folder: Path | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """uint8 images (n, pixels) and labels per split, as the protocol splits them (cached: a
     sweep over cells loads the files once). The official sizes give 50k/10k/10k splits; a
     smaller dataset in the same format keeps the same proportions."""
     if source == "sample":  # the bundled 5,000 digits, sorted by class: shuffle, then 4k/0.5k/0.5k
+        if dataset != "mnist":
+            raise ValueError(f"no sample of {dataset} is bundled; use --data full (and --data-dir with its files)")
         images, labels = load_sample()
         order = np.random.RandomState(SPLIT_SEED).permutation(len(images))
         cuts = {"train": order[:4000], "valid": order[4000:4500], "test": order[4500:]}
         return {k: (images[i].reshape(len(i), -1), labels[i]) for k, i in cuts.items()}
-    arrays = load_mnist(data_dir(folder))
+    arrays = load_mnist(folder, dataset=dataset)
     train_x, train_y = arrays["train_images"].reshape(len(arrays["train_labels"]), -1), arrays["train_labels"]
     test_x, test_y = arrays["test_images"].reshape(len(arrays["test_labels"]), -1), arrays["test_labels"]
     if protocol == "standard":  # the official test set; 1/6 of the training set (10k) for validation
@@ -76,6 +78,7 @@ class SequentialMNIST:
     num_classes = 10
     target = "last"  # the loss reads the output of the last step only
     permuted = False
+    dataset = "mnist"
     # Lines drawn on the test-accuracy plots: a linear classifier on all 784 pixels gets 92.65%;
     # a recurrent cell below that line is not using the sequence.
     reference_lines = {"linear classifier on all pixels": 0.9265}
@@ -85,7 +88,8 @@ class SequentialMNIST:
     def load(self, config: RunConfig, folder: Path | None = None) -> Splits:
         """Splits as float tensors x (n, 784, 1) in [0, 1] and int64 labels (n,)."""
         protocol = "sample" if config.data == "sample" else config.protocol
-        images = _images(config.data, protocol, data_dir(folder) if config.data == "full" else None)
+        images = _images(self.dataset, config.data, protocol,
+                         data_dir(folder, self.dataset) if config.data == "full" else None)
         pixels = images["train"][0].shape[1]  # 784 for MNIST: the sequence length
         order = pixel_permutation(config.perm_seed, pixels) if self.permuted else np.arange(pixels)
         dtype = getattr(torch, config.dtype)
@@ -123,3 +127,22 @@ class PermutedMNIST(SequentialMNIST):
     name = "pmnist"
     permuted = True
     target_acc = 0.90
+
+
+@register_task("sfmnist")
+class SequentialFashionMNIST(SequentialMNIST):
+    """Sequential Fashion-MNIST: Zalando's clothing images, pixel by pixel in raster order."""
+
+    name = "sfmnist"
+    dataset = "fashion-mnist"
+    reference_lines: dict[str, float] = {}  # no linear baseline we have checked
+    target_acc = 0.85
+    example = None  # needs the dataset's files: the report draws no input figure
+
+
+@register_task("pfmnist")
+class PermutedFashionMNIST(SequentialFashionMNIST):
+    """Permuted Fashion-MNIST: the pixels in one fixed random order (`perm_seed`), one per step."""
+
+    name = "pfmnist"
+    permuted = True

@@ -66,10 +66,11 @@ def test_truncated_gzip_is_a_clear_error(tmp_path, cut):
 
 def test_data_dir_precedence(monkeypatch, tmp_path):
     monkeypatch.setenv("RNNBENCH_DATA", str(tmp_path / "env"))
-    assert data_dir(tmp_path / "flag") == tmp_path / "flag"
-    assert data_dir() == tmp_path / "env"
+    assert data_dir(tmp_path / "flag") == tmp_path / "flag"  # --data-dir holds the files themselves
+    assert data_dir() == tmp_path / "env" / "mnist"  # a root with one folder per dataset
+    assert data_dir(dataset="fashion-mnist") == tmp_path / "env" / "fashion-mnist"
     monkeypatch.delenv("RNNBENCH_DATA")
-    assert data_dir().name == "data" and "rnnbench" in str(data_dir())
+    assert data_dir().parts[-2:] == ("data", "mnist") and "rnnbench" in str(data_dir())
 
 
 # --- fetching, against a real HTTP server -------------------------------------------------
@@ -202,3 +203,9 @@ def test_any_mnist_format_dataset_reads_through_the_same_code():
     images = load_idx(DataFile("train-images-idx3-ubyte", None), FASHION)
     labels = load_idx(DataFile("train-labels-idx1-ubyte", None), FASHION)
     assert images.shape == (60000, 28, 28) and np.bincount(labels).tolist() == [6000] * 10
+
+
+@pytest.mark.skipif(not FASHION.exists(), reason="apt-get install dataset-fashion-mnist")
+def test_fashion_mnist_checksums_hold_for_debians_recompressed_files():
+    arrays = mnist_data.load_mnist(FASHION, mirrors=[], dataset="fashion-mnist")  # checked, no network
+    assert arrays["train_images"].shape == (60000, 28, 28) and arrays["test_labels"].shape == (10000,)

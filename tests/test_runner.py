@@ -201,7 +201,7 @@ def test_a_failing_run_does_not_stop_the_next(tiny_mnist, tmp_path, scratch_cell
     (["--cells", "eurnn:nope=1"], "unknown option 'nope'; options of eurnn: capacity: int = 2"),
     (["--cells", ","], "no cell given in --cells"),
     (["--cells", "gpt*"], "no cell matches 'gpt*'"),
-    (["--cells", "rnn", "--task", "imagenet"], "unknown task 'imagenet'; known: adding, copying, pmnist, smnist"),
+    (["--cells", "rnn", "--task", "imagenet"], "unknown task 'imagenet'; known: adding, copying, pfmnist, pmnist, sfmnist, smnist"),
     (["--cells", "rnn", "--preset", "fast"], "unknown preset 'fast'; known: default, torch-eunn, quick"),
     (["--cells", "eurnn", "--hidden", "7"], "EURNN needs an even hidden size >= 2 (units are mixed in pairs); got 7"),
     (["--cells", "eurnn-c16", "--hidden", "8"], "capacity must be in [1, hidden_size=8]"),
@@ -302,3 +302,20 @@ def test_time_to_target_is_the_training_time_when_validation_first_reaches_it(ti
     never = train(task, rnnbench.parse_cell_spec("rnn"), config.replace(target=1.0), splits,
                   torch.device("cpu"), log=lambda _: None)
     assert never["time_to_target_s"] == ""
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").exists(),
+                    reason="apt-get install dataset-fashion-mnist")
+def test_pfmnist_reads_real_fashion_mnist_files():
+    task = rnnbench.build_task("pfmnist")
+    splits = task.load(RunConfig(data="full"), Path("/usr/share/datasets/fashion-mnist"))
+    assert (len(splits.train[1]), len(splits.valid[1]), len(splits.test[1])) == (50000, 10000, 10000)
+    assert splits.train[0].shape[1:] == (784, 1) and 0 <= splits.train[0].min() < splits.train[0].max() <= 1
+    assert splits.info["perm_sha256"] == rnnbench.build_task("pmnist").load(RunConfig(data="sample")).info["perm_sha256"]
+
+
+def test_fashion_mnist_has_no_bundled_sample(tmp_path):
+    out = CliRunner().invoke(main, ["run", "--cells", "rnn", "--task", "sfmnist", "--data", "sample",
+                                    "--results", str(tmp_path / "r")])
+    assert out.exit_code == 2 and "no sample of fashion-mnist is bundled" in out.output
+    assert not (tmp_path / "r").exists()

