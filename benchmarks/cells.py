@@ -1,7 +1,10 @@
 """Time one training step of every cell and EURNN implementation, in one run.
 
 A step is what the runner does: forward over the whole sequence, a Linear readout and
-cross-entropy on the last step, backward, and an RMSprop update. Each configuration runs in
+cross-entropy on the last step, backward, and an RMSprop update; forward (with the loss) and
+backward (with the update) are also timed apart. Memory is measured in a separate pass, one
+step alone in its own process: the peak (CUDA allocator, or on CPU the process's peak resident
+set) and `step_mb`, what that step needed above the memory already held. Each configuration runs in
 a fresh process (what one configuration leaves in the C heap changes the page faults of the
 next by a factor of three, so sharing a process would favour whatever runs later), with the
 same warm-up and number of timed repeats; the table shows the median and the spread
@@ -25,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 import rnnbench
-from rnnbench.measure import flush_denormals
+from rnnbench.measure import current_memory_mb, flush_denormals, peak_memory_mb, reset_peak_memory
 
 
 def _sync(device: torch.device) -> None:
@@ -33,45 +36,75 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_train_step(spec: str, hidden: int, steps: int, batch: int, repeats: int, warmup: int,
-                    device: torch.device, keep_denormals: bool = False, num_classes: int = 10) -> dict:
-    """Median and spread, in ms, of one training step of `spec` on random data."""
-    denormals = "kept" if keep_denormals else f"flushed ({flush_denormals()})"
+def _training_step(spec: str, hidden: int, steps: int, batch: int, device: torch.device, num_classes: int = 10):
+    """The cell and one training step on random data; the step returns the clock reading
+    between forward (with the loss) and backward (with the update)."""
     torch.manual_seed(0)
     cell = rnnbench.build_cell(spec, input_size=1, hidden_size=hidden).to(device)
     readout = torch.nn.Linear(cell.output_size, num_classes).to(device)
-    params = list(cell.parameters()) + list(readout.parameters())
-    opt = torch.optim.RMSprop(params, lr=1e-4)
+    opt = torch.optim.RMSprop(list(cell.parameters()) + list(readout.parameters()), lr=1e-4)
     x = torch.rand(batch, steps, 1, device=device)
     y = torch.randint(num_classes, (batch,), device=device)
 
-    def step() -> None:
+    def step() -> float:
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(readout(cell(x)[:, -1]), y)
+        _sync(device)
+        middle = time.perf_counter()
         loss.backward()
         opt.step()
+        return middle
 
+    return cell, step
+
+
+def time_train_step(spec: str, hidden: int, steps: int, batch: int, repeats: int, warmup: int,
+                    device: torch.device, keep_denormals: bool = False) -> dict:
+    """Median and spread, in ms, of one training step of `spec`, and of its two halves."""
+    denormals = "kept" if keep_denormals else f"flushed ({flush_denormals()})"
+    cell, step = _training_step(spec, hidden, steps, batch, device)
     for _ in range(warmup):
         step()
-    times = []
+    times, forward, backward = [], [], []
     for _ in range(repeats):
         _sync(device)
         start = time.perf_counter()
-        step()
+        middle = step()
         _sync(device)
-        times.append((time.perf_counter() - start) * 1e3)
+        end = time.perf_counter()
+        times.append((end - start) * 1e3)
+        forward.append((middle - start) * 1e3)
+        backward.append((end - middle) * 1e3)
     return {
         "cell": spec, "impl": getattr(cell, "last_impl", None) or "native", "hidden": hidden, "steps": steps,
         "batch": batch, "params": sum(p.numel() for p in cell.parameters()),
         "median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times),
+        "forward_ms": statistics.median(forward), "backward_ms": statistics.median(backward),
         "repeats": repeats, "denormals": denormals,
     }
 
 
-def time_in_fresh_process(*args) -> dict:
-    """`time_train_step(*args)` in a new interpreter, so that no configuration inherits another's heap."""
+def step_memory(spec: str, hidden: int, steps: int, batch: int, device: torch.device,
+                keep_denormals: bool = False) -> dict:
+    """Memory of one training step, run alone: the peak (CUDA allocator, or the process's peak
+    resident set on CPU) and `step_mb`, what the step needed above the memory held before it.
+    On CPU this is only clean in a fresh process, where no earlier step left freed memory."""
+    if not keep_denormals:
+        flush_denormals()
+    _, step = _training_step(spec, hidden, steps, batch, device)
+    _sync(device)
+    held_mb = current_memory_mb(device)
+    mem_source = reset_peak_memory(device)
+    step()
+    _sync(device)
+    peak_mb = peak_memory_mb(device)
+    return {"peak_mb": peak_mb, "step_mb": peak_mb - held_mb, "mem_source": mem_source}
+
+
+def in_fresh_process(function, *args) -> dict:
+    """`function(*args)` in a new interpreter, so that no measurement inherits another's heap."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(time_train_step, *args).result()
+        return pool.submit(function, *args).result()
 
 
 @click.command()
@@ -103,8 +136,12 @@ def main(hidden, steps, batch, capacities, full_hidden, full_steps, repeats, war
     rows = []
     for specs, n, t in ((main_specs, hidden, steps), (full_specs, full_hidden, full_steps)):
         for spec in specs:
-            run = time_train_step if quick else time_in_fresh_process  # --quick checks, it doesn't measure
-            row = run(spec, n, t, batch, repeats, warmup, device, keep_denormals)
+            if quick:  # --quick checks that everything runs; it doesn't measure
+                row = {**time_train_step(spec, n, t, batch, repeats, warmup, device, keep_denormals),
+                       **step_memory(spec, n, t, batch, device, keep_denormals)}
+            else:
+                row = {**in_fresh_process(time_train_step, spec, n, t, batch, repeats, warmup, device, keep_denormals),
+                       **in_fresh_process(step_memory, spec, n, t, batch, device, keep_denormals)}
             click.echo(f"{spec:32s} N={n:<4d} T={t:<4d} {row['median_ms']:10.1f} ms", err=True)
             rows.append(row)
     table = pd.DataFrame(rows)

@@ -100,6 +100,20 @@ def peak_memory_mb(device: torch.device) -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+def current_memory_mb(device: torch.device) -> float:
+    """Memory held now, in MiB: torch's allocated CUDA memory, or the process's resident set."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return float("nan")
+
+
 def environment(device: torch.device) -> dict[str, str]:
     """Where a row was measured: device, versions, commit, host, time (UTC)."""
     import datetime
