@@ -138,7 +138,8 @@ def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_che
     try:
         TASKS.parse(task_name)  # an unknown task or option is refused before anything else
         specs = expand_cells(cells)
-        hidden_sizes = parse_int_list("hidden sizes", fields.pop("hidden_size")) if fields["hidden_size"] else None
+        hidden = fields.pop("hidden_size")  # one size, or a comma-separated list: a sweep
+        hidden_sizes = parse_int_list("hidden sizes", hidden) if hidden else None
         if hidden_sizes and len(hidden_sizes) == 1:
             fields["hidden_size"], hidden_sizes = hidden_sizes[0], None
         config = preset(preset_name).replace(**{k: v for k, v in fields.items() if v is not None})
