@@ -11,6 +11,7 @@ operations also run on OpenMP worker threads, which keep the default.
 from __future__ import annotations
 
 import ctypes
+import math
 import sys
 
 import torch
@@ -87,13 +88,9 @@ def peak_memory_mb(device: torch.device) -> float:
     """The peak since reset_peak_memory (see there), in MiB."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
+    peak = _process_status_mb("VmHWM")
+    if not math.isnan(peak):
+        return peak
     import resource  # not on Windows; ru_maxrss is in kB on Linux, bytes on macOS
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -104,14 +101,19 @@ def current_memory_mb(device: torch.device) -> float:
     """Memory held now, in MiB: torch's allocated CUDA memory, or the process's resident set."""
     if device.type == "cuda":
         return torch.cuda.memory_allocated(device) / 2**20
+    return _process_status_mb("VmRSS")
+
+
+def _process_status_mb(field: str) -> float:
+    """A memory field of /proc/self/status (Linux) in MiB: VmRSS now, VmHWM the peak; NaN elsewhere."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) / 1024  # kB
     except OSError:
         pass
-    return float("nan")
+    return math.nan
 
 
 def environment(device: torch.device) -> dict[str, str]:
