@@ -51,7 +51,8 @@ def _generated(folder: Path) -> None:
 def main(data_dir, dataset, repeats, quick):
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        if quick or data_dir is None:
+        generated = quick or data_dir is None  # no files given: small generated ones
+        if generated:
             data_dir, dataset, repeats = scratch / "gz", "mnist", 1
             data_dir.mkdir()
             _generated(data_dir)
@@ -70,7 +71,7 @@ def main(data_dir, dataset, repeats, quick):
             task.load(RunConfig(data="full"), data_dir)
 
         task_s = _median_seconds(task_load, repeats)
-    click.echo(f"{dataset} files in {'generated scratch files' if quick else data_dir}, median of {repeats}")
+    click.echo(f"{dataset} files in {'generated scratch files' if generated else data_dir}, median of {repeats}")
     click.echo(f"  parse + checksum, gzipped files  {gz_s:7.3f} s")
     click.echo(f"  parse + checksum, plain files    {plain_s:7.3f} s")
     click.echo(f"  task load (split, permute, to tensors)  {task_s:7.3f} s")

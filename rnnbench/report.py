@@ -227,10 +227,11 @@ def table_caption(summary: pd.DataFrame) -> str:
     first = summary.iloc[0]
     seeds = sorted(set(summary["n"].astype(int)))
     order = f", pixel order {str(first['perm_sha256'])[:12]}" if first["perm_sha256"] else ""
+    score = score_name(summary)
     return (f"{first['task_spec']} (task version {int(first['task_version'])}), data: {first['data']}, protocol: "
             f"{first['protocol']}{order}, on {first['device_name']}; "
-            f"mean ± standard deviation over {'/'.join(map(str, seeds))} seed(s). {score_name(summary).capitalize()}: "
-            f"test {score_name(summary)} of the weights with the best validation score; Final: of the final "
+            f"mean ± standard deviation over {'/'.join(map(str, seeds))} seed(s). {score.capitalize()}: "
+            f"test {score} of the weights with the best validation score; Final: of the final "
             f"weights; Step: median time of a "
             f"training step; Train: training time; Mem.: peak memory."
             + (f" Loss: test loss; the memoryless baseline's is {first['baseline_loss']:.4g}."
