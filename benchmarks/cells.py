@@ -8,19 +8,25 @@ set) and `step_mb`, what that step needed above the memory already held. Each co
 a fresh process (what one configuration leaves in the C heap changes the page faults of the
 next by a factor of three, so sharing a process would favour whatever runs later), with the
 same warm-up and number of timed repeats; the table shows the median and the spread
-(min-max), then the ratios the cells issue targets. On CPU, denormals are flushed to zero on
-every thread (see rnnbench.measure) unless --keep-denormals.
+(min-max), then the ratios the cells and performance issues target (time against `rnn`, dense
+against fused, and the step memory of every fused configuration against `rnn`'s). On CPU,
+denormals are flushed to zero on every thread (see rnnbench.measure) unless --keep-denormals.
+The fused kernel is CPU-only: on CUDA its rows are left out.
 
     python benchmarks/cells.py                      # N=256, T=784, B=100 and full capacity at N=64, T=196
     python benchmarks/cells.py --quick              # seconds: small sizes, to check it runs
+    python benchmarks/cells.py --csv t.csv --json t.json   # also as tables for the report
 """
 
 from __future__ import annotations
 
+import json
+import math
 import multiprocessing
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import click
 import pandas as pd
@@ -112,7 +118,8 @@ def in_fresh_process(function, *args) -> dict:
 @click.option("--steps", default=784, show_default=True, help="T for the main comparison.")
 @click.option("--batch", default=100, show_default=True)
 @click.option("--capacities", default="2,4,8,16", show_default=True,
-              help="EURNN capacities timed with impl=dense (capacity 2 also with reference).")
+              help="EURNN capacities timed with impl=dense and impl=fused (capacity 2 also with reference; "
+                   "full capacity is always added for fused).")
 @click.option("--full-hidden", default=64, show_default=True, help="N for the full-capacity comparison.")
 @click.option("--full-steps", default=196, show_default=True, help="T for the full-capacity comparison.")
 @click.option("--repeats", default=5, show_default=True)
@@ -121,17 +128,23 @@ def in_fresh_process(function, *args) -> dict:
 @click.option("--quick", is_flag=True,
               help="Tiny sizes, one repeat, all in this process: checks the script runs, in seconds.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Also write the table here.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+              help="Also write the table, the ratios and the environment here, as JSON.")
 @click.option("--keep-denormals", is_flag=True,
               help="Do not flush denormals to zero (CPU): shows what vanishing gradients cost.")
 def main(hidden, steps, batch, capacities, full_hidden, full_steps, repeats, warmup, device, quick,
-         csv_path, keep_denormals):
+         csv_path, json_path, keep_denormals):
     if quick:
         hidden, steps, batch, full_hidden, full_steps, repeats = 32, 20, 8, 16, 10, 1
     device = torch.device(device)
     caps = [int(c) for c in capacities.split(",")]
     main_specs = ["rnn", "lstm", "gru", "eurnn:impl=reference"]
     main_specs += [f"eurnn:capacity={c}:impl=dense" for c in caps]
+    if device.type == "cpu":  # the fused kernel is a CPU kernel
+        main_specs += [f"eurnn:capacity={c}:impl=fused" for c in caps] + ["eurnn-fft:impl=fused", "eurnn-full:impl=fused"]
     full_specs = ["eurnn-full:impl=reference", "eurnn-full:impl=dense", "rnn"]
+    if device.type == "cpu":
+        full_specs.insert(2, "eurnn-full:impl=fused")
 
     rows = []
     for specs, n, t in ((main_specs, hidden, steps), (full_specs, full_hidden, full_steps)):
@@ -150,24 +163,44 @@ def main(hidden, steps, batch, capacities, full_hidden, full_steps, repeats, war
                f"{'' if quick else ', one process per configuration'}")
     click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
 
-    def median(spec: str, n: int) -> float:
-        return table.loc[(table.cell == spec) & (table.hidden == n), "median_ms"].iloc[0]
+    def value(spec: str, n: int, column: str = "median_ms") -> float:
+        found = table.loc[(table.cell == spec) & (table.hidden == n), column]
+        return found.iloc[0] if len(found) else float("nan")
 
-    dense2 = median("eurnn:capacity=2:impl=dense", hidden) if 2 in caps else float("nan")
+    def median(spec: str, n: int) -> float:
+        return value(spec, n)
+
+    dense2 = median("eurnn:capacity=2:impl=dense", hidden)
+    fused2 = median("eurnn:capacity=2:impl=fused", hidden)
+    rnn = median("rnn", hidden)
+    at = f"(N={hidden}, T={steps}"
     ratios = [
-        (f"eurnn-dense / rnn          (N={hidden}, T={steps}, capacity 2)", dense2 / median("rnn", hidden), "<= 3.5"),
-        (f"reference / dense          (N={hidden}, T={steps}, capacity 2)",
-         median("eurnn:impl=reference", hidden) / dense2, ">= 2.5"),
+        (f"eurnn-dense / rnn          {at}, capacity 2)", dense2 / rnn, "<= 3.5"),
+        (f"reference / dense          {at}, capacity 2)", median("eurnn:impl=reference", hidden) / dense2, ">= 2.5"),
         (f"reference / dense          (N={full_hidden}, T={full_steps}, full capacity)",
          median("eurnn-full:impl=reference", full_hidden) / median("eurnn-full:impl=dense", full_hidden), ">= 50"),
-        (f"lstm / rnn                 (N={hidden}, T={steps})", median("lstm", hidden) / median("rnn", hidden), ""),
-        (f"gru / rnn                  (N={hidden}, T={steps})", median("gru", hidden) / median("rnn", hidden), ""),
+        (f"eurnn-fused / rnn          {at}, capacity 2)", fused2 / rnn, "<= 0.6"),
+        (f"dense / fused              {at}, capacity 2)", dense2 / fused2, ">= 4"),
+        (f"lstm / rnn                 {at})", median("lstm", hidden) / rnn, ""),
+        (f"gru / rnn                  {at})", median("gru", hidden) / rnn, ""),
     ]
-    click.echo("\nratios of median step times")
-    for name, value, target in ratios:
-        click.echo(f"  {name} {value:7.2f}   {('target ' + target) if target else ''}")
+    rnn_mb = value("rnn", hidden, "step_mb")
+    for spec in table.cell[table.impl.eq("fused") & table.hidden.eq(hidden)]:
+        ratios.append((f"step memory {spec} / rnn".ljust(46), value(spec, hidden, "step_mb") / rnn_mb, "<= 1"))
+    click.echo("\nratios (median step times; memory: step_mb)")
+    for name, ratio, target in ratios:
+        click.echo(f"  {name} {ratio:7.2f}   {('target ' + target) if target else ''}")
     if csv_path:
         table.to_csv(csv_path, index=False)
+    if json_path:
+        document = {
+            "environment": {"torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads(),
+                            "batch": batch, "warmup": warmup, "repeats": repeats, "fresh_processes": not quick},
+            "rows": json.loads(table.to_json(orient="records")),
+            "ratios": [{"name": " ".join(name.split()), "value": r if math.isfinite(r) else None, "target": target or None}
+                       for name, r, target in ratios],
+        }
+        Path(json_path).write_text(json.dumps(document, indent=1) + "\n")
 
 
 if __name__ == "__main__":

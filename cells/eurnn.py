@@ -18,11 +18,14 @@ units alone (`boundary="open"`, the paper's layout). Capacity N spans the unitar
 to the optional diagonal phase layer `diag_phase`). The `fft` style has log2(N) layers that
 mix units at strides 1, 2, 4, ... (N a power of two).
 
-Two implementations of the same function:
+Three implementations of the same function:
   - `reference` applies the mixer layers to the state at every step: O(capacity * N) work
     per step, a dozen small tensor operations per layer;
   - `dense` builds U once per forward pass (capacity * N^2 work, differentiable), then runs
-    one real (2N x 2N) matmul plus modReLU per step.
+    one real (2N x 2N) matmul plus modReLU per step;
+  - `fused` (CPU) runs the whole recurrence, forward and backward through time, in one compiled
+    C++ kernel per direction with the sparse mixer structure (see _eurnn_fused.py): O(capacity * N)
+    work per step with no per-step tensor operations, and only the states kept for backward.
 
 Initialisation: angles theta, phi (and the diagonal phases) uniform in [0, 2pi), as in the
 paper; modReLU bias beta uniform in [-0.01, 0.01], so the nonlinearity starts close to the
@@ -34,17 +37,19 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rnnbench.cells import _eurnn_fused
 from rnnbench.registry import register_cell
 
 Style = Literal["tunable", "fft"]
 Output = Literal["real", "abs", "complex"]
-Impl = Literal["auto", "reference", "dense"]
+Impl = Literal["auto", "reference", "dense", "fused"]
 Boundary = Literal["periodic", "open"]
 
 MODRELU_EPS = 1e-6  # |z| is computed as sqrt(|z|^2 + eps^2): finite gradient at z = 0
@@ -100,7 +105,7 @@ class EURNN(nn.Module):
         super().__init__()
         _check_choice("style", style, ("tunable", "fft"))
         _check_choice("output", output, ("real", "abs", "complex"))
-        _check_choice("impl", impl, ("auto", "reference", "dense"))
+        _check_choice("impl", impl, ("auto", "reference", "dense", "fused"))
         _check_choice("boundary", boundary, ("periodic", "open"))
         n = hidden_size
         if n < 2 or n % 2:
@@ -127,6 +132,7 @@ class EURNN(nn.Module):
         self.impl = impl  # "auto" is resolved per forward pass: see chosen_impl
         self.last_impl: str | None = None  # what the last forward pass ran
         self.output_size = 2 * n if output == "complex" else n
+        self._fused_layout = None  # built on first use of the fused kernel
 
         # Each layer reorders the state to [a-units, b-units, untouched units] with `perm`,
         # mixes, and restores the order with `inv`. Layers share few distinct patterns.
@@ -155,17 +161,28 @@ class EURNN(nn.Module):
     def chosen_impl(self, device: torch.device) -> str:
         """The implementation a forward pass on `device` runs.
 
-        `auto` on CUDA is dense (a GEMM is cheap there, the reference path is bound by kernel
-        launches). On CPU it compares per-step costs fitted to benchmarks/cells.py on 2 cores
-        (B=50, T=120; N=512..1332, capacity 2..16): dense ~ 0.77 + 5.6e-6 N^2 ms, reference ~
-        1.22 + L (0.41 + 9e-4 N) ms. Dense wins at N=512 with capacity 2 (1.3x) and at N=1024 with
-        capacity 8; the reference path wins at N=1332 with capacity 2 (2.4x).
+        `fused` is a CPU kernel: asked for on another device, or where it cannot be built (no
+        compiler; one warning), `dense` runs instead. `auto` on CUDA is dense (a GEMM is cheap
+        there, the reference path is bound by kernel launches). On CPU, `auto` is fused when the
+        mesh has at most N/5 layers: the fused kernel costs ~ L N per step, dense ~ N^2 at a better
+        rate per operation; measured crossovers (benchmarks/cells.py, 2 cores, B=100) lie at
+        L = N/4 (N=1024), N/3 (N=256) and N/1.4 (N=64). Otherwise, or without the kernel, `auto`
+        compares per-step costs fitted on 2 cores (B=50, T=120; N=512..1332, capacity 2..16): dense
+        ~ 0.77 + 5.6e-6 N^2 ms, reference ~ 1.22 + L (0.41 + 9e-4 N) ms. Dense wins at N=512 with
+        capacity 2 (1.3x) and at N=1024 with capacity 8; reference at N=1332 with capacity 2 (2.4x).
         """
+        n, layers = self.hidden_size, self.capacity + (self.omega is not None)
+        if device.type != "cpu":
+            if self.impl == "fused":
+                _warn_fused_cpu_only(device)
+            return "dense" if self.impl in ("auto", "fused") else self.impl
+        if self.impl == "fused" or (self.impl == "auto" and 5 * layers <= n):
+            if _eurnn_fused.load() is not None:
+                return "fused"
+            if self.impl == "fused":
+                return "dense"
         if self.impl != "auto":
             return self.impl
-        if device.type != "cpu":
-            return "dense"
-        n, layers = self.hidden_size, self.capacity + (self.omega is not None)
         dense_ms = 0.77 + 5.6e-6 * n * n
         reference_ms = 1.22 + layers * (0.41 + 9e-4 * n)
         return "reference" if reference_ms < dense_ms else "dense"
@@ -196,12 +213,15 @@ class EURNN(nn.Module):
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, T, input_size) real; h0: optional (B, N) complex initial state (default 0)."""
-        xproj = F.linear(x.transpose(0, 1), self.input.weight, self.input.bias)  # (T, B, N)
         self.last_impl = self.chosen_impl(x.device)
-        if self.last_impl == "reference":
-            re, im = self._forward_reference(xproj, h0)
+        if self.last_impl == "fused":
+            re, im = self._forward_fused(x, h0)
         else:
-            re, im = self._forward_dense(xproj, h0)
+            xproj = F.linear(x.transpose(0, 1), self.input.weight, self.input.bias)  # (T, B, N)
+            if self.last_impl == "reference":
+                re, im = self._forward_reference(xproj, h0)
+            else:
+                re, im = self._forward_dense(xproj, h0)
         if self.output == "real":
             return re
         if self.output == "complex":
@@ -235,6 +255,28 @@ class EURNN(nn.Module):
         real_only = self.output == "real"
         hs = DenseRecurrence.apply(xproj, m, self.mod_bias, h0, real_only).transpose(0, 1)
         return hs[..., :n], None if real_only else hs[..., n:]
+
+
+    def _forward_fused(self, x: torch.Tensor, h0: torch.Tensor | None):
+        n = self.hidden_size
+        if self._fused_layout is None:
+            pairs = mixer_pairs(n, self.style, self.capacity, self.boundary)
+            self._fused_layout = _eurnn_fused.layout(pairs, n)
+        if h0 is not None:
+            h0 = torch.cat([h0.real, h0.imag], -1).to(x.dtype)
+        omega = self.omega if self.omega is not None else self.theta.new_empty(0)
+        real_only = self.output == "real"
+        hs = _eurnn_fused.FusedRecurrence.apply(
+            x, self.input.weight, self.input.bias, self.theta, self.phi, omega, self.mod_bias, h0,
+            _eurnn_fused.load(), self._fused_layout, real_only)
+        # For output="real" hs is Re h already: slicing it would make backward pad a copy.
+        return (hs, None) if real_only else (hs[..., :n], hs[..., n:])
+
+
+@functools.cache
+def _warn_fused_cpu_only(device: torch.device) -> None:
+    warnings.warn(f"EURNN impl='fused' is a CPU kernel; on {device} it runs impl='dense'", RuntimeWarning,
+                  stacklevel=4)
 
 
 class DenseRecurrence(torch.autograd.Function):

@@ -22,3 +22,26 @@ def scratch_cells(monkeypatch):
     CELLS.names()  # the built-ins are in before the copy is taken
     monkeypatch.setattr(CELLS, "_entries", dict(CELLS._entries))
     return CELLS
+
+
+def _has_compiler() -> bool:
+    import os
+    import shutil
+
+    return shutil.which(os.environ.get("CXX", "c++")) is not None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `fused` need the compiled EURNN kernel: skipped, with the reason, where no
+    C++ compiler is found. Where one is, a kernel that fails to build fails them."""
+    if _has_compiler():
+        return
+    skip = pytest.mark.skip(reason="no C++ compiler: the fused EURNN kernel cannot be built here")
+    for item in items:
+        if "fused" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--soak", action="store_true",
+                     help="run the fault tests' long loops (60 kills of `rnnbench run` instead of 8)")

@@ -1,5 +1,6 @@
 """The benchmark scripts run (at tiny sizes) and print what they promise."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,17 +11,25 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.fused
 def test_cells_benchmark_quick(tmp_path):
-    csv = tmp_path / "cells.csv"
-    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "cells.py"), "--quick", "--csv", str(csv)],
-                         capture_output=True, text=True, timeout=300)
+    csv, js = tmp_path / "cells.csv", tmp_path / "cells.json"
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "cells.py"), "--quick", "--csv", str(csv),
+                          "--json", str(js)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    for ratio in ("eurnn-dense / rnn", "reference / dense", "lstm / rnn"):
+    for ratio in ("eurnn-dense / rnn", "reference / dense", "eurnn-fused / rnn", "dense / fused", "lstm / rnn",
+                  "step memory eurnn-full:impl=fused / rnn"):
         assert ratio in out.stdout
     table = pd.read_csv(csv)
-    assert set(table.cell) >= {"rnn", "lstm", "gru", "eurnn:impl=reference", "eurnn-full:impl=dense"}
+    assert set(table.cell) >= {"rnn", "lstm", "gru", "eurnn:impl=reference", "eurnn-full:impl=dense",
+                               "eurnn:capacity=2:impl=fused", "eurnn-fft:impl=fused"}
     assert (table.median_ms > 0).all()
-    assert set(table.impl) == {"native", "reference", "dense"}
+    assert set(table.impl) == {"native", "reference", "dense", "fused"}
+    document = json.loads(js.read_text())
+    assert len(document["rows"]) == len(table) and document["environment"]["threads"] >= 1
+    ratios = {r["name"]: r for r in document["ratios"]}
+    assert ratios["dense / fused (N=32, T=20, capacity 2)"]["target"] == ">= 4"
+    assert all(r["value"] is None or r["value"] >= 0 for r in document["ratios"])
 
 
 @pytest.mark.parametrize("script, expected", [

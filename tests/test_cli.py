@@ -30,7 +30,7 @@ def test_ls_lists_every_cell_with_options_and_defaults_then_tasks_and_presets():
     assert "options: delay: int = 100; n_train: int = 10000" in result.output
     assert listed(result.output, "presets") == ["default", "torch-eunn", "quick"]
     assert "torch-eunn  protocol=pooled, sampling=replacement" in result.output
-    assert "capacity: int = 2; output: real|abs|complex = real; impl: auto|reference|dense = auto" in result.output
+    assert "capacity: int = 2; output: real|abs|complex = real; impl: auto|reference|dense|fused = auto" in result.output
     assert "forget_bias: float = 1.0" in result.output
 
 

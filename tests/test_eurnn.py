@@ -1,4 +1,5 @@
-"""EURNN: unitarity, structure, parameter count, gradients, and reference == dense."""
+"""EURNN: unitarity, structure, parameter count, gradients, reference == dense, and which path
+auto runs. The fused kernel's own tests are in test_eurnn_fused.py."""
 
 import math
 
@@ -6,6 +7,7 @@ import pytest
 import torch
 
 import rnnbench
+from rnnbench.cells import _eurnn_fused
 from rnnbench.cells.eurnn import EURNN, modrelu_scale, mixer_pairs
 
 torch.manual_seed(0)
@@ -81,17 +83,17 @@ def test_registered_variants_have_their_capacity():
     assert rnnbench.build_cell("eurnn:capacity=6", 1, 32).capacity == 6
 
 
-def _run_both(cell_kwargs, x, h0):
-    """Outputs and parameter gradients of the reference and dense paths on identical weights."""
-    results = []
-    for impl in ("reference", "dense"):
-        torch.manual_seed(3)
-        cell = EURNN(x.shape[-1], h0.shape[-1], impl=impl, **cell_kwargs).double()
-        y = cell(x, h0=h0)
-        grads = torch.autograd.grad((y * torch.linspace(-1, 1, y.shape[-1], dtype=y.dtype)).sum(),
-                                    list(cell.parameters()))
-        results.append((y, grads))
-    return results
+def run_impl(impl, cell_kwargs, x, h0):
+    """Output and gradients (parameters, then x and h0) of one implementation, on weights that
+    depend only on the seed."""
+    torch.manual_seed(3)
+    cell = EURNN(x.shape[-1], h0.shape[-1], impl=impl, **cell_kwargs).double()
+    x, h0 = x.clone().requires_grad_(), h0.clone().requires_grad_()
+    y = cell(x, h0=h0)
+    assert cell.last_impl == impl
+    grads = torch.autograd.grad((y * torch.linspace(-1, 1, y.shape[-1], dtype=y.dtype)).sum(),
+                                [*cell.parameters(), x, h0])
+    return y, grads
 
 
 EQUIVALENCE = [
@@ -110,13 +112,14 @@ def test_dense_equals_reference_in_outputs_and_gradients(kwargs, n, steps):
     torch.manual_seed(4)
     x = torch.randn(3, steps, 2, dtype=torch.float64)
     h0 = torch.randn(3, n, dtype=torch.complex128) * 0.3
-    (y_ref, g_ref), (y_dense, g_dense) = _run_both(kwargs, x, h0)
+    y_ref, g_ref = run_impl("reference", kwargs, x, h0)
+    y_dense, g_dense = run_impl("dense", kwargs, x, h0)
     torch.testing.assert_close(y_dense, y_ref, rtol=0, atol=1e-10)
     for a, b in zip(g_dense, g_ref):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("impl", ["reference", "dense"])
+@pytest.mark.parametrize("impl", ["reference", "dense", pytest.param("fused", marks=pytest.mark.fused)])
 @pytest.mark.parametrize("kwargs", [dict(style="tunable", capacity=3, output="complex", diag_phase=True),
                                     dict(style="tunable", capacity=2, output="real", boundary="open"),
                                     dict(style="fft", output="abs")])
@@ -124,15 +127,16 @@ def test_gradcheck(impl, kwargs):
     torch.manual_seed(5)
     cell = EURNN(2, 4, impl=impl, **kwargs).double()
     x = torch.randn(2, 4, 2, dtype=torch.float64, requires_grad=True)
+    h0 = (0.5 * torch.randn(2, 4, dtype=torch.complex128)).requires_grad_()
     params = tuple(cell.parameters())
 
-    def f(x, *values):
-        return torch.func.functional_call(cell, dict(zip(dict(cell.named_parameters()), values)), (x,))
+    def f(x, h0, *values):
+        return torch.func.functional_call(cell, dict(zip(dict(cell.named_parameters()), values)), (x, h0))
 
-    assert torch.autograd.gradcheck(f, (x, *params))
+    assert torch.autograd.gradcheck(f, (x, h0, *params))
 
 
-@pytest.mark.parametrize("impl", ["reference", "dense"])
+@pytest.mark.parametrize("impl", ["reference", "dense", pytest.param("fused", marks=pytest.mark.fused)])
 @pytest.mark.parametrize("style, n, capacity, boundary", MESHES[2:])
 def test_state_norm_is_preserved_without_input_and_bias(impl, style, n, capacity, boundary):
     cell = make(style, n, capacity, boundary, impl=impl, output="complex").double()
@@ -173,13 +177,27 @@ def test_modrelu_gradient_is_finite_at_zero():
 
 @pytest.mark.parametrize("n, capacity, expected", [(8, 2, "dense"), (256, 2, "dense"), (512, 2, "dense"),
                                                    (1332, 2, "reference"), (1024, 8, "dense"), (64, 64, "dense")])
-def test_auto_picks_the_path_measured_faster(n, capacity, expected):
+def test_without_the_fused_kernel_auto_picks_the_path_measured_faster(n, capacity, expected, monkeypatch):
+    monkeypatch.setattr(_eurnn_fused, "load", lambda: None)  # as on a machine without a compiler
     cell = EURNN(1, n, capacity=capacity)
     assert cell.chosen_impl(torch.device("cpu")) == expected
     assert cell.chosen_impl(torch.device("cuda")) == "dense"
     cell(torch.zeros(1, 2, 1))
     assert cell.last_impl == expected
     assert EURNN(1, n, capacity=capacity, impl="reference").chosen_impl(torch.device("cuda")) == "reference"
+    assert EURNN(1, n, capacity=capacity, impl="fused").chosen_impl(torch.device("cpu")) == "dense"
+
+
+@pytest.mark.fused
+@pytest.mark.parametrize("n, capacity, diag_phase, expected", [
+    (8, 2, False, "dense"), (10, 2, False, "fused"), (256, 2, False, "fused"), (256, 51, False, "fused"),
+    (256, 51, True, "dense"), (256, 64, False, "dense"), (1024, 8, False, "fused"), (64, 64, False, "dense"),
+])
+def test_auto_picks_fused_on_cpu_for_meshes_of_at_most_n_over_5_layers(n, capacity, diag_phase, expected):
+    cell = EURNN(1, n, capacity=capacity, diag_phase=diag_phase)
+    assert cell.chosen_impl(torch.device("cpu")) == expected
+    assert cell.chosen_impl(torch.device("cuda")) == "dense"
+    assert EURNN(1, n, capacity=capacity, impl="fused").chosen_impl(torch.device("cpu")) == "fused"
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -193,7 +211,7 @@ def test_auto_picks_the_path_measured_faster(n, capacity, expected):
     (dict(style="fft", boundary="open"), "boundary applies to style='tunable' only; got 'open'"),
     (dict(style="butterfly"), "style must be one of tunable, fft; got 'butterfly'"),
     (dict(output="imag"), "output must be one of real, abs, complex; got 'imag'"),
-    (dict(impl="cuda"), "impl must be one of auto, reference, dense; got 'cuda'"),
+    (dict(impl="cuda"), "impl must be one of auto, reference, dense, fused; got 'cuda'"),
     (dict(boundary="closed"), "boundary must be one of periodic, open; got 'closed'"),
 ])
 def test_invalid_options_raise_value_errors_naming_the_value(kwargs, message):

@@ -1,0 +1,453 @@
+// The EURNN recurrence, forward and backward through time, in one compiled kernel per direction.
+//
+// Same math as the reference path of cells/eurnn.py: h_t = modReLU(U h_{t-1} + W x_t + b), with U
+// a product of layers of 2x2 mixers (and an optional diagonal phase). Every sample of the batch is
+// an independent recurrence, so the batch is split across threads and each thread runs whole
+// sequences with its state in L1 cache: no synchronisation per step, no tensor per step.
+//
+// The state lives in an internal order of the units (`perm[j]` is the unit at position j), chosen
+// on the Python side so that each layer's mixers act on contiguous runs ("segments") of positions:
+// a segment (a, b, len, m) mixes positions a+k with b+k using mixer m+k, for k < len, and the loops
+// over a segment vectorise. Stored states are in the natural order of the units.
+//
+// Backward keeps nothing per layer: for step t it recomputes U h_{t-1} from the stored state, then
+// walks the layers backwards, inverting each mixer exactly (they are unitary) to recover its input
+// while it propagates the gradient. Gradients of the parameters are summed per fixed chunk of the
+// batch and the chunks are added in order, so results do not depend on thread scheduling.
+
+#include <torch/extension.h>
+
+#include <algorithm>
+#include <cmath>
+#include <thread>
+#include <vector>
+
+namespace {
+
+constexpr double kModReluEps = 1e-6;  // |z| = sqrt(|z|^2 + eps^2), as MODRELU_EPS in eurnn.py
+
+struct Layout {
+  int64_t n = 0;
+  std::vector<int64_t> perm;     // position -> unit
+  std::vector<int64_t> segments; // 4 per segment: a, b, len, mixer
+  std::vector<int64_t> layers;   // layer l owns segments [layers[l], layers[l + 1])
+  enum { kNatural, kSplit, kOther } order = kOther;  // kSplit: even units, then odd units
+};
+
+Layout read_layout(const torch::Tensor& perm, const torch::Tensor& segments, const torch::Tensor& layers) {
+  Layout out;
+  auto p = perm.contiguous().to(torch::kLong);
+  auto s = segments.contiguous().to(torch::kLong);
+  auto l = layers.contiguous().to(torch::kLong);
+  out.n = p.numel();
+  out.perm.assign(p.data_ptr<int64_t>(), p.data_ptr<int64_t>() + p.numel());
+  out.segments.assign(s.data_ptr<int64_t>(), s.data_ptr<int64_t>() + s.numel());
+  out.layers.assign(l.data_ptr<int64_t>(), l.data_ptr<int64_t>() + l.numel());
+  bool natural = true, split = out.n % 2 == 0;
+  for (int64_t j = 0; j < out.n; ++j) {
+    natural = natural && out.perm[j] == j;
+    split = split && out.perm[j] == (j < out.n / 2 ? 2 * j : 2 * (j - out.n / 2) + 1);
+  }
+  out.order = natural ? Layout::kNatural : split ? Layout::kSplit : Layout::kOther;
+  return out;
+}
+
+// dst[j] = src[perm[j]] (accumulate: +=), from the natural order of units to the internal one.
+template <typename T, bool kAccumulate = false>
+void to_internal(const Layout& lay, const T* __restrict src, T* __restrict dst) {
+  const int64_t n = lay.n, half = n / 2;
+  auto put = [](T& d, T v) { if (kAccumulate) d += v; else d = v; };
+  if (lay.order == Layout::kNatural) {
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) put(dst[j], src[j]);
+  } else if (lay.order == Layout::kSplit) {
+#pragma omp simd
+    for (int64_t k = 0; k < half; ++k) {
+      put(dst[k], src[2 * k]);
+      put(dst[half + k], src[2 * k + 1]);
+    }
+  } else {
+    for (int64_t j = 0; j < n; ++j) put(dst[j], src[lay.perm[j]]);
+  }
+}
+
+// dst[perm[j]] = src[j], from the internal order of units to the natural one.
+template <typename T>
+void to_natural(const Layout& lay, const T* __restrict src, T* __restrict dst) {
+  const int64_t n = lay.n, half = n / 2;
+  if (lay.order == Layout::kNatural) {
+    std::copy(src, src + n, dst);
+  } else if (lay.order == Layout::kSplit) {
+#pragma omp simd
+    for (int64_t k = 0; k < half; ++k) {
+      dst[2 * k] = src[k];
+      dst[2 * k + 1] = src[half + k];
+    }
+  } else {
+    for (int64_t j = 0; j < n; ++j) dst[lay.perm[j]] = src[j];
+  }
+}
+
+// Runs body(chunk, first, last) for `chunks` contiguous, equal parts of [0, total) on up to
+// `threads` threads. Chunk boundaries depend on `chunks` only.
+template <typename F>
+void run_chunks(int64_t total, int64_t chunks, int64_t threads, F body) {
+  auto part = [&](int64_t c) {
+    int64_t first = total * c / chunks, last = total * (c + 1) / chunks;
+    body(c, first, last);
+  };
+  threads = std::max<int64_t>(1, std::min(threads, chunks));
+  if (threads == 1) {
+    for (int64_t c = 0; c < chunks; ++c) part(c);
+    return;
+  }
+  std::vector<std::thread> pool;
+  for (int64_t w = 1; w < threads; ++w)
+    pool.emplace_back([&, w] { for (int64_t c = w; c < chunks; c += threads) part(c); });
+  for (int64_t c = 0; c < chunks; c += threads) part(c);
+  for (auto& th : pool) th.join();
+}
+
+// Per-call constants, in the internal order of units.
+template <typename T>
+struct Params {
+  int64_t n, inputs, mixers;
+  bool has_omega;
+  std::vector<T> cos_t, sin_t, cos_p, sin_p;  // per mixer
+  std::vector<T> cos_o, sin_o;                // diagonal phase, per position
+  std::vector<T> beta, b_in, w;               // per position; w is (n, inputs)
+};
+
+template <typename T>
+Params<T> read_params(const Layout& lay, const torch::Tensor& w, const torch::Tensor& b_in, const torch::Tensor& theta,
+                      const torch::Tensor& phi, const torch::Tensor& omega, const torch::Tensor& beta) {
+  Params<T> p;
+  p.n = lay.n;
+  p.inputs = w.size(1);
+  p.mixers = theta.numel();
+  p.has_omega = omega.numel() > 0;
+  auto th = theta.contiguous(), ph = phi.contiguous();
+  const T* thp = th.data_ptr<T>();
+  const T* php = ph.data_ptr<T>();
+  for (int64_t m = 0; m < p.mixers; ++m) {
+    p.cos_t.push_back(std::cos(thp[m]));
+    p.sin_t.push_back(std::sin(thp[m]));
+    p.cos_p.push_back(std::cos(php[m]));
+    p.sin_p.push_back(std::sin(php[m]));
+  }
+  auto wc = w.contiguous(), bc = b_in.contiguous(), be = beta.contiguous();
+  torch::Tensor om = p.has_omega ? omega.contiguous() : omega;
+  p.w.resize(p.n * p.inputs);
+  for (int64_t j = 0; j < p.n; ++j) {
+    int64_t u = lay.perm[j];
+    p.beta.push_back(be.data_ptr<T>()[u]);
+    p.b_in.push_back(bc.data_ptr<T>()[u]);
+    for (int64_t i = 0; i < p.inputs; ++i) p.w[j * p.inputs + i] = wc.data_ptr<T>()[u * p.inputs + i];
+    if (p.has_omega) {
+      p.cos_o.push_back(std::cos(om.data_ptr<T>()[u]));
+      p.sin_o.push_back(std::sin(om.data_ptr<T>()[u]));
+    }
+  }
+  return p;
+}
+
+// v <- U v for one state (re, im) in internal order.
+template <typename T>
+void apply_unitary(const Layout& lay, const Params<T>& p, T* __restrict re, T* __restrict im) {
+  const int64_t nl = static_cast<int64_t>(lay.layers.size()) - 1;
+  for (int64_t l = 0; l < nl; ++l) {
+    for (int64_t s = lay.layers[l]; s < lay.layers[l + 1]; ++s) {
+      const int64_t* seg = &lay.segments[4 * s];
+      T *ar = re + seg[0], *ai = im + seg[0], *br = re + seg[1], *bi = im + seg[1];
+      const T *c = p.cos_t.data() + seg[3], *sn = p.sin_t.data() + seg[3];
+      const T *cp = p.cos_p.data() + seg[3], *sp = p.sin_p.data() + seg[3];
+      const int64_t len = seg[2];
+#pragma omp simd
+      for (int64_t k = 0; k < len; ++k) {
+        T ur = c[k] * ar[k] - sn[k] * br[k], ui = c[k] * ai[k] - sn[k] * bi[k];
+        T nbr = sn[k] * ar[k] + c[k] * br[k], nbi = sn[k] * ai[k] + c[k] * bi[k];
+        ar[k] = cp[k] * ur - sp[k] * ui;
+        ai[k] = sp[k] * ur + cp[k] * ui;
+        br[k] = nbr;
+        bi[k] = nbi;
+      }
+    }
+  }
+  if (p.has_omega) {
+    const T *co = p.cos_o.data(), *so = p.sin_o.data();
+#pragma omp simd
+    for (int64_t j = 0; j < p.n; ++j) {
+      T r = re[j], i = im[j];
+      re[j] = co[j] * r - so[j] * i;
+      im[j] = so[j] * r + co[j] * i;
+    }
+  }
+}
+
+// re[j] += b_in[j] + sum_i w[j, i] x[i]: the input projection, real part only.
+template <typename T>
+void add_input(const Params<T>& p, const T* __restrict x, T* __restrict re) {
+  const T* w = p.w.data();
+  const T* b = p.b_in.data();
+  if (p.inputs == 1) {
+    const T x0 = x[0];
+#pragma omp simd
+    for (int64_t j = 0; j < p.n; ++j) re[j] += b[j] + w[j] * x0;
+    return;
+  }
+  for (int64_t j = 0; j < p.n; ++j) {
+    T acc = b[j];
+    for (int64_t i = 0; i < p.inputs; ++i) acc += w[j * p.inputs + i] * x[i];
+    re[j] += acc;
+  }
+}
+
+template <typename T>
+T inv_abs(T zr, T zi) {
+  return T(1) / std::sqrt(zr * zr + zi * zi + T(kModReluEps * kModReluEps));
+}
+
+template <typename T>
+void forward_kernel(const Layout& lay, const Params<T>& p, const T* x, const T* h0, T* hs, int64_t batch,
+                    int64_t steps, int64_t threads) {
+  const int64_t n = p.n, inputs = p.inputs;
+  const T* beta = p.beta.data();
+  run_chunks(batch, std::min<int64_t>(batch, threads), threads, [&](int64_t, int64_t first, int64_t last) {
+    std::vector<T> state(2 * n);
+    T *re = state.data(), *im = state.data() + n;
+    for (int64_t b = first; b < last; ++b) {
+      if (h0) {
+        to_internal(lay, h0 + b * 2 * n, re);
+        to_internal(lay, h0 + b * 2 * n + n, im);
+      } else {
+        std::fill(re, re + 2 * n, T(0));
+      }
+      for (int64_t t = 0; t < steps; ++t) {
+        apply_unitary(lay, p, re, im);
+        add_input(p, x + (b * steps + t) * inputs, re);
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) {
+          T s = std::max(T(0), T(1) + beta[j] * inv_abs(re[j], im[j]));
+          re[j] *= s;
+          im[j] *= s;
+        }
+        T* out = hs + (b * steps + t) * 2 * n;
+        to_natural(lay, re, out);
+        to_natural(lay, im, out + n);
+      }
+    }
+  });
+}
+
+// Parameter gradients of one chunk of the batch, in internal order.
+template <typename T>
+struct Grads {
+  std::vector<T> theta, phi, omega, beta, b_in, w;
+  Grads(const Params<T>& p)
+      : theta(p.mixers), phi(p.mixers), omega(p.has_omega ? p.n : 0), beta(p.n), b_in(p.n), w(p.n * p.inputs) {}
+};
+
+// Back through v <- U v for one state: (re, im) holds U v on entry and v on exit, (gr, gi) holds
+// dL/d(U v) on entry and dL/dv on exit; parameter gradients are added to g.
+template <typename T>
+void unitary_backward(const Layout& lay, const Params<T>& p, T* __restrict re, T* __restrict im, T* __restrict gr,
+                      T* __restrict gi, Grads<T>& g) {
+  if (p.has_omega) {  // y = e^{i omega} u
+    const T *co = p.cos_o.data(), *so = p.sin_o.data();
+    T* go = g.omega.data();
+#pragma omp simd
+    for (int64_t j = 0; j < p.n; ++j) {
+      T yr = re[j], yi = im[j], gyr = gr[j], gyi = gi[j];
+      go[j] += gyi * yr - gyr * yi;
+      re[j] = co[j] * yr + so[j] * yi;
+      im[j] = co[j] * yi - so[j] * yr;
+      gr[j] = co[j] * gyr + so[j] * gyi;
+      gi[j] = co[j] * gyi - so[j] * gyr;
+    }
+  }
+  const int64_t nl = static_cast<int64_t>(lay.layers.size()) - 1;
+  for (int64_t l = nl - 1; l >= 0; --l) {
+    for (int64_t s = lay.layers[l]; s < lay.layers[l + 1]; ++s) {
+      const int64_t* seg = &lay.segments[4 * s];
+      T *ar = re + seg[0], *ai = im + seg[0], *br = re + seg[1], *bi = im + seg[1];
+      T *gar = gr + seg[0], *gai = gi + seg[0], *gbr = gr + seg[1], *gbi = gi + seg[1];
+      const T *c = p.cos_t.data() + seg[3], *sn = p.sin_t.data() + seg[3];
+      const T *cp = p.cos_p.data() + seg[3], *sp = p.sin_p.data() + seg[3];
+      T *gth = g.theta.data() + seg[3], *gph = g.phi.data() + seg[3];
+      const int64_t len = seg[2];
+#pragma omp simd
+      for (int64_t k = 0; k < len; ++k) {
+        // Forward: u = c a - s b, a' = e^{i phi} u, b' = s a + c b.
+        T pr = ar[k], pi = ai[k], qr = br[k], qi = bi[k];          // a', b'
+        T gpr = gar[k], gpi = gai[k], gqr = gbr[k], gqi = gbi[k];  // dL/da', dL/db'
+        gph[k] += gpi * pr - gpr * pi;
+        T ur = cp[k] * pr + sp[k] * pi, ui = cp[k] * pi - sp[k] * pr;        // u = e^{-i phi} a'
+        T gur = cp[k] * gpr + sp[k] * gpi, gui = cp[k] * gpi - sp[k] * gpr;  // dL/du
+        // du/dtheta = -b', db'/dtheta = u.
+        gth[k] += gqr * ur + gqi * ui - gur * qr - gui * qi;
+        ar[k] = c[k] * ur + sn[k] * qr;
+        ai[k] = c[k] * ui + sn[k] * qi;
+        br[k] = c[k] * qr - sn[k] * ur;
+        bi[k] = c[k] * qi - sn[k] * ui;
+        gar[k] = c[k] * gur + sn[k] * gqr;
+        gai[k] = c[k] * gui + sn[k] * gqi;
+        gbr[k] = c[k] * gqr - sn[k] * gur;
+        gbi[k] = c[k] * gqi - sn[k] * gui;
+      }
+    }
+  }
+}
+
+template <typename T>
+void backward_kernel(const Layout& lay, const Params<T>& p, const T* x, const T* h0, const T* hs, const T* g_out,
+                     bool real_only, T* g_x, T* g_h0, std::vector<Grads<T>>& grads, int64_t batch, int64_t steps,
+                     int64_t threads) {
+  const int64_t n = p.n, inputs = p.inputs, out_width = real_only ? n : 2 * n;
+  const T* beta = p.beta.data();
+  run_chunks(batch, static_cast<int64_t>(grads.size()), threads, [&](int64_t chunk, int64_t first, int64_t last) {
+    Grads<T>& g = grads[chunk];
+    std::vector<T> buf(5 * n);
+    T *re = buf.data(), *im = re + n, *gr = im + n, *gi = gr + n, *xp = gi + n;
+    for (int64_t b = first; b < last; ++b) {
+      std::fill(gr, gr + 2 * n, T(0));  // dL/dh_t carried from step t + 1
+      for (int64_t t = steps - 1; t >= 0; --t) {
+        const T* go = g_out + (b * steps + t) * out_width;
+        to_internal<T, true>(lay, go, gr);
+        if (!real_only) to_internal<T, true>(lay, go + n, gi);
+        const T* prev = t > 0 ? hs + (b * steps + t - 1) * 2 * n : (h0 ? h0 + b * 2 * n : nullptr);
+        if (prev) {
+          to_internal(lay, prev, re);
+          to_internal(lay, prev + n, im);
+        } else {
+          std::fill(re, re + 2 * n, T(0));
+        }
+        apply_unitary(lay, p, re, im);  // U h_{t-1}
+        const T* xt = x + (b * steps + t) * inputs;
+        // modReLU h = s z, s = relu(1 + beta / r), r = |z|, active where s > 0; with q = 1[active] / r:
+        //   dh/dz . g = s g - beta q^3 (g . z) z,   dh/dbeta . g = q (g . z)
+        std::fill(xp, xp + n, T(0));
+        add_input(p, xt, xp);
+        T* gbeta = g.beta.data();
+        T* gb = g.b_in.data();
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) {
+          T zr = re[j] + xp[j], zi = im[j];
+          T ir = inv_abs(zr, zi);
+          T s = std::max(T(0), T(1) + beta[j] * ir);
+          T q = s > T(0) ? ir : T(0);
+          T dot = gr[j] * zr + gi[j] * zi;
+          gbeta[j] += q * dot;
+          T coef = -beta[j] * q * q * q * dot;
+          gr[j] = s * gr[j] + coef * zr;
+          gi[j] = s * gi[j] + coef * zi;
+          gb[j] += gr[j];
+        }
+        T* gw = g.w.data();
+        if (inputs == 1) {
+          const T x0 = xt[0];
+#pragma omp simd
+          for (int64_t j = 0; j < n; ++j) gw[j] += gr[j] * x0;
+        } else {
+          for (int64_t j = 0; j < n; ++j)
+            for (int64_t i = 0; i < inputs; ++i) gw[j * inputs + i] += gr[j] * xt[i];
+        }
+        if (g_x) {
+          T* gxt = g_x + (b * steps + t) * inputs;
+          for (int64_t i = 0; i < inputs; ++i) {
+            T acc = 0;
+            for (int64_t j = 0; j < n; ++j) acc += p.w[j * inputs + i] * gr[j];
+            gxt[i] = acc;
+          }
+        }
+        unitary_backward(lay, p, re, im, gr, gi, g);  // (gr, gi) is now dL/dh_{t-1} through U
+      }
+      if (g_h0) {
+        to_natural(lay, gr, g_h0 + b * 2 * n);
+        to_natural(lay, gi, g_h0 + b * 2 * n + n);
+      }
+    }
+  });
+}
+
+void check_inputs(const torch::Tensor& x, const torch::Tensor& w, int64_t n) {
+  TORCH_CHECK(x.device().is_cpu(), "the fused EURNN kernel runs on CPU tensors only");
+  TORCH_CHECK(x.dim() == 3, "x must be (batch, steps, inputs)");
+  TORCH_CHECK(w.dim() == 2 && w.size(0) == n && w.size(1) == x.size(2), "W must be (hidden, inputs)");
+}
+
+torch::Tensor forward(torch::Tensor x, torch::Tensor w, torch::Tensor b_in, torch::Tensor theta, torch::Tensor phi,
+                      torch::Tensor omega, torch::Tensor beta, c10::optional<torch::Tensor> h0, torch::Tensor perm,
+                      torch::Tensor segments, torch::Tensor layers, int64_t threads) {
+  Layout lay = read_layout(perm, segments, layers);
+  check_inputs(x, w, lay.n);
+  x = x.contiguous();
+  torch::Tensor h0c = h0 ? h0->contiguous() : torch::Tensor();
+  const int64_t batch = x.size(0), steps = x.size(1);
+  auto hs = torch::empty({batch, steps, 2 * lay.n}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "eurnn_fused_forward", [&] {
+    auto p = read_params<scalar_t>(lay, w, b_in, theta, phi, omega, beta);
+    pybind11::gil_scoped_release no_gil;
+    forward_kernel<scalar_t>(lay, p, x.data_ptr<scalar_t>(), h0c.defined() ? h0c.data_ptr<scalar_t>() : nullptr,
+                             hs.data_ptr<scalar_t>(), batch, steps, threads);
+  });
+  return hs;
+}
+
+// Returns dL/dx (undefined unless asked), dL/dW, dL/db, dL/dtheta, dL/dphi, dL/domega, dL/dbeta, dL/dh0.
+std::vector<torch::Tensor> backward(torch::Tensor g_out, torch::Tensor x, torch::Tensor w, torch::Tensor b_in,
+                                    torch::Tensor theta, torch::Tensor phi, torch::Tensor omega, torch::Tensor beta,
+                                    c10::optional<torch::Tensor> h0, torch::Tensor hs, torch::Tensor perm,
+                                    torch::Tensor segments, torch::Tensor layers, bool real_only, bool need_x,
+                                    int64_t threads) {
+  Layout lay = read_layout(perm, segments, layers);
+  check_inputs(x, w, lay.n);
+  x = x.contiguous();
+  g_out = g_out.contiguous();
+  hs = hs.contiguous();
+  torch::Tensor h0c = h0 ? h0->contiguous() : torch::Tensor();
+  const int64_t batch = x.size(0), steps = x.size(1), n = lay.n, inputs = x.size(2);
+  TORCH_CHECK(g_out.size(2) == (real_only ? n : 2 * n), "gradient of the output has the wrong width");
+  torch::Tensor g_x = need_x ? torch::empty_like(x) : torch::Tensor();
+  torch::Tensor g_h0 = h0c.defined() ? torch::empty_like(h0c) : torch::Tensor();
+  auto opts = x.options();
+  torch::Tensor g_w = torch::zeros({n, inputs}, opts), g_b = torch::zeros({n}, opts);
+  torch::Tensor g_theta = torch::zeros_like(theta), g_phi = torch::zeros_like(phi);
+  torch::Tensor g_omega = torch::zeros_like(omega), g_beta = torch::zeros({n}, opts);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "eurnn_fused_backward", [&] {
+    auto p = read_params<scalar_t>(lay, w, b_in, theta, phi, omega, beta);
+    const int64_t chunks = std::min<int64_t>(batch, threads);
+    std::vector<Grads<scalar_t>> grads(chunks, Grads<scalar_t>(p));
+    {
+      pybind11::gil_scoped_release no_gil;
+      backward_kernel<scalar_t>(lay, p, x.data_ptr<scalar_t>(), h0c.defined() ? h0c.data_ptr<scalar_t>() : nullptr,
+                                hs.data_ptr<scalar_t>(), g_out.data_ptr<scalar_t>(), real_only,
+                                need_x ? g_x.data_ptr<scalar_t>() : nullptr,
+                                g_h0.defined() ? g_h0.data_ptr<scalar_t>() : nullptr, grads, batch, steps, threads);
+    }
+    // Sum the chunks in order and put units back in their natural order.
+    scalar_t *gw = g_w.data_ptr<scalar_t>(), *gb = g_b.data_ptr<scalar_t>(), *gbe = g_beta.data_ptr<scalar_t>();
+    scalar_t *gth = g_theta.data_ptr<scalar_t>(), *gph = g_phi.data_ptr<scalar_t>();
+    scalar_t* gom = p.has_omega ? g_omega.data_ptr<scalar_t>() : nullptr;
+    for (const auto& g : grads) {
+      for (int64_t m = 0; m < p.mixers; ++m) {
+        gth[m] += g.theta[m];
+        gph[m] += g.phi[m];
+      }
+      for (int64_t j = 0; j < n; ++j) {
+        int64_t u = lay.perm[j];
+        gb[u] += g.b_in[j];
+        gbe[u] += g.beta[j];
+        if (gom) gom[u] += g.omega[j];
+        for (int64_t i = 0; i < inputs; ++i) gw[u * inputs + i] += g.w[j * inputs + i];
+      }
+    }
+  });
+  return {g_x, g_w, g_b, g_theta, g_phi, g_omega, g_beta, g_h0};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward", &forward, "EURNN recurrence, all steps: (B, T, 2N) states [Re h, Im h]");
+  m.def("backward", &backward, "gradients of the EURNN recurrence, all steps");
+}
