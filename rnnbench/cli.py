@@ -122,8 +122,9 @@ def config_options(command):
               help=f"Named configuration: {', '.join(PRESETS)}; the flags below override its fields.")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds; one run per cell and seed.")
 @config_options
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where dataset files are cached (default: $RNNBENCH_DATA, else the user cache folder).")
+@click.option("--data-dir", type=click.Path(exists=True, file_okay=False, readable=True, path_type=Path),
+              default=None, help="An existing folder where dataset files are, or are downloaded to "
+                                 "(default: $RNNBENCH_DATA, else the user cache folder).")
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Folder of the results CSVs (one per task) and curves.")
 @click.option("--force", is_flag=True, help="Run again even runs that already have an ok row.")
@@ -149,6 +150,9 @@ def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_che
         raise click.UsageError(str(error)) from None
     except (DownloadError, FileNotFoundError) as error:  # data that could not be had: say what to do
         raise click.ClickException(str(error)) from None
+    except OSError as error:  # a results file that could not be written (disk full...): rows written stay
+        raise click.ClickException(f"{error}; the rows written before are intact, and a run whose row could not "
+                                   "be written keeps its checkpoint and resumes from it next time") from None
     if rows:
         table = pd.DataFrame(rows).reindex(columns=["cell_spec", "hidden_size", "seed", "status", "test_acc", "test_acc_final",
                                                     "train_time_s", "step_time_ms", "peak_mem_mb"])

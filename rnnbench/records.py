@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
+import stat
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -54,11 +57,52 @@ def _lock(results: Path, task: str) -> FileLock:
     return FileLock(str(results / f".{task}.lock"))
 
 
+def _encode(header: list[str], rows: Iterable[dict[str, Any]], with_header: bool) -> bytes:
+    """Rows as CSV bytes, one line each: line breaks inside values become spaces, so that the
+    last line break of a file always ends a whole row (see _set_aside_torn_tail)."""
+    def one_line(value: Any) -> Any:
+        return " ".join(value.splitlines()) if isinstance(value, str) else value
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header, extrasaction="ignore", restval="")
+    if with_header:
+        writer.writeheader()
+    writer.writerows({k: one_line(v) for k, v in row.items()} for row in rows)
+    return buffer.getvalue().encode()
+
+
+def _complete_part(data: bytes) -> bytes:
+    """The file's bytes up to its last line break: every whole row. A tail after it is what
+    was left by a writer killed mid-row (or a disk that filled up)."""
+    return data[: data.rfind(b"\n") + 1]
+
+
+def _set_aside_torn_tail(path: Path) -> None:
+    """Move a torn last row out of the file, into `{file}.torn`, with a warning; the bytes are
+    kept for inspection, the run it belonged to has no row and will be run again."""
+    with open(path, "rb") as f:
+        data = f.read()
+    whole = _complete_part(data)
+    if len(whole) == len(data):
+        return
+    aside = path.with_name(path.name + ".torn")
+    with open(aside, "ab") as f:
+        f.write(data[len(whole):] + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.truncate(path, len(whole))
+    warnings.warn(f"{path} ended in a torn row ({len(data) - len(whole)} bytes, from a writer that was killed or ran "
+                  f"out of disk); moved it to {aside}. Its run has no row and will run again.")
+
+
 def _append(path: Path, columns: list[str], rows: Iterable[dict[str, Any]]) -> None:
-    """Append rows; a file whose header lacks some of `columns` (an older version wrote it) is
-    first rewritten with the union of both headers, so that nothing is lost."""
+    """Append rows in one write; a file whose header lacks some of `columns` (an older version
+    wrote it) is first rewritten with the union of both headers, so that nothing is lost. If
+    the write fails (disk full...), the file is cut back to its size before, and the error
+    raised: earlier rows are never touched."""
     header = columns
     if path.exists() and path.stat().st_size > 0:
+        _set_aside_torn_tail(path)
         with open(path, newline="") as f:
             header = next(csv.reader(f), columns)
         missing = [c for c in columns if c not in header]
@@ -70,13 +114,22 @@ def _append(path: Path, columns: list[str], rows: Iterable[dict[str, Any]]) -> N
             old.reindex(columns=header, fill_value="").to_csv(temporary, index=False)
             os.replace(temporary, path)
     new = not path.exists() or path.stat().st_size == 0
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore", restval="")
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
-        f.flush()
-        os.fsync(f.fileno())
+    data = _encode(header, rows, with_header=new)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(fd, data[written:])
+            os.fsync(fd)
+        except OSError as error:
+            if stat.S_ISREG(os.fstat(fd).st_mode):  # (not /dev/full, say, which cannot be cut)
+                os.ftruncate(fd, size)
+            raise OSError(error.errno, f"could not append to {path} ({error.strerror or error}); "
+                                       "the file is as it was before this run") from error
+    finally:
+        os.close(fd)
 
 
 def append_run(results: Path, task: str, row: dict[str, Any], curves: list[dict[str, Any]]) -> None:
@@ -87,12 +140,22 @@ def append_run(results: Path, task: str, row: dict[str, Any], curves: list[dict[
         _append(results_path(results, task), COLUMNS, [row])
 
 
+def whole_rows(path: Path) -> bytes:
+    """A results or curves file's bytes without a torn last row (ignored with a warning)."""
+    data = path.read_bytes()
+    whole = _complete_part(data)
+    if len(whole) < len(data):
+        warnings.warn(f"{path} ends in a torn row ({len(data) - len(whole)} bytes): ignored; the next append to the "
+                      "file moves it aside")
+    return whole
+
+
 def read_rows(results: Path, task: str) -> pd.DataFrame:
     """All rows of a task (an empty frame with the columns if there are none)."""
     path = results_path(results, task)
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame(columns=COLUMNS)
-    return pd.read_csv(path, dtype={"run_key": str, "run_id": str})
+    return pd.read_csv(io.BytesIO(whole_rows(path)), dtype={"run_key": str, "run_id": str})
 
 
 def finished_keys(results: Path, task: str) -> set[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import io
 import json
 import warnings
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ def read_results(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows, curves = [], []
     for path in sorted(folder.glob("*.csv")):
         is_curves = path.name.endswith("-curves.csv")
-        with open(path, newline="") as f:
+        with io.StringIO(records.whole_rows(path).decode(), newline="") as f:
             reader = csv.reader(f)
             header = next(reader, None)
             if header is None:
@@ -80,7 +81,9 @@ def read_results(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     frame["perm_sha256"] = frame["perm_sha256"].fillna("")
     for column in NUMERIC:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    curves_frame = pd.DataFrame(curves, columns=records.CURVE_COLUMNS)
+    # A run killed between writing its curves and its row writes them again when it resumes.
+    curves_frame = pd.DataFrame(curves, columns=records.CURVE_COLUMNS).drop_duplicates(
+        ["run_id", "step", "split"], keep="last")
     for column in ("step", "wall_time_s", "loss", "acc"):
         curves_frame[column] = pd.to_numeric(curves_frame[column], errors="coerce")
     return frame, curves_frame
@@ -88,6 +91,8 @@ def read_results(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _row_problem(row: dict[str, str]) -> str:
     """Why a row cannot be used, or ''."""
+    if row["status"] not in records.STATUSES:
+        return f"unknown status {row['status']!r} (known: {', '.join(records.STATUSES)})"
     for column in ("seed", "hidden_size", "task_version"):
         try:
             int(float(row[column]))

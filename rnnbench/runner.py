@@ -11,6 +11,8 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import os
@@ -116,20 +118,45 @@ class Progress:
     time_to_target: float | None = None  # training time when validation accuracy first reached the target
 
 
+CHECKPOINT_MAGIC = b"rnnbench checkpoint\n"
+
+
 def _save_checkpoint(path: Path, progress: Progress, model, optimizer, batches, best_state) -> None:
+    """Write the run's state as: a magic line, the SHA-256 of the payload, the payload
+    (torch.save). Written to a temporary file, synced, then renamed over the previous one: a
+    crash at any point leaves either the old checkpoint or the new one, never a mix."""
     state = {"version": CHECKPOINT_VERSION, "progress": progress.__dict__, "model": model.state_dict(),
              "optimizer": optimizer.state_dict(), "batches": batches.state_dict(), "best_state": best_state,
              "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
              "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
     temporary = path.with_name(path.name + ".tmp")
-    torch.save(state, temporary)
-    os.replace(temporary, path)  # a crash mid-write leaves the previous checkpoint intact
+    with open(temporary, "wb") as f:
+        f.write(CHECKPOINT_MAGIC + hashlib.sha256(payload).digest() + payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The state in a checkpoint file, after checking its checksum; loaded with
+    weights_only=True, so a file crafted to run code is refused, never executed."""
+    data = path.read_bytes()
+    head = len(CHECKPOINT_MAGIC)
+    if not data.startswith(CHECKPOINT_MAGIC):
+        raise ValueError("not an rnnbench checkpoint (no magic line)")
+    digest, payload = data[head : head + 32], data[head + 32 :]
+    if hashlib.sha256(payload).digest() != digest:
+        raise ValueError("checksum mismatch: the file is truncated or corrupt")
+    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
 
 
 def _load_checkpoint(path: Path, model, optimizer, batches) -> tuple[Progress, dict] | None:
     """Restore a run from `path`; None (with a warning) if it is unreadable."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_checkpoint(path)
         if state.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"checkpoint version {state.get('version')}, expected {CHECKPOINT_VERSION}")
         model.load_state_dict(state["model"])
@@ -141,7 +168,8 @@ def _load_checkpoint(path: Path, model, optimizer, batches) -> tuple[Progress, d
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         return Progress(**state["progress"]), state["best_state"]
     except Exception as error:  # a torn or foreign file: start over rather than resume wrongly
-        warnings.warn(f"ignoring unreadable checkpoint {path} ({error}); the run starts from scratch")
+        warnings.warn(f"ignoring unreadable checkpoint {path} ({type(error).__name__}: {error}); "
+                      "the run starts from scratch")
         return None
 
 
@@ -299,7 +327,14 @@ def run_sweep(task_name: str, specs: list[Spec], seeds: list[int], config: RunCo
             plan.append((spec, size))
     if device.type == "cpu":
         flush_denormals()
-    splits = task.load(config, data_folder)
+    # Tasks that generate their data from the run's seed (copying, adding) load it per seed.
+    seeded_data = getattr(task, "seeded_data", False)
+    loaded = {seed: task.load(config.replace(seed=seed), data_folder) for seed in (seeds if seeded_data else [])}
+    shared = None if seeded_data else task.load(config, data_folder)
+    splits = loaded[seeds[0]] if seeded_data else shared
+    n_train = len(splits.train[1])
+    if config.batch_size > n_train:
+        raise ValueError(f"batch_size {config.batch_size} is larger than the training set ({n_train} examples)")
     env = environment(device)
     finished = set() if force else records.finished_keys(results, task.name)
     checkpoints = results / "checkpoints"
@@ -307,6 +342,7 @@ def run_sweep(task_name: str, specs: list[Spec], seeds: list[int], config: RunCo
     for spec, size in plan:
         for seed in seeds:
             run_config = config.replace(seed=seed, hidden_size=size)
+            splits = loaded[seed] if seeded_data else shared
             identity = {"task": task.name, "task_spec": str(task_spec), "task_version": task.version, "cell_spec": str(spec),
                         "config": run_config.identity(), "data": splits.info, "device": device.type}
             key = records.run_key(identity)

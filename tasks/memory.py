@@ -30,6 +30,7 @@ class CopyingMemory:
 
     name = "copying"
     version = 1
+    seeded_data = True  # the runner loads the data with each run's own seed
     input_size = 10  # one-hot: 0 blank, 1-8 symbols, 9 the marker
     num_classes = 9  # 0 blank, 1-8 symbols
     target = "every"  # cross-entropy at every step
@@ -87,6 +88,7 @@ class AddingProblem:
 
     name = "adding"
     version = 1
+    seeded_data = True
     input_size = 2  # the value, and the marker
     num_classes = 1  # a regression: one output
     target = "last"
