@@ -129,13 +129,44 @@ def config_options(command):
               show_default=True, help="Folder of the results CSVs (one per task) and curves.")
 @click.option("--force", is_flag=True, help="Run again even runs that already have an ok row.")
 @click.option("--keep-checkpoints", is_flag=True, help="Keep the checkpoints of finished runs.")
-def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_checkpoints, **fields):
+@click.option("--executor", type=click.Choice(["inline", "local", "slurm"]), default="inline", show_default=True,
+              help="inline: one run after another in this process; local: parallel processes on this "
+                   "machine (--jobs); slurm: one SLURM job array, one run per task (returns after submitting).")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="local: runs at once, each with its share of the cores [default: 2].")
+@click.option("--wait", is_flag=True, help="slurm: wait for the jobs, then print the summary table.")
+@click.option("--partition", default=None, help="slurm: the partition.")
+@click.option("--time", "time_min", type=click.IntRange(min=1), default=None,
+              help="slurm: time limit per job, in minutes; a job that reaches it is requeued and resumes "
+                   "from its checkpoint [default: 1440].")
+@click.option("--gpus-per-task", type=click.IntRange(min=0), default=None, help="slurm: GPUs per run.")
+@click.option("--cpus-per-task", type=click.IntRange(min=1), default=None,
+              help="slurm: CPU cores per run (also its torch threads) [default: the cluster's, 1 thread].")
+@click.option("--mem", default=None, help="slurm: memory per run, e.g. 16G.")
+@click.option("--account", default=None, help="slurm: the account to charge.")
+@click.option("--qos", default=None, help="slurm: the quality of service.")
+@click.option("--array-parallelism", type=click.IntRange(min=1), default=None,
+              help="slurm: at most this many runs of the array at once.")
+@click.option("--sbatch", "sbatch_options", multiple=True, metavar="KEY=VALUE",
+              help="slurm: any other sbatch option, without its dashes (repeatable): --sbatch constraint=a100.")
+def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_checkpoints, executor, jobs, wait,
+        partition, time_min, gpus_per_task, cpus_per_task, mem, account, qos, array_parallelism, sbatch_options,
+        **fields):
     """Train every cell of --cells on --task for every seed; one CSV row per run."""
-    import pandas as pd
-
     from rnnbench.data import DownloadError
-    from rnnbench.runner import run_sweep
+    from rnnbench.runner import plan_sweep, remove_if_empty, run_planned
 
+    slurm_only = {"--wait": wait, "--partition": partition, "--time": time_min, "--gpus-per-task": gpus_per_task,
+                  "--cpus-per-task": cpus_per_task, "--mem": mem, "--account": account, "--qos": qos,
+                  "--array-parallelism": array_parallelism, "--sbatch": sbatch_options}
+    given = [flag for flag, value in slurm_only.items() if value not in (None, False, ())]
+    if executor != "slurm" and given:
+        raise click.UsageError(f"{given[0]} applies to --executor slurm; got --executor {executor}")
+    if executor != "local" and jobs is not None:
+        raise click.UsageError(f"--jobs applies to --executor local; got --executor {executor}")
+    results = results.resolve()  # jobs may run in another folder, on another node
+    data_dir = data_dir.resolve() if data_dir else None
+    log = lambda line: click.echo(line, err=True)  # noqa: E731
     try:
         TASKS.parse(task_name)  # an unknown task or option is refused before anything else
         specs = expand_cells(cells)
@@ -144,8 +175,21 @@ def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_che
         if hidden_sizes and len(hidden_sizes) == 1:
             fields["hidden_size"], hidden_sizes = hidden_sizes[0], None
         config = preset(preset_name).replace(**{k: v for k, v in fields.items() if v is not None})
-        rows = run_sweep(task_name, specs, parse_int_list("seeds", seeds), config, results, data_dir, force,
-                         keep_checkpoints, log=lambda line: click.echo(line, err=True), hidden_sizes=hidden_sizes)
+        slurm = None
+        if executor == "slurm":
+            from rnnbench.executors import SlurmOptions, parse_sbatch_options
+
+            slurm = SlurmOptions(partition, time_min or 24 * 60, gpus_per_task, cpus_per_task, mem, account, qos,
+                                 array_parallelism, parse_sbatch_options(sbatch_options))
+        runs, splits = plan_sweep(task_name, specs, parse_int_list("seeds", seeds), config, results, data_dir,
+                                  force, keep_checkpoints, log, hidden_sizes)
+        if executor == "inline":
+            rows = [run_planned(r, splits[r.config.seed], log) for r in runs]
+            remove_if_empty(results / "checkpoints")
+        else:
+            rows = _run_elsewhere(executor, runs, jobs or 2, slurm, wait, results, log)
+            if rows is None:
+                return
     except (RegistryError, ValueError) as error:
         raise click.UsageError(str(error)) from None
     except (DownloadError, FileNotFoundError) as error:  # data that could not be had: say what to do
@@ -153,13 +197,72 @@ def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_che
     except OSError as error:  # a results file that could not be written (disk full...): rows written stay
         raise click.ClickException(f"{error}; the rows written before are intact, and a run whose row could not "
                                    "be written keeps its checkpoint and resumes from it next time") from None
-    if rows:
-        table = pd.DataFrame(rows).reindex(columns=["cell_spec", "hidden_size", "seed", "status", "test_acc", "test_acc_final",
-                                                    "train_time_s", "step_time_ms", "peak_mem_mb"])
-        click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    failed = [r for r in rows if r["status"] == "failed"]
-    if failed:
+    _print_rows(rows)
+    if any(r["status"] == "failed" for r in rows) or (executor != "inline" and len(rows) < len(runs)):
         raise SystemExit(1)
+
+
+def _run_elsewhere(executor, runs, jobs, slurm, wait, results, log):
+    """Runs of a sweep in other processes: the rows they wrote, or None when not waiting."""
+    from rnnbench import executors
+    from rnnbench.runner import remove_if_empty
+
+    if not runs:
+        log("nothing to run: every run of this sweep already has an ok row")
+        return []
+    task = runs[0].task_spec.split(":")[0]
+    if executor == "local":
+        executors.run_local(runs, jobs, results, log)
+    else:
+        try:
+            _, ids = executors.submit_slurm(runs, slurm, results, log)
+        except Exception as error:  # sbatch refused the job: say why, in its words
+            raise click.ClickException(f"submission to SLURM failed: {error}") from None
+        click.echo("\n".join(f"{job_id}  {run.describe()}" for job_id, run in zip(ids, runs)))
+        if not wait:
+            return None
+        executors.wait_slurm(ids, log)
+        remove_if_empty(results / "checkpoints")
+    rows = executors.rows_of(results, task, [run.key for run in runs])
+    missing = len(runs) - len(rows)
+    if missing:
+        log(f"{missing} of {len(runs)} runs wrote no row (killed or cancelled); run the same command again to "
+            "run them, `rnnbench status` to see which")
+    return rows
+
+
+def _print_rows(rows):
+    import pandas as pd
+
+    if rows:
+        table = pd.DataFrame(rows).reindex(columns=["cell_spec", "hidden_size", "seed", "status", "test_acc",
+                                                    "test_acc_final", "train_time_s", "step_time_ms", "peak_mem_mb"])
+        click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+@main.command("status")
+@click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+              show_default=True, help="Folder of the results CSVs.")
+@click.option("--sweep", "sweep_id", default=None, help="The sweep (its job array id) [default: the latest].")
+def status(results, sweep_id):
+    """Which runs of a submitted sweep are done (ok, diverged, failed), pending, running, or lost
+    (killed or cancelled before writing a row: submit the same sweep again to run them)."""
+    import pandas as pd
+
+    from rnnbench import executors
+
+    try:
+        path = results / "sweeps" / f"{sweep_id}.json" if sweep_id else executors.latest_sweep(results)
+        if not path.exists():
+            known = sorted(p.stem for p in (results / "sweeps").glob("*.json"))
+            raise click.UsageError(f"no sweep {sweep_id!r} in {results / 'sweeps'}; known: {', '.join(known) or 'none'}")
+        table = pd.DataFrame(executors.sweep_status(path))
+    except (FileNotFoundError, RuntimeError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"sweep {path.stem} ({results}):")
+    click.echo(table.to_string(index=False))
+    counts = table.state.value_counts()
+    click.echo(", ".join(f"{n} {state}" for state, n in counts.items()))
 
 
 @main.command("report")

@@ -289,23 +289,35 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def run_sweep(task_name: str, specs: list[Spec], seeds: list[int], config: RunConfig, results: Path,
-              data_folder: Path | None = None, force: bool = False, keep_checkpoints: bool = False,
-              log: Callable[[str], None] = print, hidden_sizes: list[int] | None = None) -> list[dict[str, Any]]:
-    """Run every (cell spec, hidden size, seed) in turn and append a row for each; returns the rows.
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a sweep, as it is handed to an executor: everything a process (here, or a
+    SLURM job on another node) needs to train it and append its row."""
+
+    task_spec: str
+    cell_spec: str
+    config: RunConfig  # with the run's seed and hidden size
+    key: str  # the run_key of its row
+    results: Path
+    data_folder: Path | None = None
+    keep_checkpoints: bool = False
+
+    def describe(self) -> str:
+        return f"{self.cell_spec} N={self.config.hidden_size} seed {self.config.seed}"
+
+
+def plan_sweep(task_name: str, specs: list[Spec], seeds: list[int], config: RunConfig, results: Path,
+               data_folder: Path | None = None, force: bool = False, keep_checkpoints: bool = False,
+               log: Callable[[str], None] = print,
+               hidden_sizes: list[int] | None = None) -> tuple[list[PlannedRun], dict[int, Any]]:
+    """The runs of a sweep that still have to run, and the data loaded for them (by seed).
 
     The hidden sizes are `hidden_sizes` (a sweep), else config.hidden_size; with
     config.params_budget, each cell gets the largest size within that many parameters.
-
-    Everything that can be checked before training is checked first (ValueError), so that a
-    bad sweep writes nothing. A run whose key already has an `ok` row is skipped unless
-    `force`; an interrupted run resumes from its checkpoint; a run that fails or diverges gets
-    its row and the sweep goes on.
+    Everything that can be checked before training is checked here (ValueError), so that a bad
+    sweep writes nothing. A run whose key already has an `ok` row is left out unless `force`.
     """
-    from rnnbench.measure import flush_denormals
-    from rnnbench.registry import build_task
-
-    from rnnbench.registry import TASKS
+    from rnnbench.registry import TASKS, build_task
 
     task_spec = TASKS.parse(task_name)  # a name with options: copying:delay=200
     task = build_task(task_spec)
@@ -325,54 +337,88 @@ def run_sweep(task_name: str, specs: list[Spec], seeds: list[int], config: RunCo
         for size in hidden_sizes or [config.hidden_size]:
             build_cell(spec, task.input_size, size)
             plan.append((spec, size))
-    if device.type == "cpu":
-        flush_denormals()
     # Tasks that generate their data from the run's seed (copying, adding) load it per seed.
-    seeded_data = getattr(task, "seeded_data", False)
-    loaded = {seed: task.load(config.replace(seed=seed), data_folder) for seed in (seeds if seeded_data else [])}
-    shared = None if seeded_data else task.load(config, data_folder)
-    splits = loaded[seeds[0]] if seeded_data else shared
-    n_train = len(splits.train[1])
+    if getattr(task, "seeded_data", False):
+        splits = {seed: task.load(config.replace(seed=seed), data_folder) for seed in seeds}
+    else:
+        shared = task.load(config, data_folder)
+        splits = {seed: shared for seed in seeds}
+    n_train = len(splits[seeds[0]].train[1])
     if config.batch_size > n_train:
         raise ValueError(f"batch_size {config.batch_size} is larger than the training set ({n_train} examples)")
-    env = environment(device)
     finished = set() if force else records.finished_keys(results, task.name)
-    checkpoints = results / "checkpoints"
-    rows = []
+    runs = []
     for spec, size in plan:
         for seed in seeds:
             run_config = config.replace(seed=seed, hidden_size=size)
-            splits = loaded[seed] if seeded_data else shared
-            identity = {"task": task.name, "task_spec": str(task_spec), "task_version": task.version, "cell_spec": str(spec),
-                        "config": run_config.identity(), "data": splits.info, "device": device.type}
-            key = records.run_key(identity)
-            if key in finished:
-                log(f"skip {spec} N={size} seed {seed}: run {key} already has an ok row (--force to run it again)")
-                continue
-            checkpoints.mkdir(parents=True, exist_ok=True)
-            checkpoint = checkpoints / f"{task.name}-{key}.pt"
-            try:
-                result = train(task, spec, run_config, splits, device, checkpoint, log)
-            except Exception as error:  # noqa: BLE001 - one failed run must not stop the sweep
-                message = f"{type(error).__name__}: {error}"
-                if isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower():
-                    message += " (lower --batch-size or --hidden)"
-                result = {"status": "failed", "error": message, "run_id": uuid.uuid4().hex[:12], "curves": []}
-            curves = [{"run_id": result["run_id"], **point} for point in result.pop("curves")]
-            row = {**{k: v for k, v in run_config.as_dict().items() if k in records.COLUMNS},
-                   **{k: v for k, v in splits.info.items() if k in records.COLUMNS},
-                   "run_key": key, "task": task.name, "task_spec": str(task_spec), "task_version": task.version,
-                   "cell": spec.name,
-                   "cell_spec": str(spec), "options": json.dumps(dict(spec.options), sort_keys=True),
-                   "config_json": json.dumps(run_config.as_dict(), sort_keys=True), **env, **result}
-            records.append_run(results, task.name, row, curves)
-            if result["status"] != "failed" and not keep_checkpoints:
-                checkpoint.unlink(missing_ok=True)
-            rows.append(row)
-            log(summary_line(row))
-    if checkpoints.is_dir() and not any(checkpoints.iterdir()):
-        checkpoints.rmdir()
+            identity = {"task": task.name, "task_spec": str(task_spec), "task_version": task.version,
+                        "cell_spec": str(spec), "config": run_config.identity(), "data": splits[seed].info,
+                        "device": device.type}
+            run = PlannedRun(str(task_spec), str(spec), run_config, records.run_key(identity), results, data_folder,
+                             keep_checkpoints)
+            if run.key in finished:
+                log(f"skip {run.describe()}: run {run.key} already has an ok row (--force to run it again)")
+            else:
+                runs.append(run)
+    return runs, splits
+
+
+def run_planned(run: PlannedRun, splits: Any = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train one planned run (resuming from its checkpoint if there is one) and append its row;
+    returns the row. A run that fails gets a `failed` row; only a row that cannot be written
+    raises (its checkpoint is kept, so that the run resumes next time)."""
+    from rnnbench.measure import flush_denormals
+    from rnnbench.registry import CELLS, TASKS, build_task
+
+    task_spec = TASKS.parse(run.task_spec)
+    task = build_task(task_spec)
+    spec = CELLS.parse(run.cell_spec)
+    device = resolve_device(run.config.device)
+    if device.type == "cpu":
+        flush_denormals()
+    if splits is None:
+        splits = task.load(run.config, run.data_folder)
+    checkpoints = run.results / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    checkpoint = checkpoints / f"{task.name}-{run.key}.pt"
+    try:
+        result = train(task, spec, run.config, splits, device, checkpoint, log)
+    except Exception as error:  # noqa: BLE001 - one failed run must not stop the sweep
+        message = f"{type(error).__name__}: {error}"
+        if isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower():
+            message += " (lower --batch-size or --hidden)"
+        result = {"status": "failed", "error": message, "run_id": uuid.uuid4().hex[:12], "curves": []}
+    curves = [{"run_id": result["run_id"], **point} for point in result.pop("curves")]
+    row = {**{k: v for k, v in run.config.as_dict().items() if k in records.COLUMNS},
+           **{k: v for k, v in splits.info.items() if k in records.COLUMNS},
+           "run_key": run.key, "task": task.name, "task_spec": run.task_spec, "task_version": task.version,
+           "cell": spec.name, "cell_spec": run.cell_spec, "options": json.dumps(dict(spec.options), sort_keys=True),
+           "config_json": json.dumps(run.config.as_dict(), sort_keys=True), **environment(device), **result}
+    records.append_run(run.results, task.name, row, curves)
+    if result["status"] != "failed" and not run.keep_checkpoints:
+        checkpoint.unlink(missing_ok=True)
+    log(summary_line(row))
+    return row
+
+
+def run_sweep(task_name: str, specs: list[Spec], seeds: list[int], config: RunConfig, results: Path,
+              data_folder: Path | None = None, force: bool = False, keep_checkpoints: bool = False,
+              log: Callable[[str], None] = print, hidden_sizes: list[int] | None = None) -> list[dict[str, Any]]:
+    """Run every (cell spec, hidden size, seed) of a sweep in turn, in this process, and append a
+    row for each; returns the rows. See plan_sweep and run_planned: a bad sweep writes nothing,
+    finished runs are skipped, an interrupted run resumes from its checkpoint, a run that fails
+    or diverges gets its row and the sweep goes on."""
+    runs, splits = plan_sweep(task_name, specs, seeds, config, results, data_folder, force, keep_checkpoints, log,
+                              hidden_sizes)
+    rows = [run_planned(run, splits[run.config.seed], log) for run in runs]
+    remove_if_empty(results / "checkpoints")
     return rows
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Remove a folder left empty. (Not while other processes may still write into it.)"""
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def summary_line(row: dict[str, Any]) -> str:

@@ -1,0 +1,212 @@
+"""Where the runs of a sweep execute, besides this process: `local` (parallel processes on this
+machine) and `slurm` (one SLURM job array per sweep), both through submitit. No scheduling of our
+own: SLURM schedules, submitit submits, and each job trains one run with runner.run_planned, which
+appends the run's row to the results file under its lock, like any other process.
+
+A submitted sweep is recorded in `RESULTS/sweeps/ID.json` (its jobs and their run keys), so that
+`rnnbench status` can say which runs are done, running or lost; job logs go to
+`RESULTS/logs/JOBID_TASK/`. The results folder must be on a filesystem that the nodes share.
+
+Waiting uses `squeue` and the results file, never `sacct`: a cluster without an accounting
+database still works, and a job that was killed before writing its row shows as `lost`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import submitit
+
+from rnnbench import records
+from rnnbench.runner import PlannedRun, remove_if_empty, run_planned
+
+EXECUTORS = ("inline", "local", "slurm")
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """What a sweep's job array asks SLURM for (None: the cluster's default)."""
+
+    partition: str | None = None
+    time_min: int = 24 * 60  # per job; a job that reaches it is requeued and resumes
+    gpus_per_task: int | None = None
+    cpus_per_task: int | None = None
+    mem: str | None = None  # e.g. 16G
+    account: str | None = None
+    qos: str | None = None
+    array_parallelism: int | None = None  # at most this many runs at once
+    sbatch: dict[str, str] = field(default_factory=dict)  # any other #SBATCH option, without "--"
+
+    def parameters(self) -> dict[str, Any]:
+        """submitit's SlurmExecutor parameters."""
+        chosen = {"partition": self.partition, "gpus_per_task": self.gpus_per_task,
+                  "cpus_per_task": self.cpus_per_task, "mem": self.mem, "account": self.account, "qos": self.qos,
+                  "array_parallelism": self.array_parallelism}
+        return {"job_name": "rnnbench", "time": self.time_min, "additional_parameters": dict(self.sbatch),
+                **{k: v for k, v in chosen.items() if v is not None}}
+
+
+class RunJob(submitit.helpers.Checkpointable):
+    """What a job runs: one planned run. When SLURM preempts the job or its time limit comes,
+    submitit calls `checkpoint` (inherited: resubmit the same call) and requeues the job; the
+    run then resumes from its own checkpoint file, written at every evaluation."""
+
+    def __call__(self, run: PlannedRun, threads: int) -> str:
+        import torch
+
+        torch.set_num_threads(threads)  # the job's share of the node, not every core
+        return run_planned(run)["status"]
+
+
+def parse_sbatch_options(items: tuple[str, ...]) -> dict[str, str]:
+    """--sbatch KEY=VALUE (or a bare KEY for a flag) -> {KEY: VALUE}."""
+    options = {}
+    for item in items:
+        key, sep, value = item.removeprefix("--").partition("=")
+        if not key:
+            raise ValueError(f"--sbatch takes KEY=VALUE (an sbatch option without its dashes); got {item!r}")
+        options[key] = value if sep else True
+    return options
+
+
+def _record(results: Path, sweep_id: str, executor: str, jobs: list[tuple[str, PlannedRun]], logs: Path,
+            extra: dict[str, Any] | None = None) -> Path:
+    folder = results / "sweeps"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{sweep_id}.json"
+    document = {"sweep": sweep_id, "executor": executor, "logs": str(logs),
+                "submitted": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "task": jobs[0][1].task_spec if jobs else "", **(extra or {}),
+                "jobs": [{"job_id": job_id, "run_key": run.key, "run": run.describe()} for job_id, run in jobs]}
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(document, indent=1) + "\n")
+    os.replace(temporary, path)
+    return path
+
+
+def run_local(runs: list[PlannedRun], jobs: int, results: Path, log: Callable[[str], None] = print,
+              poll_s: float = 0.5) -> Path:
+    """Run `runs` in parallel processes on this machine, at most `jobs` at once, each with its
+    share of the CPU cores; returns when all are over. Returns the sweep record."""
+    logs = results / "logs"
+    executor = submitit.LocalExecutor(folder=logs / "%j")
+    executor.update_parameters(timeout_min=60 * 24 * 365)  # submitit's local default is 2 minutes
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    waiting, running, submitted = list(runs), [], []
+    sweep_id = "local-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            run = waiting.pop(0)
+            job = executor.submit(RunJob(), run, threads)
+            log(f"started {run.describe()} (process {job.job_id}, log {logs / job.job_id})")
+            running.append((job, run))
+            submitted.append((job.job_id, run))
+        time.sleep(poll_s)
+        for job, run in [item for item in running if item[0].done()]:
+            running.remove((job, run))
+            try:
+                job.result()
+            except Exception as error:  # noqa: BLE001 - the row (if any) says what happened
+                log(f"{run.describe()}: the process ended with {type(error).__name__}; see {logs / job.job_id}")
+    remove_if_empty(logs / "%j")  # (submitit's placeholder folder)
+    remove_if_empty(results / "checkpoints")
+    return _record(results, sweep_id, "local", submitted, logs)
+
+
+def submit_slurm(runs: list[PlannedRun], options: SlurmOptions, results: Path,
+                 log: Callable[[str], None] = print) -> tuple[Path, list[str]]:
+    """Submit `runs` as one SLURM job array (one run per array task); returns the sweep record
+    and the job ids. Uses submitit's SlurmExecutor itself, never auto-detection (which picks
+    SLURM whenever `sbatch` is on the PATH, even with no controller)."""
+    if shutil.which("sbatch") is None:
+        raise RuntimeError("--executor slurm needs SLURM's sbatch on the PATH; run on the cluster's login node")
+    logs = results / "logs"
+    executor = submitit.SlurmExecutor(folder=logs / "%j", max_num_timeout=20)
+    executor.update_parameters(**options.parameters())
+    threads = options.cpus_per_task or 1
+    jobs = executor.map_array(RunJob(), runs, [threads] * len(runs))
+    remove_if_empty(logs / "%j")
+    ids = [job.job_id for job in jobs]
+    array_id = ids[0].split("_")[0]
+    path = _record(results, array_id, "slurm", list(zip(ids, runs)), logs, {"options": asdict(options)})
+    log(f"submitted {len(ids)} runs as SLURM job array {array_id}; logs in {logs}/{array_id}_*; "
+        f"`rnnbench status --results {results}` shows their state")
+    return path, ids
+
+
+def queue_states(job_ids: list[str]) -> dict[str, str]:
+    """The state (PENDING, RUNNING...) of each of the jobs that SLURM still has in its queue."""
+    arrays = sorted({job_id.split("_")[0] for job_id in job_ids})
+    out = subprocess.run(["squeue", "--noheader", "--array", "--jobs", ",".join(arrays), "--format", "%i %T"],
+                         capture_output=True, text=True)
+    if out.returncode != 0 and "Invalid job id" not in out.stderr:
+        raise RuntimeError(f"squeue failed: {out.stderr.strip()}")
+    states = dict(line.split() for line in out.stdout.splitlines() if line.strip())
+    return {job_id: states[job_id] for job_id in job_ids if job_id in states}
+
+
+def wait_slurm(job_ids: list[str], log: Callable[[str], None] = print, poll_s: float = 2.0,
+               timeout_s: float | None = None) -> None:
+    """Return when none of the jobs is in SLURM's queue any more."""
+    start, last = time.monotonic(), None
+    while True:
+        states = queue_states(job_ids)
+        if not states:
+            return
+        summary = ", ".join(f"{n} {state.lower()}" for state, n in sorted(_count(states.values()).items()))
+        if summary != last:
+            log(f"waiting for {len(states)} of {len(job_ids)} jobs: {summary}")
+            last = summary
+        if timeout_s is not None and time.monotonic() - start > timeout_s:
+            raise TimeoutError(f"jobs still queued after {timeout_s:.0f} s: {summary}")
+        time.sleep(poll_s)
+
+
+def _count(values) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+def sweep_status(path: Path) -> list[dict[str, str]]:
+    """Each job of a recorded sweep with its state: the status of its row (ok, diverged, failed),
+    else its state in SLURM's queue (pending, running...), else `lost` (killed or cancelled
+    before it wrote a row: submitting the sweep again runs it)."""
+    document = json.loads(path.read_text())
+    results = path.parent.parent
+    task = document["task"].split(":")[0]
+    rows = records.read_rows(results, task)
+    latest = rows.drop_duplicates("run_key", keep="last").set_index("run_key")["status"] if len(rows) else {}
+    ids = [job["job_id"] for job in document["jobs"]]
+    queued = queue_states(ids) if document["executor"] == "slurm" and shutil.which("squeue") else {}
+    table = []
+    for job in document["jobs"]:
+        state = latest.get(job["run_key"]) if len(rows) else None
+        if not isinstance(state, str):
+            state = queued.get(job["job_id"], "lost").lower()
+        table.append({"job": job["job_id"], "run": job["run"], "state": state})
+    return table
+
+
+def latest_sweep(results: Path) -> Path:
+    sweeps = sorted((results / "sweeps").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    if not sweeps:
+        raise FileNotFoundError(f"no submitted sweep recorded in {results / 'sweeps'}; "
+                                "`rnnbench run --executor local|slurm` records one")
+    return sweeps[-1]
+
+
+def rows_of(results: Path, task: str, keys: list[str]) -> list[dict[str, Any]]:
+    """The latest row of each run key, in the order of `keys` (runs without a row left out)."""
+    rows = records.read_rows(results, task)
+    latest = {row["run_key"]: row for row in rows.to_dict("records")}
+    return [latest[key] for key in keys if key in latest]
