@@ -1,4 +1,6 @@
-"""The fused EURNN kernel (csrc/eurnn_fused.cpp): how it is built and how autograd calls it.
+"""The compiled EURNN kernels (csrc/eurnn_fused.cpp): how they are built, and how autograd calls
+the fused recurrence. (The same module also holds the dense path's step loop; DenseRecurrence in
+eurnn.py calls it.)
 
 The kernel is C++ compiled with torch's extension tools the first time it is used, then cached
 (in $TORCH_EXTENSIONS_DIR, by default ~/.cache/torch_extensions). It needs a C++ compiler with
@@ -50,8 +52,8 @@ def load():
         first_line = next((ln for ln in lines if "error:" in ln), lines[0])[:300]
         warnings.warn(
             f"rnnbench could not build the fused EURNN kernel ({type(error).__name__}: {first_line}); "
-            "EURNN runs impl='dense' instead. The fused kernel needs a C++ compiler (g++ or clang++) "
-            "and ninja; see README.md.",
+            "EURNN runs impl='dense' instead, with its steps in Python (slower). The kernel needs a C++ "
+            "compiler (g++ or clang++) and ninja; see README.md.",
             RuntimeWarning,
             stacklevel=2,
         )

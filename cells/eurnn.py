@@ -22,7 +22,8 @@ Three implementations of the same function:
   - `reference` applies the mixer layers to the state at every step: O(capacity * N) work
     per step, a dozen small tensor operations per layer;
   - `dense` builds U once per forward pass (capacity * N^2 work, differentiable), then runs
-    one real (2N x 2N) matmul plus modReLU per step;
+    one real (2N x 2N) matmul plus modReLU per step (on CPU, a compiled step loop where the
+    kernel below is built; a Python loop elsewhere);
   - `fused` (CPU) runs the whole recurrence, forward and backward through time, in one compiled
     C++ kernel per direction with the sparse mixer structure (see _eurnn_fused.py): O(capacity * N)
     work per step with no per-step tensor operations, and only the states kept for backward.
@@ -165,8 +166,9 @@ class EURNN(nn.Module):
         compiler; one warning), `dense` runs instead. `auto` on CUDA is dense (a GEMM is cheap
         there, the reference path is bound by kernel launches). On CPU, `auto` is fused when the
         mesh has at most N/5 layers: the fused kernel costs ~ L N per step, dense ~ N^2 at a better
-        rate per operation; measured crossovers (benchmarks/cells.py, 2 cores, B=100) lie at
-        L = N/4 (N=1024), N/3 (N=256) and N/1.4 (N=64). Otherwise, or without the kernel, `auto`
+        rate per operation; measured crossovers against the compiled dense loop (benchmarks/cells.py,
+        2 cores, B=100) lie at L = N/4.5 (N=1024, T=100), N/5 (N=256, T=784) and N/4 (N=64, T=196).
+        Otherwise, or without the kernel, `auto`
         compares per-step costs fitted on 2 cores (B=50, T=120; N=512..1332, capacity 2..16): dense
         ~ 0.77 + 5.6e-6 N^2 ms, reference ~ 1.22 + L (0.41 + 9e-4 N) ms. Dense wins at N=512 with
         capacity 2 (1.3x) and at N=1024 with capacity 8; reference at N=1332 with capacity 2 (2.4x).
@@ -294,6 +296,14 @@ class DenseRecurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xproj, m, bias, h0, real_only):
         steps, batch, n = xproj.shape
+        # On CPU the compiled step loop (csrc/eurnn_fused.cpp) does the same, without a dozen
+        # tensor operations per step; elsewhere, or where it is not built, this loop.
+        ctx.kernel = _eurnn_fused.load() if xproj.device.type == "cpu" else None
+        ctx.real_only = real_only
+        if ctx.kernel is not None:
+            z, hs = ctx.kernel.dense_forward(xproj, m, bias, h0)
+            ctx.save_for_backward(z, hs, m, bias, h0)
+            return hs[..., :n] if real_only else hs
         z = xproj.new_empty(steps, batch, 2 * n)  # pre-activations
         hs = torch.empty_like(z)
         h = h0
@@ -305,13 +315,15 @@ class DenseRecurrence(torch.autograd.Function):
                       out=hs[t].view(batch, 2, n))
             h = hs[t]
         ctx.save_for_backward(z, hs, m, bias, h0)
-        ctx.real_only = real_only
         return hs[..., :n] if real_only else hs
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_out):
         z, hs, m, bias, h0 = ctx.saved_tensors
+        if ctx.kernel is not None:
+            g_xproj, g_m, g_bias, g_h0 = ctx.kernel.dense_backward(g_out, z, hs, m, bias, h0, ctx.real_only)
+            return g_xproj, g_m, g_bias, g_h0, None
         steps, batch, n2 = z.shape
         n = n2 // 2
         g_z = torch.empty_like(z)

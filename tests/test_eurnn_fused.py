@@ -148,3 +148,15 @@ def test_without_a_compiler_the_cell_warns_once_and_runs_dense(tmp_path):
     warnings_ = [ln for ln in lines if ln.startswith("WARNING")]
     assert len(warnings_) == 1
     assert "could not build the fused EURNN kernel" in warnings_[0] and "C++ compiler" in warnings_[0]
+
+
+@pytest.mark.parametrize("output", ["real", "complex"])
+def test_the_dense_paths_compiled_step_loop_equals_its_python_loop(output, monkeypatch):
+    case = {"kwargs": dict(style="tunable", capacity=3, output=output, diag_phase=True), "batch": 3, "steps": 9,
+            "inputs": 2, "n": 8}
+    y_compiled, g_compiled = run("dense", case, seed=8)
+    monkeypatch.setattr(_eurnn_fused, "load", lambda: None)  # as without a compiler: the Python loop
+    y_python, g_python = run("dense", case, seed=8)
+    torch.testing.assert_close(y_compiled, y_python, rtol=0, atol=1e-12)
+    for a, b in zip(g_compiled, g_python):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)

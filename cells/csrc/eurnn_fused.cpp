@@ -445,9 +445,118 @@ std::vector<torch::Tensor> backward(torch::Tensor g_out, torch::Tensor x, torch:
   return {g_x, g_w, g_b, g_theta, g_phi, g_omega, g_beta, g_h0};
 }
 
+// ---------------------------------------------------------------------------------------------
+// The dense path's step loop (DenseRecurrence in eurnn.py): one GEMM per step through ATen, and
+// modReLU and its derivative fused into one pass per step instead of a dozen tensor operations.
+// Same math and the same saved tensors as the Python loop, which runs where this is not built.
+
+// z[t] += [xproj[t], 0]; out = s(z) z, for one step of B rows.
+template <typename T>
+void modrelu_step(T* z, const T* xp, const T* bias, T* out, int64_t batch, int64_t n) {
+  for (int64_t b = 0; b < batch; ++b) {
+    T *zr = z + b * 2 * n, *zi = zr + n, *hr = out + b * 2 * n, *hi = hr + n;
+    const T* x = xp + b * n;
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) {
+      zr[j] += x[j];
+      T s = std::max(T(0), T(1) + bias[j] * inv_abs(zr[j], zi[j]));
+      hr[j] = s * zr[j];
+      hi[j] = s * zi[j];
+    }
+  }
+}
+
+// g_z = dL/dz for one step of B rows, from dL/dh = g_h (carried) + g_out (this step's output);
+// dL/dbias is added to g_bias. With s = relu(1 + bias / r), r = |z|, q = 1[s > 0] / r:
+//   dh/dz . g = s g - bias q^3 (g . z) z,   dh/dbias . g = q (g . z)
+template <typename T>
+void modrelu_backward_step(const T* z, const T* g_out, int64_t g_out_row, const T* g_h, const T* bias, T* g_bias,
+                           T* g_z, int64_t batch, int64_t n, bool real_only) {
+  for (int64_t b = 0; b < batch; ++b) {
+    const T *zr = z + b * 2 * n, *zi = zr + n, *gor = g_out + b * g_out_row, *ghr = g_h + b * 2 * n, *ghi = ghr + n;
+    T *gzr = g_z + b * 2 * n, *gzi = gzr + n;
+    if (real_only) {
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) {
+        T gr = ghr[j] + gor[j], gi = ghi[j];
+        T ir = inv_abs(zr[j], zi[j]);
+        T s = std::max(T(0), T(1) + bias[j] * ir);
+        T q = s > T(0) ? ir : T(0);
+        T dot = gr * zr[j] + gi * zi[j];
+        g_bias[j] += q * dot;
+        T coef = -bias[j] * q * q * q * dot;
+        gzr[j] = s * gr + coef * zr[j];
+        gzi[j] = s * gi + coef * zi[j];
+      }
+    } else {
+      const T* goi = gor + n;
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) {
+        T gr = ghr[j] + gor[j], gi = ghi[j] + goi[j];
+        T ir = inv_abs(zr[j], zi[j]);
+        T s = std::max(T(0), T(1) + bias[j] * ir);
+        T q = s > T(0) ? ir : T(0);
+        T dot = gr * zr[j] + gi * zi[j];
+        g_bias[j] += q * dot;
+        T coef = -bias[j] * q * q * q * dot;
+        gzr[j] = s * gr + coef * zr[j];
+        gzi[j] = s * gi + coef * zi[j];
+      }
+    }
+  }
+}
+
+std::vector<torch::Tensor> dense_forward(torch::Tensor xproj, torch::Tensor m, torch::Tensor bias, torch::Tensor h0) {
+  xproj = xproj.contiguous();
+  m = m.contiguous();
+  const int64_t steps = xproj.size(0), batch = xproj.size(1), n = xproj.size(2);
+  auto z = torch::empty({steps, batch, 2 * n}, xproj.options());
+  auto hs = torch::empty_like(z);
+  torch::Tensor h = h0.contiguous();
+  auto be = bias.contiguous();
+  for (int64_t t = 0; t < steps; ++t) {
+    torch::Tensor zt = z.select(0, t), ht = hs.select(0, t);
+    at::mm_out(zt, h, m);
+    AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "eurnn_dense_forward", [&] {
+      modrelu_step<scalar_t>(zt.data_ptr<scalar_t>(), xproj.select(0, t).data_ptr<scalar_t>(),
+                             be.data_ptr<scalar_t>(), ht.data_ptr<scalar_t>(), batch, n);
+    });
+    h = ht;
+  }
+  return {z, hs};
+}
+
+// Returns dL/dxproj (a view of dL/dz), dL/dM, dL/dbias, dL/dh0.
+std::vector<torch::Tensor> dense_backward(torch::Tensor g_out, torch::Tensor z, torch::Tensor hs, torch::Tensor m,
+                                          torch::Tensor bias, torch::Tensor h0, bool real_only) {
+  // g_out often is a transposed view of a (B, T, N) gradient: read it in place (rows of N
+  // contiguous values) rather than copy it.
+  if (g_out.stride(2) != 1) g_out = g_out.contiguous();
+  const int64_t steps = z.size(0), batch = z.size(1), n2 = z.size(2), n = n2 / 2;
+  auto g_z = torch::empty_like(z);
+  auto g_h = torch::zeros({batch, n2}, z.options());  // dL/dh_t carried from step t + 1
+  auto g_bias = torch::zeros({n}, z.options());
+  auto m_t = m.t().contiguous();
+  auto be = bias.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "eurnn_dense_backward", [&] {
+    for (int64_t t = steps - 1; t >= 0; --t) {
+      modrelu_backward_step<scalar_t>(z.select(0, t).data_ptr<scalar_t>(), g_out.select(0, t).data_ptr<scalar_t>(),
+                                      g_out.stride(1), g_h.data_ptr<scalar_t>(), be.data_ptr<scalar_t>(), g_bias.data_ptr<scalar_t>(),
+                                      g_z.select(0, t).data_ptr<scalar_t>(), batch, n, real_only);
+      at::mm_out(g_h, g_z.select(0, t), m_t);  // carried to h_{t-1}
+    }
+  });
+  auto g_m = h0.t().mm(g_z.select(0, 0));
+  if (steps > 1)  // one (2N, (T-1)B) x ((T-1)B, 2N) matmul for all other steps
+    g_m.addmm_(hs.narrow(0, 0, steps - 1).reshape({-1, n2}).t(), g_z.narrow(0, 1, steps - 1).reshape({-1, n2}));
+  return {g_z.narrow(2, 0, n), g_m, g_bias, g_h};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "EURNN recurrence, all steps: (B, T, 2N) states [Re h, Im h]");
   m.def("backward", &backward, "gradients of the EURNN recurrence, all steps");
+  m.def("dense_forward", &dense_forward, "the dense path's steps: (z, hs), each (T, B, 2N)");
+  m.def("dense_backward", &dense_backward, "gradients of the dense path's steps");
 }
