@@ -3,7 +3,7 @@ the fused recurrence. (The same module also holds the dense path's step loop; De
 eurnn.py calls it.)
 
 The kernel is C++ compiled with torch's extension tools the first time it is used, then cached
-(in $TORCH_EXTENSIONS_DIR, by default ~/.cache/torch_extensions). It needs a C++ compiler with
+(in $TORCH_EXTENSIONS_DIR/NAME, by default ~/.cache/torch_extensions/NAME). It needs a C++ compiler with
 OpenMP SIMD support (g++ or clang++); building takes about a minute, once per machine type. When no
 compiler is available, `load()` returns None after a single warning, and the cell runs `dense`.
 """
@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
+import os
 import platform
+import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -35,18 +39,55 @@ def _cpu_signature() -> str:
 
 
 def build_name() -> str:
-    """The extension's name: changes with the source, the flags, the CPU and torch."""
-    key = "\n".join([SOURCE.read_text(), " ".join(CFLAGS), _cpu_signature(), torch.__version__])
+    """The extension's name: changes with the source, the flags, the CPU, Python and torch."""
+    key = "\n".join([SOURCE.read_text(), " ".join(CFLAGS), _cpu_signature(), sys.implementation.cache_tag,
+                     torch.__version__])
     return "rnnbench_eurnn_fused_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def build_folder(name: str) -> Path:
+    from torch.utils import cpp_extension
+
+    return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()) / name
+
+
+STALE_LOCK_S = 600  # a build takes about a minute: a lock older than this belongs to a killed process
+
+
+def _import(name: str, library: Path):
+    spec = importlib.util.spec_from_file_location(name, library)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @functools.cache
 def load():
-    """The compiled kernel module, or None (with one warning) where it cannot be built."""
+    """The compiled kernel module, or None (with one warning) where it cannot be built.
+
+    A library already built is imported directly: torch's `load` takes a lock file in the
+    build folder on every call, even with nothing to build, and waits forever on a lock left by
+    a process killed while holding it. So only a build goes through it, after a lock older than
+    any build has been removed."""
     from torch.utils import cpp_extension
 
+    name = build_name()
+    folder = build_folder(name)
+    library = folder / f"{name}.so"
+    if library.exists():
+        try:
+            return _import(name, library)
+        except ImportError:  # another process is still writing it: build (or wait) through torch
+            pass
     try:
-        return cpp_extension.load(name=build_name(), sources=[str(SOURCE)], extra_cflags=CFLAGS, verbose=False)
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = folder / "lock"
+        if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:
+            warnings.warn(f"removing {lock}, a build lock left by a process killed {STALE_LOCK_S} s or more ago",
+                          RuntimeWarning, stacklevel=2)
+            lock.unlink(missing_ok=True)
+        return cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS,
+                                  build_directory=str(folder), verbose=False)
     except Exception as error:  # no compiler, no ninja, a failed build: all mean "use dense"
         lines = str(error).strip().splitlines() or [type(error).__name__]
         first_line = next((ln for ln in lines if "error:" in ln), lines[0])[:300]

@@ -93,8 +93,8 @@ PRESETS = {
     "default": RunConfig(),
     # The original notebook exactly: train+test pooled into 50k/10k/10k, batches with replacement.
     "torch-eunn": RunConfig(protocol="pooled", sampling="replacement"),
-    # The bundled sample and a few hundred small steps: `--cells eurnn,lstm` in about two
-    # minutes on two CPU cores, well above chance. For trying rnnbench, not for papers.
+    # The bundled sample and a few hundred small steps: `--cells eurnn,lstm` in under a
+    # minute on two CPU cores, well above chance. For trying rnnbench, not for papers.
     "quick": RunConfig(hidden_size=64, batch_size=50, steps=300, eval_every=100, eval_batch_size=500,
                        lr=3e-3, data="sample", warmup_steps=2),
 }

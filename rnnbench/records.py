@@ -81,6 +81,10 @@ def _set_aside_torn_tail(path: Path) -> None:
     """Move a torn last row out of the file, into `{file}.torn`, with a warning; the bytes are
     kept for inspection, the run it belonged to has no row and will be run again."""
     with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":  # the common case: the last row is whole
+            return
+        f.seek(0)
         data = f.read()
     whole = _complete_part(data)
     if len(whole) == len(data):

@@ -160,3 +160,37 @@ def test_the_dense_paths_compiled_step_loop_equals_its_python_loop(output, monke
     torch.testing.assert_close(y_compiled, y_python, rtol=0, atol=1e-12)
     for a, b in zip(g_compiled, g_python):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_a_lock_left_by_a_killed_process_never_blocks_loading(tmp_path):
+    """torch's loader waits forever on a build lock whose owner was killed (found by the fault
+    tests): a built kernel is imported without it."""
+    name = _eurnn_fused.build_name()
+    lock = _eurnn_fused.build_folder(name) / "lock"
+    lock.touch()
+    try:
+        out = subprocess.run([sys.executable, "-c", "from rnnbench.cells import _eurnn_fused as f; print(f.load())"],
+                             capture_output=True, text=True, timeout=120)
+    finally:
+        lock.unlink()
+    assert out.returncode == 0 and name in out.stdout, out.stderr
+
+
+def test_a_stale_lock_is_removed_before_a_build(tmp_path, monkeypatch):
+    from torch.utils import cpp_extension
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    lock = _eurnn_fused.build_folder(_eurnn_fused.build_name()) / "lock"
+    lock.parent.mkdir(parents=True)
+    lock.touch()
+    old = lock.stat().st_mtime - _eurnn_fused.STALE_LOCK_S - 1
+    os.utime(lock, (old, old))
+    built = []
+    monkeypatch.setattr(cpp_extension, "load", lambda **kw: built.append(lock.exists()) or "module")
+    _eurnn_fused.load.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="removing .*lock, a build lock left by a process killed"):
+            assert _eurnn_fused.load() == "module"
+    finally:
+        _eurnn_fused.load.cache_clear()
+    assert built == [False]
