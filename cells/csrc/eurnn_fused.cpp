@@ -207,6 +207,21 @@ T inv_abs(T zr, T zi) {
   return T(1) / std::sqrt(zr * zr + zi * zi + T(kModReluEps * kModReluEps));
 }
 
+// Back through modReLU h = s z, s = relu(1 + beta / r), r = |z|, for one unit: (gr, gi) holds
+// dL/dh on entry and dL/dz on exit; returns dL/dbeta. With q = 1[s > 0] / r:
+//   dh/dz . g = s g - beta q^3 (g . z) z,   dh/dbeta . g = q (g . z)
+template <typename T>
+inline T modrelu_backward(T zr, T zi, T beta, T& gr, T& gi) {
+  T ir = inv_abs(zr, zi);
+  T s = std::max(T(0), T(1) + beta * ir);
+  T q = s > T(0) ? ir : T(0);
+  T dot = gr * zr + gi * zi;
+  T coef = -beta * q * q * q * dot;
+  gr = s * gr + coef * zr;
+  gi = s * gi + coef * zi;
+  return q * dot;
+}
+
 template <typename T>
 void forward_kernel(const Layout& lay, const Params<T>& p, const T* x, const T* h0, T* hs, int64_t batch,
                     int64_t steps, int64_t threads) {
@@ -323,23 +338,13 @@ void backward_kernel(const Layout& lay, const Params<T>& p, const T* x, const T*
         }
         apply_unitary(lay, p, re, im);  // U h_{t-1}
         const T* xt = x + (b * steps + t) * inputs;
-        // modReLU h = s z, s = relu(1 + beta / r), r = |z|, active where s > 0; with q = 1[active] / r:
-        //   dh/dz . g = s g - beta q^3 (g . z) z,   dh/dbeta . g = q (g . z)
         std::fill(xp, xp + n, T(0));
         add_input(p, xt, xp);
         T* gbeta = g.beta.data();
         T* gb = g.b_in.data();
 #pragma omp simd
         for (int64_t j = 0; j < n; ++j) {
-          T zr = re[j] + xp[j], zi = im[j];
-          T ir = inv_abs(zr, zi);
-          T s = std::max(T(0), T(1) + beta[j] * ir);
-          T q = s > T(0) ? ir : T(0);
-          T dot = gr[j] * zr + gi[j] * zi;
-          gbeta[j] += q * dot;
-          T coef = -beta[j] * q * q * q * dot;
-          gr[j] = s * gr[j] + coef * zr;
-          gi[j] = s * gi[j] + coef * zi;
+          gbeta[j] += modrelu_backward(re[j] + xp[j], im[j], beta[j], gr[j], gi[j]);  // (gr, gi) = dL/dz
           gb[j] += gr[j];
         }
         T* gw = g.w.data();
@@ -466,42 +471,21 @@ void modrelu_step(T* z, const T* xp, const T* bias, T* out, int64_t batch, int64
   }
 }
 
-// g_z = dL/dz for one step of B rows, from dL/dh = g_h (carried) + g_out (this step's output);
-// dL/dbias is added to g_bias. With s = relu(1 + bias / r), r = |z|, q = 1[s > 0] / r:
-//   dh/dz . g = s g - bias q^3 (g . z) z,   dh/dbias . g = q (g . z)
+// g_z = dL/dz for one step of B rows, from dL/dh = g_h (carried) + g_out (this step's output,
+// rows g_out_row apart; its real half only when real_only); dL/dbias is added to g_bias.
 template <typename T>
 void modrelu_backward_step(const T* z, const T* g_out, int64_t g_out_row, const T* g_h, const T* bias, T* g_bias,
                            T* g_z, int64_t batch, int64_t n, bool real_only) {
   for (int64_t b = 0; b < batch; ++b) {
     const T *zr = z + b * 2 * n, *zi = zr + n, *gor = g_out + b * g_out_row, *ghr = g_h + b * 2 * n, *ghi = ghr + n;
+    const T* goi = real_only ? nullptr : gor + n;
     T *gzr = g_z + b * 2 * n, *gzi = gzr + n;
-    if (real_only) {
 #pragma omp simd
-      for (int64_t j = 0; j < n; ++j) {
-        T gr = ghr[j] + gor[j], gi = ghi[j];
-        T ir = inv_abs(zr[j], zi[j]);
-        T s = std::max(T(0), T(1) + bias[j] * ir);
-        T q = s > T(0) ? ir : T(0);
-        T dot = gr * zr[j] + gi * zi[j];
-        g_bias[j] += q * dot;
-        T coef = -bias[j] * q * q * q * dot;
-        gzr[j] = s * gr + coef * zr[j];
-        gzi[j] = s * gi + coef * zi[j];
-      }
-    } else {
-      const T* goi = gor + n;
-#pragma omp simd
-      for (int64_t j = 0; j < n; ++j) {
-        T gr = ghr[j] + gor[j], gi = ghi[j] + goi[j];
-        T ir = inv_abs(zr[j], zi[j]);
-        T s = std::max(T(0), T(1) + bias[j] * ir);
-        T q = s > T(0) ? ir : T(0);
-        T dot = gr * zr[j] + gi * zi[j];
-        g_bias[j] += q * dot;
-        T coef = -bias[j] * q * q * q * dot;
-        gzr[j] = s * gr + coef * zr[j];
-        gzi[j] = s * gi + coef * zi[j];
-      }
+    for (int64_t j = 0; j < n; ++j) {
+      T gr = ghr[j] + gor[j], gi = goi ? ghi[j] + goi[j] : ghi[j];
+      g_bias[j] += modrelu_backward(zr[j], zi[j], bias[j], gr, gi);
+      gzr[j] = gr;
+      gzi[j] = gi;
     }
   }
 }
