@@ -210,7 +210,6 @@ def _run_elsewhere(executor, runs, jobs, slurm, wait, results, log):
     if not runs:
         log("nothing to run: every run of this sweep already has an ok row")
         return []
-    task = runs[0].task_spec.split(":")[0]
     if executor == "local":
         executors.run_local(runs, jobs, results, log)
     else:
@@ -223,7 +222,7 @@ def _run_elsewhere(executor, runs, jobs, slurm, wait, results, log):
             return None
         executors.wait_slurm(ids, log)
         remove_if_empty(results / "checkpoints")
-    rows = executors.rows_of(results, task, [run.key for run in runs])
+    rows = executors.rows_of(results, runs[0].task, [run.key for run in runs])
     missing = len(runs) - len(rows)
     if missing:
         log(f"{missing} of {len(runs)} runs wrote no row (killed or cancelled); run the same command again to "

@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -84,7 +85,8 @@ def _record(results: Path, sweep_id: str, executor: str, jobs: list[tuple[str, P
     path = folder / f"{sweep_id}.json"
     document = {"sweep": sweep_id, "executor": executor, "logs": str(logs),
                 "submitted": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "task": jobs[0][1].task_spec if jobs else "", **(extra or {}),
+                "task": jobs[0][1].task if jobs else "", "task_spec": jobs[0][1].task_spec if jobs else "",
+                **(extra or {}),
                 "jobs": [{"job_id": job_id, "run_key": run.key, "run": run.describe()} for job_id, run in jobs]}
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(document, indent=1) + "\n")
@@ -161,7 +163,7 @@ def wait_slurm(job_ids: list[str], log: Callable[[str], None] = print, poll_s: f
         states = queue_states(job_ids)
         if not states:
             return
-        summary = ", ".join(f"{n} {state.lower()}" for state, n in sorted(_count(states.values()).items()))
+        summary = ", ".join(f"{n} {state.lower()}" for state, n in sorted(Counter(states.values()).items()))
         if summary != last:
             log(f"waiting for {len(states)} of {len(job_ids)} jobs: {summary}")
             last = summary
@@ -170,21 +172,13 @@ def wait_slurm(job_ids: list[str], log: Callable[[str], None] = print, poll_s: f
         time.sleep(poll_s)
 
 
-def _count(values) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for value in values:
-        counts[value] = counts.get(value, 0) + 1
-    return counts
-
-
 def sweep_status(path: Path) -> list[dict[str, str]]:
     """Each job of a recorded sweep with its state: the status of its row (ok, diverged, failed),
     else its state in SLURM's queue (pending, running...), else `lost` (killed or cancelled
     before it wrote a row: submitting the sweep again runs it)."""
     document = json.loads(path.read_text())
     results = path.parent.parent
-    task = document["task"].split(":")[0]
-    rows = records.read_rows(results, task)
+    rows = records.read_rows(results, document["task"])
     latest = rows.drop_duplicates("run_key", keep="last").set_index("run_key")["status"] if len(rows) else {}
     ids = [job["job_id"] for job in document["jobs"]]
     queued = queue_states(ids) if document["executor"] == "slurm" and shutil.which("squeue") else {}

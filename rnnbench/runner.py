@@ -294,6 +294,7 @@ class PlannedRun:
     """One run of a sweep, as it is handed to an executor: everything a process (here, or a
     SLURM job on another node) needs to train it and append its row."""
 
+    task: str  # the task's name, which names its results file
     task_spec: str
     cell_spec: str
     config: RunConfig  # with the run's seed and hidden size
@@ -354,7 +355,7 @@ def plan_sweep(task_name: str, specs: list[Spec], seeds: list[int], config: RunC
             identity = {"task": task.name, "task_spec": str(task_spec), "task_version": task.version,
                         "cell_spec": str(spec), "config": run_config.identity(), "data": splits[seed].info,
                         "device": device.type}
-            run = PlannedRun(str(task_spec), str(spec), run_config, records.run_key(identity), results, data_folder,
+            run = PlannedRun(task.name, str(task_spec), str(spec), run_config, records.run_key(identity), results, data_folder,
                              keep_checkpoints)
             if run.key in finished:
                 log(f"skip {run.describe()}: run {run.key} already has an ok row (--force to run it again)")
