@@ -12,11 +12,19 @@ unitary by construction: a product of layers of N/2 independent 2x2 mixers
     [[e^{i phi} cos theta, -e^{i phi} sin theta],
      [           sin theta,             cos theta]]
 
-acting on pairs of units. The `tunable` style has `capacity` layers; even layers mix pairs
-(2k, 2k+1), odd layers mix (2k+1, 2k+2 mod N) (`boundary="periodic"`), or leave the two end
-units alone (`boundary="open"`, the paper's layout). Capacity N spans the unitary group (up
-to the optional diagonal phase layer `diag_phase`). The `fft` style has log2(N) layers that
-mix units at strides 1, 2, 4, ... (N a power of two).
+acting on pairs of units, U = L_C ... L_2 L_1 D, where the optional diagonal phase layer
+D = diag(e^{i omega}) (`diag_phase`) acts first. The `tunable` style has `capacity` layers; even
+layers mix pairs (2k, 2k+1), odd layers mix (2k+1, 2k+2 mod N) (`boundary="periodic"`), or leave
+the two end units alone (`boundary="open"`, the paper's layout). At capacity N, `periodic` (with
+or without D) and `open` with D span the unitary group U(N): the Jacobian of angles -> U has rank
+N^2 (tests/test_eurnn.py). D acts first because each mixer's phase sits on its output row a: with
+D last, as in the paper's code, N - 1 of its phases duplicate mixer phases (rank N^2 - N + 1 for
+`open`). `open` without D has N^2 - N angles and cannot span U(N). The `fft` style has log2(N)
+layers that mix units at strides 1, 2, 4, ... (N a power of two).
+
+|z| in modReLU is kept away from 0 in one of two forms (`modrelu`): `smooth` (the default),
+sqrt(|z|^2 + 1e-12), smooth at z = 0; `notebook`, |z| + 1e-5, as torch_eunn's ModReLU, which
+the original notebook used (its derivative at z = 0 is taken as 0, as torch's complex abs does).
 
 Three implementations of the same function:
   - `reference` applies the mixer layers to the state at every step: O(capacity * N) work
@@ -28,10 +36,13 @@ Three implementations of the same function:
     C++ kernel per direction with the sparse mixer structure (see _eurnn_fused.py): O(capacity * N)
     work per step with no per-step tensor operations, and only the states kept for backward.
 
-Initialisation: angles theta, phi (and the diagonal phases) uniform in [0, 2pi), as in the
-paper; modReLU bias beta uniform in [-0.01, 0.01], so the nonlinearity starts close to the
-identity and the state norm is almost preserved; the input layer keeps torch's `nn.Linear`
-default (uniform in +-1/sqrt(input_size)), as in the original notebook.
+Initialisation (`init="default"`): angles theta, phi (and the diagonal phases) uniform in
+[0, 2pi), as in the paper; modReLU bias beta uniform in [-0.01, 0.01], so the nonlinearity starts
+close to the identity and the state norm is almost preserved; the input layer keeps torch's
+`nn.Linear` default (uniform in +-1/sqrt(input_size)). The original notebook initialises
+otherwise, and `init="notebook"` does as it does: the same angles; input weights uniform in
++-0.426; input bias and modReLU bias 0.01. Its readout (the runner's, not the cell's) has weights
+uniform in +-0.426 and bias 0.01: `readout_init` says so, and `init_readout(linear)` applies it.
 """
 
 from __future__ import annotations
@@ -52,8 +63,16 @@ Style = Literal["tunable", "fft"]
 Output = Literal["real", "abs", "complex"]
 Impl = Literal["auto", "reference", "dense", "fused"]
 Boundary = Literal["periodic", "open"]
+Init = Literal["default", "notebook"]
+ModRelu = Literal["smooth", "notebook"]
 
-MODRELU_EPS = 1e-6  # |z| is computed as sqrt(|z|^2 + eps^2): finite gradient at z = 0
+# The epsilon of each modReLU form: smooth, |z| = sqrt(|z|^2 + eps^2) (finite gradient at z = 0);
+# notebook, |z| + eps (torch_eunn's ModReLU, the original notebook's).
+MODRELU_EPS = {"smooth": 1e-6, "notebook": 1e-5}
+# init="notebook": the original notebook's input and readout weights are uniform in +-0.426 and
+# all three biases (input, modReLU, readout) are 0.01.
+NOTEBOOK_WEIGHT_BOUND = 0.426
+NOTEBOOK_BIAS = 0.01
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -61,13 +80,18 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"EURNN {name} must be one of {', '.join(choices)}; got {value!r}")
 
 
-def modrelu_scale(re: torch.Tensor, im: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def modrelu_scale(re: torch.Tensor, im: torch.Tensor, bias: torch.Tensor, form: str = "smooth") -> torch.Tensor:
     """The real factor s with modReLU(z) = s * z, from the parts of z.
 
     s = relu(|z| + bias) / |z| = relu(1 + bias / |z|), the second form in fewer operations,
-    with |z| computed as sqrt(re^2 + im^2 + eps^2).
+    with |z| computed as sqrt(re^2 + im^2 + eps^2) (`form="smooth"`) or |z| + eps
+    (`form="notebook"`, torch_eunn's). Example: `modrelu_scale(z.real, z.imag, bias) * z`.
     """
-    return torch.relu(1 + bias * torch.rsqrt(re * re + im * im + MODRELU_EPS**2))
+    eps = MODRELU_EPS[form]
+    if form == "smooth":
+        return torch.relu(1 + bias * torch.rsqrt(re * re + im * im + eps**2))
+    # torch's complex abs has derivative 0 at z = 0 (sqrt and hypot give NaN there)
+    return torch.relu(1 + bias / (torch.complex(re, im).abs() + eps))
 
 
 def mixer_pairs(hidden_size: int, style: str, capacity: int, boundary: str) -> list[torch.Tensor]:
@@ -102,12 +126,16 @@ class EURNN(nn.Module):
         impl: str = "auto",
         diag_phase: bool = False,
         boundary: str = "periodic",
+        init: str = "default",
+        modrelu: str = "smooth",
     ):
         super().__init__()
         _check_choice("style", style, ("tunable", "fft"))
         _check_choice("output", output, ("real", "abs", "complex"))
         _check_choice("impl", impl, ("auto", "reference", "dense", "fused"))
         _check_choice("boundary", boundary, ("periodic", "open"))
+        _check_choice("init", init, ("default", "notebook"))
+        _check_choice("modrelu", modrelu, tuple(MODRELU_EPS))
         n = hidden_size
         if n < 2 or n % 2:
             raise ValueError(f"EURNN needs an even hidden size >= 2 (units are mixed in pairs); got {n}")
@@ -130,6 +158,7 @@ class EURNN(nn.Module):
                 )
         self.input_size, self.hidden_size = input_size, n
         self.capacity, self.style, self.output, self.boundary = capacity, style, output, boundary
+        self.init, self.modrelu = init, modrelu
         self.impl = impl  # "auto" is resolved per forward pass: see chosen_impl
         self.last_impl: str | None = None  # what the last forward pass ran
         self.output_size = 2 * n if output == "complex" else n
@@ -158,6 +187,28 @@ class EURNN(nn.Module):
         self.omega = nn.Parameter(torch.empty(n).uniform_(0, 2 * math.pi)) if diag_phase else None
         self.mod_bias = nn.Parameter(torch.empty(n).uniform_(-0.01, 0.01))
         self.input = nn.Linear(input_size, n)
+        # The readout's initialisation, (low, high, bias), for the runner (see init_readout);
+        # None: torch's nn.Linear default.
+        self.readout_init: tuple[float, float, float] | None = None
+        if init == "notebook":  # after the default draws, so that init="default" draws as always
+            with torch.no_grad():
+                self.input.weight.uniform_(-NOTEBOOK_WEIGHT_BOUND, NOTEBOOK_WEIGHT_BOUND)
+                self.input.bias.fill_(NOTEBOOK_BIAS)
+                self.mod_bias.fill_(NOTEBOOK_BIAS)
+            self.readout_init = (-NOTEBOOK_WEIGHT_BOUND, NOTEBOOK_WEIGHT_BOUND, NOTEBOOK_BIAS)
+
+    def init_readout(self, readout: nn.Linear) -> None:
+        """Initialise the readout layer that follows this cell as `readout_init` says; with None
+        (init="default") leave it, and torch's random generator, untouched.
+
+        Example: `cell.init_readout(nn.Linear(cell.output_size, 10))`.
+        """
+        if self.readout_init is None:
+            return
+        low, high, bias = self.readout_init
+        with torch.no_grad():
+            readout.weight.uniform_(low, high)
+            readout.bias.fill_(bias)
 
     def chosen_impl(self, device: torch.device) -> str:
         """The implementation a forward pass on `device` runs.
@@ -192,10 +243,13 @@ class EURNN(nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, style={self.style}, capacity={self.capacity}, "
                 f"boundary={self.boundary}, diag_phase={self.omega is not None}, "
-                f"output={self.output}, impl={self.impl}")
+                f"output={self.output}, impl={self.impl}, init={self.init}, modrelu={self.modrelu}")
 
     def _rotate(self, h: torch.Tensor) -> torch.Tensor:
-        """h U^T for complex rows h: (..., N), applying the mixer layers one after another."""
+        """h U^T for complex rows h: (..., N): the diagonal phase (if any), then the mixer layers
+        one after another."""
+        if self.omega is not None:
+            h = h * torch.polar(torch.ones_like(self.omega), self.omega)
         cos, sin = torch.cos(self.theta), torch.sin(self.theta)
         phase = torch.polar(torch.ones_like(self.phi), self.phi)  # e^{i phi}
         for m, c, s, e, p in zip(self.layer_sizes, cos.split(self.layer_sizes), sin.split(self.layer_sizes),
@@ -204,8 +258,6 @@ class EURNN(nn.Module):
             ha, hb, rest = hp[..., :m], hp[..., m : 2 * m], hp[..., 2 * m :]
             mixed = torch.cat([e * (c * ha - s * hb), s * ha + c * hb, rest], -1)
             h = mixed.index_select(-1, getattr(self, f"inv{p}"))
-        if self.omega is not None:
-            h = h * torch.polar(torch.ones_like(self.omega), self.omega)
         return h
 
     def recurrent_matrix(self) -> torch.Tensor:
@@ -236,7 +288,7 @@ class EURNN(nn.Module):
         states = []
         for xp_t in xproj.unbind(0):  # (B, N)
             z = self._rotate(h) + xp_t  # the input is real: it moves the real part only
-            h = z * modrelu_scale(z.real, z.imag, self.mod_bias)
+            h = z * modrelu_scale(z.real, z.imag, self.mod_bias, self.modrelu)
             states.append(h)
         hs = torch.stack(states, 1)  # (B, T, N) complex
         return hs.real, hs.imag
@@ -255,7 +307,7 @@ class EURNN(nn.Module):
         # For output="real" the function returns Re h only, so that no gradient of zeros has to
         # be built for Im h: (T, B, N) or (T, B, 2N).
         real_only = self.output == "real"
-        hs = DenseRecurrence.apply(xproj, m, self.mod_bias, h0, real_only).transpose(0, 1)
+        hs = DenseRecurrence.apply(xproj, m, self.mod_bias, h0, real_only, self.modrelu).transpose(0, 1)
         return hs[..., :n], None if real_only else hs[..., n:]
 
 
@@ -270,7 +322,7 @@ class EURNN(nn.Module):
         real_only = self.output == "real"
         hs = _eurnn_fused.FusedRecurrence.apply(
             x, self.input.weight, self.input.bias, self.theta, self.phi, omega, self.mod_bias, h0,
-            _eurnn_fused.load(), self._fused_layout, real_only)
+            _eurnn_fused.load(), self._fused_layout, real_only, (self.modrelu == "notebook", MODRELU_EPS[self.modrelu]))
         # For output="real" hs is Re h already: slicing it would make backward pad a copy.
         return (hs, None) if real_only else (hs[..., :n], hs[..., n:])
 
@@ -285,7 +337,7 @@ class DenseRecurrence(torch.autograd.Function):
     """All steps of h_t = modReLU(h_{t-1} M + [xproj_t, 0]) on real states [Re h, Im h].
 
     xproj: (T, B, N), m: (2N, 2N), bias: (N,), h0: (B, 2N) -> hs: (T, B, 2N), or its real
-    half (T, B, N) when `real_only`.
+    half (T, B, N) when `real_only`; `form` is the modReLU's (see modrelu_scale).
     Plain autograd keeps a dozen intermediates per step and sums T separate (2N, 2N)
     gradients of M. Here forward keeps the pre-activations z_t and the states (its own output),
     backward recomputes each step's modReLU factors from z_t while they are in cache and
@@ -294,14 +346,14 @@ class DenseRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, xproj, m, bias, h0, real_only):
+    def forward(ctx, xproj, m, bias, h0, real_only, form):
         steps, batch, n = xproj.shape
         # On CPU the compiled step loop (csrc/eurnn_fused.cpp) does the same, without a dozen
         # tensor operations per step; elsewhere, or where it is not built, this loop.
         ctx.kernel = _eurnn_fused.load() if xproj.device.type == "cpu" else None
-        ctx.real_only = real_only
+        ctx.real_only, ctx.form = real_only, form
         if ctx.kernel is not None:
-            z, hs = ctx.kernel.dense_forward(xproj, m, bias, h0)
+            z, hs = ctx.kernel.dense_forward(xproj, m, bias, form == "notebook", MODRELU_EPS[form], h0)
             ctx.save_for_backward(z, hs, m, bias, h0)
             return hs[..., :n] if real_only else hs
         z = xproj.new_empty(steps, batch, 2 * n)  # pre-activations
@@ -311,7 +363,7 @@ class DenseRecurrence(torch.autograd.Function):
             torch.mm(h, m, out=z[t])
             zt = z[t].view(batch, 2, n)
             zt[:, 0] += xproj[t]  # the input is real: it moves the real half only
-            torch.mul(zt, modrelu_scale(zt[:, 0], zt[:, 1], bias).unsqueeze(1),
+            torch.mul(zt, modrelu_scale(zt[:, 0], zt[:, 1], bias, form).unsqueeze(1),
                       out=hs[t].view(batch, 2, n))
             h = hs[t]
         ctx.save_for_backward(z, hs, m, bias, h0)
@@ -322,8 +374,9 @@ class DenseRecurrence(torch.autograd.Function):
     def backward(ctx, g_out):
         z, hs, m, bias, h0 = ctx.saved_tensors
         if ctx.kernel is not None:
-            g_xproj, g_m, g_bias, g_h0 = ctx.kernel.dense_backward(g_out, z, hs, m, bias, h0, ctx.real_only)
-            return g_xproj, g_m, g_bias, g_h0, None
+            g_xproj, g_m, g_bias, g_h0 = ctx.kernel.dense_backward(
+                g_out, z, hs, m, bias, ctx.form == "notebook", MODRELU_EPS[ctx.form], h0, ctx.real_only)
+            return g_xproj, g_m, g_bias, g_h0, None, None
         steps, batch, n2 = z.shape
         n = n2 // 2
         g_z = torch.empty_like(z)
@@ -341,18 +394,26 @@ class DenseRecurrence(torch.autograd.Function):
 
         g_h = output_gradient(steps - 1, None)
         for t in range(steps - 1, -1, -1):
-            # modReLU h = s z with s = relu(1 + bias / r), r = |z|, active where s > 0.
-            # With q = 1[active] / r and g . z summed over the real and imaginary parts:
-            #   dh/dz . g = s g + (g . z) s'(r) / r z = s g - bias q^3 (g . z) z
+            # modReLU h = s z with s = relu(1 + bias / r), r = |z| in the modReLU's form, active
+            # where s > 0. With q = 1[active] / r, dr/dz = k z and g . z summed over the real and
+            # imaginary parts:
+            #   dh/dz . g = s g + (g . z) s'(r) k z = s g - bias q^2 k (g . z) z
             #   dh/dbias . g = q (g . z)
+            # where k = 1 / r (smooth) or 1 / |z| (notebook; 0 at z = 0, as torch's complex abs).
             zt, g_ht = z[t].view(batch, 2, n), g_h.view(batch, 2, n)
             zz = zt * zt
-            inv_r = torch.rsqrt(zz[:, 0] + zz[:, 1] + MODRELU_EPS**2)  # (B, N)
+            if ctx.form == "smooth":
+                inv_r = torch.rsqrt(zz[:, 0] + zz[:, 1] + MODRELU_EPS["smooth"] ** 2)  # (B, N)
+                k = inv_r
+            else:
+                a = torch.sqrt(zz[:, 0] + zz[:, 1])
+                inv_r = 1 / (a + MODRELU_EPS["notebook"])
+                k = torch.where(a > 0, 1 / a, 0.0)
             s = torch.relu(1 + bias * inv_r)
             q = inv_r * (s > 0)
             dot = (g_ht * zt).sum(1)  # (B, N)
             g_bias.addcmul_(dot, q)
-            coef = (q * q).mul_(q).mul_(dot).mul_(neg_bias)
+            coef = (q * q).mul_(k).mul_(dot).mul_(neg_bias)
             torch.addcmul(g_ht * s.unsqueeze(1), coef.unsqueeze(1), zt, out=g_z[t].view(batch, 2, n))
             g_h = g_z[t] @ m_t  # carried to h_{t-1}
             if t > 0:
@@ -360,10 +421,15 @@ class DenseRecurrence(torch.autograd.Function):
         g_m = h0.t() @ g_z[0]
         if steps > 1:  # one (2N, (T-1)B) x ((T-1)B, 2N) matmul for all other steps
             g_m.addmm_(hs[:-1].reshape(-1, n2).t(), g_z[1:].reshape(-1, n2))
-        return g_z[..., :n], g_m, g_bias.sum(0), g_h, None
+        return g_z[..., :n], g_m, g_bias.sum(0), g_h, None, None
 
 
-@register_cell("eurnn")
+# Version 2: the diagonal phase (diag_phase=true) acts before the mixers, so that open boundary
+# with diag_phase spans U(N) at full capacity (version 1 reached a subset of rank N^2 - N + 1).
+VERSION = 2
+
+
+@register_cell("eurnn", version=VERSION)
 def eurnn(
     input_size: int,
     hidden_size: int,
@@ -372,19 +438,21 @@ def eurnn(
     impl: Impl = "auto",
     diag_phase: bool = False,
     boundary: Boundary = "periodic",
+    init: Init = "default",
+    modrelu: ModRelu = "smooth",
 ) -> EURNN:
     """EURNN, tunable style, capacity 2 (the original notebook's cell)."""
     return EURNN(input_size, hidden_size, capacity=capacity, style="tunable", output=output,
-                 impl=impl, diag_phase=diag_phase, boundary=boundary)
+                 impl=impl, diag_phase=diag_phase, boundary=boundary, init=init, modrelu=modrelu)
 
 
 for _capacity in (4, 8, 16):
     _variant = functools.partial(eurnn, capacity=_capacity)
     _variant.__doc__ = f"EURNN, tunable style, capacity {_capacity}."
-    register_cell(f"eurnn-c{_capacity}")(_variant)
+    register_cell(f"eurnn-c{_capacity}", version=VERSION)(_variant)
 
 
-@register_cell("eurnn-full")
+@register_cell("eurnn-full", version=VERSION)
 def eurnn_full(
     input_size: int,
     hidden_size: int,
@@ -392,20 +460,26 @@ def eurnn_full(
     impl: Impl = "auto",
     diag_phase: bool = False,
     boundary: Boundary = "periodic",
+    init: Init = "default",
+    modrelu: ModRelu = "smooth",
 ) -> EURNN:
-    """EURNN, tunable style at full capacity (capacity = hidden size): spans all unitaries."""
+    """EURNN, tunable style at full capacity (capacity = hidden size): spans all unitaries.
+
+    With boundary="open", only with diag_phase=True (without it: N^2 - N angles, too few)."""
     return eurnn(input_size, hidden_size, capacity=hidden_size, output=output, impl=impl,
-                 diag_phase=diag_phase, boundary=boundary)
+                 diag_phase=diag_phase, boundary=boundary, init=init, modrelu=modrelu)
 
 
-@register_cell("eurnn-fft")
+@register_cell("eurnn-fft", version=VERSION)
 def eurnn_fft(
     input_size: int,
     hidden_size: int,
     output: Output = "real",
     impl: Impl = "auto",
     diag_phase: bool = False,
+    init: Init = "default",
+    modrelu: ModRelu = "smooth",
 ) -> EURNN:
     """EURNN, FFT style: log2(N) layers mixing units at strides 1, 2, 4, ... (N a power of 2)."""
     return EURNN(input_size, hidden_size, style="fft", output=output, impl=impl,
-                 diag_phase=diag_phase)
+                 diag_phase=diag_phase, init=init, modrelu=modrelu)

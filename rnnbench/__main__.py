@@ -1,3 +1,4 @@
 from rnnbench.cli import main
 
-main(prog_name="rnnbench")
+if __name__ == "__main__":  # (not when a child process of a sweep imports this module again)
+    main(prog_name="rnnbench")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import warnings
 from pathlib import Path
 
 import click
@@ -19,6 +20,14 @@ from rnnbench.registry import CELLS, TASKS, RegistryError
 @click.version_option(package_name="rnnbench")
 def main(plugins: tuple[str, ...]) -> None:
     """Benchmark recurrent cells on long-sequence tasks."""
+    import os
+    import sys
+
+    # The `rnnbench` console script, unlike `python -m`, does not put the current folder on
+    # sys.path: add it, last, so that `--plugin my_cells` finds ./my_cells.py, and a file here
+    # named like an installed package never shadows it (as sweep.load_plugins does in jobs).
+    if plugins and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     for module in plugins:
         try:
             importlib.import_module(module)
@@ -129,6 +138,9 @@ def config_options(command):
               show_default=True, help="Folder of the results CSVs (one per task) and curves.")
 @click.option("--force", is_flag=True, help="Run again even runs that already have an ok row.")
 @click.option("--keep-checkpoints", is_flag=True, help="Keep the checkpoints of finished runs.")
+@click.option("--in-process", is_flag=True,
+              help="inline: train every run in this process instead of a fresh child process per run (for "
+                   "debugging; the memory and clocks of a run then include what earlier runs left).")
 @click.option("--executor", type=click.Choice(["inline", "local", "slurm"]), default="inline", show_default=True,
               help="inline: one run after another in this process; local: parallel processes on this "
                    "machine (--jobs); slurm: one SLURM job array, one run per task (returns after submitting).")
@@ -149,12 +161,14 @@ def config_options(command):
               help="slurm: at most this many runs of the array at once.")
 @click.option("--sbatch", "sbatch_options", multiple=True, metavar="KEY=VALUE",
               help="slurm: any other sbatch option, without its dashes (repeatable): --sbatch constraint=a100.")
-def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_checkpoints, executor, jobs, wait,
+def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_checkpoints, in_process, executor, jobs,
+        wait,
         partition, time_min, gpus_per_task, cpus_per_task, mem, account, qos, array_parallelism, sbatch_options,
         **fields):
     """Train every cell of --cells on --task for every seed; one CSV row per run."""
+    from rnnbench import claims, executors, sweep
     from rnnbench.data import DownloadError
-    from rnnbench.runner import plan_sweep, remove_if_empty, run_planned
+    from rnnbench.runner import RowNotWritten
 
     slurm_only = {"--wait": wait, "--partition": partition, "--time": time_min, "--gpus-per-task": gpus_per_task,
                   "--cpus-per-task": cpus_per_task, "--mem": mem, "--account": account, "--qos": qos,
@@ -164,9 +178,12 @@ def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_che
         raise click.UsageError(f"{given[0]} applies to --executor slurm; got --executor {executor}")
     if executor != "local" and jobs is not None:
         raise click.UsageError(f"--jobs applies to --executor local; got --executor {executor}")
+    if executor != "inline" and in_process:
+        raise click.UsageError(f"--in-process applies to --executor inline; got --executor {executor}")
     results = results.resolve()  # jobs may run in another folder, on another node
     data_dir = data_dir.resolve() if data_dir else None
     log = lambda line: click.echo(line, err=True)  # noqa: E731
+    warnings.showwarning = lambda message, *_, **__: log(f"warning: {message}")  # not Python's file:line form
     try:
         TASKS.parse(task_name)  # an unknown task or option is refused before anything else
         specs = expand_cells(cells)
@@ -174,29 +191,33 @@ def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_che
         hidden_sizes = parse_int_list("hidden sizes", hidden) if hidden else None
         if hidden_sizes and len(hidden_sizes) == 1:
             fields["hidden_size"], hidden_sizes = hidden_sizes[0], None
+            if fields.get("params_budget"):
+                raise ValueError("give a parameter budget (--params) or a hidden size (--hidden), not both")
         config = preset(preset_name).replace(**{k: v for k, v in fields.items() if v is not None})
         slurm = None
         if executor == "slurm":
-            from rnnbench.executors import SlurmOptions, parse_sbatch_options
-
-            slurm = SlurmOptions(partition, time_min or 24 * 60, gpus_per_task, cpus_per_task, mem, account, qos,
-                                 array_parallelism, parse_sbatch_options(sbatch_options))
-        runs, splits = plan_sweep(task_name, specs, parse_int_list("seeds", seeds), config, results, data_dir,
-                                  force, keep_checkpoints, log, hidden_sizes)
+            slurm = executors.SlurmOptions(partition, time_min or 24 * 60, gpus_per_task, cpus_per_task, mem,
+                                           account, qos, array_parallelism,
+                                           executors.parse_sbatch_options(sbatch_options))
+        plugins = sweep.plugin_origins(click.get_current_context().find_root().params["plugins"])
+        threads = {"local": executors.local_threads(jobs or 2), "slurm": cpus_per_task or 1}.get(executor)
+        runs, splits = sweep.plan(task_name, specs, parse_int_list("seeds", seeds), config, results, data_dir,
+                                  force, keep_checkpoints, log, hidden_sizes, plugins, threads,
+                                  runs_at_once={"inline": 1, "local": jobs or 2, "slurm": 0}[executor])
         if executor == "inline":
-            rows = [run_planned(r, splits[r.config.seed], log) for r in runs]
-            remove_if_empty(results / "checkpoints")
+            rows = sweep.execute(runs, splits, log, isolate=not in_process)
         else:
             rows = _run_elsewhere(executor, runs, jobs or 2, slurm, wait, results, log)
             if rows is None:
                 return
-    except (RegistryError, ValueError) as error:
+    except (RegistryError, ValueError) as error:  # (ForeignFile too: a results file that is not ours)
         raise click.UsageError(str(error)) from None
-    except (DownloadError, FileNotFoundError) as error:  # data that could not be had: say what to do
+    except (DownloadError, FileNotFoundError, PermissionError, claims.LockTimeout, claims.ClaimLost) as error:
         raise click.ClickException(str(error)) from None
-    except OSError as error:  # a results file that could not be written (disk full...): rows written stay
-        raise click.ClickException(f"{error}; the rows written before are intact, and a run whose row could not "
-                                   "be written keeps its checkpoint and resumes from it next time") from None
+    except RowNotWritten as error:  # says whether the run keeps a checkpoint to resume from
+        raise click.ClickException(f"{error} The rows written before are intact.") from None
+    except OSError as error:  # a folder that could not be written (disk full, read-only...): before any row
+        raise click.ClickException(f"{error}; nothing of this run was written") from None
     _print_rows(rows)
     if any(r["status"] == "failed" for r in rows) or (executor != "inline" and len(rows) < len(runs)):
         raise SystemExit(1)
@@ -204,24 +225,28 @@ def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_che
 
 def _run_elsewhere(executor, runs, jobs, slurm, wait, results, log):
     """Runs of a sweep in other processes: the rows they wrote, or None when not waiting."""
-    from rnnbench import executors
-    from rnnbench.runner import remove_if_empty
+    from rnnbench import executors, records, sweep
 
-    if not runs:
+    pending = [run for run in runs if sweep.finished(run, records.read_rows(run.results, run.task)) is None]
+    for run in runs:
+        if run not in pending:
+            log(f"skip {run.describe()}: run {run.key} already has an ok row (--force to run it again)")
+    if not pending:
         log("nothing to run: every run of this sweep already has an ok row")
-        return []
+        return executors.rows_of(results, runs[0].task, [run.key for run in runs]) if runs else []
     if executor == "local":
-        executors.run_local(runs, jobs, results, log)
+        executors.run_local(pending, jobs, results, log)
     else:
         try:
-            _, ids = executors.submit_slurm(runs, slurm, results, log)
+            _, ids = executors.submit_slurm(pending, slurm, results, log)
+        except PermissionError:
+            raise
         except Exception as error:  # sbatch refused the job: say why, in its words
             raise click.ClickException(f"submission to SLURM failed: {error}") from None
-        click.echo("\n".join(f"{job_id}  {run.describe()}" for job_id, run in zip(ids, runs)))
+        click.echo("\n".join(f"{job_id}  {run.describe()}" for job_id, run in zip(ids, pending)))
         if not wait:
             return None
         executors.wait_slurm(ids, log)
-        remove_if_empty(results / "checkpoints")
     rows = executors.rows_of(results, runs[0].task, [run.key for run in runs])
     missing = len(runs) - len(rows)
     if missing:
@@ -275,11 +300,10 @@ def status(results, sweep_id):
               help="Comma-separated statuses to include (ok, diverged, failed).")
 def report(results, out, tasks, cells, statuses):
     """Tables (Markdown, LaTeX, CSV) and seaborn figures from every row in --results:
-    mean and standard deviation over seeds, per task, data and device."""
-    import warnings
-
+    mean and standard deviation over seeds, per task, data, machine and number of threads."""
     from rnnbench import report as reporting
 
+    warnings.showwarning = lambda message, *_, **__: click.echo(f"warning: {message}", err=True)
     wanted = tuple(s.strip() for s in statuses.split(",") if s.strip())
     unknown = [s for s in wanted if s not in ("ok", "diverged", "failed")]
     if unknown:
@@ -303,6 +327,9 @@ def report(results, out, tasks, cells, statuses):
         what = f" matching {' '.join(filters)}" if filters else ""
         raise click.UsageError(f"no {'/'.join(wanted)} rows in {results}{what}; "
                                f"tasks there: {', '.join(sorted(rows['task'].unique())) or 'none'}")
-    files, markdown = reporting.write_report(selected, curves, out or results / "report")
+    try:
+        files, markdown = reporting.write_report(selected, curves, out or results / "report")
+    except reporting.ReportError as error:  # a folder that cannot be written, a name that would leave it
+        raise click.ClickException(str(error)) from None
     click.echo(markdown)
     click.echo(f"wrote {len(files)} files to {out or results / 'report'}", err=True)

@@ -8,12 +8,30 @@ named presets. CLI flags map one to one onto its fields.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 
 def _doc(text: str, **kw: Any) -> Any:
     return field(metadata={"help": text}, **kw)
+
+
+# The flag that sets each field, where it is not `--` + the name with dashes: errors name the option
+# as the user typed it (`--hidden`, `--perm-seed`), not the field.
+FLAGS = {"hidden_size": "--hidden", "params_budget": "--params", "seed": "--seeds"}
+SEED_LIMIT = 2**32  # numpy's RandomState (pixel permutations, batch order) takes seeds in [0, 2**32)
+
+
+def flag(name: str) -> str:
+    """The command-line option of a RunConfig field: `flag("perm_seed") == "--perm-seed"`."""
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def check_seed(name: str, value: Any) -> None:
+    """Refuse a seed outside [0, 2**32), naming the field's flag: `check_seed("perm_seed", -1)`."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < SEED_LIMIT:
+        raise ValueError(f"{flag(name)} {value}: a seed must be an integer in [0, 2**32 - 1 = {SEED_LIMIT - 1}]")
 
 
 CHOICES = {
@@ -66,24 +84,31 @@ class RunConfig:
         return {k: v for k, v in self.as_dict().items() if DEFAULTS[k] != v}
 
     def validate(self) -> None:
-        """Raise ValueError naming the first bad value and the valid range or choices."""
+        """Raise ValueError naming the first bad value, by its flag (`--lr inf`), and the valid range
+        or choices."""
+        for f in dataclasses.fields(self):  # nan and inf pass every comparison below, or wrongly fail it
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{flag(f.name)} must be a finite number; got {value}")
         for name in ("hidden_size", "batch_size", "steps", "eval_every", "eval_batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+                raise ValueError(f"{flag(name)} must be a positive integer; got {value!r}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be positive; got {self.lr!r}")
+            raise ValueError(f"--lr must be positive; got {self.lr!r}")
         if not self.clip >= 0:
-            raise ValueError(f"clip must be >= 0 (0 = off); got {self.clip!r}")
+            raise ValueError(f"--clip must be >= 0 (0 = off); got {self.clip!r}")
         if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0; got {self.warmup_steps!r}")
+            raise ValueError(f"--warmup-steps must be >= 0; got {self.warmup_steps!r}")
         if not 0 <= self.target <= 1:
-            raise ValueError(f"target must be in [0, 1] (0 = the task's own); got {self.target!r}")
+            raise ValueError(f"--target must be in [0, 1] (0 = the task's own); got {self.target!r}")
         if self.params_budget < 0:
-            raise ValueError(f"params_budget must be >= 0 (0 = off); got {self.params_budget!r}")
+            raise ValueError(f"--params must be >= 0 (0 = off); got {self.params_budget!r}")
+        check_seed("seed", self.seed)
+        check_seed("perm_seed", self.perm_seed)
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
-                raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+                raise ValueError(f"{flag(name)} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
 
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
@@ -91,7 +116,9 @@ DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 PRESETS = {
     # The original notebook's hyper-parameters on the standard data protocol.
     "default": RunConfig(),
-    # The original notebook exactly: train+test pooled into 50k/10k/10k, batches with replacement.
+    # The original notebook's protocol: train+test pooled into 50k/10k/10k, batches with replacement.
+    # Its cell is `--cells eurnn:init=notebook:modrelu=notebook` (a RunConfig holds no cell options);
+    # what still differs from the notebook is listed in README.md, section EURNN.
     "torch-eunn": RunConfig(protocol="pooled", sampling="replacement"),
     # The bundled sample and a few hundred small steps: `--cells eurnn,lstm` in under a
     # minute on two CPU cores, well above chance. For trying rnnbench, not for papers.

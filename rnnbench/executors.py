@@ -4,8 +4,10 @@ own: SLURM schedules, submitit submits, and each job trains one run with runner.
 appends the run's row to the results file under its lock, like any other process.
 
 A submitted sweep is recorded in `RESULTS/sweeps/ID.json` (its jobs and their run keys), so that
-`rnnbench status` can say which runs are done, running or lost; job logs go to
-`RESULTS/logs/JOBID_TASK/`. The results folder must be on a filesystem that the nodes share.
+`rnnbench status` can say which runs are done, running or lost; job files and logs go to
+`RESULTS/logs-USER/JOBID/`, a folder only the user can write (job files are pickles). The results
+folder must be on a filesystem that the nodes share. Each job claims its run (sweep.execute), so a
+run submitted twice, or also started inline elsewhere, still trains once.
 
 Waiting uses `squeue` and the results file, never `sacct`: a cluster without an accounting
 database still works, and a job that was killed before writing its row shows as `lost`.
@@ -17,6 +19,7 @@ import datetime
 import json
 import os
 import shutil
+import stat
 import subprocess
 import time
 from collections import Counter
@@ -26,8 +29,8 @@ from typing import Any, Callable
 
 import submitit
 
-from rnnbench import records
-from rnnbench.runner import PlannedRun, remove_if_empty, run_planned
+from rnnbench import claims, records
+from rnnbench.sweep import PlannedRun
 
 EXECUTORS = ("inline", "local", "slurm")
 
@@ -56,15 +59,63 @@ class SlurmOptions:
 
 
 class RunJob(submitit.helpers.Checkpointable):
-    """What a job runs: one planned run. When SLURM preempts the job or its time limit comes,
-    submitit calls `checkpoint` (inherited: resubmit the same call) and requeues the job; the
-    run then resumes from its own checkpoint file, written at every evaluation."""
+    """What a job runs: one planned run, through sweep.execute (so it is claimed like any other
+    run). When SLURM preempts the job or its time limit comes, submitit calls `checkpoint`
+    (inherited: resubmit the same call) and requeues the job; the run then resumes from its own
+    checkpoint file, written at every evaluation."""
 
-    def __call__(self, run: PlannedRun, threads: int) -> str:
+    def __call__(self, run: PlannedRun, package: str, parent: dict | None = None) -> str:
         import torch
 
-        torch.set_num_threads(threads)  # the job's share of the node, not every core
-        return run_planned(run)["status"]
+        import rnnbench
+        from rnnbench import sweep
+
+        here = str(Path(rnnbench.__file__).resolve())
+        if here != package:
+            raise RuntimeError(f"this job imported rnnbench from {here}, not {package} as the submitting process "
+                               "did; run the job with the same Python environment")
+        sweep.load_plugins(run.plugins)
+        if parent is not None:
+            claims.die_with(parent)
+        torch.set_num_threads(run.threads)  # the job's share of the node, not every core
+        return sweep.execute([run], isolate=False)[0]["status"]  # (a job is a fresh process already)
+
+
+def job_folder(results: Path) -> Path:
+    """Where this user's job files go: `RESULTS/logs-USER`, readable and writable by the user
+    only. submitit's job files are pickles, and loading a pickle runs code: anyone who could write
+    there could run code as the user. Created if missing; refused if someone else could write it."""
+    import getpass
+
+    folder = results / f"logs-{getpass.getuser()}"
+    if not folder.exists():
+        results.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700)
+    check_private(folder)
+    return folder
+
+
+def check_private(path: Path) -> None:
+    """PermissionError unless `path` is this user's and nobody else can write it (no symlink)."""
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise PermissionError(f"{path} is a symbolic link; job files are only read from a real folder")
+    if info.st_uid != os.geteuid():
+        raise PermissionError(f"{path} belongs to user id {info.st_uid}, not to you ({os.geteuid()}): its job files "
+                              "are pickles that run code when loaded; use another --results folder")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise PermissionError(f"{path} can be written by others (mode {stat.S_IMODE(info.st_mode):o}): its job files "
+                              f"are pickles that run code when loaded; `chmod go-w {path}` or use another folder")
+
+
+def _executor_python() -> str:
+    """The command submitit runs jobs with: this interpreter on rnnbench/_job.py, which checks
+    the job folder before submitit loads anything from it, and imports exactly this rnnbench
+    (a script's folder, not the working directory, starts sys.path)."""
+    import shlex
+    import sys
+
+    return f"{shlex.quote(sys.executable)} -u {shlex.quote(str(Path(__file__).with_name('_job.py')))}"
 
 
 def parse_sbatch_options(items: tuple[str, ...]) -> dict[str, str]:
@@ -88,38 +139,50 @@ def _record(results: Path, sweep_id: str, executor: str, jobs: list[tuple[str, P
                 "task": jobs[0][1].task if jobs else "", "task_spec": jobs[0][1].task_spec if jobs else "",
                 **(extra or {}),
                 "jobs": [{"job_id": job_id, "run_key": run.key, "run": run.describe()} for job_id, run in jobs]}
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(document, indent=1) + "\n")
-    os.replace(temporary, path)
+    claims.write_atomically(path, (json.dumps(document, indent=1) + "\n").encode())
     return path
+
+
+def local_threads(jobs: int) -> int:
+    """Each of `jobs` parallel local processes gets its share of the cores."""
+    return max(1, (os.cpu_count() or 1) // jobs)
 
 
 def run_local(runs: list[PlannedRun], jobs: int, results: Path, log: Callable[[str], None] = print,
               poll_s: float = 0.5) -> Path:
     """Run `runs` in parallel processes on this machine, at most `jobs` at once, each with its
-    share of the CPU cores; returns when all are over. Returns the sweep record."""
-    logs = results / "logs"
-    executor = submitit.LocalExecutor(folder=logs / "%j")
+    share of the CPU cores (planned with local_threads(jobs)); returns when all are over. Returns the sweep record. The processes
+    end with this one, however it ends (Ctrl-C, SIGTERM or SIGKILL)."""
+    import rnnbench
+
+    logs = job_folder(results)
+    executor = submitit.LocalExecutor(folder=logs / "%j", python=_executor_python())
     executor.update_parameters(timeout_min=60 * 24 * 365)  # submitit's local default is 2 minutes
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    package = str(Path(rnnbench.__file__).resolve())
+    me = claims.whoami()
     waiting, running, submitted = list(runs), [], []
     sweep_id = "local-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    while waiting or running:
-        while waiting and len(running) < jobs:
-            run = waiting.pop(0)
-            job = executor.submit(RunJob(), run, threads)
-            log(f"started {run.describe()} (process {job.job_id}, log {logs / job.job_id})")
-            running.append((job, run))
-            submitted.append((job.job_id, run))
-        time.sleep(poll_s)
-        for job, run in [item for item in running if item[0].done()]:
-            running.remove((job, run))
-            try:
-                job.result()
-            except Exception as error:  # noqa: BLE001 - the row (if any) says what happened
-                log(f"{run.describe()}: the process ended with {type(error).__name__}; see {logs / job.job_id}")
-    remove_if_empty(logs / "%j")  # (submitit's placeholder folder)
-    remove_if_empty(results / "checkpoints")
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs:
+                run = waiting.pop(0)
+                job = executor.submit(RunJob(), run, package, me)
+                log(f"started {run.describe()} (process {job.job_id}, log {logs / job.job_id})")
+                running.append((job, run))
+                submitted.append((job.job_id, run))
+            time.sleep(poll_s)
+            for job, run in [item for item in running if item[0].done()]:
+                running.remove((job, run))
+                try:
+                    check_private(logs / job.job_id)
+                    job.result()
+                except Exception as error:  # noqa: BLE001 - the row (if any) says what happened
+                    log(f"{run.describe()}: the process ended with {type(error).__name__}: {error}; "
+                        f"see {logs / job.job_id}")
+    except BaseException:  # Ctrl-C, SIGTERM: stop the runs now, they resume from their checkpoints
+        for job, _ in running:
+            job.cancel(check=False)
+        raise
     return _record(results, sweep_id, "local", submitted, logs)
 
 
@@ -128,14 +191,18 @@ def submit_slurm(runs: list[PlannedRun], options: SlurmOptions, results: Path,
     """Submit `runs` as one SLURM job array (one run per array task); returns the sweep record
     and the job ids. Uses submitit's SlurmExecutor itself, never auto-detection (which picks
     SLURM whenever `sbatch` is on the PATH, even with no controller)."""
+    import rnnbench
+
     if shutil.which("sbatch") is None:
         raise RuntimeError("--executor slurm needs SLURM's sbatch on the PATH; run on the cluster's login node")
-    logs = results / "logs"
-    executor = submitit.SlurmExecutor(folder=logs / "%j", max_num_timeout=20)
-    executor.update_parameters(**options.parameters())
-    threads = options.cpus_per_task or 1
-    jobs = executor.map_array(RunJob(), runs, [threads] * len(runs))
-    remove_if_empty(logs / "%j")
+    logs = job_folder(results)
+    executor = submitit.SlurmExecutor(folder=logs / "%j", max_num_timeout=20, python=_executor_python())
+    parameters = options.parameters()
+    # Jobs start in the private job folder, never in a working directory whose files could shadow ours.
+    parameters["additional_parameters"] = {"chdir": str(logs), **parameters["additional_parameters"]}
+    executor.update_parameters(**parameters)
+    package = str(Path(rnnbench.__file__).resolve())
+    jobs = executor.map_array(RunJob(), runs, [package] * len(runs), [None] * len(runs))
     ids = [job.job_id for job in jobs]
     array_id = ids[0].split("_")[0]
     path = _record(results, array_id, "slurm", list(zip(ids, runs)), logs, {"options": asdict(options)})

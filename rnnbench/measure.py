@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import math
 import sys
+from pathlib import Path
 
 import torch
 
@@ -97,6 +98,42 @@ def peak_memory_mb(device: torch.device) -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+def peak_reserved_mb(device: torch.device) -> float | str:
+    """CUDA: the caching allocator's peak of reserved bytes since reset_peak_memory, in MiB (what
+    the process held from the device, allocated or cached); '' elsewhere."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_reserved(device) / 2**20
+    return ""
+
+
+def load_average() -> float:
+    """The machine's 1-minute load average (NaN where the system has none)."""
+    import os
+
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return math.nan
+
+
+def timing_note(step_times_ms: list[float], loads: list[float], threads: int) -> str:
+    """Why a row's times deserve caution, or '': step times whose interquartile range is above
+    25 % of their median, or a machine busier than the threads the run used (the load average
+    at the start or the end of training above threads + 1, the 1 for the system and this
+    process's main thread)."""
+    import statistics
+
+    notes = []
+    if len(step_times_ms) >= 4:
+        q1, median, q3 = statistics.quantiles(step_times_ms, n=4)
+        if median > 0 and q3 - q1 > 0.25 * median:
+            notes.append(f"noisy step times (IQR {100 * (q3 - q1) / median:.0f}% of the median)")
+    busiest = max((load for load in loads if not math.isnan(load)), default=math.nan)
+    if busiest > threads + 1:
+        notes.append(f"busy machine (load average {busiest:.1f} with {threads} thread(s) in use)")
+    return "; ".join(notes)
+
+
 def current_memory_mb(device: torch.device) -> float:
     """Memory held now, in MiB: torch's allocated CUDA memory, or the process's resident set."""
     if device.type == "cuda":
@@ -116,13 +153,33 @@ def _process_status_mb(field: str) -> float:
     return math.nan
 
 
+def git_commit(package: Path) -> str:
+    """The commit of the checkout rnnbench runs from, with `+dirty` when its code (rnnbench/,
+    cells/, tasks/, pyproject.toml) has uncommitted changes; '' outside a git checkout. Results
+    folders inside the checkout do not count: running the benchmark must not make it dirty."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, cwd=package, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD")
+        top = git("rev-parse", "--show-toplevel")
+        if not commit or not top:
+            return ""
+        code = [path for path in ("rnnbench", "cells", "tasks", "pyproject.toml") if (Path(top) / path).exists()]
+        changed = git("-C", top, "status", "--porcelain", "--", *code)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return commit + ("+dirty" if changed else "")
+
+
 def environment(device: torch.device) -> dict[str, str]:
     """Where a row was measured: device, versions, commit, host, time (UTC)."""
     import datetime
     import platform
     import socket
-    import subprocess
-    from pathlib import Path
 
     import rnnbench
 
@@ -136,14 +193,13 @@ def environment(device: torch.device) -> dict[str, str]:
         except (OSError, StopIteration):
             pass
         name = f"{name} ({torch.get_num_threads()} threads)"
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(rnnbench.__file__).parent, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
+    import numpy
+
     return {
-        "device": device.type, "device_name": name, "torch_version": torch.__version__,
-        "cuda_version": torch.version.cuda or "", "rnnbench_version": rnnbench.__version__,
-        "git_commit": commit, "hostname": socket.gethostname(),
+        "device": device.type, "device_name": name, "num_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__, "cuda_version": torch.version.cuda or "",
+        "python_version": platform.python_version(), "numpy_version": numpy.__version__,
+        "rnnbench_version": rnnbench.__version__, "git_commit": git_commit(Path(rnnbench.__file__).parent),
+        "hostname": socket.gethostname(),
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -20,6 +20,7 @@ import fnmatch
 import functools
 import importlib
 import inspect
+import math
 import re
 import sys
 import typing
@@ -60,6 +61,8 @@ class Option:
             raise RegistryError(
                 f"{owner}: option {self.name}={text!r} is not a valid {self.type_name}"
             ) from None
+        if isinstance(value, float) and not math.isfinite(value):  # float() reads nan, inf, 1e999
+            raise RegistryError(f"{owner}: option {self.name}={text!r} is not a finite number")
         if self.choices is not None and value not in self.choices:
             raise RegistryError(
                 f"{owner}: option {self.name}={text!r} is not one of {', '.join(map(str, self.choices))}"
@@ -93,6 +96,7 @@ class Entry:
     options: Mapping[str, Option]
     where: str  # "file:line (module.function)" of the registration, for duplicate errors
     summary: str  # first line of the factory's docstring
+    version: int = 1  # bumped when what the factory computes changes: it goes into every run key
 
 
 @dataclass(frozen=True, eq=False)
@@ -179,11 +183,14 @@ class Registry:
             raise
         self._state = "loaded"
 
-    def register(self, name: str, stacklevel: int = 1) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Decorator registering a factory under `name`; a name can be registered once.
+    def register(self, name: str, stacklevel: int = 1,
+                 version: int = 1) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator registering a factory under `name`, at `version`; a name can be registered once.
 
         The place recorded for error messages is the caller's, `stacklevel` frames up.
         """
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise RegistryError(f"{self.kind} {name!r}: version must be a positive integer; got {version!r}")
         caller = sys._getframe(stacklevel)
         place = f"{caller.f_code.co_filename}:{caller.f_lineno}"
 
@@ -201,7 +208,7 @@ class Registry:
                     f"again at {where}"
                 )
             options = _options_of(factory, f"{self.kind} {name!r}", self.leading)
-            self._entries[name] = Entry(name, factory, MappingProxyType(options), where, _summary(factory))
+            self._entries[name] = Entry(name, factory, MappingProxyType(options), where, _summary(factory), version)
             return factory
 
         return decorate
@@ -255,13 +262,15 @@ CELLS = Registry("cell", builtins="rnnbench.cells")
 TASKS = Registry("task", builtins="rnnbench.tasks", leading=())
 
 
-def register_cell(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a cell factory `build(input_size, hidden_size, **options) -> nn.Module`.
+def register_cell(name: str, version: int = 1) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a cell factory `build(input_size, hidden_size, **options) -> nn.Module`. Bump
+    `version` when what the cell computes changes: the version is part of every run key, so rows
+    of the old code are never taken for rows of the new.
 
-    >>> @register_cell("my-rnn")
+    >>> @register_cell("my-rnn", version=2)
     ... def my_rnn(input_size, hidden_size, layers: int = 1): ...
     """
-    return CELLS.register(name, stacklevel=2)
+    return CELLS.register(name, stacklevel=2, version=version)
 
 
 def list_cells(pattern: str = "*") -> list[str]:

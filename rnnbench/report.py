@@ -2,18 +2,29 @@
 
 One aggregation (`aggregate`) feeds the Markdown, LaTeX and CSV tables and the plots. Rows are
 only ever aggregated with rows of the same task version, permutation, data source, protocol,
-device and config (all but the seed); each table states which of those it shows.
+device (type, name and threads), implementation, status and config (all but the seed); each
+table states which of those it shows.
+
+Row contents are untrusted text: they are checked (`records.row_problem`) before use, escaped for
+Markdown, LaTeX and matplotlib, and never reach a file name unsanitised (`_name_part`); every
+file is written inside the output folder, through a temporary file (`_write`).
 """
 
 from __future__ import annotations
 
-import csv
 import fnmatch
-import io
+import hashlib
 import json
+import os
+import re
+import secrets
+import textwrap
+import unicodedata
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -21,17 +32,22 @@ import pandas as pd
 from rnnbench import records
 
 NUMERIC = ["seed", "hidden_size", "test_acc", "test_acc_final", "best_valid_acc", "test_loss", "baseline_loss",
-           "params", "train_time_s",
-           "step_time_ms", "peak_mem_mb", "time_to_target_s", "task_version"]
+           "params", "train_time_s", "step_time_ms", "step_time_iqr_ms", "peak_mem_mb", "time_to_target_s",
+           "task_version", "n_test", "num_threads", "linear_acc"]
 REQUIRED = ["run_id", "task", "task_version", "cell_spec", "seed", "hidden_size", "config_json", "status",
             "perm_sha256", "data", "protocol", "device", "test_acc"]
-# Everything that must be equal for two rows to be seeds of the same experiment.
-TABLE_KEYS = ["task", "task_spec", "task_version", "data", "protocol", "perm_sha256", "device"]
-GROUP_KEYS = TABLE_KEYS + ["cell_spec", "hidden_size", "config_rest"]
+# What a table never mixes: two machines, or one machine with another number of threads, are two tables.
+TABLE_KEYS = ["task", "task_spec", "task_version", "data", "protocol", "perm_sha256", "device", "device_name",
+              "num_threads"]
+# Everything that must be equal for two rows to be seeds of the same experiment (a line of a table).
+GROUP_KEYS = TABLE_KEYS + ["cell_spec", "impl", "status", "hidden_size", "config_rest"]
+TEXT = ["task", "task_spec", "data", "protocol", "perm_sha256", "device", "device_name", "cell", "cell_spec", "impl",
+        "mem_source", "status"]
+
 
 
 class ReportError(ValueError):
-    """Nothing to report; the message says why."""
+    """Nothing to report, or the report cannot be written; the message says why."""
 
 
 def _config_rest(config_json: str) -> str:
@@ -53,62 +69,56 @@ def read_results(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise ReportError(f"results folder {folder} does not exist; run `rnnbench run ...` first")
     rows, curves = [], []
     for path in sorted(folder.glob("*.csv")):
-        is_curves = path.name.endswith("-curves.csv")
-        with io.StringIO(records.whole_rows(path).decode(), newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None:
-                continue
-            needed = ["run_id", "step", "wall_time_s", "split"] if is_curves else REQUIRED
-            missing = [c for c in needed if c not in header]
-            if missing:
-                warnings.warn(f"{path}: skipped, the header lacks {', '.join(missing)}")
-                continue
-            for line, fields in enumerate(reader, start=2):
-                if len(fields) != len(header):
-                    warnings.warn(f"{path}:{line}: skipped, {len(fields)} fields where the header has {len(header)}")
-                    continue
-                row = dict(zip(header, fields))
-                if not is_curves:
-                    problem = _row_problem(row)
-                    if problem:
-                        warnings.warn(f"{path}:{line}: skipped, {problem}")
-                        continue
-                (curves if is_curves else rows).append(row)
-    frame = pd.DataFrame(rows, columns=list(dict.fromkeys(records.COLUMNS + (list(rows[0]) if rows else []))))
-    unnamed = frame["task_spec"].isna() | (frame["task_spec"] == "")
-    frame.loc[unnamed, "task_spec"] = frame.loc[unnamed, "task"]  # rows written before task specs
-    frame["perm_sha256"] = frame["perm_sha256"].fillna("")
-    for column in NUMERIC:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    # A run killed between writing its curves and its row writes them again when it resumes.
-    curves_frame = pd.DataFrame(curves, columns=records.CURVE_COLUMNS).drop_duplicates(
-        ["run_id", "step", "split"], keep="last")
-    for column in ("step", "wall_time_s", "loss", "acc"):
-        curves_frame[column] = pd.to_numeric(curves_frame[column], errors="coerce")
-    return frame, curves_frame
-
-
-def _row_problem(row: dict[str, str]) -> str:
-    """Why a row cannot be used, or ''."""
-    if row["status"] not in records.STATUSES:
-        return f"unknown status {row['status']!r} (known: {', '.join(records.STATUSES)})"
-    for column in ("seed", "hidden_size", "task_version"):
+        kind = "curves" if path.name.endswith("-curves.csv") else "rows"
         try:
-            int(float(row[column]))
-        except ValueError:
-            return f"{column} {row[column]!r} is not a number"
-    if row["status"] == "ok":
-        try:  # an accuracy, or a score such as R^2 that may be negative
-            if not float(row["test_acc"]) <= 1:
-                return f"test_acc {row['test_acc']} is above 1"
-        except ValueError:
-            return f"test_acc {row['test_acc']!r} is not a number"
-    try:
-        json.loads(row["config_json"])
-    except json.JSONDecodeError:
-        return "config_json is not valid JSON"
-    return ""
+            parsed = records.parse(path, kind)
+        except records.ForeignFile as error:
+            warnings.warn(f"{error} (skipped)")
+            continue
+        if parsed.layout is None:
+            continue
+        needed = ["run_id", "step", "wall_time_s", "split"] if kind == "curves" else REQUIRED
+        missing = [c for c in needed if c not in parsed.layout.header]
+        if missing:
+            warnings.warn(f"{path}: skipped, the header lacks {', '.join(missing)}")
+            continue
+        for problem in parsed.problems:
+            warnings.warn(problem)
+        for row in parsed.rows:  # (each already passed records.row_problem, the rule `run` uses too)
+            row.pop("_line", None)
+            (curves if kind == "curves" else rows).append(row)
+    # A run trained again (--force) has a newer row: the latest row of each run is its result.
+    rows = list({row["run_key"]: row for row in rows}.values())
+    return _rows_frame(rows), _curves_frame(curves)
+
+
+def _rows_frame(rows: list[dict[str, str]]) -> pd.DataFrame:
+    """Checked rows as a frame: text columns as strings ('' where missing), NUMERIC as finite
+    numbers or NaN; `num_threads` filled in from older rows' device names."""
+    columns = records.COLUMNS + ["num_threads"] + [k for r in rows[:1] for k in r]  # (whatever the schema holds)
+    frame = pd.DataFrame(rows, columns=list(dict.fromkeys(columns)))
+    for column in TEXT:
+        frame[column] = frame[column].fillna("").astype(str)
+    unnamed = frame["task_spec"] == ""
+    frame.loc[unnamed, "task_spec"] = frame.loc[unnamed, "task"]  # rows written before task specs
+    unnamed = frame["cell"] == ""
+    frame.loc[unnamed, "cell"] = frame.loc[unnamed, "cell_spec"].str.split(":").str[0]
+    for column in NUMERIC:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").replace([np.inf, -np.inf], np.nan)
+    # Rows written before the num_threads column: the CPU's device name ends in "(N threads)".
+    from_name = pd.to_numeric(frame["device_name"].str.extract(r"\((\d+) threads?\)\s*$")[0], errors="coerce")
+    threads = frame["num_threads"].fillna(from_name)
+    frame["num_threads"] = [str(int(t)) if pd.notna(t) else "" for t in threads]
+    return frame
+
+
+def _curves_frame(curves: list[dict[str, str]]) -> pd.DataFrame:
+    # A run killed between writing its curves and its row writes them again when it resumes.
+    frame = pd.DataFrame(curves, columns=records.CURVE_COLUMNS).drop_duplicates(["run_id", "step", "split"],
+                                                                                 keep="last")
+    for column in ("step", "wall_time_s", "loss", "acc"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").replace([np.inf, -np.inf], np.nan)
+    return frame
 
 
 def select(rows: pd.DataFrame, tasks: list[str] | None = None, cells: list[str] | None = None,
@@ -128,23 +138,79 @@ def select(rows: pd.DataFrame, tasks: list[str] | None = None, cells: list[str] 
 
 def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
     """One line per experiment (GROUP_KEYS): n seeds, mean and standard deviation of the test
-    accuracies, and the costs (median step time; means of the rest)."""
+    accuracies, and the costs (median step time; means of the rest), each with its standard
+    deviation over seeds (NaN with fewer than two values)."""
     rows = rows.assign(config_rest=rows["config_json"].map(_config_rest))
     grouped = rows.groupby(GROUP_KEYS, sort=True, dropna=False)
     summary = grouped.agg(
-        n=("seed", "size"),
+        n=("seed", "size"), cell=("cell", "first"),
         test_acc_mean=("test_acc", "mean"), test_acc_std=("test_acc", "std"),
         test_acc_final_mean=("test_acc_final", "mean"), test_acc_final_std=("test_acc_final", "std"),
         test_loss_mean=("test_loss", "mean"), test_loss_std=("test_loss", "std"),
         baseline_loss=("baseline_loss", "first"),
-        params=("params", "median"), step_time_ms=("step_time_ms", "median"),
-        train_time_s=("train_time_s", "mean"), time_to_target_s=("time_to_target_s", "mean"),
-        peak_mem_mb=("peak_mem_mb", "mean"), device_name=("device_name", "first"),
+        params=("params", "median"), params_std=("params", "std"),
+        step_time_ms=("step_time_ms", "median"), step_time_ms_std=("step_time_ms", "std"),
+        step_time_iqr_ms=("step_time_iqr_ms", "median"),
+        train_time_s=("train_time_s", "mean"), train_time_s_std=("train_time_s", "std"),
+        time_to_target_s=("time_to_target_s", "mean"), time_to_target_s_std=("time_to_target_s", "std"),
+        peak_mem_mb=("peak_mem_mb", "mean"), peak_mem_mb_std=("peak_mem_mb", "std"),
+        mem_source=("mem_source", lambda s: ",".join(sorted({v for v in s if v}))),
+        n_test=("n_test", "min"), linear_acc=("linear_acc", "median"),
         seeds=("seed", lambda s: ",".join(str(int(v)) for v in sorted(s))),
+        commits=("git_commit", lambda s: ",".join(sorted({v for v in s if v}))),
     ).reset_index()
-    stds = ["test_acc_std", "test_acc_final_std", "test_loss_std"]
-    summary[stds] = summary[stds].fillna(0.0)
+    # A step time is uncertain by the spread of its seeds and, within a run, of its steps.
+    summary["step_time_spread_ms"] = np.fmax(summary["step_time_ms_std"], summary["step_time_iqr_ms"])
     return summary
+
+
+# --- text that came from rows -------------------------------------------------------------------
+
+def _printable(text) -> str:
+    """Text without control characters (each becomes a visible \\xNN)."""
+    return "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
+                   for c in str(text))
+
+
+def _markdown(text) -> str:
+    """Text as it reads in a Markdown table cell: `|` and the characters that would start
+    emphasis, code, math, links, HTML or entities escaped (an underscore inside a word needs none)."""
+    text = re.sub(r"([\\`*\[\]<>|~&$])", r"\\\1", _printable(text))
+    return re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", text)
+
+
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+                 "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "|": r"\textbar{}",
+                 "<": r"\textless{}", ">": r"\textgreater{}"}  # (OT1 fonts print | < > as other glyphs)
+LATEX_SYMBOLS = {"±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "–": "--", "—": "---",
+                 "²": r"\textsuperscript{2}", "×": r"$\times$", "…": r"\ldots{}", "→": r"$\rightarrow$", "µ": r"$\mu$",
+                 "μ": r"$\mu$"}
+
+
+def _latex(text) -> str:
+    """Text as LaTeX that compiles with pdflatex and booktabs alone: its special characters
+    escaped, and ASCII only (accents dropped; other characters written as [U+XXXX])."""
+    text = re.sub(r"[\\&%$#_{}~^|<>]", lambda m: LATEX_SPECIAL[m.group()], _printable(text))
+    out = []
+    for char in text:
+        if char.isascii():
+            out.append(char)
+        elif char in LATEX_SYMBOLS:
+            out.append(LATEX_SYMBOLS[char])
+        else:
+            folded = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
+            out.append(_latex(folded) if folded.isascii() and folded else f"[U+{ord(char):04X}]")
+    return "".join(out)
+
+
+def _plot_text(text, limit: int = 48, width: int | None = None) -> str:
+    """Text for matplotlib: `$` taken literally (not as mathtext), no control characters, short;
+    given a `width`, on two lines at most."""
+    text = _printable(text)
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    if width is not None:
+        text = "\n".join(textwrap.wrap(text, width, max_lines=2, placeholder="…"))
+    return text.replace("$", r"\$")
 
 
 # --- tables -------------------------------------------------------------------------------------
@@ -154,37 +220,59 @@ class Column:
     key: str  # in the summary
     title: str
     higher_is_better: bool
-    digits: int
+    digits: int  # for percentages: see _score_digits
     scale: float = 1.0
-    std: str | None = None  # the summary column of its standard deviation
+    std: str | None = None  # the summary column of its standard deviation, shown as ±
+    spread: str | None = None  # what a difference must exceed to be bold (default: the std)
 
 
 TABLE_COLUMNS = [
     Column("test_acc_mean", "Acc. (%)", True, 2, 100, "test_acc_std"),
     Column("test_acc_final_mean", "Final (%)", True, 2, 100, "test_acc_final_std"),
     Column("test_loss_mean", "Loss", False, 3, 1, "test_loss_std"),  # for tasks with a baseline loss
-    Column("params", "Params", False, 0),
-    Column("step_time_ms", "Step (ms)", False, 1),
-    Column("train_time_s", "Train (s)", False, 0),
-    Column("time_to_target_s", "To target (s)", False, 0),
-    Column("peak_mem_mb", "Mem. (MiB)", False, 0),
+    Column("params", "Params", False, 0, spread="params_std"),
+    Column("step_time_ms", "Step (ms)", False, 1, spread="step_time_spread_ms"),
+    Column("train_time_s", "Train (s)", False, 0, spread="train_time_s_std"),
+    Column("time_to_target_s", "To target (s)", False, 0, spread="time_to_target_s_std"),
+    Column("peak_mem_mb", "Mem. (MiB)", False, 0, spread="peak_mem_mb_std"),
 ]
+MEMORY_WORDS = {"cpu_peak_rss": "peak RSS", "cpu_peak_rss_since_start": "peak RSS since the process started",
+                "cuda_max_allocated": "peak CUDA memory allocated"}
 
 
 def _table_columns(summary: pd.DataFrame) -> list[Column]:
+    """The score always; the other columns where a line has a value."""
     has_baseline = summary["baseline_loss"].notna().any()
-    return [c for c in TABLE_COLUMNS if summary[c.key].notna().any() and (c.key != "test_loss_mean" or has_baseline)]
+    return [c for c in TABLE_COLUMNS if c.key == "test_acc_mean" or (
+        summary[c.key].notna().any() and (c.key != "test_loss_mean" or has_baseline))]
+
+
+def _score_digits(summary: pd.DataFrame) -> tuple[int, str]:
+    """Decimals of a percentage the test set supports, and a sentence that says why: none
+    below 1,000 test examples, one up to 10,000, two above."""
+    n = summary["n_test"].min()
+    if pd.isna(n):
+        return 2, "Scores to 0.01 % (the rows do not record the test set's size)."
+    n = int(n)
+    digits = 0 if n < 1000 else 1 if n <= 10_000 else 2
+    shown = {0: "whole percents", 1: "0.1 %", 2: "0.01 %"}[digits]
+    return digits, (f"Scores to {shown}, as {n:,} test examples support (one example is {100 / n:.2g} %; "
+                    "finer digits would be noise).")
 
 
 def experiment_labels(summary: pd.DataFrame) -> list[str]:
     """A label per summary line: the cell spec, then N and the config fields only where they
-    differ between the lines (`eurnn (N=64, lr=0.003)`)."""
+    differ between the lines, the implementation where the cell ran in more than one, and the
+    status unless ok (`eurnn (N=64, impl=fused, lr=0.003)`)."""
     rests = [json.loads(r) for r in summary["config_rest"]]
     varying = sorted(k for k in set().union(*rests) if len({json.dumps(r.get(k)) for r in rests}) > 1)
     show_n = summary["hidden_size"].nunique() > 1
+    impls = summary.groupby("cell_spec")["impl"].agg(lambda s: len(set(s) - {""}))  # (a failed run has none)
     labels = []
     for (_, line), rest in zip(summary.iterrows(), rests):
-        details = ([f"N={int(line['hidden_size'])}"] if show_n else []) + [f"{k}={rest.get(k)}" for k in varying]
+        details = ([f"N={int(line['hidden_size'])}"] if show_n else []) \
+            + ([f"impl={line['impl'] or '?'}"] if impls[line["cell_spec"]] > 1 else []) \
+            + [f"{k}={rest.get(k)}" for k in varying] + ([line["status"]] if line["status"] != "ok" else [])
         labels.append(line["cell_spec"] + (f" ({', '.join(details)})" if details else ""))
     return labels
 
@@ -194,7 +282,7 @@ def _task_attribute(task_spec: str, name: str, default):
 
     try:
         return getattr(TASKS.build(task_spec), name, default)
-    except ValueError:  # a task of rows written elsewhere that is not registered here
+    except (ValueError, TypeError):  # a task of rows written elsewhere that is not registered here
         return default
 
 
@@ -203,188 +291,473 @@ def score_name(summary: pd.DataFrame) -> str:
     return _task_attribute(summary["task_spec"].iloc[0], "score_name", "acc.")
 
 
-def _formatted(summary: pd.DataFrame, bold: str) -> tuple[list[str], list[list[str]]]:
-    """Header and cells of one table, with the best value of each column wrapped in `bold`."""
+def _best(summary: pd.DataFrame, column: Column, texts: dict) -> object | None:
+    """The index of the ok line that is clearly best in `column`, or None: it beats the ok
+    runner-up by more than the larger spread of the two (which both must have: two seeds at
+    least, or for step times the spread of the steps), and the printed values differ."""
+    values = summary.loc[summary["status"] == "ok", column.key].dropna()
+    if len(values) < 2:
+        return None
+    best, runner_up = values.sort_values(ascending=not column.higher_is_better).index[:2]
+    spreads = summary.loc[[best, runner_up], column.std or column.spread]
+    if spreads.isna().any() or texts[best] == texts[runner_up]:
+        return None
+    return best if abs(values[best] - values[runner_up]) > spreads.max() else None
+
+
+def _cells(summary: pd.DataFrame) -> tuple[list[str], list[list[tuple[str, bool]]]]:
+    """Header and cells (text, bold) of one table. ± only where a line has two values or more."""
     columns = _table_columns(summary)
+    score_digits, _ = _score_digits(summary)
     titles = {"test_acc_mean": f"{score_name(summary).capitalize()} (%)"}
     header = ["Cell"] + [f"{titles.get(c.key, c.title)} {'↑' if c.higher_is_better else '↓'}"
                          for c in columns] + ["Seeds"]
+    texts, bold = {}, {}
+    for c in columns:
+        digits = score_digits if c.scale == 100 else c.digits
+        texts[c.key] = {i: f"{v * c.scale:,.{digits}f}" for i, v in summary[c.key].items() if pd.notna(v)}
+        bold[c.key] = _best(summary, c, texts[c.key])
+        if c.std is not None:
+            for i, sd in summary[c.std].items():
+                if i in texts[c.key] and pd.notna(sd):
+                    texts[c.key][i] += f" ± {sd * c.scale:.{digits}f}"
     body = []
-    for label, (_, line) in zip(experiment_labels(summary), summary.iterrows()):
-        cells = [label]
-        for c in columns:
-            value = line[c.key]
-            if pd.isna(value):
-                cells.append("–")
-                continue
-            text = f"{value * c.scale:,.{c.digits}f}"
-            if c.std is not None:
-                text += f" ± {line[c.std] * c.scale:.{c.digits}f}"
-            best = summary[c.key].max() if c.higher_is_better else summary[c.key].min()
-            cells.append(bold.format(text) if np.isclose(value, best) and len(summary) > 1 else text)
-        cells.append(str(int(line["n"])))
-        body.append(cells)
+    for label, i in zip(experiment_labels(summary), summary.index):
+        body.append([(label, False)] + [(texts[c.key].get(i, "–"), i == bold[c.key]) for c in columns]
+                    + [(str(int(summary.loc[i, "n"])), False)])
     return header, body
 
 
-def table_caption(summary: pd.DataFrame) -> str:
-    """What a table shows: task and version, data, protocol, permutation, device, seeds."""
+def _where(first: pd.Series, escape: Callable[[str], str]) -> str:
+    """The machine of a table: its device name and number of threads."""
+    name = escape(first["device_name"] or first["device"])
+    threads = first["num_threads"]
+    if not threads:
+        return f"on {name} (number of threads not recorded)"
+    said = re.search(rf"\({threads} threads?\)\s*$", first["device_name"])
+    return f"on {name}" + ("" if said else f", {threads} thread{'s' if threads != '1' else ''}")
+
+
+def table_caption(summary: pd.DataFrame, escape: Callable[[str], str] = _printable) -> str:
+    """What a table shows: task and version, data, protocol, permutation, device and threads,
+    implementations, seeds, the precision printed and the rule for bold; `escape` is applied
+    to every value that came from rows."""
     first = summary.iloc[0]
     seeds = sorted(set(summary["n"].astype(int)))
-    order = f", pixel order {str(first['perm_sha256'])[:12]}" if first["perm_sha256"] else ""
+    order = f", pixel order {escape(str(first['perm_sha256'])[:12])}" if first["perm_sha256"] else ""
+    impls = sorted(set(summary["impl"]) - {""})
     score = score_name(summary)
-    return (f"{first['task_spec']} (task version {int(first['task_version'])}), data: {first['data']}, protocol: "
-            f"{first['protocol']}{order}, on {first['device_name']}; "
-            f"mean ± standard deviation over {'/'.join(map(str, seeds))} seed(s). {score.capitalize()}: "
-            f"test {score} of the weights with the best validation score; Final: of the final "
-            f"weights; Step: median time of a "
-            f"training step; Train: training time; Mem.: peak memory."
+    if seeds == [1]:
+        spread = "1 seed: each value is a single run"
+    else:
+        spread = (f"mean ± standard deviation over {'/'.join(map(str, seeds))} seeds"
+                  + ("; a value without ± has one run behind it" if (summary["test_acc_std"].isna()
+                                                                     | (summary["n"] < 2)).any() else ""))
+    _, precision = _score_digits(summary)
+    memory = MEMORY_WORDS.get(first["mem_source"], "peak memory") if summary["mem_source"].nunique() == 1 \
+        else "peak memory"
+    return (f"{escape(first['task_spec'])} (task version {int(first['task_version'])}), data: {escape(first['data'])}, "
+            f"protocol: {escape(first['protocol'])}{order}, {_where(first, escape)}"
+            + (f", implementation{'s' if len(impls) > 1 else ''}: {', '.join(escape(i) for i in impls)}"
+               if impls else "") + f"; {spread}. "
+            f"{precision} Bold: best ok run by more than the larger spread of it and the runner-up "
+            f"(standard deviation over 2 seeds or more; for Step, also the interquartile range of step times). "
+            f"{score.capitalize()}: test {score} of the weights with the best validation score; Final: of the final "
+            f"weights; Step: median time of a training step; Train: training time; Mem.: {memory}."
             + (f" Loss: test loss; the memoryless baseline's is {first['baseline_loss']:.4g}."
-               if pd.notna(first["baseline_loss"]) else ""))
+               if pd.notna(first["baseline_loss"]) else "")
+            + (f" Caution: rows from {len(commits)} versions of the code ({', '.join(escape(c) for c in commits)})."
+               if len(commits := mixed_commits(summary)) > 1 else ""))
+
+
+def mixed_commits(summary: pd.DataFrame) -> list[str]:
+    """The code versions (git commits, `+dirty` for uncommitted changes) behind a table's rows,
+    when they are not all one: such a table may compare code that changed in between."""
+    commits = sorted({c for line in summary["commits"] for c in str(line).split(",") if c})
+    return commits if len(commits) > 1 else []
 
 
 def markdown_table(summary: pd.DataFrame) -> str:
-    header, body = _formatted(summary, "**{}**")
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in body]
-    return f"{table_caption(summary)}\n\n" + "\n".join(lines) + "\n"
-
-
-def _latex_escape(text: str) -> str:
-    for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"),
-                          ("#", r"\#"), ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"),
-                          ("^", r"\textasciicircum{}")):
-        text = text.replace(char, escaped)
-    return text
+    header, body = _cells(summary)
+    lines = ["| " + " | ".join(_markdown(h) for h in header) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(f"**{_markdown(text)}**" if bold else _markdown(text) for text, bold in row) + " |"
+              for row in body]
+    return f"{table_caption(summary, _markdown)}\n\n" + "\n".join(lines) + "\n"
 
 
 def latex_table(summary: pd.DataFrame, label: str) -> str:
-    """A booktabs table that compiles as it is (needs \\usepackage{booktabs})."""
-    header, body = _formatted(summary, "\x00{}\x01")
-
-    def tex(text: str) -> str:
-        text = _latex_escape(text).replace("±", r"$\pm$").replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$")
-        return text.replace("\x00", r"\textbf{").replace("\x01", "}").replace("–", "--")
-
-    lines = [r"\begin{table}[t]", r"\centering", r"\footnotesize", r"\setlength{\tabcolsep}{3pt}",
-             r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
-             " & ".join(tex(h) for h in header) + r" \\", r"\midrule"]
-    lines += [" & ".join(tex(c) for c in row) + r" \\" for row in body]
-    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{tex(table_caption(summary))}}}",
-              rf"\label{{{label}}}", r"\end{table}"]
+    """A booktabs table that compiles as it is (needs \\usepackage{booktabs}), caption on top."""
+    header, body = _cells(summary)
+    lines = [r"\begin{table}[t]", r"\centering", r"\footnotesize",
+             rf"\caption{{{_latex(table_caption(summary))}}}", rf"\label{{{label}}}",
+             r"\setlength{\tabcolsep}{3pt}", r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
+             " & ".join(_latex(h) for h in header) + r" \\", r"\midrule"]
+    lines += [" & ".join(rf"\textbf{{{_latex(text)}}}" if bold else _latex(text) for text, bold in row) + r" \\"
+              for row in body]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
+def _name_part(text, limit: int = 32) -> str:
+    """A piece of a file name made from row contents: only [A-Za-z0-9._=-], no leading dot or
+    dash, at most `limit` characters; where that changed the text, a short hash of it keeps
+    different texts apart (`../x` -> `x_1b2c3d4e`)."""
+    text = str(text)
+    clean = re.sub(r"[^A-Za-z0-9._=-]+", "_", text)
+    if clean == text and not text.startswith((".", "-")) and len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    clean = re.sub(r"^[._-]+", "", clean[: limit - 9]).rstrip("_")
+    return f"{clean}_{digest}" if clean else digest
+
+
+def _digest(keys) -> str:
+    return hashlib.sha256(json.dumps([str(k) for k in keys]).encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
 def table_groups(summary: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """The summary split into tables that never mix task versions, data or devices; each with a
-    file-name stem."""
+    """The summary split into tables that never mix task versions, data or machines; each with a
+    file-name stem `TASK-vVERSION-DATA-PROTOCOL-PERM-DEVICE`, followed by the device's name and
+    threads where two tables would share it, and by a hash where they still would."""
     groups = []
-    for keys, part in summary.groupby(TABLE_KEYS, sort=True):
-        task, task_spec, version, data, protocol, perm, device = keys
-        name = str(task_spec).replace(":", "_")
-        stem = "-".join(str(p) for p in (name, f"v{int(version)}", data, protocol, str(perm)[:8], device) if p)
-        groups.append((stem, part.sort_values(["cell_spec", "hidden_size", "config_rest"])))
-    return groups
+    for keys, part in summary.groupby(TABLE_KEYS, sort=True, dropna=False):
+        k = dict(zip(TABLE_KEYS, keys))
+        stem = "-".join(p for p in map(_name_part, (str(k["task_spec"]).replace(":", "_"), f"v{int(k['task_version'])}",
+                                                    k["data"], k["protocol"], str(k["perm_sha256"])[:8], k["device"]))
+                        if p)
+        machine = "".join(f"-{p}" for p in map(_name_part, (k["device_name"], k["num_threads"] and
+                                                           f"{k['num_threads']}threads")) if p)
+        part = part.assign(_status=part["status"].map(records.STATUSES.index))  # ok first, then the others
+        part = part.sort_values(["cell_spec", "hidden_size", "_status", "impl", "config_rest"]).drop(columns="_status")
+        groups.append([stem, machine, keys, part])
+    shared = Counter(g[0].casefold() for g in groups)  # (a case-insensitive disk would merge A and a)
+    stems = [g[0] + g[1] if shared[g[0].casefold()] > 1 else g[0] for g in groups]
+    while len({s.casefold() for s in stems}) < len(stems):
+        counts = Counter(s.casefold() for s in stems)
+        stems = [f"{s}-{_digest([*g[2], s])}" if counts[s.casefold()] > 1 else s for s, g in zip(stems, groups)]
+    return [(stem, g[3]) for stem, g in zip(stems, groups)]
+
+
+# --- writing files --------------------------------------------------------------------------------
+
+def _inside(out: Path, name: str) -> Path:
+    """out/name, refused if it would resolve outside `out` (a name with a path in it, a link)."""
+    path = out / name
+    if path.resolve().parent != out.resolve():
+        raise ReportError(f"refusing to write {path}: it resolves to {path.resolve()}, outside {out}")
+    return path
+
+
+def _write(out: Path, name: str, write: Callable[[Path], None]) -> Path:
+    """Write out/name through a temporary file renamed over it: a failed write (disk full...)
+    leaves the old file, or none, and no temporary one."""
+    path = _inside(out, name)
+    temporary = out / f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_text(out: Path, name: str, text: str) -> Path:
+    return _write(out, name, lambda p: p.write_text(text, encoding="utf-8"))
 
 
 # --- plots ---------------------------------------------------------------------------------------
 
 COLUMN_WIDTH_IN = 3.4  # one column of a two-column paper
+# Colours never depend on what else is in a report: the built-in cells have fixed ones (the
+# indices in seaborn's colorblind palette); any other cell name hashes into a palette of its own.
+CELL_COLORS = {"eurnn": 0, "gru": 1, "lstm": 2, "rnn": 3, "eurnn-c4": 4, "eurnn-c8": 5, "eurnn-c16": 6,
+               "eurnn-fft": 7, "eurnn-full": 8}
+OTHER_COLORS = 12
+MARKERS = ["o", "s", "^", "D", "v", "P"]
+STYLES = ["-", "--", ":", "-."]  # a cell's colour stays; its variants differ by line style and marker
 
 
-def cell_colors(specs) -> dict[str, tuple]:
-    """One colour per cell spec, the same in every figure of a report."""
+def cell_color(name: str) -> tuple[float, float, float]:
+    """The colour of a cell name, the same in every report: `cell_color("lstm")`."""
     import seaborn as sns
 
-    specs = sorted(set(specs))
-    palette = sns.color_palette("colorblind", max(len(specs), 1))
-    return dict(zip(specs, palette))
+    if name in CELL_COLORS:
+        return tuple(sns.color_palette("colorblind", 10)[CELL_COLORS[name]])
+    index = int(hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest(), 16) % OTHER_COLORS
+    return tuple(sns.husl_palette(OTHER_COLORS, s=0.9, l=0.55)[index])
+
+
+def memory_label(sources) -> str:
+    """The axis label of peak memory, in words for the way it was measured."""
+    sources = {s for source in sources for s in str(source).split(",") if s}
+    return f"{MEMORY_WORDS.get(sources.pop(), 'peak memory') if len(sources) == 1 else 'peak memory'} (MiB)"
 
 
 def _save(fig, out: Path, stem: str) -> list[Path]:
-    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
-    fig.tight_layout()
-    for path in paths:
-        fig.savefig(path, dpi=200)
     import matplotlib.pyplot as plt
 
-    plt.close(fig)
-    return paths
+    try:
+        return [_write(out, f"{stem}.{suffix}", lambda p, s=suffix: fig.savefig(p, format=s, dpi=200))
+                for suffix in ("png", "pdf")]
+    finally:
+        plt.close(fig)
 
 
-def plot_group(stem: str, summary: pd.DataFrame, rows: pd.DataFrame, curves: pd.DataFrame, out: Path,
-               colors: dict[str, tuple]) -> list[Path]:
-    """Every figure of one table group; returns the files written."""
+def _inside_axes(extent, box, slack: float = 0.5) -> bool:
+    return (extent.x0 >= box.x0 - slack and extent.x1 <= box.x1 + slack and extent.y0 >= box.y0 - slack
+            and extent.y1 <= box.y1 + slack)
+
+
+def _overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def _label_points(ax, points) -> None:
+    """Label each (x, y, text) next to its point, on the first side where the label stays inside
+    the axes and clear of the labels before it (else inside the axes; a label too long for any
+    side is clipped at the axes). Call after the layout is done."""
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = ax.get_window_extent(renderer)
+    sides = [(3, dy, "left", va) for dy, va in ((3, "bottom"), (-3, "top"))] \
+        + [(-3, dy, "right", va) for dy, va in ((3, "bottom"), (-3, "top"))] \
+        + [(dx, dy, ha, va) for dy, va in ((11, "bottom"), (-11, "top")) for dx, ha in ((3, "left"), (-3, "right"))]
+    placed = []
+    for x, y, text in points:
+        fits = []
+        for dx, dy, ha, va in sides:
+            note = ax.annotate(_plot_text(text, limit=30), (x, y), xytext=(dx, dy), textcoords="offset points",
+                               ha=ha, va=va, fontsize="x-small")
+            note.set_in_layout(False)
+            extent = note.get_window_extent(renderer)
+            note.remove()
+            if _inside_axes(extent, box):
+                fits.append(((dx, dy, ha, va), extent))
+        clear = [fit for fit in fits if not any(_overlaps(fit[1], other) for other in placed)]
+        (dx, dy, ha, va), extent = (clear or fits or [(sides[0], None)])[0]
+        note = ax.annotate(_plot_text(text, limit=30), (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha,
+                           va=va, fontsize="x-small", clip_on=extent is None)
+        note.set_in_layout(False)
+        if extent is not None:
+            placed.append(extent)
+
+
+def _count_axis(ax, values) -> None:
+    """An x axis for counts such as parameters: log where they span a factor of 10 or more,
+    else linear; few ticks, written short (19.5k), so that labels never overlap."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+    values = np.asarray([v for v in values if np.isfinite(v) and v > 0])
+    if len(values) and values.max() / values.min() >= 10:
+        ax.set_xscale("log")
+        decades = np.log10(values.max() / values.min())
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0) if decades < 2 else (1.0,),
+                                              numticks=6))
+        ax.xaxis.set_minor_locator(LogLocator(base=10, subs=tuple(range(2, 10)), numticks=12))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
+
+    def short(value, _):
+        for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+            if abs(value) >= size:
+                return f"{value / size:.4g}{suffix}"
+        return f"{value:.4g}"
+
+    ax.xaxis.set_major_formatter(FuncFormatter(short))
+
+
+def _styles(summary: pd.DataFrame) -> tuple[dict, dict]:
+    """Per label: a line style and a marker, different among the lines of one colour."""
+    styles, markers = {}, {}
+    for _, part in summary.groupby("cell"):
+        for i, label in enumerate(part["label"]):
+            styles[label], markers[label] = STYLES[i % len(STYLES)], MARKERS[i % len(MARKERS)]
+    return styles, markers
+
+
+def curve_figures(summary: pd.DataFrame, rows: pd.DataFrame, curves: pd.DataFrame, score: str) -> dict:
+    """Validation score against step and against training time (mean over seeds, ±1 sd band);
+    {} when no curve has a value."""
+    import matplotlib.pyplot as plt
+
+    styles, _ = _styles(summary)
+    experiment = rows.assign(config_rest=rows["config_json"].map(_config_rest))[["run_id"] + GROUP_KEYS].merge(
+        summary[GROUP_KEYS + ["label", "cell"]], on=GROUP_KEYS)[["run_id", "cell", "label"]]
+    valid = curves[curves["split"] == "valid"].merge(experiment, on="run_id").dropna(subset=["acc", "step"])
+    figures = {}
+    if valid.empty:
+        return figures
+    per_step = valid.groupby(["label", "cell", "step"]).agg(
+        acc=("acc", "mean"), sd=("acc", "std"), time=("wall_time_s", "mean")).reset_index()
+    for x, xlabel, name in (("step", "training step", "valid-acc-vs-step"),
+                            ("time", "training time (s)", "valid-acc-vs-time")):
+        lines = per_step.dropna(subset=[x])
+        if lines.empty:
+            continue
+        fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.5))
+        for (label, cell), line in lines.groupby(["label", "cell"]):
+            sd = line["sd"].fillna(0)
+            ax.plot(line[x], 100 * line["acc"], color=cell_color(cell), linestyle=styles[label],
+                    label=_plot_text(label), marker=".")
+            ax.fill_between(line[x], 100 * (line["acc"] - sd), 100 * (line["acc"] + sd), color=cell_color(cell),
+                            alpha=0.2, linewidth=0)
+        ax.set(xlabel=xlabel, ylabel=f"validation {_plot_text(score)} (%)")
+        ax.legend(fontsize="small")
+        fig.tight_layout()
+        figures[name] = fig
+    return figures
+
+
+def reference_lines(summary: pd.DataFrame, task_spec: str) -> dict[str, float]:
+    """The lines a test-score figure draws, each from the data it is drawn on: the task's own
+    (a memoryless baseline...), the linear baseline computed on the rows' own data, and the task's
+    published numbers, with their source, only on the data they were measured on."""
+    lines = dict(_task_attribute(task_spec, "reference_lines", {}))
+    linear = summary["linear_acc"].dropna() if "linear_acc" in summary else pd.Series(dtype=float)
+    if len(linear):
+        lines["linear classifier on this data"] = float(linear.median())
+    data = set(summary["data"])
+    for name, (value, measured_on) in _task_attribute(task_spec, "published_lines", {}).items():
+        if data == {measured_on}:
+            lines[name] = value
+    return {name: value for name, value in lines.items() if np.isfinite(value)}
+
+
+def test_acc_figure(summary: pd.DataFrame, task_spec: str, score: str):
+    """Test score per line (mean, ±1 sd where two seeds or more), with the task's reference
+    lines, each labelled beside its line with its value; None if no line has a score."""
+    import matplotlib.pyplot as plt
+
+    lines = summary[summary["test_acc_mean"].notna()]
+    if lines.empty:
+        return None
+    references = reference_lines(summary, task_spec)
+    _, markers = _styles(summary)
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 0.9 + 0.3 * (len(lines) + len(references))))
+    positions = np.arange(len(lines))[::-1]  # the table's order, top to bottom
+    ax.errorbar(100 * lines["test_acc_mean"], positions, xerr=100 * lines["test_acc_std"].fillna(0), fmt="none",
+                ecolor="0.3", capsize=3)
+    for position, (_, line) in zip(positions, lines.iterrows()):
+        ax.scatter(100 * line["test_acc_mean"], position, color=cell_color(line["cell"]), marker=markers[line["label"]],
+                   zorder=3)
+    # Each reference line gets a row of its own above the cells, where its label sits beside it.
+    rows_of_labels = {name: len(lines) + i for i, name in enumerate(references)}
+    for name, value in references.items():
+        ax.axvline(100 * value, color="0.4", linestyle="--", linewidth=1)
+    ax.set(yticks=positions, yticklabels=[_plot_text(label, width=26) for label in lines["label"]],
+           xlabel=f"test {_plot_text(score)} (%)", ylim=(-0.6, len(lines) + len(references) - 0.4))
+    fig.tight_layout()
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = ax.get_window_extent(renderer)
+    for name, value in references.items():
+        label = f"{name}: {100 * value:.4g} %"
+        tries = [(text, dx, ha) for text in (_plot_text(label, limit=60), _plot_text(label, limit=60, width=24))
+                 for dx, ha in ((3, "left"), (-3, "right"))]  # on one line, else on two
+        for text, dx, ha in tries:
+            note = ax.annotate(text, (100 * value, rows_of_labels[name]), xytext=(dx, 0), textcoords="offset points",
+                               ha=ha, va="center", fontsize="x-small", color="0.3")
+            note.set_in_layout(False)
+            if _inside_axes(note.get_window_extent(renderer), box):
+                break
+            note.remove()
+        else:
+            note = ax.annotate(tries[-1][0], (100 * value, rows_of_labels[name]), xytext=(3, 0),
+                               textcoords="offset points", ha="left", va="center", fontsize="x-small", color="0.3",
+                               clip_on=True)
+            note.set_in_layout(False)
+    return fig
+
+
+def tradeoff_figure(summary: pd.DataFrame, score: str):
+    """Score against parameters and against time per step, a panel for each that has points;
+    None if neither has."""
+    import matplotlib.pyplot as plt
+
+    scored = summary[summary["test_acc_mean"].notna()]
+    panels = [(x, xlabel, scored[scored[x].notna() & ((scored[x] > 0) if x == "params" else True)])
+              for x, xlabel in (("params", "parameters"), ("step_time_ms", "time per step (ms)"))]
+    panels = [p for p in panels if not p[2].empty]
+    if not panels:
+        return None
+    _, markers = _styles(summary)
+    fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * COLUMN_WIDTH_IN, 2.5), sharey=True,
+                             squeeze=False)
+    for ax, (x, xlabel, points) in zip(axes[0], panels):
+        ax.errorbar(points[x], 100 * points["test_acc_mean"], yerr=100 * points["test_acc_std"].fillna(0),
+                    fmt="none", ecolor="0.5", capsize=2)
+        for _, line in points.iterrows():
+            ax.scatter(line[x], 100 * line["test_acc_mean"], color=cell_color(line["cell"]),
+                       marker=markers[line["label"]], zorder=3)
+        ax.set(xlabel=xlabel)
+        if x == "params":
+            _count_axis(ax, points[x])
+        ax.margins(x=0.08, y=0.1)
+    axes[0][0].set_ylabel(f"test {_plot_text(score)} (%)")
+    fig.tight_layout()
+    for ax, (x, _, points) in zip(axes[0], panels):
+        _label_points(ax, [(line[x], 100 * line["test_acc_mean"], line["label"]) for _, line in points.iterrows()])
+    return fig
+
+
+def cost_figure(summary: pd.DataFrame):
+    """Time per step and peak memory as bars, a panel for each that has values; None if neither
+    has. The memory axis says how memory was measured."""
+    import matplotlib.pyplot as plt
+
+    panels = [(x, xlabel) for x, xlabel in (("step_time_ms", "time per step (ms)"),
+                                            ("peak_mem_mb", memory_label(summary["mem_source"])))
+              if summary[x].notna().any()]
+    if not panels:
+        return None
+    lines = summary[summary[[x for x, _ in panels]].notna().any(axis=1)]
+    positions = np.arange(len(lines))[::-1]  # the table's order, top to bottom
+    fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * COLUMN_WIDTH_IN, 0.9 + 0.3 * len(lines)),
+                             sharey=True, squeeze=False)
+    colors = [cell_color(cell) for cell in lines["cell"]]
+    for ax, (x, xlabel) in zip(axes[0], panels):
+        ax.barh(positions, lines[x].fillna(0), color=colors)
+        for position, value in zip(positions, lines[x]):
+            if pd.isna(value):  # (not a bar of length 0)
+                ax.text(0, position, " not measured", va="center", fontsize="x-small", color="0.4")
+        ax.set(xlabel=xlabel)
+    axes[0][0].set(yticks=positions, yticklabels=[_plot_text(label, width=26) for label in lines["label"]])
+    fig.tight_layout()
+    return fig
+
+
+def plot_group(stem: str, summary: pd.DataFrame, rows: pd.DataFrame, curves: pd.DataFrame, out: Path) -> list[Path]:
+    """Every figure of one table group that has something to show; returns the files written."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
     sns.set_theme(context="paper", style="whitegrid", font_scale=0.9)
-    written: list[Path] = []
     task_spec = summary["task_spec"].iloc[0]
     score = score_name(summary)
     summary = summary.assign(label=experiment_labels(summary))
-    color_of = [colors[spec] for spec in summary["cell_spec"]]
-    styles = ["-", "--", ":", "-."]  # a cell's colour stays; its variants differ by line style
-    style_of = {label: styles[i % len(styles)] for _, part in summary.groupby("cell_spec")
-                for i, label in enumerate(part["label"])}
+    written: list[Path] = []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing")  # a cell name in a script the font lacks
+        figures = curve_figures(summary, rows, curves, score)
+        figures.update({"test-acc": test_acc_figure(summary, task_spec, score),
+                        "tradeoff": tradeoff_figure(summary, score), "cost": cost_figure(summary)})
+        try:
+            for name, fig in figures.items():
+                if fig is not None:
+                    written += _save(fig, out, f"{stem}-{name}")
+        finally:
+            import matplotlib.pyplot as plt
 
-    # Validation accuracy against training step and against training wall-clock time, per experiment.
-    experiment = rows.assign(config_rest=rows["config_json"].map(_config_rest)).merge(
-        summary[GROUP_KEYS + ["label"]], on=GROUP_KEYS)[["run_id", "cell_spec", "label"]]
-    valid = curves[curves["split"] == "valid"].merge(experiment, on="run_id")
-    if not valid.empty:
-        per_step = valid.groupby(["label", "cell_spec", "step"]).agg(
-            acc=("acc", "mean"), sd=("acc", "std"), time=("wall_time_s", "mean")).reset_index()
-        for x, xlabel, name in (("step", "training step", "valid-acc-vs-step"),
-                                ("time", "training time (s)", "valid-acc-vs-time")):
-            fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.5))
-            for (label, spec), line in per_step.groupby(["label", "cell_spec"]):
-                sd = line["sd"].fillna(0)
-                ax.plot(line[x], 100 * line["acc"], color=colors[spec], linestyle=style_of[label], label=label,
-                        marker=".")
-                ax.fill_between(line[x], 100 * (line["acc"] - sd), 100 * (line["acc"] + sd),
-                                color=colors[spec], alpha=0.2, linewidth=0)
-            ax.set(xlabel=xlabel, ylabel=f"validation {score} (%)")
-            ax.legend(fontsize="small")
-            written += _save(fig, out, f"{stem}-{name}")
-
-    # Test accuracy per cell, mean and standard deviation over seeds, with the task's lines.
-    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 0.9 + 0.3 * len(summary)))
-    positions = np.arange(len(summary))
-    ax.errorbar(100 * summary["test_acc_mean"], positions, xerr=100 * summary["test_acc_std"], fmt="none",
-                ecolor="0.3", capsize=3)
-    ax.scatter(100 * summary["test_acc_mean"], positions, c=color_of, zorder=3)
-    for name, value in _task_attribute(task_spec, "reference_lines", {}).items():
-        ax.axvline(100 * value, color="0.4", linestyle="--", linewidth=1)
-        ax.annotate(name, (100 * value, 1.0), xycoords=("data", "axes fraction"), fontsize="x-small",
-                    rotation=90, ha="right", va="top", color="0.3")
-    ax.set(yticks=positions, yticklabels=summary["label"], xlabel=f"test {score} (%)")
-    written += _save(fig, out, f"{stem}-test-acc")
-
-    # The trade-off: accuracy against parameters (log) and against time per step.
-    fig, axes = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.5), sharey=True)
-    for ax, x, xlabel in ((axes[0], "params", "parameters"), (axes[1], "step_time_ms", "time per step (ms)")):
-        ax.errorbar(summary[x], 100 * summary["test_acc_mean"], yerr=100 * summary["test_acc_std"], fmt="none",
-                    ecolor="0.5", capsize=2)
-        ax.scatter(summary[x], 100 * summary["test_acc_mean"], c=color_of, zorder=3)
-        for _, line in summary.iterrows():
-            ax.annotate(line["label"], (line[x], 100 * line["test_acc_mean"]), fontsize="x-small",
-                        xytext=(3, 3), textcoords="offset points")
-        ax.set(xlabel=xlabel, xscale="log" if x == "params" else "linear")
-    axes[0].set_ylabel(f"test {score} (%)")
-    written += _save(fig, out, f"{stem}-tradeoff")
-
-    # Costs as bars: time per step and peak memory.
-    fig, axes = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 0.9 + 0.3 * len(summary)), sharey=True)
-    for ax, x, xlabel in ((axes[0], "step_time_ms", "time per step (ms)"),
-                          (axes[1], "peak_mem_mb", f"peak memory (MiB, {rows['mem_source'].iloc[0]})")):
-        ax.barh(positions, summary[x], color=color_of)
-        ax.set(xlabel=xlabel)
-    axes[0].set(yticks=positions, yticklabels=summary["label"])
-    written += _save(fig, out, f"{stem}-cost")
+            for fig in figures.values():
+                if fig is not None:
+                    plt.close(fig)
     return written
 
 
@@ -404,7 +777,8 @@ def plot_input(task_name: str, perm_seed: int, out: Path) -> list[Path]:
     example = task.example(perm_seed)
     fig = plt.figure(figsize=(2 * COLUMN_WIDTH_IN, 1.9))
     grid = fig.add_gridspec(1, 4)
-    for i, (key, title) in enumerate((("image", "the digit"), ("reordered", f"pixels in {task_name} order"))):
+    for i, (key, title) in enumerate((("image", "the digit"),
+                                      ("reordered", f"pixels in {_plot_text(task_name, 20)} order"))):
         ax = fig.add_subplot(grid[0, i])
         ax.imshow(example[key], cmap="gray_r")
         ax.set(title=title, xticks=[], yticks=[])
@@ -412,24 +786,37 @@ def plot_input(task_name: str, perm_seed: int, out: Path) -> list[Path]:
     ax.plot(example["sequence"], linewidth=0.6, color="0.2")
     ax.set(title=f"the input: {len(example['sequence'])} steps, one pixel each", xlabel="time step",
            ylabel="intensity")
-    return _save(fig, out, f"{task_name}-input" + (f"-perm{perm_seed}" if perm_seed else ""))
+    fig.tight_layout()
+    return _save(fig, out, f"{_name_part(task_name)}-input" + (f"-perm{int(perm_seed)}" if perm_seed else ""))
+
+
+class ReportNotWritten(ReportError):
+    """The output folder could not be written (read-only, full, not a folder...)."""
 
 
 def write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path) -> tuple[list[Path], str]:
-    """Tables and figures of every group into `out`; returns the files and the Markdown text."""
+    """Tables and figures of every group into `out`; returns the files and the Markdown text.
+    ReportNotWritten, naming the folder, if it cannot be written."""
+    try:
+        return _write_report(rows, curves, out)
+    except OSError as error:
+        where = f" ({error.filename})" if error.filename and str(error.filename) != str(out) else ""
+        raise ReportNotWritten(f"cannot write the report into {out}: {error.strerror or error}{where}") from error
+
+
+def _write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path) -> tuple[list[Path], str]:
     out.mkdir(parents=True, exist_ok=True)
     summary = aggregate(rows)
-    colors = cell_colors(summary["cell_spec"])
     written, markdown = [], []
     for stem, part in table_groups(summary):
+        if len(commits := mixed_commits(part)) > 1:
+            warnings.warn(f"table {stem} mixes rows from {len(commits)} versions of the code: {', '.join(commits)}; "
+                          "`rnnbench run --force` the older ones, or report them apart")
         md, tex = markdown_table(part), latex_table(part, f"tab:{stem}")
-        for suffix, text in ((".md", md), (".tex", tex)):
-            (out / f"{stem}{suffix}").write_text(text)
-            written.append(out / f"{stem}{suffix}")
-        part.to_csv(out / f"{stem}-summary.csv", index=False)
-        written.append(out / f"{stem}-summary.csv")
+        written += [_write_text(out, f"{stem}.md", md), _write_text(out, f"{stem}.tex", tex),
+                    _write(out, f"{stem}-summary.csv", lambda p, part=part: part.to_csv(p, index=False))]
         group_rows = rows[rows["task_spec"] == part["task_spec"].iloc[0]]
-        written += plot_group(stem, part, group_rows, curves, out, colors)
+        written += plot_group(stem, part, group_rows, curves, out)
         markdown.append(f"## {stem}\n\n{md}")
     from rnnbench.registry import TASKS
 
@@ -438,6 +825,4 @@ def write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path) -> tuple[l
         for perm_seed in sorted(perm_seeds):
             written += plot_input(task, perm_seed, out)
     text = "\n".join(markdown)
-    (out / "report.md").write_text(text)
-    return written + [out / "report.md"], text
-
+    return written + [_write_text(out, "report.md", text)], text

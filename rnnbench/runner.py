@@ -11,11 +11,8 @@ uninterrupted one.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import math
-import os
 import random
 import statistics
 import sys
@@ -24,20 +21,22 @@ import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from rnnbench import records
+from rnnbench import checkpoints, records
+from rnnbench.claims import ClaimLost, LockTimeout
 from rnnbench.config import RunConfig
-from rnnbench.measure import environment, peak_memory_mb, reset_peak_memory, synchronize
+from rnnbench.measure import (environment, load_average, peak_memory_mb, peak_reserved_mb, reset_peak_memory,
+                              synchronize, timing_note)
 from rnnbench.registry import Spec, build_cell
-from rnnbench.sizing import match_hidden_size
 
-CHECKPOINT_VERSION = 1
+if TYPE_CHECKING:
+    from rnnbench.sweep import PlannedRun
 
 
 class SequenceClassifier(nn.Module):
@@ -47,6 +46,9 @@ class SequenceClassifier(nn.Module):
         super().__init__()
         self.cell, self.target = cell, target
         self.readout = nn.Linear(cell.output_size, num_classes)
+        init_readout = getattr(cell, "init_readout", None)  # a cell may ask for its readout's init (EURNN init=notebook)
+        if init_readout is not None:
+            init_readout(self.readout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.cell(x)  # (B, T, output_size)
@@ -118,80 +120,66 @@ class Progress:
     time_to_target: float | None = None  # training time when validation accuracy first reached the target
 
 
-CHECKPOINT_MAGIC = b"rnnbench checkpoint\n"
+save_checkpoint = checkpoints.save  # (the fault tests wrap it)
 
 
-def _save_checkpoint(path: Path, progress: Progress, model, optimizer, batches, best_state) -> None:
-    """Write the run's state as: a magic line, the SHA-256 of the payload, the payload
-    (torch.save). Written to a temporary file, synced, then renamed over the previous one: a
-    crash at any point leaves either the old checkpoint or the new one, never a mix."""
-    state = {"version": CHECKPOINT_VERSION, "progress": progress.__dict__, "model": model.state_dict(),
-             "optimizer": optimizer.state_dict(), "batches": batches.state_dict(), "best_state": best_state,
-             "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
-             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    payload = buffer.getvalue()
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as f:
-        f.write(CHECKPOINT_MAGIC + hashlib.sha256(payload).digest() + payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
+def prepare(model: nn.Module, task: Any, xb: torch.Tensor, yb: torch.Tensor, device: torch.device) -> None:
+    """One forward and backward pass on one example, before any clock starts: it builds or loads
+    every kernel the run needs (the fused EURNN kernel compiles on first use), so that no build
+    lands in warm-up, training time or time to target. Weights, optimizer and random state are
+    left as they were."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        task.loss(model(xb), yb).backward()
+    model.zero_grad(set_to_none=True)
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    """The state in a checkpoint file, after checking its checksum; loaded with
-    weights_only=True, so a file crafted to run code is refused, never executed."""
-    data = path.read_bytes()
-    head = len(CHECKPOINT_MAGIC)
-    if not data.startswith(CHECKPOINT_MAGIC):
-        raise ValueError("not an rnnbench checkpoint (no magic line)")
-    digest, payload = data[head : head + 32], data[head + 32 :]
-    if hashlib.sha256(payload).digest() != digest:
-        raise ValueError("checksum mismatch: the file is truncated or corrupt")
-    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-
-
-def _load_checkpoint(path: Path, model, optimizer, batches) -> tuple[Progress, dict] | None:
-    """Restore a run from `path`; None (with a warning) if it is unreadable."""
-    try:
-        state = read_checkpoint(path)
-        if state.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(f"checkpoint version {state.get('version')}, expected {CHECKPOINT_VERSION}")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        batches.load_state_dict(state["batches"])
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["python_rng"])
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        return Progress(**state["progress"]), state["best_state"]
-    except Exception as error:  # a torn or foreign file: start over rather than resume wrongly
-        warnings.warn(f"ignoring unreadable checkpoint {path} ({type(error).__name__}: {error}); "
-                      "the run starts from scratch")
-        return None
+def _checkpoint_state(run_key: str, progress: Progress, model, optimizer, batches, best_state) -> dict[str, Any]:
+    return {"version": checkpoints.VERSION, "run_key": run_key, "progress": dict(progress.__dict__),
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "batches": batches.state_dict(),
+            "best_state": best_state, "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
 def train(task: Any, spec: Spec, config: RunConfig, splits: Any, device: torch.device,
-          checkpoint: Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+          checkpoint: Path | None = None, log: Callable[[str], None] = print, run_key: str = "",
+          claim: Any = None) -> dict[str, Any]:
     """Train one run and return the quality and cost columns of its row (plus `curves`,
-    `status` and `error`)."""
+    `status` and `error`). With `checkpoint`, resume from it if it fits this run (`run_key`)
+    exactly, and write it at every validation; with `claim`, check before every write that
+    this process still owns the run (ClaimLost otherwise)."""
     dtype = getattr(torch, config.dtype)
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-    torch.manual_seed(config.seed)  # all devices
-    cell = build_cell(spec, task.input_size, config.hidden_size)
-    model = SequenceClassifier(cell, task.num_classes, task.target).to(device=device, dtype=dtype)
-    optimizer = _optimizer(config, model.parameters())
     train_x, train_y = splits.train
-    batches = Batches(len(train_y), config.batch_size, config.sampling, config.seed)
+
+    def fresh():
+        """Everything a run starts from, from the seed alone."""
+        random.seed(config.seed)
+        np.random.seed(config.seed)
+        torch.manual_seed(config.seed)  # all devices
+        cell = build_cell(spec, task.input_size, config.hidden_size)
+        model = SequenceClassifier(cell, task.num_classes, task.target).to(device=device, dtype=dtype)
+        return (cell, model, _optimizer(config, model.parameters()),
+                Batches(len(train_y), config.batch_size, config.sampling, config.seed))
+
+    cell, model, optimizer, batches = fresh()
     progress, best_state = Progress(run_id=uuid.uuid4().hex[:12]), None
     if checkpoint is not None and checkpoint.exists():
-        restored = _load_checkpoint(checkpoint, model, optimizer, batches)
-        if restored is not None:
-            progress, best_state = restored
+        try:
+            state = checkpoints.read(checkpoint)
+            checkpoints.validate(state, run_key, set(Progress.__dataclass_fields__), model, optimizer, len(train_y))
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            batches.load_state_dict(state["batches"])
+            torch.set_rng_state(state["torch_rng"])
+            random.setstate(state["python_rng"])
+            if state["cuda_rng"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+            progress, best_state = Progress(**state["progress"]), state["best_state"]
             log(f"resuming from step {progress.step} ({checkpoint})")
+        except Exception as error:  # noqa: BLE001 - a torn, foreign or damaged file: start over, never resume wrongly
+            warnings.warn(f"ignoring checkpoint {checkpoint} ({type(error).__name__}: {error}); "
+                          "the run starts from scratch")
+            cell, model, optimizer, batches = fresh()  # nothing of the checkpoint survives, even if applied in part
+            progress, best_state = Progress(run_id=uuid.uuid4().hex[:12]), None
 
     def validate() -> None:
         nonlocal best_state
@@ -209,12 +197,20 @@ def train(task: Any, spec: Spec, config: RunConfig, splits: Any, device: torch.d
             progress.best_valid_acc, progress.best_valid_step = valid["acc"], progress.step
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, progress, model, optimizer, batches, best_state)
+            if claim is not None:
+                claim.check()
+            save_checkpoint(checkpoint, _checkpoint_state(run_key, progress, model, optimizer, batches, best_state))
         progress.eval_time += time.perf_counter() - start
         log(f"step {progress.step}: train loss {progress.last_train_loss:.4f}, "
             f"valid acc {valid['acc']:.4f}, loss {valid['loss']:.4f}")
 
     target = config.target or getattr(task, "target_acc", 0.0)
+    synchronize(device)
+    start = time.perf_counter()
+    prepare(model, task, train_x[:1].to(device), train_y[:1].to(device), device)
+    synchronize(device)
+    build_time = time.perf_counter() - start
+    loads = [load_average()]
     mem_source = reset_peak_memory(device)
     status, error = "ok", ""
     bar = tqdm(total=config.steps, initial=progress.step, desc=str(spec), unit="step", leave=False,
@@ -248,7 +244,8 @@ def train(task: Any, spec: Spec, config: RunConfig, splits: Any, device: torch.d
         if progress.step % config.eval_every == 0 or progress.step == config.steps:
             validate()
     bar.close()
-    peak_mb = peak_memory_mb(device)
+    peak_mb, reserved_mb = peak_memory_mb(device), peak_reserved_mb(device)
+    loads.append(load_average())
 
     result: dict[str, Any] = {"status": status, "error": error, "run_id": progress.run_id,
                               "curves": progress.curves, "steps_done": progress.step}
@@ -270,12 +267,13 @@ def train(task: Any, spec: Spec, config: RunConfig, splits: Any, device: torch.d
         final_train_loss=progress.last_train_loss,
         params=sum(p.numel() for p in model.parameters()),
         impl=getattr(cell, "last_impl", None) or "native",
-        train_time_s=progress.train_time, warmup_time_s=progress.warmup_time,
+        build_time_s=build_time, train_time_s=progress.train_time, warmup_time_s=progress.warmup_time,
         step_time_ms=statistics.median(times_ms) if times_ms else "",
         step_time_iqr_ms=quartiles[2] - quartiles[0] if times_ms else "",
         eval_time_s=progress.eval_time, n_evals=progress.n_evals, target=target or "",
         time_to_target_s="" if progress.time_to_target is None else progress.time_to_target,
-        peak_mem_mb=peak_mb, mem_source=mem_source,
+        timing_note=timing_note(times_ms, loads, torch.get_num_threads()),
+        peak_mem_mb=peak_mb, peak_reserved_mb=reserved_mb, mem_source=mem_source,
     )
     return result
 
@@ -289,85 +287,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-@dataclass(frozen=True)
-class PlannedRun:
-    """One run of a sweep, as it is handed to an executor: everything a process (here, or a
-    SLURM job on another node) needs to train it and append its row."""
-
-    task: str  # the task's name, which names its results file
-    task_spec: str
-    cell_spec: str
-    config: RunConfig  # with the run's seed and hidden size
-    key: str  # the run_key of its row
-    results: Path
-    data_folder: Path | None = None
-    keep_checkpoints: bool = False
-
-    def describe(self) -> str:
-        return f"{self.cell_spec} N={self.config.hidden_size} seed {self.config.seed}"
-
-
-def plan_sweep(task_name: str, specs: list[Spec], seeds: list[int], config: RunConfig, results: Path,
-               data_folder: Path | None = None, force: bool = False, keep_checkpoints: bool = False,
-               log: Callable[[str], None] = print,
-               hidden_sizes: list[int] | None = None) -> tuple[list[PlannedRun], dict[int, Any]]:
-    """The runs of a sweep that still have to run, and the data loaded for them (by seed).
-
-    The hidden sizes are `hidden_sizes` (a sweep), else config.hidden_size; with
-    config.params_budget, each cell gets the largest size within that many parameters.
-    Everything that can be checked before training is checked here (ValueError), so that a bad
-    sweep writes nothing. A run whose key already has an `ok` row is left out unless `force`.
-    """
-    from rnnbench.registry import TASKS, build_task
-
-    task_spec = TASKS.parse(task_name)  # a name with options: copying:delay=200
-    task = build_task(task_spec)
-    config.validate()
-    device = resolve_device(config.device)
-    if not seeds:
-        raise ValueError("no seeds given")
-    if config.params_budget and hidden_sizes:
-        raise ValueError("give a parameter budget (--params) or hidden sizes (--hidden), not both")
-    plan = []  # (spec, hidden size): an impossible cell (odd N for EURNN...) fails here, before any run
-    for spec in specs:
-        if config.params_budget:
-            size, params = match_hidden_size(task, spec, config.params_budget)
-            log(f"{spec}: hidden size {size} ({params} parameters) for --params {config.params_budget}")
-            plan.append((spec, size))
-            continue
-        for size in hidden_sizes or [config.hidden_size]:
-            build_cell(spec, task.input_size, size)
-            plan.append((spec, size))
-    # Tasks that generate their data from the run's seed (copying, adding) load it per seed.
-    if getattr(task, "seeded_data", False):
-        splits = {seed: task.load(config.replace(seed=seed), data_folder) for seed in seeds}
-    else:
-        shared = task.load(config, data_folder)
-        splits = {seed: shared for seed in seeds}
-    n_train = len(splits[seeds[0]].train[1])
-    if config.batch_size > n_train:
-        raise ValueError(f"batch_size {config.batch_size} is larger than the training set ({n_train} examples)")
-    finished = set() if force else records.finished_keys(results, task.name)
-    runs = []
-    for spec, size in plan:
-        for seed in seeds:
-            run_config = config.replace(seed=seed, hidden_size=size)
-            identity = {"task": task.name, "task_spec": str(task_spec), "task_version": task.version,
-                        "cell_spec": str(spec), "config": run_config.identity(), "data": splits[seed].info,
-                        "device": device.type}
-            run = PlannedRun(task.name, str(task_spec), str(spec), run_config, records.run_key(identity), results, data_folder,
-                             keep_checkpoints)
-            if run.key in finished:
-                log(f"skip {run.describe()}: run {run.key} already has an ok row (--force to run it again)")
-            else:
-                runs.append(run)
-    return runs, splits
-
-
-def run_planned(run: PlannedRun, splits: Any = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train one planned run (resuming from its checkpoint if there is one) and append its row;
-    returns the row. A run that fails gets a `failed` row; only a row that cannot be written
-    raises (its checkpoint is kept, so that the run resumes next time)."""
+def run_planned(run: PlannedRun, splits: Any = None, log: Callable[[str], None] = print,
+                claim: Any = None) -> dict[str, Any]:
+    """Train one planned run (resuming from its checkpoint if it fits) and append its row;
+    returns the row. The caller holds the run's `claim` (see sweep.execute). A run that fails
+    gets a `failed` row; a row that cannot be written raises (RowNotWritten: the checkpoint is
+    kept, so that the run resumes next time), as does a lost claim (ClaimLost: nothing written)."""
     from rnnbench.measure import flush_denormals
     from rnnbench.registry import CELLS, TASKS, build_task
 
@@ -379,47 +304,56 @@ def run_planned(run: PlannedRun, splits: Any = None, log: Callable[[str], None] 
         flush_denormals()
     if splits is None:
         splits = task.load(run.config, run.data_folder)
-    checkpoints = run.results / "checkpoints"
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    checkpoint = checkpoints / f"{task.name}-{run.key}.pt"
+    checkpoint = run.checkpoint
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
     try:
-        result = train(task, spec, run.config, splits, device, checkpoint, log)
+        result = train(task, spec, run.config, splits, device, checkpoint, log, run.key, claim)
+    except (ClaimLost, KeyboardInterrupt, SystemExit):
+        raise
     except Exception as error:  # noqa: BLE001 - one failed run must not stop the sweep
         message = f"{type(error).__name__}: {error}"
         if isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower():
             message += " (lower --batch-size or --hidden)"
-        result = {"status": "failed", "error": message, "run_id": uuid.uuid4().hex[:12], "curves": []}
+        result = failure(message)
+    row = write_row(run, result, splits, log, claim)
+    if result["status"] != "failed" and not run.keep_checkpoints:
+        checkpoint.unlink(missing_ok=True)
+    return row
+
+
+def write_row(run: PlannedRun, result: dict[str, Any], splits: Any, log: Callable[[str], None] = print,
+              claim: Any = None) -> dict[str, Any]:
+    """Append the row (and curves) of a run that ended with `result` (train's, or a failure's:
+    status, error, run_id, curves) and print its summary line; returns the row."""
+    from rnnbench.registry import CELLS, TASKS, build_task
+
+    task = build_task(TASKS.parse(run.task_spec))
+    spec = CELLS.parse(run.cell_spec)
     curves = [{"run_id": result["run_id"], **point} for point in result.pop("curves")]
     row = {**{k: v for k, v in run.config.as_dict().items() if k in records.COLUMNS},
            **{k: v for k, v in splits.info.items() if k in records.COLUMNS},
            "run_key": run.key, "task": task.name, "task_spec": run.task_spec, "task_version": task.version,
-           "cell": spec.name, "cell_spec": run.cell_spec, "options": json.dumps(dict(spec.options), sort_keys=True),
-           "config_json": json.dumps(run.config.as_dict(), sort_keys=True), **environment(device), **result}
-    records.append_run(run.results, task.name, row, curves)
-    if result["status"] != "failed" and not run.keep_checkpoints:
-        checkpoint.unlink(missing_ok=True)
+           "cell": spec.name, "cell_version": CELLS.get(spec.name).version, "cell_spec": run.cell_spec, "options": json.dumps(dict(spec.options), sort_keys=True),
+           "config_json": json.dumps(run.config.as_dict(), sort_keys=True),
+           "linear_acc": "" if run.linear_acc is None else run.linear_acc,
+           **environment(resolve_device(run.config.device)), **result}
+    try:
+        records.append_run(run.results, task.name, row, curves, check=claim.check if claim is not None else None,
+                           log=log)
+    except (OSError, LockTimeout) as error:
+        kept = " Its checkpoint is kept: the run resumes from it next time." if run.checkpoint.exists() else ""
+        raise RowNotWritten(f"the row of {run.describe()} could not be written: {error}.{kept}") from error
     log(summary_line(row))
     return row
 
 
-def run_sweep(task_name: str, specs: list[Spec], seeds: list[int], config: RunConfig, results: Path,
-              data_folder: Path | None = None, force: bool = False, keep_checkpoints: bool = False,
-              log: Callable[[str], None] = print, hidden_sizes: list[int] | None = None) -> list[dict[str, Any]]:
-    """Run every (cell spec, hidden size, seed) of a sweep in turn, in this process, and append a
-    row for each; returns the rows. See plan_sweep and run_planned: a bad sweep writes nothing,
-    finished runs are skipped, an interrupted run resumes from its checkpoint, a run that fails
-    or diverges gets its row and the sweep goes on."""
-    runs, splits = plan_sweep(task_name, specs, seeds, config, results, data_folder, force, keep_checkpoints, log,
-                              hidden_sizes)
-    rows = [run_planned(run, splits[run.config.seed], log) for run in runs]
-    remove_if_empty(results / "checkpoints")
-    return rows
+def failure(message: str) -> dict[str, Any]:
+    """The result of a run that failed before or outside training."""
+    return {"status": "failed", "error": message, "run_id": uuid.uuid4().hex[:12], "curves": []}
 
 
-def remove_if_empty(folder: Path) -> None:
-    """Remove a folder left empty. (Not while other processes may still write into it.)"""
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
+class RowNotWritten(OSError):
+    """A finished run's row could not be appended (disk full, a lock held too long...)."""
 
 
 def summary_line(row: dict[str, Any]) -> str:
@@ -430,4 +364,7 @@ def summary_line(row: dict[str, Any]) -> str:
     return (f"{row['cell_spec']} N={row['hidden_size']} seed {row['seed']}: {row['status']}, test acc {fmt(row.get('test_acc'), '.4f')}"
             f" (final {fmt(row.get('test_acc_final'), '.4f')}), {fmt(row.get('train_time_s'), '.1f')} s, "
             f"{fmt(row.get('step_time_ms'), '.1f')} ms/step, peak {fmt(row.get('peak_mem_mb'), '.0f')} MiB"
-            + (f" [{row['error']}]" if row.get("error") else ""))
+            + (f" [{row['error']}]" if row.get("error") else "")
+            + (f"\n  warning: its times deserve caution: {row['timing_note']}" if row.get("timing_note") else "")
+            + (f"\n  (building or loading its kernels took {row['build_time_s']:.0f} s, outside every clock)"
+               if isinstance(row.get("build_time_s"), float) and row["build_time_s"] >= 5 else ""))

@@ -24,6 +24,10 @@ def _generators(config: RunConfig, salt: int) -> dict[str, torch.Generator]:
             for i, split in enumerate(("train", "valid", "test"))}
 
 
+def _itemsize(config: RunConfig) -> int:
+    return torch.tensor([], dtype=getattr(torch, config.dtype)).element_size()
+
+
 @register_task("copying")
 class CopyingMemory:
     """Copying memory: 10 symbols from 8, `delay` blanks, a marker; output the 10 symbols at the end."""
@@ -57,6 +61,15 @@ class CopyingMemory:
         targets = torch.full((n, self.length), BLANK, dtype=torch.int64)
         targets[:, -RECALLED:] = symbols
         return inputs, targets
+
+    def data_bytes(self, config: RunConfig) -> int:
+        """Memory that load() holds at its peak, before generating anything: per step of every
+        example, the one-hot inputs (dtype) and int64 targets it keeps, plus, while it generates the
+        largest split, the int64 symbol indices, targets and one-hot of that split."""
+        itemsize = _itemsize(config)
+        kept = sum(self.sizes.values()) * self.length * (self.input_size * itemsize + 8)
+        generating = max(self.sizes.values()) * self.length * (8 + 8 + self.input_size * 8)
+        return kept + generating
 
     def baseline_loss(self) -> float:
         """Cross-entropy of the best memoryless answer: blanks, then uniform over the 8 symbols."""
@@ -116,6 +129,15 @@ class AddingProblem:
         markers[rows, first] = 1
         markers[rows, second] = 1
         return torch.stack([values, markers], -1), values[rows, first] + values[rows, second]
+
+    def data_bytes(self, config: RunConfig) -> int:
+        """Memory that load() holds at its peak, before generating anything: per example, the inputs
+        (length x 2) and the sum it keeps (dtype), plus, while it generates the largest split, that
+        split's float64 values, markers and stacked inputs."""
+        itemsize = _itemsize(config)
+        kept = sum(self.sizes.values()) * (self.length * 2 + 1) * itemsize
+        generating = max(self.sizes.values()) * self.length * (8 + 8 + 16)
+        return kept + generating
 
     def load(self, config: RunConfig, folder: Path | None = None) -> Splits:
         dtype = getattr(torch, config.dtype)

@@ -42,6 +42,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def pytest_configure(config):
+    """Tests keep rnnbench's caches (linear baselines) out of the user's cache folder."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("RNNBENCH_CACHE", tempfile.mkdtemp(prefix="rnnbench-test-cache-"))
+
+
 def pytest_addoption(parser):
     parser.addoption("--soak", action="store_true",
                      help="run the fault tests' long loops (60 kills of `rnnbench run` instead of 8)")

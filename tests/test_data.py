@@ -5,6 +5,7 @@ import gzip
 import hashlib
 import http.server
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -127,11 +128,9 @@ def test_bad_mirrors_are_skipped_and_never_poison_the_cache(server, digits, tmp_
     _publish(root, "good", "train-images-idx3-ubyte.gz", good)
     mirrors = [f"{url}/missing", f"{url}/corrupt", f"{url}/truncated", f"{url}/good"]
     cache = tmp_path / "cache"
-    with pytest.warns(UserWarning) as caught:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # quietly: only a failure has something to say
         path = fetch(file, cache, mirrors)
-    messages = [str(w.message) for w in caught]
-    assert len(messages) == 3
-    assert "404" in messages[0] and "SHA-256" in messages[1] and "truncated gzip" in messages[2]
     assert path == cache / "train-images-idx3-ubyte.gz" and path.read_bytes() == good
     assert [p.name for p in cache.iterdir()] == [path.name]  # no temporary files left
 
@@ -141,13 +140,43 @@ def test_all_mirrors_bad_leaves_nothing_and_says_what_to_do(server, digits, tmp_
     images, file = digits
     _publish(root, "corrupt", "train-images-idx3-ubyte.gz", gzip.compress(_idx_bytes(images[:-1])))
     cache = tmp_path / "cache"
-    with pytest.warns(UserWarning), pytest.raises(DownloadError) as error:
+    with pytest.raises(DownloadError) as error:
         fetch(file, cache, [f"{url}/missing", f"{url}/corrupt"])
     message = str(error.value)
     assert f"{url}/missing/train-images-idx3-ubyte.gz: HTTP Error 404" in message
     assert f"{url}/corrupt/train-images-idx3-ubyte.gz:" in message and "SHA-256" in message
-    assert f"by hand into {cache}" in message
+    assert f"Put it into {cache} yourself, as published (gzipped) or decompressed:" in message
+    assert "train-images-idx3-ubyte.gz  or  train-images-idx3-ubyte" in message
     assert list(cache.iterdir()) == []
+
+
+def test_missing_files_make_one_error_that_lists_them_all_and_a_silent_mirror_is_asked_once(server, tmp_path):
+    """Offline (a mirror on a closed port) beside a mirror that lacks the files: one error, no
+    warnings, every missing file named with where to put it; what is already there is not asked for."""
+    from rnnbench.data import load_dataset
+
+    root, url = server
+    (root / "empty").mkdir()
+    files = {key: mnist_data.MNIST_FILES[key] for key in ("train_images", "train_labels", "test_labels")}
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    write_idx(cache / "t10k-labels-idx1-ubyte", np.zeros(3, np.uint8))  # there already, by hand
+    closed = "http://127.0.0.1:9/mnist"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DownloadError) as error:
+            load_dataset(files, cache, [closed, f"{url}/empty"], "mnist")
+    message = str(error.value)
+    assert message.startswith(f"mnist: 2 files are missing from {cache}, and no mirror gave a good copy:\n")
+    assert f"{closed}/train-images-idx3-ubyte.gz: <urlopen error" in message
+    assert f"{closed}/train-labels" not in message  # asked once, not once per file
+    assert f"({closed} did not answer, so it was not asked for the other files)" in message
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        assert f"{url}/empty/{name}.gz: HTTP Error 404" in message
+        assert f"\n  {name}.gz  or  {name}" in message
+    assert "t10k-labels" not in message
+    assert f"Put these files into {cache} yourself" in message and "pass --data-dir" in message
+    assert sorted(p.name for p in cache.iterdir()) == ["t10k-labels-idx1-ubyte"]  # no partial downloads
 
 
 def test_files_placed_by_hand_are_used_without_network(digits, tmp_path):

@@ -1,5 +1,6 @@
-"""EURNN: unitarity, structure, parameter count, gradients, reference == dense, and which path
-auto runs. The fused kernel's own tests are in test_eurnn_fused.py."""
+"""EURNN: unitarity, structure, parameter count, the reach of the mesh (full capacity spans U(N)),
+gradients, reference == dense, the original notebook's options, and which path auto runs. The
+fused kernel's own tests are in test_eurnn_fused.py."""
 
 import math
 
@@ -9,6 +10,7 @@ import torch
 import rnnbench
 from rnnbench.cells import _eurnn_fused
 from rnnbench.cells.eurnn import EURNN, modrelu_scale, mixer_pairs
+from torch import nn
 
 torch.manual_seed(0)
 
@@ -46,6 +48,121 @@ def test_a_single_mixer_is_the_documented_two_by_two_matrix():
     expected = torch.tensor([[e * math.cos(theta), -e * math.sin(theta)],
                              [math.sin(theta), math.cos(theta)]], dtype=torch.complex128)
     torch.testing.assert_close(cell.recurrent_matrix().detach(), expected, rtol=0, atol=1e-12)
+
+
+def test_the_diagonal_phase_acts_before_the_mesh():
+    """U = mixer layers x diag(e^{i omega}): the phases enter on the inputs (the columns of U)."""
+    cell = make("tunable", 2, 1, diag_phase=True).double()
+    theta, phi = cell.theta.item(), cell.phi.item()
+    e = complex(math.cos(phi), math.sin(phi))
+    mixer = torch.tensor([[e * math.cos(theta), -e * math.sin(theta)],
+                          [math.sin(theta), math.cos(theta)]], dtype=torch.complex128)
+    diagonal = torch.diag(torch.polar(torch.ones(2, dtype=torch.float64), cell.omega.detach()))
+    torch.testing.assert_close(cell.recurrent_matrix().detach(), mixer @ diagonal, rtol=0, atol=1e-12)
+
+
+class _Matrix(nn.Module):
+    """U of `cell` as a module's output, so that torch.func can call it with other angles."""
+
+    def __init__(self, cell: EURNN):
+        super().__init__()
+        self.cell = cell
+
+    def forward(self) -> torch.Tensor:
+        return self.cell.recurrent_matrix()
+
+
+def unitary_jacobian(cell: EURNN) -> torch.Tensor:
+    """The Jacobian of the map (theta, phi, omega) -> U, U flattened to a real 2N^2 vector:
+    (2 N^2, angles)."""
+    names = [k for k in ("theta", "phi", "omega") if getattr(cell, k) is not None]
+    matrix = _Matrix(cell)
+
+    def u(*values):
+        swapped = {f"cell.{k}": v for k, v in zip(names, values)}
+        return torch.view_as_real(torch.func.functional_call(matrix, swapped, ())).flatten()
+
+    jacobian = torch.autograd.functional.jacobian(u, tuple(getattr(cell, k).detach() for k in names))
+    return torch.cat([j.reshape(j.shape[0], -1) for j in jacobian], 1)
+
+
+@pytest.mark.parametrize("n", [4, 6, 8])
+@pytest.mark.parametrize("boundary, diag_phase", [("periodic", False), ("periodic", True), ("open", True)])
+def test_full_capacity_spans_the_unitary_group(n, boundary, diag_phase):
+    """At a random point the angles -> U map has rank N^2 = dim U(N): every direction in U(N) is
+    reachable. (With the diagonal phase after the mesh, open + diag_phase had rank N^2 - N + 1.)"""
+    torch.manual_seed(n)
+    cell = EURNN(1, n, capacity=n, boundary=boundary, diag_phase=diag_phase).double()
+    assert torch.linalg.matrix_rank(unitary_jacobian(cell)).item() == n * n
+
+
+@pytest.mark.parametrize("n", [4, 6, 8])
+def test_open_boundary_without_diagonal_phase_cannot_span_the_unitary_group(n):
+    """N^2 - N angles, all independent, and no more: N^2 - N < N^2 (the README says so)."""
+    torch.manual_seed(n)
+    cell = EURNN(1, n, capacity=n, boundary="open").double()
+    jacobian = unitary_jacobian(cell)
+    assert jacobian.shape[1] == n * n - n
+    assert torch.linalg.matrix_rank(jacobian).item() == n * n - n
+
+
+def random_unitary(n: int, seed: int) -> torch.Tensor:
+    """A Haar-random unitary: QR of a complex Gaussian, R's diagonal phases moved into Q."""
+    g = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(n, n, dtype=torch.complex128, generator=g))
+    return q * (r.diagonal() / r.diagonal().abs())
+
+
+def fit_unitary(cell: EURNN, target: torch.Tensor, optimizer: str, steps: int) -> float:
+    """Optimise the angles of `cell` to make U equal `target`; the Frobenius error at the end."""
+    angles = [p for p in (cell.theta, cell.phi, cell.omega) if p is not None]
+
+    def loss() -> torch.Tensor:
+        return (cell.recurrent_matrix() - target).abs().pow(2).sum()
+
+    if optimizer == "adam":
+        adam = torch.optim.Adam(angles, lr=0.1)
+        for _ in range(steps):
+            adam.zero_grad()
+            value = loss()
+            if value.item() < 1e-10:
+                break
+            value.backward()
+            adam.step()
+    else:
+        lbfgs = torch.optim.LBFGS(angles, max_iter=steps, tolerance_grad=1e-12, tolerance_change=1e-16,
+                                  history_size=50, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            lbfgs.zero_grad()
+            value = loss()
+            value.backward()
+            return value
+
+        lbfgs.step(closure)
+    return torch.linalg.matrix_norm(cell.recurrent_matrix().detach() - target).item()
+
+
+@pytest.mark.parametrize("boundary", ["periodic", "open"])
+def test_full_capacity_with_diagonal_phase_learns_a_random_unitary(boundary):
+    """As torch_eunn's own test (there on |U|^2): Adam on the angles reaches a random unitary."""
+    torch.manual_seed(0)
+    cell = EURNN(1, 4, capacity=4, boundary=boundary, diag_phase=True).double()
+    assert fit_unitary(cell, random_unitary(4, seed=1), "adam", steps=1500) < 1e-4
+
+
+def test_full_capacity_periodic_without_diagonal_phase_learns_a_random_unitary_from_some_start():
+    """Exactly N^2 angles: U(N) is reached, but a descent can stall in a spurious minimum (in our
+    checks, 20-90% of random starts reach a given target), so: one of a few starts reaches it."""
+    target = random_unitary(6, seed=4)
+    errors = []
+    for seed in range(5):
+        torch.manual_seed(seed)
+        cell = EURNN(1, 6, capacity=6).double()
+        errors.append(fit_unitary(cell, target, "lbfgs", steps=400))
+        if errors[-1] < 1e-4:
+            break
+    assert min(errors) < 1e-4, errors
 
 
 def test_mesh_layouts():
@@ -103,6 +220,8 @@ EQUIVALENCE = [
     dict(style="tunable", capacity=5, output="real", boundary="open", diag_phase=True),
     dict(style="fft", output="complex"),
     dict(style="fft", output="abs", diag_phase=True),
+    dict(style="tunable", capacity=4, output="complex", modrelu="notebook", init="notebook"),
+    dict(style="tunable", capacity=8, output="real", boundary="open", diag_phase=True, modrelu="notebook"),
 ]
 
 
@@ -122,7 +241,9 @@ def test_dense_equals_reference_in_outputs_and_gradients(kwargs, n, steps):
 @pytest.mark.parametrize("impl", ["reference", "dense", pytest.param("fused", marks=pytest.mark.fused)])
 @pytest.mark.parametrize("kwargs", [dict(style="tunable", capacity=3, output="complex", diag_phase=True),
                                     dict(style="tunable", capacity=2, output="real", boundary="open"),
-                                    dict(style="fft", output="abs")])
+                                    dict(style="fft", output="abs"),
+                                    dict(style="tunable", capacity=4, output="complex", diag_phase=True,
+                                         modrelu="notebook", init="notebook")])
 def test_gradcheck(impl, kwargs):
     torch.manual_seed(5)
     cell = EURNN(2, 4, impl=impl, **kwargs).double()
@@ -167,12 +288,122 @@ def test_output_modes_read_the_same_state():
     torch.testing.assert_close(ys["abs"], torch.hypot(re, im))
 
 
-def test_modrelu_gradient_is_finite_at_zero():
+@pytest.mark.parametrize("modrelu", ["smooth", "notebook"])
+def test_modrelu_gradient_is_finite_at_zero(modrelu):
     re = torch.zeros(3, dtype=torch.float64, requires_grad=True)
     im = torch.zeros(3, dtype=torch.float64, requires_grad=True)
     bias = torch.tensor([-0.1, 0.0, 0.1], dtype=torch.float64, requires_grad=True)
-    (re * modrelu_scale(re, im, bias)).sum().backward()
+    (re * modrelu_scale(re, im, bias, modrelu)).sum().backward()
     assert torch.isfinite(re.grad).all() and torch.isfinite(bias.grad).all()
+
+
+def torch_eunn_modrelu(z: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """torch_eunn's ModReLU.forward (eps=1e-5), which the original notebook used, on complex z."""
+    norm = torch.sqrt(z.real**2 + z.imag**2) + 1e-5
+    return torch.complex(torch.relu(norm + bias) * z.real / norm, torch.relu(norm + bias) * z.imag / norm)
+
+
+def test_notebook_modrelu_is_torch_eunns():
+    torch.manual_seed(8)
+    z = torch.randn(5, 40, dtype=torch.complex128) * torch.logspace(-7, 1, 40, dtype=torch.float64)
+    z[0, 0] = 0
+    bias = torch.randn(40, dtype=torch.float64) * 0.1
+    scale = modrelu_scale(z.real, z.imag, bias, "notebook")
+    torch.testing.assert_close(scale * z, torch_eunn_modrelu(z, bias), rtol=1e-14, atol=1e-300)
+    smooth = modrelu_scale(z.real, z.imag, bias)  # rnnbench's default: sqrt(|z|^2 + 1e-12)
+    assert not torch.allclose(smooth * z, torch_eunn_modrelu(z, bias), rtol=1e-6, atol=0)
+
+
+def torch_eunn_mesh(angles: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """torch_eunn's `eunn(angles, x)` forward (flaport/torch_eunn 0.3.0), on complex rows x: (B, N);
+    angles: (N, capacity), phi in the even rows, theta in the odd ones."""
+    phi, theta = angles[::2], angles[1::2]
+    for i in range(angles.shape[1]):
+        e, c, s = torch.polar(torch.ones_like(phi[:, i]), phi[:, i]), torch.cos(theta[:, i]), torch.sin(theta[:, i])
+        diag = torch.stack([e * c, c.to(e.dtype)], 1).flatten()
+        offdiag = torch.stack([-e * s, s.to(e.dtype)], 1).flatten()
+        swapped = torch.stack([x[:, 1::2], x[:, ::2]], 2).flatten(1)  # _permute
+        x = torch.roll(diag * x + offdiag * swapped, 2 * (i % 2) - 1, 1)
+    return x
+
+
+@pytest.mark.parametrize("capacity", [2, 4])
+@pytest.mark.parametrize("impl", ["reference", "dense", pytest.param("fused", marks=pytest.mark.fused)])
+def test_notebook_options_compute_torch_eunns_eurnn(impl, capacity):
+    """torch_eunn's EURNN (input layer, mesh, ModReLU, output real), with our angles carried across:
+    our layer l's mixer k is its angles[2k + 1, l] (theta) and angles[2k, l] (phi)."""
+    torch.manual_seed(9)
+    n = 8
+    cell = EURNN(2, n, capacity=capacity, init="notebook", modrelu="notebook", impl=impl).double()
+    with torch.no_grad():
+        cell.mod_bias.uniform_(-0.5, 0.1)  # some units cut off by the ReLU
+    angles = torch.empty(n, capacity, dtype=torch.float64)
+    angles[1::2] = cell.theta.detach().view(capacity, n // 2).T
+    angles[0::2] = cell.phi.detach().view(capacity, n // 2).T
+    x = torch.randn(3, 6, 2, dtype=torch.float64)
+    state = torch.zeros(3, n, dtype=torch.complex128)
+    expected = []
+    for t in range(6):
+        state = torch_eunn_modrelu(cell.input(x[:, t]).detach() + torch_eunn_mesh(angles, state),
+                                   cell.mod_bias.detach())
+        expected.append(state.real)
+    torch.testing.assert_close(cell(x).detach(), torch.stack(expected, 1), rtol=0, atol=1e-12)
+
+
+def test_notebook_init_sets_the_notebooks_values():
+    torch.manual_seed(10)
+    cell = EURNN(1, 64, init="notebook")
+    w = cell.input.weight.detach()
+    assert w.abs().max() <= 0.426 and w.abs().max() > 0.35  # uniform in +-0.426, not torch's +-1
+    assert torch.equal(cell.input.bias.detach(), torch.full((64,), 0.01))
+    assert torch.equal(cell.mod_bias.detach(), torch.full((64,), 0.01))
+    assert 0 <= cell.theta.min() and cell.theta.max() < 2 * math.pi  # the angles as by default
+    assert cell.readout_init == (-0.426, 0.426, 0.01)
+    readout = nn.Linear(cell.output_size, 10)
+    cell.init_readout(readout)
+    assert readout.weight.abs().max() <= 0.426 and readout.weight.abs().max() > 0.35
+    assert torch.equal(readout.bias.detach(), torch.full((10,), 0.01))
+
+
+def test_default_init_leaves_the_readout_alone_and_draws_nothing():
+    torch.manual_seed(11)
+    cell = EURNN(1, 16)
+    assert cell.readout_init is None
+    assert cell.input.weight.abs().max() <= 1 and cell.mod_bias.abs().max() <= 0.01
+    readout = nn.Linear(16, 10)
+    before = [p.detach().clone() for p in readout.parameters()]
+    rng = torch.get_rng_state()
+    cell.init_readout(readout)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(a, b) for a, b in zip(before, readout.parameters()))
+
+
+@pytest.mark.parametrize("options", [dict(), dict(init="default", modrelu="smooth")])
+def test_default_options_draw_the_same_weights_in_the_same_order(options):
+    """The options' defaults change nothing: the weights are the draws they always were
+    (angles, then the modReLU bias, then torch's nn.Linear default), so default runs repeat."""
+    torch.manual_seed(12)
+    cell = EURNN(1, 8, capacity=2, diag_phase=True, **options)
+    torch.manual_seed(12)
+    theta = torch.empty(8).uniform_(0, 2 * math.pi)
+    phi = torch.empty(8).uniform_(0, 2 * math.pi)
+    omega = torch.empty(8).uniform_(0, 2 * math.pi)
+    mod_bias = torch.empty(8).uniform_(-0.01, 0.01)
+    linear = nn.Linear(1, 8)
+    for got, expected in [(cell.theta, theta), (cell.phi, phi), (cell.omega, omega), (cell.mod_bias, mod_bias),
+                          (cell.input.weight, linear.weight), (cell.input.bias, linear.bias)]:
+        assert torch.equal(got.detach(), expected.detach())
+
+
+def test_notebook_options_in_specs():
+    spec = rnnbench.registry.parse_cell_spec("eurnn:modrelu=notebook:init=notebook")
+    assert str(spec) == "eurnn:init=notebook:modrelu=notebook"
+    cell = rnnbench.build_cell(spec, 1, 8)
+    assert (cell.init, cell.modrelu) == ("notebook", "notebook")
+    for name in ("eurnn", "eurnn-c4", "eurnn-full", "eurnn-fft"):
+        assert str(rnnbench.registry.parse_cell_spec(f"{name}:init=default:modrelu=smooth")) == name
+        cell = rnnbench.build_cell(f"{name}:init=notebook:modrelu=notebook", 1, 8)
+        assert (cell.init, cell.modrelu, cell.readout_init) == ("notebook", "notebook", (-0.426, 0.426, 0.01))
 
 
 @pytest.mark.parametrize("n, capacity, expected", [(8, 2, "dense"), (256, 2, "dense"), (512, 2, "dense"),
@@ -213,6 +444,8 @@ def test_auto_picks_fused_on_cpu_for_meshes_of_at_most_n_over_5_layers(n, capaci
     (dict(output="imag"), "output must be one of real, abs, complex; got 'imag'"),
     (dict(impl="cuda"), "impl must be one of auto, reference, dense, fused; got 'cuda'"),
     (dict(boundary="closed"), "boundary must be one of periodic, open; got 'closed'"),
+    (dict(init="paper"), "init must be one of default, notebook; got 'paper'"),
+    (dict(modrelu="tf"), "modrelu must be one of smooth, notebook; got 'tf'"),
 ])
 def test_invalid_options_raise_value_errors_naming_the_value(kwargs, message):
     kwargs = {"input_size": 1, "hidden_size": 8, **kwargs}
@@ -226,6 +459,8 @@ def test_invalid_options_raise_value_errors_naming_the_value(kwargs, message):
     ("eurnn-c16", 8, "got 16"),
     ("eurnn-fft", 48, "power of two; got 48"),
     ("eurnn:output=imag", 8, "not one of real, abs, complex"),
+    ("eurnn:init=paper", 8, "not one of default, notebook"),
+    ("eurnn-full:modrelu=abs", 8, "not one of smooth, notebook"),
 ])
 def test_invalid_specs_raise_value_errors(spec, hidden, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):

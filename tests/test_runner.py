@@ -155,7 +155,7 @@ def test_a_failing_run_does_not_stop_the_next(tiny_mnist, tmp_path, scratch_cell
         return module
 
     out = invoke("run", "--cells", "broken,rnn", "--data-dir", str(tiny_mnist), "--results", str(tmp_path / "r"),
-                 *TINY)
+                 *TINY, "--in-process")  # (a cell registered in this process only)
     rows = pd.read_csv(tmp_path / "r" / "pmnist.csv")
     assert out.exit_code == 1
     assert rows.status.tolist() == ["failed", "ok"]
@@ -195,12 +195,11 @@ def test_every_cell_learns_a_tiny_sequence_task(name):
 def test_unreachable_data_is_a_clear_error_and_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(mnist_data, "MNIST_MIRRORS", ("http://127.0.0.1:9",))  # nothing listens there
     (tmp_path / "d").mkdir()
-    with pytest.warns(UserWarning, match="could not fetch train-images-idx3-ubyte"):
-        out = CliRunner().invoke(main, ["run", "--cells", "rnn", "--task", "pmnist", "--device", "cpu",
-                                        "--data-dir", str(tmp_path / "d"), "--results", str(tmp_path / "r")])
+    out = CliRunner().invoke(main, ["run", "--cells", "rnn", "--task", "pmnist", "--device", "cpu",
+                                    "--data-dir", str(tmp_path / "d"), "--results", str(tmp_path / "r")])
     assert out.exit_code == 1
-    assert "no mirror gave a good copy of train-images-idx3-ubyte" in out.output
-    assert "Download train-images-idx3-ubyte.gz by hand into" in out.output
+    assert "mnist: 4 files are missing from" in out.output and "Put these files into" in out.output
+    assert "train-images-idx3-ubyte.gz  or  train-images-idx3-ubyte" in out.output
     assert not (tmp_path / "r").exists() and list((tmp_path / "d").iterdir()) == []
 
 

@@ -2,6 +2,7 @@
 sets up (CI does; skipped, with the reason, where no SLURM node is up). Every sweep here is a real
 job array; the tests cancel and preempt jobs the way a cluster does."""
 
+import getpass
 import re
 import shutil
 import subprocess
@@ -65,7 +66,7 @@ def test_a_sweep_runs_as_one_job_array_and_a_resubmission_runs_nothing_twice(tmp
     assert len(ids) == 4 and len({i.split("_")[0] for i in ids}) == 1  # one array
     table = rows(results)
     assert len(table) == 4 and set(table.status) == {"ok"} and table.run_key.is_unique
-    assert all((results / "logs" / i).is_dir() for i in ids)  # a log folder per run
+    assert all((results / f"logs-{getpass.getuser()}" / i).is_dir() for i in ids)  # a log folder per run
 
     again = rnnbench(results, "--executor", "slurm", "--wait", "--mem", "500M")
     assert "nothing to run: every run of this sweep already has an ok row" in again and not job_ids(again)
@@ -101,7 +102,7 @@ def test_a_cancelled_job_is_completed_by_resubmitting_the_sweep(tmp_path):
     table = rows(results)
     assert len(table) == 2 and set(table.status) == {"ok"} and table.run_key.is_unique
     (retry,) = job_ids(output)
-    assert "resuming from step" in "".join(p.read_text() for p in (results / "logs" / retry).glob("*_log.*"))
+    assert "resuming from step" in "".join(p.read_text() for p in (results / f"logs-{getpass.getuser()}" / retry).glob("*_log.*"))
 
 
 def test_a_preempted_job_is_requeued_and_ends_as_if_never_interrupted(tmp_path):
@@ -111,7 +112,7 @@ def test_a_preempted_job_is_requeued_and_ends_as_if_never_interrupted(tmp_path):
     wait_until(lambda: queued([job]).get(job) == "PENDING", what="the requeue")
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)  # skip the 2-min requeue hold
     wait_until(lambda: not queued([job]), timeout=300, what="the requeued job to finish")
-    log = "".join(p.read_text() for p in (results / "logs" / job).glob("*_log.*"))
+    log = "".join(p.read_text() for p in (results / f"logs-{getpass.getuser()}" / job).glob("*_log.*"))
     assert "Requeued job" in log and "resuming from step" in log
 
     straight = tmp_path / "straight"

@@ -1,9 +1,10 @@
 // The EURNN recurrence, forward and backward through time, in one compiled kernel per direction.
 //
 // Same math as the reference path of cells/eurnn.py: h_t = modReLU(U h_{t-1} + W x_t + b), with U
-// a product of layers of 2x2 mixers (and an optional diagonal phase). Every sample of the batch is
-// an independent recurrence, so the batch is split across threads and each thread runs whole
-// sequences with its state in L1 cache: no synchronisation per step, no tensor per step.
+// a product of layers of 2x2 mixers after an optional diagonal phase (which acts first). Every
+// sample of the batch is an independent recurrence, so the batch is split across threads and each
+// thread runs whole sequences with its state in L1 cache: no synchronisation per step, no tensor
+// per step.
 //
 // The state lives in an internal order of the units (`perm[j]` is the unit at position j), chosen
 // on the Python side so that each layer's mixers act on contiguous runs ("segments") of positions:
@@ -12,19 +13,44 @@
 //
 // Backward keeps nothing per layer: for step t it recomputes U h_{t-1} from the stored state, then
 // walks the layers backwards, inverting each mixer exactly (they are unitary) to recover its input
-// while it propagates the gradient. Gradients of the parameters are summed per fixed chunk of the
-// batch and the chunks are added in order, so results do not depend on thread scheduling.
+// while it propagates the gradient.
+//
+// Every output is bitwise the same whatever the number of threads: the batch is cut into chunks
+// whose boundaries depend on the batch size (and the model's size) only, never on `threads`;
+// gradients of the parameters are summed within a chunk in a fixed order and the chunks are added
+// in order. Threads only decide who computes which chunk (they take the next one as they finish).
 
 #include <torch/extension.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace {
 
-constexpr double kModReluEps = 1e-6;  // |z| = sqrt(|z|^2 + eps^2), as MODRELU_EPS in eurnn.py
+// modReLU(z) = relu(1 + beta / r) z, where r stands for |z| kept away from 0 in one of two forms
+// (the `modrelu` option of eurnn.py, whose MODRELU_EPS gives eps):
+//   smooth   (kNotebook = false): r = sqrt(|z|^2 + eps^2), smooth at z = 0;
+//   notebook (kNotebook = true):  r = |z| + eps, torch_eunn's ModReLU (the original notebook's).
+// `shift` is what is added: eps^2 (smooth) or eps (notebook), rounded once from double to T.
+template <typename T>
+T modrelu_shift(bool notebook, double eps) {
+  return notebook ? T(eps) : T(eps * eps);
+}
+
+// Calls body(std::true_type{}) for the notebook form, body(std::false_type{}) for the smooth one,
+// so that each form is a template parameter of the loops (no branch in them).
+template <typename F>
+void with_modrelu_form(bool notebook, F body) {
+  if (notebook) {
+    body(std::true_type{});
+  } else {
+    body(std::false_type{});
+  }
+}
 
 struct Layout {
   int64_t n = 0;
@@ -88,8 +114,20 @@ void to_natural(const Layout& lay, const T* __restrict src, T* __restrict dst) {
   }
 }
 
-// Runs body(chunk, first, last) for `chunks` contiguous, equal parts of [0, total) on up to
-// `threads` threads. Chunk boundaries depend on `chunks` only.
+// How many chunks the batch is cut into: at most kMaxChunks (enough for as many threads), one
+// sample or more each, and few enough that the per-chunk parameter gradients (`grad_values`
+// values each) stay under kChunkGradBytes in all. Depends on the shapes only, never on threads.
+constexpr int64_t kMaxChunks = 64;
+constexpr int64_t kChunkGradBytes = int64_t(64) << 20;
+
+int64_t chunk_count(int64_t batch, int64_t grad_values, int64_t value_bytes) {
+  const int64_t by_memory = kChunkGradBytes / std::max<int64_t>(1, grad_values * value_bytes);
+  return std::max<int64_t>(1, std::min({batch, kMaxChunks, by_memory}));
+}
+
+// Runs body(chunk, first, last) for `chunks` contiguous parts of [0, total) (sizes differ by at
+// most one), on up to `threads` threads, each taking the next chunk not yet taken. Chunk
+// boundaries depend on `total` and `chunks` only; which thread runs a chunk does not matter.
 template <typename F>
 void run_chunks(int64_t total, int64_t chunks, int64_t threads, F body) {
   auto part = [&](int64_t c) {
@@ -101,10 +139,13 @@ void run_chunks(int64_t total, int64_t chunks, int64_t threads, F body) {
     for (int64_t c = 0; c < chunks; ++c) part(c);
     return;
   }
+  std::atomic<int64_t> next{0};
+  auto work = [&] {
+    for (int64_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1)) part(c);
+  };
   std::vector<std::thread> pool;
-  for (int64_t w = 1; w < threads; ++w)
-    pool.emplace_back([&, w] { for (int64_t c = w; c < chunks; c += threads) part(c); });
-  for (int64_t c = 0; c < chunks; c += threads) part(c);
+  for (int64_t w = 1; w < threads; ++w) pool.emplace_back(work);
+  work();
   for (auto& th : pool) th.join();
 }
 
@@ -116,12 +157,15 @@ struct Params {
   std::vector<T> cos_t, sin_t, cos_p, sin_p;  // per mixer
   std::vector<T> cos_o, sin_o;                // diagonal phase, per position
   std::vector<T> beta, b_in, w;               // per position; w is (n, inputs)
+  T modrelu_shift;                            // see modrelu_shift()
 };
 
 template <typename T>
 Params<T> read_params(const Layout& lay, const torch::Tensor& w, const torch::Tensor& b_in, const torch::Tensor& theta,
-                      const torch::Tensor& phi, const torch::Tensor& omega, const torch::Tensor& beta) {
+                      const torch::Tensor& phi, const torch::Tensor& omega, const torch::Tensor& beta, bool notebook,
+                      double eps) {
   Params<T> p;
+  p.modrelu_shift = modrelu_shift<T>(notebook, eps);
   p.n = lay.n;
   p.inputs = w.size(1);
   p.mixers = theta.numel();
@@ -151,9 +195,18 @@ Params<T> read_params(const Layout& lay, const torch::Tensor& w, const torch::Te
   return p;
 }
 
-// v <- U v for one state (re, im) in internal order.
+// v <- U v for one state (re, im) in internal order: the diagonal phase (if any), then the layers.
 template <typename T>
 void apply_unitary(const Layout& lay, const Params<T>& p, T* __restrict re, T* __restrict im) {
+  if (p.has_omega) {
+    const T *co = p.cos_o.data(), *so = p.sin_o.data();
+#pragma omp simd
+    for (int64_t j = 0; j < p.n; ++j) {
+      T r = re[j], i = im[j];
+      re[j] = co[j] * r - so[j] * i;
+      im[j] = so[j] * r + co[j] * i;
+    }
+  }
   const int64_t nl = static_cast<int64_t>(lay.layers.size()) - 1;
   for (int64_t l = 0; l < nl; ++l) {
     for (int64_t s = lay.layers[l]; s < lay.layers[l + 1]; ++s) {
@@ -171,15 +224,6 @@ void apply_unitary(const Layout& lay, const Params<T>& p, T* __restrict re, T* _
         br[k] = nbr;
         bi[k] = nbi;
       }
-    }
-  }
-  if (p.has_omega) {
-    const T *co = p.cos_o.data(), *so = p.sin_o.data();
-#pragma omp simd
-    for (int64_t j = 0; j < p.n; ++j) {
-      T r = re[j], i = im[j];
-      re[j] = co[j] * r - so[j] * i;
-      im[j] = so[j] * r + co[j] * i;
     }
   }
 }
@@ -202,32 +246,47 @@ void add_input(const Params<T>& p, const T* __restrict x, T* __restrict re) {
   }
 }
 
-template <typename T>
-T inv_abs(T zr, T zi) {
-  return T(1) / std::sqrt(zr * zr + zi * zi + T(kModReluEps * kModReluEps));
+// 1 / r, r the modReLU's |z| of form kNotebook (see modrelu_shift).
+template <bool kNotebook, typename T>
+inline T inv_abs(T zr, T zi, T shift) {
+  if constexpr (kNotebook) {
+    return T(1) / (std::sqrt(zr * zr + zi * zi) + shift);
+  } else {
+    return T(1) / std::sqrt(zr * zr + zi * zi + shift);
+  }
 }
 
-// Back through modReLU h = s z, s = relu(1 + beta / r), r = |z|, for one unit: (gr, gi) holds
-// dL/dh on entry and dL/dz on exit; returns dL/dbeta. With q = 1[s > 0] / r:
-//   dh/dz . g = s g - beta q^3 (g . z) z,   dh/dbeta . g = q (g . z)
-template <typename T>
-inline T modrelu_backward(T zr, T zi, T beta, T& gr, T& gi) {
-  T ir = inv_abs(zr, zi);
+// Back through modReLU h = s z, s = relu(1 + beta / r), for one unit: (gr, gi) holds dL/dh on
+// entry and dL/dz on exit; returns dL/dbeta. With q = 1[s > 0] / r and dr/dz = k z:
+//   dh/dz . g = s g - beta q^2 k (g . z) z,   dh/dbeta . g = q (g . z),
+// where k = 1 / r (smooth) or 1 / |z| (notebook; 0 at z = 0, as the derivative of torch's
+// complex abs that the reference path differentiates).
+template <bool kNotebook, typename T>
+inline T modrelu_backward(T zr, T zi, T beta, T shift, T& gr, T& gi) {
+  T ir = inv_abs<kNotebook>(zr, zi, shift);
   T s = std::max(T(0), T(1) + beta * ir);
   T q = s > T(0) ? ir : T(0);
+  T k;
+  if constexpr (kNotebook) {
+    T a = std::sqrt(zr * zr + zi * zi);
+    k = a > T(0) ? T(1) / a : T(0);
+  } else {
+    k = ir;
+  }
   T dot = gr * zr + gi * zi;
-  T coef = -beta * q * q * q * dot;
+  T coef = -beta * q * q * k * dot;
   gr = s * gr + coef * zr;
   gi = s * gi + coef * zi;
   return q * dot;
 }
 
-template <typename T>
+template <bool kNotebook, typename T>
 void forward_kernel(const Layout& lay, const Params<T>& p, const T* x, const T* h0, T* hs, int64_t batch,
                     int64_t steps, int64_t threads) {
   const int64_t n = p.n, inputs = p.inputs;
   const T* beta = p.beta.data();
-  run_chunks(batch, std::min<int64_t>(batch, threads), threads, [&](int64_t, int64_t first, int64_t last) {
+  const T shift = p.modrelu_shift;
+  run_chunks(batch, chunk_count(batch, 0, sizeof(T)), threads, [&](int64_t, int64_t first, int64_t last) {
     std::vector<T> state(2 * n);
     T *re = state.data(), *im = state.data() + n;
     for (int64_t b = first; b < last; ++b) {
@@ -242,7 +301,7 @@ void forward_kernel(const Layout& lay, const Params<T>& p, const T* x, const T* 
         add_input(p, x + (b * steps + t) * inputs, re);
 #pragma omp simd
         for (int64_t j = 0; j < n; ++j) {
-          T s = std::max(T(0), T(1) + beta[j] * inv_abs(re[j], im[j]));
+          T s = std::max(T(0), T(1) + beta[j] * inv_abs<kNotebook>(re[j], im[j], shift));
           re[j] *= s;
           im[j] *= s;
         }
@@ -267,19 +326,6 @@ struct Grads {
 template <typename T>
 void unitary_backward(const Layout& lay, const Params<T>& p, T* __restrict re, T* __restrict im, T* __restrict gr,
                       T* __restrict gi, Grads<T>& g) {
-  if (p.has_omega) {  // y = e^{i omega} u
-    const T *co = p.cos_o.data(), *so = p.sin_o.data();
-    T* go = g.omega.data();
-#pragma omp simd
-    for (int64_t j = 0; j < p.n; ++j) {
-      T yr = re[j], yi = im[j], gyr = gr[j], gyi = gi[j];
-      go[j] += gyi * yr - gyr * yi;
-      re[j] = co[j] * yr + so[j] * yi;
-      im[j] = co[j] * yi - so[j] * yr;
-      gr[j] = co[j] * gyr + so[j] * gyi;
-      gi[j] = co[j] * gyi - so[j] * gyr;
-    }
-  }
   const int64_t nl = static_cast<int64_t>(lay.layers.size()) - 1;
   for (int64_t l = nl - 1; l >= 0; --l) {
     for (int64_t s = lay.layers[l]; s < lay.layers[l + 1]; ++s) {
@@ -311,14 +357,28 @@ void unitary_backward(const Layout& lay, const Params<T>& p, T* __restrict re, T
       }
     }
   }
+  if (p.has_omega) {  // the diagonal phase acted first: y = e^{i omega} u
+    const T *co = p.cos_o.data(), *so = p.sin_o.data();
+    T* go = g.omega.data();
+#pragma omp simd
+    for (int64_t j = 0; j < p.n; ++j) {
+      T yr = re[j], yi = im[j], gyr = gr[j], gyi = gi[j];
+      go[j] += gyi * yr - gyr * yi;
+      re[j] = co[j] * yr + so[j] * yi;
+      im[j] = co[j] * yi - so[j] * yr;
+      gr[j] = co[j] * gyr + so[j] * gyi;
+      gi[j] = co[j] * gyi - so[j] * gyr;
+    }
+  }
 }
 
-template <typename T>
+template <bool kNotebook, typename T>
 void backward_kernel(const Layout& lay, const Params<T>& p, const T* x, const T* h0, const T* hs, const T* g_out,
                      bool real_only, T* g_x, T* g_h0, std::vector<Grads<T>>& grads, int64_t batch, int64_t steps,
                      int64_t threads) {
   const int64_t n = p.n, inputs = p.inputs, out_width = real_only ? n : 2 * n;
   const T* beta = p.beta.data();
+  const T shift = p.modrelu_shift;
   run_chunks(batch, static_cast<int64_t>(grads.size()), threads, [&](int64_t chunk, int64_t first, int64_t last) {
     Grads<T>& g = grads[chunk];
     std::vector<T> buf(5 * n);
@@ -344,7 +404,7 @@ void backward_kernel(const Layout& lay, const Params<T>& p, const T* x, const T*
         T* gb = g.b_in.data();
 #pragma omp simd
         for (int64_t j = 0; j < n; ++j) {
-          gbeta[j] += modrelu_backward(re[j] + xp[j], im[j], beta[j], gr[j], gi[j]);  // (gr, gi) = dL/dz
+          gbeta[j] += modrelu_backward<kNotebook>(re[j] + xp[j], im[j], beta[j], shift, gr[j], gi[j]);  // dL/dz
           gb[j] += gr[j];
         }
         T* gw = g.w.data();
@@ -380,9 +440,11 @@ void check_inputs(const torch::Tensor& x, const torch::Tensor& w, int64_t n) {
   TORCH_CHECK(w.dim() == 2 && w.size(0) == n && w.size(1) == x.size(2), "W must be (hidden, inputs)");
 }
 
+// notebook, eps: the modReLU's form and epsilon (see modrelu_shift).
 torch::Tensor forward(torch::Tensor x, torch::Tensor w, torch::Tensor b_in, torch::Tensor theta, torch::Tensor phi,
-                      torch::Tensor omega, torch::Tensor beta, c10::optional<torch::Tensor> h0, torch::Tensor perm,
-                      torch::Tensor segments, torch::Tensor layers, int64_t threads) {
+                      torch::Tensor omega, torch::Tensor beta, bool notebook, double eps,
+                      c10::optional<torch::Tensor> h0, torch::Tensor perm, torch::Tensor segments,
+                      torch::Tensor layers, int64_t threads) {
   Layout lay = read_layout(perm, segments, layers);
   check_inputs(x, w, lay.n);
   x = x.contiguous();
@@ -390,10 +452,13 @@ torch::Tensor forward(torch::Tensor x, torch::Tensor w, torch::Tensor b_in, torc
   const int64_t batch = x.size(0), steps = x.size(1);
   auto hs = torch::empty({batch, steps, 2 * lay.n}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "eurnn_fused_forward", [&] {
-    auto p = read_params<scalar_t>(lay, w, b_in, theta, phi, omega, beta);
+    auto p = read_params<scalar_t>(lay, w, b_in, theta, phi, omega, beta, notebook, eps);
     pybind11::gil_scoped_release no_gil;
-    forward_kernel<scalar_t>(lay, p, x.data_ptr<scalar_t>(), h0c.defined() ? h0c.data_ptr<scalar_t>() : nullptr,
-                             hs.data_ptr<scalar_t>(), batch, steps, threads);
+    with_modrelu_form(notebook, [&](auto form) {
+      forward_kernel<decltype(form)::value>(lay, p, x.data_ptr<scalar_t>(),
+                                            h0c.defined() ? h0c.data_ptr<scalar_t>() : nullptr,
+                                            hs.data_ptr<scalar_t>(), batch, steps, threads);
+    });
   });
   return hs;
 }
@@ -401,9 +466,9 @@ torch::Tensor forward(torch::Tensor x, torch::Tensor w, torch::Tensor b_in, torc
 // Returns dL/dx (undefined unless asked), dL/dW, dL/db, dL/dtheta, dL/dphi, dL/domega, dL/dbeta, dL/dh0.
 std::vector<torch::Tensor> backward(torch::Tensor g_out, torch::Tensor x, torch::Tensor w, torch::Tensor b_in,
                                     torch::Tensor theta, torch::Tensor phi, torch::Tensor omega, torch::Tensor beta,
-                                    c10::optional<torch::Tensor> h0, torch::Tensor hs, torch::Tensor perm,
-                                    torch::Tensor segments, torch::Tensor layers, bool real_only, bool need_x,
-                                    int64_t threads) {
+                                    bool notebook, double eps, c10::optional<torch::Tensor> h0, torch::Tensor hs,
+                                    torch::Tensor perm, torch::Tensor segments, torch::Tensor layers, bool real_only,
+                                    bool need_x, int64_t threads) {
   Layout lay = read_layout(perm, segments, layers);
   check_inputs(x, w, lay.n);
   x = x.contiguous();
@@ -419,15 +484,18 @@ std::vector<torch::Tensor> backward(torch::Tensor g_out, torch::Tensor x, torch:
   torch::Tensor g_theta = torch::zeros_like(theta), g_phi = torch::zeros_like(phi);
   torch::Tensor g_omega = torch::zeros_like(omega), g_beta = torch::zeros({n}, opts);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "eurnn_fused_backward", [&] {
-    auto p = read_params<scalar_t>(lay, w, b_in, theta, phi, omega, beta);
-    const int64_t chunks = std::min<int64_t>(batch, threads);
+    auto p = read_params<scalar_t>(lay, w, b_in, theta, phi, omega, beta, notebook, eps);
+    const int64_t grad_values = 2 * p.mixers + (p.has_omega ? 3 : 2) * n + n * inputs;
+    const int64_t chunks = chunk_count(batch, grad_values, sizeof(scalar_t));
     std::vector<Grads<scalar_t>> grads(chunks, Grads<scalar_t>(p));
     {
       pybind11::gil_scoped_release no_gil;
-      backward_kernel<scalar_t>(lay, p, x.data_ptr<scalar_t>(), h0c.defined() ? h0c.data_ptr<scalar_t>() : nullptr,
-                                hs.data_ptr<scalar_t>(), g_out.data_ptr<scalar_t>(), real_only,
-                                need_x ? g_x.data_ptr<scalar_t>() : nullptr,
-                                g_h0.defined() ? g_h0.data_ptr<scalar_t>() : nullptr, grads, batch, steps, threads);
+      with_modrelu_form(notebook, [&](auto form) {
+        backward_kernel<decltype(form)::value>(
+            lay, p, x.data_ptr<scalar_t>(), h0c.defined() ? h0c.data_ptr<scalar_t>() : nullptr,
+            hs.data_ptr<scalar_t>(), g_out.data_ptr<scalar_t>(), real_only, need_x ? g_x.data_ptr<scalar_t>() : nullptr,
+            g_h0.defined() ? g_h0.data_ptr<scalar_t>() : nullptr, grads, batch, steps, threads);
+      });
     }
     // Sum the chunks in order and put units back in their natural order.
     scalar_t *gw = g_w.data_ptr<scalar_t>(), *gb = g_b.data_ptr<scalar_t>(), *gbe = g_beta.data_ptr<scalar_t>();
@@ -454,17 +522,20 @@ std::vector<torch::Tensor> backward(torch::Tensor g_out, torch::Tensor x, torch:
 // The dense path's step loop (DenseRecurrence in eurnn.py): one GEMM per step through ATen, and
 // modReLU and its derivative fused into one pass per step instead of a dozen tensor operations.
 // Same math and the same saved tensors as the Python loop, which runs where this is not built.
+// Unlike the fused kernel, its results depend on the number of threads: the GEMMs are ATen's (MKL
+// on x86), which splits sums across threads (float64 at most sizes; float32 at batch 1 and the
+// long dL/dM product), as do the dense path's torch operations outside this loop.
 
 // z[t] += [xproj[t], 0]; out = s(z) z, for one step of B rows.
-template <typename T>
-void modrelu_step(T* z, const T* xp, const T* bias, T* out, int64_t batch, int64_t n) {
+template <bool kNotebook, typename T>
+void modrelu_step(T* z, const T* xp, const T* bias, T shift, T* out, int64_t batch, int64_t n) {
   for (int64_t b = 0; b < batch; ++b) {
     T *zr = z + b * 2 * n, *zi = zr + n, *hr = out + b * 2 * n, *hi = hr + n;
     const T* x = xp + b * n;
 #pragma omp simd
     for (int64_t j = 0; j < n; ++j) {
       zr[j] += x[j];
-      T s = std::max(T(0), T(1) + bias[j] * inv_abs(zr[j], zi[j]));
+      T s = std::max(T(0), T(1) + bias[j] * inv_abs<kNotebook>(zr[j], zi[j], shift));
       hr[j] = s * zr[j];
       hi[j] = s * zi[j];
     }
@@ -473,9 +544,9 @@ void modrelu_step(T* z, const T* xp, const T* bias, T* out, int64_t batch, int64
 
 // g_z = dL/dz for one step of B rows, from dL/dh = g_h (carried) + g_out (this step's output,
 // rows g_out_row apart; its real half only when real_only); dL/dbias is added to g_bias.
-template <typename T>
-void modrelu_backward_step(const T* z, const T* g_out, int64_t g_out_row, const T* g_h, const T* bias, T* g_bias,
-                           T* g_z, int64_t batch, int64_t n, bool real_only) {
+template <bool kNotebook, typename T>
+void modrelu_backward_step(const T* z, const T* g_out, int64_t g_out_row, const T* g_h, const T* bias, T shift,
+                           T* g_bias, T* g_z, int64_t batch, int64_t n, bool real_only) {
   for (int64_t b = 0; b < batch; ++b) {
     const T *zr = z + b * 2 * n, *zi = zr + n, *gor = g_out + b * g_out_row, *ghr = g_h + b * 2 * n, *ghi = ghr + n;
     const T* goi = real_only ? nullptr : gor + n;
@@ -483,14 +554,15 @@ void modrelu_backward_step(const T* z, const T* g_out, int64_t g_out_row, const 
 #pragma omp simd
     for (int64_t j = 0; j < n; ++j) {
       T gr = ghr[j] + gor[j], gi = goi ? ghi[j] + goi[j] : ghi[j];
-      g_bias[j] += modrelu_backward(zr[j], zi[j], bias[j], gr, gi);
+      g_bias[j] += modrelu_backward<kNotebook>(zr[j], zi[j], bias[j], shift, gr, gi);
       gzr[j] = gr;
       gzi[j] = gi;
     }
   }
 }
 
-std::vector<torch::Tensor> dense_forward(torch::Tensor xproj, torch::Tensor m, torch::Tensor bias, torch::Tensor h0) {
+std::vector<torch::Tensor> dense_forward(torch::Tensor xproj, torch::Tensor m, torch::Tensor bias, bool notebook,
+                                         double eps, torch::Tensor h0) {
   xproj = xproj.contiguous();
   m = m.contiguous();
   const int64_t steps = xproj.size(0), batch = xproj.size(1), n = xproj.size(2);
@@ -502,8 +574,11 @@ std::vector<torch::Tensor> dense_forward(torch::Tensor xproj, torch::Tensor m, t
     torch::Tensor zt = z.select(0, t), ht = hs.select(0, t);
     at::mm_out(zt, h, m);
     AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "eurnn_dense_forward", [&] {
-      modrelu_step<scalar_t>(zt.data_ptr<scalar_t>(), xproj.select(0, t).data_ptr<scalar_t>(),
-                             be.data_ptr<scalar_t>(), ht.data_ptr<scalar_t>(), batch, n);
+      with_modrelu_form(notebook, [&](auto form) {
+        modrelu_step<decltype(form)::value>(zt.data_ptr<scalar_t>(), xproj.select(0, t).data_ptr<scalar_t>(),
+                                            be.data_ptr<scalar_t>(), modrelu_shift<scalar_t>(notebook, eps),
+                                            ht.data_ptr<scalar_t>(), batch, n);
+      });
     });
     h = ht;
   }
@@ -512,7 +587,8 @@ std::vector<torch::Tensor> dense_forward(torch::Tensor xproj, torch::Tensor m, t
 
 // Returns dL/dxproj (a view of dL/dz), dL/dM, dL/dbias, dL/dh0.
 std::vector<torch::Tensor> dense_backward(torch::Tensor g_out, torch::Tensor z, torch::Tensor hs, torch::Tensor m,
-                                          torch::Tensor bias, torch::Tensor h0, bool real_only) {
+                                          torch::Tensor bias, bool notebook, double eps, torch::Tensor h0,
+                                          bool real_only) {
   // g_out often is a transposed view of a (B, T, N) gradient: read it in place (rows of N
   // contiguous values) rather than copy it.
   if (g_out.stride(2) != 1) g_out = g_out.contiguous();
@@ -523,12 +599,16 @@ std::vector<torch::Tensor> dense_backward(torch::Tensor g_out, torch::Tensor z, 
   auto m_t = m.t().contiguous();
   auto be = bias.contiguous();
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "eurnn_dense_backward", [&] {
-    for (int64_t t = steps - 1; t >= 0; --t) {
-      modrelu_backward_step<scalar_t>(z.select(0, t).data_ptr<scalar_t>(), g_out.select(0, t).data_ptr<scalar_t>(),
-                                      g_out.stride(1), g_h.data_ptr<scalar_t>(), be.data_ptr<scalar_t>(), g_bias.data_ptr<scalar_t>(),
-                                      g_z.select(0, t).data_ptr<scalar_t>(), batch, n, real_only);
-      at::mm_out(g_h, g_z.select(0, t), m_t);  // carried to h_{t-1}
-    }
+    const scalar_t shift = modrelu_shift<scalar_t>(notebook, eps);
+    with_modrelu_form(notebook, [&](auto form) {
+      for (int64_t t = steps - 1; t >= 0; --t) {
+        modrelu_backward_step<decltype(form)::value>(
+            z.select(0, t).data_ptr<scalar_t>(), g_out.select(0, t).data_ptr<scalar_t>(), g_out.stride(1),
+            g_h.data_ptr<scalar_t>(), be.data_ptr<scalar_t>(), shift, g_bias.data_ptr<scalar_t>(),
+            g_z.select(0, t).data_ptr<scalar_t>(), batch, n, real_only);
+        at::mm_out(g_h, g_z.select(0, t), m_t);  // carried to h_{t-1}
+      }
+    });
   });
   auto g_m = h0.t().mm(g_z.select(0, 0));
   if (steps > 1)  // one (2N, (T-1)B) x ((T-1)B, 2N) matmul for all other steps

@@ -5,7 +5,8 @@ are used as they are, with no network). A missing file is downloaded from each m
 turn to a temporary name, checked against the SHA-256 of its decompressed content (so that
 one checksum holds for the gzipped and the plain file, whoever compressed it), and only
 then renamed into place: a failed or corrupt download never leaves a file where a good one
-belongs.
+belongs. Files that no mirror gives make one error listing them all and where to put them; a
+mirror that does not answer (offline) is asked once, not once per file.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -80,12 +80,14 @@ def _checked_content(file: DataFile, path: Path) -> bytes:
     return content
 
 
-def fetch(file: DataFile, folder: Path, mirrors: Sequence[str]) -> Path:
-    """Download `file` (as NAME.gz) from the first mirror that gives a good copy."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{file.name}.gz"
-    failures = []
+def _fetch_one(file: DataFile, folder: Path, mirrors: Sequence[str], failures: list[str],
+               silent: set[str]) -> Path | None:
+    """Download `file` (as NAME.gz) from the first mirror that gives a good copy; None if none did.
+    Each failure is added to `failures`; a mirror that does not answer at all (refused, no route,
+    no name, timed out: not an HTTP error) joins `silent` and is not asked again."""
     for mirror in mirrors:
+        if mirror in silent:
+            continue
         url = f"{mirror.rstrip('/')}/{file.name}.gz"
         handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{file.name}.", suffix=".part")
         os.close(handle)
@@ -93,18 +95,53 @@ def fetch(file: DataFile, folder: Path, mirrors: Sequence[str]) -> Path:
         try:
             _download(url, temporary)
             _checked_content(file, temporary)
+            target = folder / f"{file.name}.gz"
             os.replace(temporary, target)
             return target
         except (urllib.error.URLError, OSError, IdxError) as error:
             failures.append(f"  {url}: {error}")
-            warnings.warn(f"could not fetch {file.name} from {url} ({error}); trying the next mirror",
-                          stacklevel=2)
+            if isinstance(error, OSError) and not isinstance(error, urllib.error.HTTPError):
+                silent.add(mirror)
         finally:
             temporary.unlink(missing_ok=True)
+    return None
+
+
+def fetch_missing(files: Sequence[DataFile], folder: Path, mirrors: Sequence[str], what: str = "") -> list[Path]:
+    """Download each of `files` (as NAME.gz) from the first mirror that gives a good copy; the
+    paths, in order. Files that no mirror gave raise one DownloadError that lists them all, what
+    each mirror did, and where to put the files by hand; what was fetched stays. Nothing is
+    printed on the way (no warnings): the error says it all, once."""
+    if mirrors:
+        folder.mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+    silent: set[str] = set()
+    paths, missing = [], []
+    for file in files:
+        path = _fetch_one(file, folder, mirrors, failures, silent) if len(silent) < len(mirrors) else None
+        paths.append(path)
+        if path is None:
+            missing.append(file)
+    if not missing:
+        return paths
+    tried = failures or ["  (no mirror to download from)"]
+    if silent and len(missing) > 1:
+        they = "it was" if len(silent) == 1 else "they were"
+        tried.append(f"  ({', '.join(sorted(silent))} did not answer, so {they} not asked for the other files)")
+    width = max(len(f.name) for f in missing) + 5
+    source = f"from {mirrors[0].rstrip('/')}/NAME.gz for example, or " if mirrors else "or "
     raise DownloadError(
-        f"no mirror gave a good copy of {file.name}:\n" + "\n".join(failures) +
-        f"\nDownload {file.name}.gz by hand into {folder} (or pass --data-dir), then run again."
+        f"{what + ': ' if what else ''}{len(missing)} file{'s are' if len(missing) > 1 else ' is'} missing from "
+        f"{folder}, and no mirror gave a good copy:\n" + "\n".join(tried) +
+        f"\nPut {'these files' if len(missing) > 1 else 'it'} into {folder} yourself, as published (gzipped) or "
+        "decompressed:\n" + "\n".join(f"  {f.name + '.gz':{width}}or  {f.name}" for f in missing) +
+        f"\n{source}pass --data-dir a folder that holds them; then run again."
     )
+
+
+def fetch(file: DataFile, folder: Path, mirrors: Sequence[str]) -> Path:
+    """Download `file` (as NAME.gz) from the first mirror that gives a good copy (see fetch_missing)."""
+    return fetch_missing([file], folder, mirrors)[0]
 
 
 def load_idx(file: DataFile, folder: Path, mirrors: Sequence[str] = ()) -> np.ndarray:
@@ -115,3 +152,12 @@ def load_idx(file: DataFile, folder: Path, mirrors: Sequence[str] = ()) -> np.nd
             raise FileNotFoundError(f"{file.name} (or {file.name}.gz) is not in {folder}")
         path = fetch(file, folder, mirrors)
     return parse_idx(_checked_content(file, path), path)
+
+
+def load_dataset(files: dict[str, DataFile], folder: Path, mirrors: Sequence[str], what: str) -> dict[str, np.ndarray]:
+    """The arrays of several files of one dataset (`what`, named in errors), from `folder`; those
+    missing there are fetched first, all of them, so that one error lists every file still missing."""
+    missing = [file for file in files.values() if find_local(file, folder) is None]
+    if missing:
+        fetch_missing(missing, folder, mirrors, what)
+    return {key: load_idx(file, folder) for key, file in files.items()}

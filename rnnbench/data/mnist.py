@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rnnbench.data.fetch import DataFile, load_idx
+from rnnbench.data.fetch import DataFile, load_dataset, load_idx
 from rnnbench.data.idx import IdxError, write_idx
 
 # In the order we trust them: the original site is often down.
@@ -67,7 +67,7 @@ def load_mnist(folder: Path, mirrors: Sequence[str] | None = None, dataset: str 
     files, default_mirrors = {"mnist": (MNIST_FILES, MNIST_MIRRORS),
                               "fashion-mnist": (FASHION_FILES, FASHION_MIRRORS)}[dataset]
     mirrors = default_mirrors if mirrors is None else mirrors
-    arrays = {key: load_idx(file, folder, mirrors) for key, file in files.items()}
+    arrays = load_dataset(files, folder, mirrors, dataset)
     for split in ("train", "test"):
         _check_pair(arrays[f"{split}_images"], arrays[f"{split}_labels"], f"{dataset} {split} files in {folder}")
     return arrays

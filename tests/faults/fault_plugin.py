@@ -4,43 +4,69 @@ SIGKILL at an exact point, chosen by $RNNBENCH_FAULT = "WHERE:N" (the N-th time 
   checkpoint  halfway through writing the N-th checkpoint's temporary file
   row         halfway through writing the N-th result row (a torn row in the CSV)
   curves      after the N-th run's curves are written, before its row
+  afterrow    after the N-th run's row is written, before its checkpoint is removed
 
+It also registers cells for tests, each torch's tanh RNN with one twist:
+  slow  sleeps $RNNBENCH_SLOW_S seconds in every forward pass, so that runs last long enough to
+        overlap, however fast the machine;
+  lazy  sleeps $RNNBENCH_LAZY_S seconds in its first forward pass in a process, as a kernel that
+        compiles on first use does;
+  hog   keeps $RNNBENCH_HOG_MB MiB of memory alive for the rest of its process after its first
+        forward pass, as a cache or a leak would.
 Nothing here changes what rnnbench does when no fault is due.
 """
 
+import json
 import os
 import signal
+import tempfile
+import time
 import types
+from pathlib import Path
 
-from rnnbench import records, runner
+import torch
+from torch import nn
+
+from rnnbench import records, register_cell, runner
 
 WHERE, _, COUNT = os.environ.get("RNNBENCH_FAULT", ":0").partition(":")
 COUNT = int(COUNT or 0)
-calls = {"checkpoint": 0, "row": 0, "curves": 0}
+# The process the test started ("the sweep"): runs train in child processes of it, and a fault
+# kills the sweep, children included, as a kill from outside would. Counts are the sweep's.
+os.environ.setdefault("RNNBENCH_FAULT_ROOT", str(os.getpid()))
+ROOT = int(os.environ["RNNBENCH_FAULT_ROOT"])
+COUNTS = Path(tempfile.gettempdir()) / f"rnnbench-fault-{ROOT}.json"
 
 
 def _due(where: str) -> bool:
-    calls[where] += 1
+    if not WHERE:
+        return False
+    calls = json.loads(COUNTS.read_text()) if COUNTS.exists() else {}
+    calls[where] = calls.get(where, 0) + 1
+    COUNTS.write_text(json.dumps(calls))
     return where == WHERE and calls[where] == COUNT
 
 
 def _die() -> None:
+    COUNTS.unlink(missing_ok=True)
+    if ROOT != os.getpid():
+        os.kill(ROOT, signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-_save_checkpoint = runner._save_checkpoint
+_save_checkpoint = runner.save_checkpoint
 
 
-def save_checkpoint(path, *args):
+def save_checkpoint(path, state):
     if _due("checkpoint"):
         scratch = path.with_name(path.name + ".fault")
-        _save_checkpoint(scratch, *args)  # what the new checkpoint would hold...
+        _save_checkpoint(scratch, state)  # what the new checkpoint would hold...
         data = scratch.read_bytes()
         scratch.unlink()
-        with open(path.with_name(path.name + ".tmp"), "wb") as f:  # ...half of it, in the temporary file
+        with open(path.with_name(f"{path.name}.{os.getpid()}.tmp"), "wb") as f:  # ...half of it, in a temporary file
             f.write(data[: len(data) // 2])
         _die()
-    _save_checkpoint(path, *args)
+    _save_checkpoint(path, state)
 
 
 def _write_half_then_die(fd, data):
@@ -51,17 +77,63 @@ def _write_half_then_die(fd, data):
 _append = records._append
 
 
-def append(path, columns, rows):
+def append(path, columns, rows, *rest):
     if path.name.endswith("-curves.csv"):
-        _append(path, columns, rows)
+        _append(path, columns, rows, *rest)
         if _due("curves"):
             _die()
     elif _due("row"):  # records writes the row with one os.write: this one stops halfway
         records.os = types.SimpleNamespace(**{**vars(os), "write": _write_half_then_die})
-        _append(path, columns, rows)
+        _append(path, columns, rows, *rest)
     else:
-        _append(path, columns, rows)
+        _append(path, columns, rows, *rest)
 
 
-runner._save_checkpoint = save_checkpoint
+_append_run = records.append_run
+
+
+def append_run(*args, **kwargs):
+    _append_run(*args, **kwargs)
+    if _due("afterrow"):
+        _die()
+
+
+class Twisted(nn.Module):
+    kept = []  # what `hog` keeps alive, for the whole process
+
+    def __init__(self, input_size, hidden_size, twist):
+        super().__init__()
+        self.rnn, self.output_size, self.twist = nn.RNN(input_size, hidden_size, batch_first=True), hidden_size, twist
+
+    def forward(self, x):
+        if self.twist == "slow":
+            time.sleep(float(os.environ.get("RNNBENCH_SLOW_S", "0")))
+        elif self.twist == "lazy" and not Twisted.kept:
+            Twisted.kept.append(None)
+            time.sleep(float(os.environ.get("RNNBENCH_LAZY_S", "0")))
+        elif self.twist == "hog" and not Twisted.kept:
+            Twisted.kept.append(torch.ones(int(os.environ.get("RNNBENCH_HOG_MB", "0")) << 18))  # float32: 4 bytes
+        return self.rnn(x)[0]
+
+
+@register_cell("slow")
+def slow(input_size, hidden_size):
+    """torch's tanh RNN, sleeping $RNNBENCH_SLOW_S seconds per forward pass (for tests)."""
+    return Twisted(input_size, hidden_size, "slow")
+
+
+@register_cell("lazy")
+def lazy(input_size, hidden_size):
+    """torch's tanh RNN whose first forward pass takes $RNNBENCH_LAZY_S seconds more (for tests)."""
+    return Twisted(input_size, hidden_size, "lazy")
+
+
+@register_cell("hog")
+def hog(input_size, hidden_size):
+    """torch's tanh RNN that keeps $RNNBENCH_HOG_MB MiB alive after its first pass (for tests)."""
+    return Twisted(input_size, hidden_size, "hog")
+
+
+runner.save_checkpoint = save_checkpoint
 records._append = append
+records.append_run = append_run

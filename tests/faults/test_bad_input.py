@@ -1,8 +1,16 @@
 """Bad input to `rnnbench run`, one case per row: the exit code, a message that names the value
-and what would be valid, and nothing written (no results folder, no data folder)."""
+and what would be valid, no traceback, and nothing written (no results folder, no data folder)."""
 
+import functools
 import gzip
+import http.server
 import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -33,14 +41,43 @@ CASES = [
     (["--cells", "eurnn-fft", "--hidden", "12"], 2, "EURNN style='fft' needs a hidden size that is a power of two; "
                                                     "got 12"),
     (["--cells", "eurnn:impl=gpu"], 2, "impl='gpu' is not one of auto, reference, dense, fused"),
-    (["--cells", "rnn", "--steps", "0"], 2, "steps must be a positive integer; got 0"),
-    (["--cells", "rnn", "--steps", "-5"], 2, "steps must be a positive integer; got -5"),
-    (["--cells", "rnn", "--batch-size", "0"], 2, "batch_size must be a positive integer; got 0"),
-    (["--cells", "rnn", "--batch-size", "-1"], 2, "batch_size must be a positive integer; got -1"),
-    (["--cells", "rnn", "--batch-size", "5000"], 2, "batch_size 5000 is larger than the training set (4000 examples)"),
-    (["--cells", "rnn", "--lr", "0"], 2, "lr must be positive; got 0.0"),
-    (["--cells", "rnn", "--lr", "-1"], 2, "lr must be positive; got -1.0"),
-    (["--cells", "rnn", "--hidden", "0"], 2, "hidden_size must be a positive integer; got 0"),
+    (["--cells", "rnn", "--steps", "0"], 2, "--steps must be a positive integer; got 0"),
+    (["--cells", "rnn", "--steps", "-5"], 2, "--steps must be a positive integer; got -5"),
+    (["--cells", "rnn", "--batch-size", "0"], 2, "--batch-size must be a positive integer; got 0"),
+    (["--cells", "rnn", "--batch-size", "-1"], 2, "--batch-size must be a positive integer; got -1"),
+    # (small enough to fit in memory: the memory check comes first, before the data is loaded)
+    (["--cells", "rnn", "--batch-size", "5000", "--hidden", "8"], 2,
+     "batch_size 5000 is larger than the training set (4000 examples)"),
+    (["--cells", "rnn", "--lr", "0"], 2, "--lr must be positive; got 0.0"),
+    (["--cells", "rnn", "--lr", "-1"], 2, "--lr must be positive; got -1.0"),
+    (["--cells", "rnn", "--hidden", "0"], 2, "--hidden must be a positive integer; got 0"),
+    # Values that pass every comparison, or fail it with the wrong reason: named by their flag.
+    (["--cells", "rnn", "--lr", "inf"], 2, "--lr must be a finite number; got inf"),
+    (["--cells", "rnn", "--lr", "nan"], 2, "--lr must be a finite number; got nan"),
+    (["--cells", "rnn", "--clip", "inf"], 2, "--clip must be a finite number; got inf"),
+    (["--cells", "rnn", "--clip", "nan"], 2, "--clip must be a finite number; got nan"),
+    (["--cells", "rnn", "--target", "nan"], 2, "--target must be a finite number; got nan"),
+    (["--cells", "rnn", "--target", "-inf"], 2, "--target must be a finite number; got -inf"),
+    # numpy's generators take seeds in [0, 2**32): refused before a run fails on them.
+    (["--cells", "rnn", "--seeds", "-1"], 2, "--seeds -1: a seed must be an integer in [0, 2**32 - 1 = 4294967295"),
+    (["--cells", "rnn", "--seeds", "0,4294967296"], 2, "--seeds 4294967296: a seed must be an integer in [0, "),
+    (["--cells", "rnn", "--perm-seed", "-1"], 2, "--perm-seed -1: a seed must be an integer in [0, 2**32 - 1"),
+    (["--cells", "rnn", "--perm-seed", "4294967296"], 2, "--perm-seed 4294967296: a seed must be an integer in"),
+    (["--cells", "lstm:forget_bias=nan"], 2, "cell spec 'lstm:forget_bias=nan': option forget_bias='nan' is not a "
+                                             "finite number"),
+    (["--cells", "lstm:forget_bias=inf"], 2, "option forget_bias='inf' is not a finite number"),
+    (["--cells", "lstm:forget_bias=-1e999"], 2, "option forget_bias='-1e999' is not a finite number"),
+    # --params chooses the hidden size: a --hidden beside it, even a single one, is refused.
+    (["--cells", "rnn", "--params", "20000", "--hidden", "64"], 2, "(--params) or a hidden size (--hidden), not both"),
+    # Sizes are checked against memory before anything is allocated or generated.
+    (["--cells", "lstm", "--hidden", "100000"], 2, "--hidden 100000: lstm needs about"),
+    (["--cells", "eurnn-full", "--hidden", "65536"], 2, "--hidden 65536 with --eval-batch-size 1000: eurnn-full"),
+    (["--cells", "lstm", "--params", "1000000000000"], 2,
+     "lstm: more than 65536 units still fit in 1000000000000 parameters"),
+    (["--cells", "lstm", "--params", "10000000000"], 2, "--params 10000000000 (hidden size 49997 for lstm) with"),
+    (["--cells", "lstm", "--task", "copying:n_train=1000000000"], 2,
+     "--task copying:n_train=1000000000: lstm needs about"),
+    (["--cells", "rnn", "--task", "adding:length=100000000"], 2, "or the sizes in --task adding:length=100000000"),
     (["--cells", "rnn", "--hidden", "8,x"], 2, "hidden sizes must be integers separated by commas; got '8,x'"),
     (["--cells", "rnn", "--seeds", "1,x"], 2, "seeds must be integers separated by commas; got '1,x'"),
     (["--cells", "rnn", "--seeds", "1.5"], 2, "seeds must be integers separated by commas; got '1.5'"),
@@ -77,6 +114,8 @@ def run(folder, args):
     before = sorted(p.name for p in folder.rglob("*"))
     out = CliRunner().invoke(main, ["run", *args, *extra, "--results", str(folder / "results")])
     assert sorted(p.name for p in folder.rglob("*")) == before  # nothing written, anywhere
+    assert out.exception is None or isinstance(out.exception, SystemExit), out.exception  # no traceback
+    assert "Traceback" not in out.output
     return out
 
 
@@ -96,3 +135,124 @@ def test_an_unreadable_data_folder_is_refused(folder):
     finally:
         locked.chmod(0o755)
     assert out.exit_code == 2 and f"Directory '{locked}' is not readable" in out.output
+
+
+def test_a_run_that_does_not_fit_in_memory_is_refused_with_the_estimate(folder, monkeypatch):
+    from rnnbench import resources
+
+    monkeypatch.setattr(resources, "available_bytes", lambda device: {"host": 10**8, "device": 10**8})
+    out = run(folder, ["--cells", "lstm", "--preset", "quick"])
+    assert out.exit_code == 2, out.output
+    message = " ".join(out.output.split())
+    assert "--hidden 64 with --eval-batch-size 500: lstm needs about" in message
+    assert "this machine has 100 MB available; lower --hidden or --eval-batch-size" in message
+
+
+def test_huge_task_data_is_refused_by_the_estimate_not_generated(folder, monkeypatch):
+    from rnnbench.tasks.memory import AddingProblem, CopyingMemory
+
+    def generate(self, *args):
+        raise AssertionError("generating data that cannot fit was attempted")
+
+    monkeypatch.setattr(CopyingMemory, "generate", generate)
+    monkeypatch.setattr(AddingProblem, "generate", generate)
+    for task in ("copying:n_train=1000000000", "copying:delay=100000000", "adding:length=100000000",
+                 "adding:n_test=1000000000"):
+        out = run(folder, ["--cells", "rnn", "--task", task])
+        assert out.exit_code == 2 and f"--task {task}" in out.output and "needs about" in out.output, out.output
+
+
+# --- the README's plugin example, with the installed console script ----------------------
+
+def test_the_readme_plugin_example_works_with_the_console_script(tmp_path):
+    """`rnnbench --plugin my_cells ls` with my_cells.py in the current folder, as the README says;
+    a file there named like an installed package does not shadow it."""
+    script = Path(sys.executable).with_name("rnnbench")
+    assert script.exists() or shutil.which("rnnbench"), "the rnnbench console script is not installed"
+    (tmp_path / "my_cells.py").write_text(textwrap.dedent('''
+        import torch
+        from rnnbench import register_cell
+
+        @register_cell("my-gru")
+        def my_gru(input_size, hidden_size, layers: int = 2):
+            """Two-layer GRU."""
+            return torch.nn.GRU(input_size, hidden_size, layers, batch_first=True)
+    '''))
+    (tmp_path / "platformdirs.py").write_text("raise ImportError('the current folder shadowed an installed package')\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RNNBENCH_PLUGINS")}
+    for command, extra_env in ((["--plugin", "my_cells", "ls"], {}), (["ls"], {"RNNBENCH_PLUGINS": "my_cells"})):
+        out = subprocess.run([str(script if script.exists() else shutil.which("rnnbench")), *command],
+                             cwd=tmp_path, env={**env, **extra_env}, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert any(line.split()[:2] == ["my-gru", "Two-layer"] for line in out.stdout.splitlines()), out.stdout
+        assert "options: layers: int = 2" in out.stdout
+        assert "pmnist" in out.stdout  # the built-in tasks load (rnnbench.data imports platformdirs)
+        assert "Traceback" not in out.stderr
+
+
+# --- missing data, offline ------------------------------------------------------------------
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def empty_mirror(tmp_path):
+    """A mirror on 127.0.0.1 that has none of the files (every request: 404)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=root))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/mnist"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_missing_data_offline_is_one_message_that_lists_every_file_and_where_to_put_it(tmp_path, empty_mirror):
+    """No network: a mirror that refuses connections (a closed port) and one that has nothing. One
+    error, every missing file named (gzipped or not) with the folder, no warnings, nothing written."""
+    data, results = tmp_path / "empty", tmp_path / "results"
+    data.mkdir()
+    closed = "http://127.0.0.1:9/mnist"  # the discard port: nothing listens there
+    program = ("import sys\n"
+               "from rnnbench.data import mnist\n"
+               f"mnist.MNIST_MIRRORS = ({closed!r}, {empty_mirror!r})\n"
+               "from rnnbench.cli import main\n"
+               "main(sys.argv[1:], prog_name='rnnbench')\n")
+    out = subprocess.run([sys.executable, "-c", program, "run", "--cells", "lstm", "--task", "pmnist", "--device",
+                          "cpu", "--data-dir", str(data), "--results", str(results)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1, out.stderr
+    assert out.stdout == ""
+    error = out.stderr
+    assert "Traceback" not in error and "warning" not in error.lower() and "trying the next mirror" not in error
+    assert error.startswith(f"Error: mnist: 4 files are missing from {data}, and no mirror gave a good copy:")
+    assert error.count("Error:") == 1
+    assert f"{closed}/train-images-idx3-ubyte.gz: <urlopen error" in error  # what each mirror did
+    assert f"{empty_mirror}/train-images-idx3-ubyte.gz: HTTP Error 404" in error
+    assert f"Put these files into {data} yourself, as published (gzipped) or decompressed:" in error
+    for file in mnist_data.MNIST_FILES.values():
+        assert f"  {file.name}.gz" in error and f"or  {file.name}\n" in error
+    assert "pass --data-dir a folder that holds them; then run again." in error
+    assert list(data.iterdir()) == [] and not results.exists()
+
+
+def test_non_finite_task_options_are_refused(folder, monkeypatch):
+    """The built-in tasks take integers only; a task with a float option refuses nan and inf too."""
+    from rnnbench.registry import TASKS, register_task
+
+    TASKS.names()  # the built-ins are in before the copy is taken
+    monkeypatch.setattr(TASKS, "_entries", dict(TASKS._entries))
+
+    @register_task("noisy-copying")
+    class NoisyCopying:
+        """Copying with noise."""
+
+        def __init__(self, noise: float = 0.1):
+            self.noise = noise
+
+    for value in ("nan", "inf", "-inf"):
+        out = run(folder, ["--cells", "rnn", "--task", f"noisy-copying:noise={value}"])
+        assert out.exit_code == 2, out.output
+        assert f"task spec 'noisy-copying:noise={value}': option noise='{value}' is not a finite number" in out.output

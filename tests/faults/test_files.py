@@ -16,7 +16,7 @@ import torch
 from click.testing import CliRunner
 
 import rnnbench
-from rnnbench import records, runner
+from rnnbench import checkpoints, records, runner
 from rnnbench.cli import main
 from rnnbench.config import RunConfig
 
@@ -51,15 +51,15 @@ def test_a_damaged_checkpoint_restarts_the_run_from_scratch_with_a_warning(check
     if damage == "flip a byte in the payload":
         data[len(data) * 3 // 4] ^= 0x40
     elif damage == "flip a byte in the checksum":
-        data[len(runner.CHECKPOINT_MAGIC) + 3] ^= 0x01
+        data[len(checkpoints.MAGIC) + 3] ^= 0x01
     elif damage == "cut in half":
         data = data[: len(data) // 2]
     elif damage == "cut to nothing":
         data = b""
     else:
-        data = bytearray(data[len(runner.CHECKPOINT_MAGIC) + 32:])  # a bare torch.save file
+        data = bytearray(data[len(checkpoints.MAGIC) + 32:])  # a bare torch.save file
     checkpoint.write_bytes(bytes(data))
-    with pytest.warns(UserWarning, match=f"ignoring unreadable checkpoint {checkpoint}.*starts from scratch"):
+    with pytest.warns(UserWarning, match=f"ignoring checkpoint {checkpoint}.*starts from scratch"):
         result = train_tiny(checkpoint)
     straight = train_tiny(None)
     assert result["status"] == "ok" and result["steps_done"] == 6
@@ -78,12 +78,12 @@ class RunsCode:
 
 def test_a_checkpoint_crafted_to_run_code_is_refused(checkpoint, tmp_path):
     marker = tmp_path / "code-ran"
-    payload = pickle.dumps({"version": runner.CHECKPOINT_VERSION, "progress": RunsCode(marker)}, protocol=2)
+    payload = pickle.dumps({"version": checkpoints.VERSION, "progress": RunsCode(marker)}, protocol=2)
     buffer = io.BytesIO()
-    torch.save({"version": runner.CHECKPOINT_VERSION, "progress": RunsCode(marker)}, buffer)
+    torch.save({"version": checkpoints.VERSION, "progress": RunsCode(marker)}, buffer)
     for crafted in (buffer.getvalue(), payload):  # valid checksum: only the loader stands in the way
-        checkpoint.write_bytes(runner.CHECKPOINT_MAGIC + hashlib.sha256(crafted).digest() + crafted)
-        with pytest.warns(UserWarning, match="ignoring unreadable checkpoint"):
+        checkpoint.write_bytes(checkpoints.MAGIC + hashlib.sha256(crafted).digest() + crafted)
+        with pytest.warns(UserWarning, match="ignoring checkpoint"):
             assert train_tiny(checkpoint)["status"] == "ok"
         assert not marker.exists()
 
@@ -111,8 +111,8 @@ def test_four_processes_append_25_rows_each_and_every_row_is_whole(tmp_path, fol
 
 
 def _row(name: str) -> dict:
-    return {**{c: "" for c in records.COLUMNS}, "run_id": name, "run_key": name, "status": "ok",
-            "error": "two\nlines"}
+    return {**{c: "" for c in records.COLUMNS}, "run_id": name, "run_key": name, "status": "ok", "seed": 0,
+            "hidden_size": 4, "task_version": 1, "test_acc": 0.5, "config_json": "{}", "error": "two\nlines"}
 
 
 def test_a_failed_write_leaves_the_file_as_it_was_and_says_so(tmp_path, monkeypatch):
@@ -135,13 +135,13 @@ def test_a_full_disk_during_a_sweep_is_reported_and_keeps_rows_and_checkpoint(tm
     before = (results / "adding.csv").read_bytes()
     real_append = records._append
 
-    def full(path, columns, rows):
+    def full(path, columns, rows, *rest):
         if not path.name.endswith("-curves.csv"):
             raise OSError(errno.ENOSPC, f"could not append to {path} (No space left on device)")
-        real_append(path, columns, rows)
+        real_append(path, columns, rows, *rest)
 
     monkeypatch.setattr(records, "_append", full)
-    out = invoke("run", "--cells", "gru", *TINY, "--results", results)
+    out = invoke("run", "--cells", "gru", *TINY, "--results", results, "--in-process")  # (where the patch holds)
     assert out.exit_code == 1 and "No space left on device" in out.output, out.output
     assert (results / "adding.csv").read_bytes() == before  # earlier rows intact
     assert len(list((results / "checkpoints").glob("*.pt"))) == 1  # the finished run's state survives
@@ -171,7 +171,7 @@ def test_out_of_memory_fails_that_run_says_what_to_lower_and_the_sweep_goes_on(t
         module.forward = forward
         return module
 
-    out = invoke("run", "--cells", "oom,rnn", *TINY, "--results", tmp_path / "r")
+    out = invoke("run", "--cells", "oom,rnn", *TINY, "--results", tmp_path / "r", "--in-process")  # (a cell of this process)
     rows = pd.read_csv(tmp_path / "r" / "adding.csv")
     assert out.exit_code == 1
     assert rows.status.tolist() == ["failed", "ok"]

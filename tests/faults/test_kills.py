@@ -12,11 +12,9 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 HERE = Path(__file__).parent
 SWEEP = ["run", "--cells", "rnn,eurnn", "--task", "adding:length=12:n_train=96:n_valid=32:n_test=32",

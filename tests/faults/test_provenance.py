@@ -9,17 +9,17 @@ from click.testing import CliRunner
 
 import rnnbench
 from rnnbench import records
+from rnnbench import sweep as sweeps
 from rnnbench.cli import main
 from rnnbench.config import RunConfig
-from rnnbench.runner import run_sweep
 
 SWEEP = ["--cells", "rnn,lstm,eurnn", "--task", "copying:delay=5:n_train=64:n_valid=32:n_test=32", "--hidden", "10",
          "--steps", "12", "--eval-every", "4", "--batch-size", "16", "--eval-batch-size", "32", "--lr", "0.01",
          "--seeds", "3", "--device", "cpu"]
 # What may differ between two runs of the same experiment: the run's id, and measurements of time
 # and memory (the process's resident set depends on what ran before in it).
-MEASURED = ["run_id", "train_time_s", "step_time_ms", "step_time_iqr_ms", "warmup_time_s", "eval_time_s",
-            "time_to_target_s", "peak_mem_mb", "timestamp"]
+MEASURED = ["run_id", "build_time_s", "train_time_s", "step_time_ms", "step_time_iqr_ms", "warmup_time_s", "eval_time_s",
+            "time_to_target_s", "timing_note", "peak_mem_mb", "timestamp"]
 
 
 def sweep(results, *extra):
@@ -28,6 +28,7 @@ def sweep(results, *extra):
     return pd.read_csv(results / "copying.csv", dtype=str, keep_default_na=False)
 
 
+@pytest.mark.fused
 def test_the_same_config_and_seed_give_identical_rows_but_for_times(tmp_path):
     first = sweep(tmp_path / "a")
     second = sweep(tmp_path / "b")
@@ -43,8 +44,9 @@ def test_a_row_is_reproduced_from_its_stored_config(tmp_path):
     for _, row in rows.iterrows():
         assert row.rnnbench_version == rnnbench.__version__
         config = RunConfig(**json.loads(row.config_json))
-        again = run_sweep(row.task_spec, [rnnbench.parse_cell_spec(row.cell_spec)], [int(row.seed)], config,
-                          tmp_path / "again", log=lambda _: None)[0]
+        runs, splits = sweeps.plan(row.task_spec, [rnnbench.parse_cell_spec(row.cell_spec)], [int(row.seed)], config,
+                                   tmp_path / "again", log=lambda _: None)
+        again = sweeps.execute(runs, splits, log=lambda _: None)[0]
         assert again["run_key"] == row.run_key
         for metric in ("test_acc", "test_acc_final", "test_loss", "best_valid_acc", "final_train_loss"):
             assert repr(again[metric]) == row[metric] or str(again[metric]) == row[metric], metric

@@ -1,0 +1,269 @@
+"""A sweep: planning its runs, and running each exactly once whoever else uses the folder.
+
+`plan` turns cell specs x hidden sizes x seeds into planned runs: everything that can be checked
+before training is checked there (a bad sweep writes nothing), and values given twice are planned
+once. `execute` runs planned runs in this process: each run is *claimed* before it trains
+(claims.take), so a second command on the same folder, or a job of another node, never trains it
+at the same time; runs claimed by others are left for later and waited on, with a message, until
+their row appears or their claim goes stale (then this process takes them over).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from rnnbench import checkpoints, claims, records
+from rnnbench.config import RunConfig
+from rnnbench.registry import Spec
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a sweep, as it is handed to an executor: everything a process (here, or a
+    SLURM job on another node) needs to train it and append its row."""
+
+    task: str  # the task's name, which names its results file
+    task_spec: str
+    cell_spec: str
+    config: RunConfig  # with the run's seed and hidden size
+    key: str  # the run_key of its row
+    results: Path
+    threads: int  # torch's CPU threads, which change a CPU run's numbers (its key says so)
+    data_folder: Path | None = None
+    keep_checkpoints: bool = False
+    # --force: rows of this key that existed when the sweep was planned do not count as done.
+    superseded: frozenset[str] = frozenset()  # their run_ids
+    plugins: tuple[tuple[str, str], ...] = field(default=())  # (module, folder it was imported from)
+    linear_acc: float | None = None  # the task's linear baseline on this run's data (baselines.py)
+
+    def describe(self) -> str:
+        return f"{self.cell_spec} N={self.config.hidden_size} seed {self.config.seed}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}-{self.key}"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.results / "checkpoints" / f"{self.name}.pt"
+
+
+def load_plugins(plugins: tuple[tuple[str, str], ...]) -> None:
+    """Import the submitting process's plugin modules (module, folder), their folders placed
+    after everything else on sys.path, so that they never shadow an installed package."""
+    import importlib
+
+    for module, folder in plugins:
+        if folder and folder not in sys.path:
+            sys.path.append(folder)
+        importlib.import_module(module)
+
+
+def plugin_origins(modules: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(module, the sys.path folder it was imported from) for each plugin module already imported
+    here: what a job on another process or node needs to import the same ones."""
+    origins = []
+    for name in modules:
+        module = sys.modules[name]
+        where = Path(getattr(module, "__file__", None) or "").resolve()
+        depth = name.count(".") + (1 if where.name == "__init__.py" else 0)
+        folder = where.parents[depth] if where.name else None
+        origins.append((name, str(folder) if folder else ""))
+    return tuple(origins)
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _once(values: list, what: str, log: Callable[[str], None]) -> list:
+    """`values` without repeats (first occurrence kept), saying which were given twice."""
+    unique = list(dict.fromkeys(values))
+    if len(unique) < len(values):
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        log(f"{what} {', '.join(repeated)} given more than once: planned once")
+    return unique
+
+
+def plan(task_name: str, specs: list[Spec], seeds: list[int], config: RunConfig, results: Path,
+         data_folder: Path | None = None, force: bool = False, keep_checkpoints: bool = False,
+         log: Callable[[str], None] = print, hidden_sizes: list[int] | None = None,
+         plugins: tuple[tuple[str, str], ...] = (), threads: int | None = None,
+         runs_at_once: int = 1) -> tuple[list[PlannedRun], dict[int, Any]]:
+    """The runs of a sweep, and the data loaded for them (by seed).
+
+    Each run's memory is estimated first, and a sweep that cannot fit this machine (`runs_at_once`
+    sharing it; 0 for runs that go elsewhere) is refused with the estimate, before anything is
+    loaded or allocated.
+    `threads` is the number of torch CPU threads each run will use (default: this process's).
+    On CPU it goes into the run key: torch's own matrix products sum in an order that depends
+    on it, so the same run with 1 and 2 threads ends with (slightly) different numbers, and its
+    times differ anyway. (The fused EURNN kernel is thread-count independent; nn.LSTM is not.)
+
+    The hidden sizes are `hidden_sizes` (a sweep), else config.hidden_size; with
+    config.params_budget, each cell gets the largest size within that many parameters.
+    Everything that can be checked before training is checked here (ValueError), so that a bad
+    sweep writes nothing. Runs that already have an `ok` row stay in the plan: execute skips them
+    (and removes their leftover checkpoints), unless `force`.
+    """
+    from rnnbench.registry import CELLS, TASKS, build_task
+    from rnnbench.resources import check_memory
+    from rnnbench.runner import resolve_device
+    from rnnbench.sizing import check_size, match_hidden_size
+
+    threads = threads or torch_threads()
+    task_spec = TASKS.parse(task_name)  # a name with options: copying:delay=200
+    task = build_task(task_spec)
+    config.validate()
+    device = resolve_device(config.device)
+    if not seeds:
+        raise ValueError("no seeds given")
+    if config.params_budget and hidden_sizes:
+        raise ValueError("give a parameter budget (--params) or hidden sizes (--hidden), not both")
+    seeds = _once(seeds, "seed", log)
+    specs = _once(specs, "cell", log)
+    for seed in seeds:
+        config.replace(seed=seed).validate()
+    existing = records.read_rows(results, task.name)  # a foreign or unreadable file stops the sweep here
+    plan_ = []  # (spec, hidden size): an impossible cell (odd N for EURNN...) fails here, before any run
+    for spec in specs:
+        if config.params_budget:
+            size, params = match_hidden_size(task, spec, config.params_budget)
+            log(f"{spec}: hidden size {size} ({params} parameters) for --params {config.params_budget}")
+            plan_.append((spec, size))
+            continue
+        for size in _once(hidden_sizes or [config.hidden_size], "hidden size", log):
+            check_size(task, spec, size)  # (counted without allocating anything)
+            plan_.append((spec, size))
+    if runs_at_once:  # (0: the runs go to other machines, a SLURM cluster's nodes: not measured here)
+        check_memory(task, task_name, plan_, config, device, len(seeds), runs_at_once)
+    # Tasks that generate their data from the run's seed (copying, adding) load it per seed.
+    if getattr(task, "seeded_data", False):
+        splits = {seed: task.load(config.replace(seed=seed), data_folder) for seed in seeds}
+    else:
+        shared = task.load(config, data_folder)
+        splits = {seed: shared for seed in seeds}
+    n_train = len(splits[seeds[0]].train[1])
+    if config.batch_size > n_train:
+        raise ValueError(f"batch_size {config.batch_size} is larger than the training set ({n_train} examples)")
+    linear = _linear_baselines(task, splits, log)
+    done = records.done_run_ids(existing)
+    runs: dict[str, PlannedRun] = {}
+    for spec, size in plan_:
+        for seed in seeds:
+            run_config = config.replace(seed=seed, hidden_size=size)
+            identity = {"task": task.name, "task_spec": str(task_spec), "task_version": task.version,
+                        "cell_spec": str(spec), "config": run_config.identity(), "data": splits[seed].info,
+                        "device": device.type, **({"threads": threads} if device.type == "cpu" else {}),
+                        # (version 1 left out, so that the keys of rows written before versions stay)
+                        **({"cell_version": version} if (version := CELLS.get(spec.name).version) != 1 else {})}
+            key = records.run_key(identity)
+            run = PlannedRun(task.name, str(task_spec), str(spec), run_config, key, results, threads, data_folder,
+                             keep_checkpoints, frozenset(done.get(key, ())) if force else frozenset(), plugins,
+                             linear[seed])
+            if key in runs:  # (two specs that mean the same cell, e.g. eurnn and eurnn:capacity=2)
+                log(f"{run.describe()} is the same run as {runs[key].describe()}: planned once")
+                continue
+            runs[key] = run
+    return list(runs.values()), splits
+
+
+def _linear_baselines(task: Any, splits: dict[int, Any], log: Callable[[str], None]) -> dict[int, float | None]:
+    """The task's linear baseline on each seed's data (computed once per distinct data)."""
+    from rnnbench import baselines
+
+    if not baselines.applies(task):
+        return {seed: None for seed in splits}
+    by_data: dict[int, float | None] = {}
+    for data in {id(s): s for s in splits.values()}.values():
+        by_data[id(data)] = baselines.linear_accuracy(task, data, log=log)
+        log(f"linear baseline on this data: test {getattr(task, 'score_name', 'accuracy')} {by_data[id(data)]:.4f}")
+    return {seed: by_data[id(s)] for seed, s in splits.items()}
+
+
+def finished(run: PlannedRun, rows: Any) -> dict[str, Any] | None:
+    """The run's latest ok row, unless it is one that --force supersedes."""
+    mine = rows[(rows["run_key"] == run.key) & (rows["status"] == "ok") & ~rows["run_id"].isin(run.superseded)]
+    return mine.iloc[-1].to_dict() if len(mine) else None
+
+
+def _tidy_checkpoints(run: PlannedRun, rows: Any, log: Callable[[str], None]) -> None:
+    """With the run's claim held: remove what no writer will use any more, that is temporary files
+    of writers that died, and a checkpoint whose run already has its row (a kill between the row
+    and the removal, or --keep-checkpoints before --force)."""
+    for temporary in run.checkpoint.parent.glob(f"{run.checkpoint.name}.*.tmp"):
+        temporary.unlink(missing_ok=True)
+    if not run.checkpoint.exists():
+        return
+    try:
+        run_id = checkpoints.read(run.checkpoint)["progress"]["run_id"]
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint is the runner's to refuse, with a warning
+        return
+    done = rows[(rows["run_id"] == run_id) & rows["status"].isin(["ok", "diverged"])]
+    if len(done) and not (run.keep_checkpoints and not run.superseded):
+        run.checkpoint.unlink(missing_ok=True)
+        log(f"removed {run.checkpoint}: its run {run_id} already has its row")
+
+
+def execute(runs: list[PlannedRun], splits: dict[int, Any] | None = None, log: Callable[[str], None] = print,
+            poll_s: float = 2.0, isolate: bool = True) -> list[dict[str, Any]]:
+    """Run each planned run once, unless it is done or claimed by another; returns the row of
+    every run (its latest ok row if it was done already), in plan order. With `isolate`, each run
+    trains in a fresh child process (child.train), so that its memory and clocks are its own;
+    else in this process."""
+    from rnnbench import child
+    from rnnbench.runner import run_planned
+
+    rows_by_key: dict[str, dict[str, Any]] = {}
+    pending, told = list(runs), set()
+    # Rows that exist now. A row written later by the process this one waited for is that run's
+    # outcome, whatever its status: a run that failed there is not tried again here at once.
+    known = {task: set(records.read_rows(results, task)["run_id"]) for task, results in
+             {(run.task, run.results) for run in runs}}
+    while pending:
+        progressed = False
+        for run in list(pending):
+            existing = records.read_rows(run.results, run.task)
+            row = finished(run, existing)
+            if row is None and run.key in told:
+                theirs = existing[(existing["run_key"] == run.key) & ~existing["run_id"].isin(known[run.task])]
+                row = theirs.iloc[-1].to_dict() if len(theirs) else None
+            if row is None:
+                claim = claims.take(run.results, run.name, log)
+                if isinstance(claim, claims.Held):
+                    if run.key not in told:
+                        log(f"{run.describe()} is being trained by {claim.describe()}: waiting for its row")
+                        told.add(run.key)
+                    continue
+                with claim:
+                    existing = records.read_rows(run.results, run.task)  # (it may have finished meanwhile)
+                    row = finished(run, existing)
+                    _tidy_checkpoints(run, existing, log)
+                    if row is None and isolate:
+                        row = child.train(run, claim, splits[run.config.seed] if splits else None, log)
+                    elif row is None:
+                        row = run_planned(run, splits[run.config.seed] if splits else None, log, claim)
+                    else:
+                        log(f"{run.describe()}: finished by another process")
+            elif run.key in told:
+                log(f"{run.describe()}: ended in another process, {row['status']}")
+            else:
+                log(f"skip {run.describe()}: run {run.key} already has an ok row (--force to run it again)")
+                if run.checkpoint.exists():
+                    claim = claims.take(run.results, run.name, log)
+                    if isinstance(claim, claims.Claim):
+                        with claim:
+                            _tidy_checkpoints(run, existing, log)
+            rows_by_key[run.key] = row
+            pending.remove(run)
+            progressed = True
+        if pending and not progressed:
+            sys.stderr.flush()
+            time.sleep(poll_s)
+    return [rows_by_key[run.key] for run in runs]
