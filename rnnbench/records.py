@@ -320,12 +320,6 @@ def done_run_ids(rows: pd.DataFrame) -> dict[str, list[str]]:
     return ok.groupby("run_key")["run_id"].agg(list).to_dict()
 
 
-def finished_keys(results: Path, task: str) -> set[str]:
-    """Run keys that already have an `ok` row."""
-    rows = read_rows(results, task)
-    return set(rows.loc[rows["status"] == "ok", "run_key"])
-
-
 def _encode(layout: Layout, header: list[str], rows: Iterable[dict[str, Any]] | Iterable[list[str]],
             with_header: bool) -> bytes:
     """Rows as bytes in the file's layout, one line each: line breaks inside values become

@@ -1,3 +1,7 @@
+import functools
+import http.server
+import threading
+
 import pytest
 import torch
 
@@ -53,3 +57,21 @@ def pytest_configure(config):
 def pytest_addoption(parser):
     parser.addoption("--soak", action="store_true",
                      help="run the fault tests' long loops (60 kills of `rnnbench run` instead of 8)")
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    """Serves tmp_path/www on 127.0.0.1; yields (root folder, base URL)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=root))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()

@@ -1,10 +1,7 @@
 """IDX parsing, fetching from mirrors (a real HTTP server on 127.0.0.1), the cache, the sample."""
 
-import functools
 import gzip
 import hashlib
-import http.server
-import threading
 import warnings
 from pathlib import Path
 
@@ -75,24 +72,6 @@ def test_data_dir_precedence(monkeypatch, tmp_path):
 
 
 # --- fetching, against a real HTTP server -------------------------------------------------
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server(tmp_path):
-    """Serves tmp_path/www on 127.0.0.1; yields (root folder, base URL)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=root))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-
 
 @pytest.fixture
 def digits():

@@ -1,15 +1,12 @@
 """Bad input to `rnnbench run`, one case per row: the exit code, a message that names the value
 and what would be valid, no traceback, and nothing written (no results folder, no data folder)."""
 
-import functools
 import gzip
-import http.server
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import pytest
@@ -192,21 +189,10 @@ def test_the_readme_plugin_example_works_with_the_console_script(tmp_path):
 
 # --- missing data, offline ------------------------------------------------------------------
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def empty_mirror(tmp_path):
+def empty_mirror(server):
     """A mirror on 127.0.0.1 that has none of the files (every request: 404)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=root))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/mnist"
-    httpd.shutdown()
-    httpd.server_close()
+    return server[1] + "/mnist"
 
 
 def test_missing_data_offline_is_one_message_that_lists_every_file_and_where_to_put_it(tmp_path, empty_mirror):
