@@ -68,7 +68,7 @@ def main(data_dir, dataset, repeats, quick):
 
         def task_load():
             task_module._images.cache_clear()  # a cold load, as the first run of a process does
-            task.load(RunConfig(data="full"), data_dir)
+            task.load(RunConfig(), data_dir)
 
         task_s = _median_seconds(task_load, repeats)
     click.echo(f"{dataset} files in {'generated scratch files' if generated else data_dir}, median of {repeats}")

@@ -27,15 +27,14 @@ def bare_loop(task, spec, config: RunConfig, splits) -> float:
     """The 20-line loop: seconds for config.steps training steps."""
     torch.manual_seed(config.seed)
     model = SequenceClassifier(rnnbench.build_cell(spec, task.input_size, config.hidden_size),
-                               task.num_classes, task.target)
+                               task.num_classes, task.readout)
     optimizer = _optimizer(config, model.parameters())
-    batches = Batches(len(splits.train[1]), config.batch_size, config.sampling, config.seed)
-    x, y = splits.train
+    batches = Batches(len(splits.train), config.batch_size, config.sampling, config.seed)
     start = time.perf_counter()
     for _ in range(config.steps):
-        index = batches.next()
+        batch = splits.train.take(batches.next())
         optimizer.zero_grad(set_to_none=True)
-        loss = task.loss(model(x[index]), y[index])
+        loss = task.loss(*model(batch))
         loss.backward()
         optimizer.step()
     return time.perf_counter() - start
@@ -59,9 +58,9 @@ def main(cell, hidden, steps, batch, repeats, quick):
     if quick:
         hidden, steps, batch, repeats = 16, 6, 10, 1
     flush_denormals()
-    task = rnnbench.build_task("pmnist")
+    task = rnnbench.build_task("pmnist:data=sample")
     config = RunConfig(hidden_size=hidden, batch_size=batch, steps=steps, eval_every=steps, eval_batch_size=500,
-                       data="sample", device="cpu")
+                       device="cpu")
     splits = task.load(config)
     spec = rnnbench.parse_cell_spec(cell)
     warm = config.replace(steps=2, eval_every=2)  # first calls pay one-off costs: pay them untimed

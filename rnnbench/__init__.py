@@ -20,6 +20,7 @@ from rnnbench.registry import (
     register_cell,
     register_task,
 )
+from rnnbench.task import IGNORE, Split, Splits, Task
 
 try:
     __version__ = version("rnnbench")
@@ -28,9 +29,13 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "CELLS",
+    "IGNORE",
     "TASKS",
     "RegistryError",
     "Spec",
+    "Split",
+    "Splits",
+    "Task",
     "__version__",
     "build_cell",
     "build_task",

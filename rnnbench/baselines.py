@@ -18,23 +18,26 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
+
+from rnnbench.task import Split, Splits, Task, data_json
 
 PENALTIES = (0.0, 1e-4, 1e-3, 1e-2)  # L2 weights on the (standardised) inputs' weights
 ITERATIONS = 100
 
 
-def applies(task: Any) -> bool:
-    """Whether a linear baseline means something for the task: classification at the last step."""
-    return getattr(task, "target", None) == "last" and getattr(task, "num_classes", 0) > 1
+def applies(task: Task) -> bool:
+    """Whether the task asks for a linear baseline (Task.linear_baseline): classification at the
+    last step, of inputs of one length."""
+    return task.linear_baseline and task.readout == "last" and task.num_classes > 1
 
 
 def _digest(splits: Any) -> str:
-    hasher = hashlib.sha256(json.dumps(sorted(splits.info.items()), default=str).encode())
-    for x, y in (splits.train, splits.valid, splits.test):
-        for tensor in (x, y):
+    hasher = hashlib.sha256(data_json(splits.identity).encode())
+    for split in (splits.train, splits.valid, splits.test):
+        for tensor in (split.x, split.y):
             hasher.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return hasher.hexdigest()[:20]
 
@@ -68,7 +71,7 @@ def _accuracy(model: torch.nn.Linear, x: torch.Tensor, y: torch.Tensor) -> float
     return float((model(x).argmax(1) == y).double().mean())
 
 
-def linear_accuracy(task: Any, splits: Any, cache: Path | None = None,
+def linear_accuracy(task: Task, splits: Splits, cache: Path | None = None,
                     log: Callable[[str], None] = lambda _: None) -> float | None:
     """Test accuracy of the L2-regularised logistic regression on the run's splits (the penalty
     chosen on validation), or None where it does not apply. Cached by the data's hash.
@@ -83,9 +86,10 @@ def linear_accuracy(task: Any, splits: Any, cache: Path | None = None,
     except (OSError, ValueError, KeyError, TypeError):
         log("computing the linear baseline on this data (logistic regression, L2 chosen on validation; once)")
 
-    def features(split):
-        x, y = split
-        return x.reshape(len(x), -1).to(torch.float64), y.long()
+    def features(split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+        if split.lengths is not None:
+            raise ValueError(f"task {task.name}: a linear baseline needs sequences of one length")
+        return split.x.reshape(len(split), -1).to(torch.float64), split.y.long()
 
     (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = map(features, (splits.train, splits.valid, splits.test))
     mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)  # standardised, as the penalty assumes
@@ -96,7 +100,7 @@ def linear_accuracy(task: Any, splits: Any, cache: Path | None = None,
         path.parent.mkdir(parents=True, exist_ok=True)
         from rnnbench.claims import write_atomically
 
-        write_atomically(path, json.dumps({"test_acc": result, "penalty": best, "info": splits.info},
+        write_atomically(path, json.dumps({"test_acc": result, "penalty": best, "data": splits.identity},
                                           default=str).encode(), durable=False)
     except OSError:
         pass  # (a cache that cannot be written only costs time)

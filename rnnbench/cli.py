@@ -76,6 +76,10 @@ def ls(pattern: str, budget: int | None, task_name: str) -> None:
         click.echo(f"  {name:{width}}  {entry.summary}")
         if entry.options:
             click.echo(f"  {'':{width}}  options: {'; '.join(o.describe() for o in entry.options.values())}")
+        if entry.factory.presets:
+            implied = "; ".join(f"{preset_}: " + ", ".join(f"{k}={v}" for k, v in values.items())
+                                for preset_, values in entry.factory.presets.items())
+            click.echo(f"  {'':{width}}  with presets: {implied}")
     click.echo("presets:")
     for name, config in PRESETS.items():
         changed = [f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config)
@@ -185,7 +189,7 @@ def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_che
     log = lambda line: click.echo(line, err=True)  # noqa: E731
     warnings.showwarning = lambda message, *_, **__: log(f"warning: {message}")  # not Python's file:line form
     try:
-        TASKS.parse(task_name)  # an unknown task or option is refused before anything else
+        task_spec = sweep.resolve_task(task_name, preset_name)  # an unknown task or option: refused first
         specs = expand_cells(cells)
         hidden = fields.pop("hidden_size")  # one size, or a comma-separated list: a sweep
         hidden_sizes = parse_int_list("hidden sizes", hidden) if hidden else None
@@ -199,60 +203,26 @@ def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_che
             slurm = executors.SlurmOptions(partition, time_min or 24 * 60, gpus_per_task, cpus_per_task, mem,
                                            account, qos, array_parallelism,
                                            executors.parse_sbatch_options(sbatch_options))
+        where = executors.make(executor, jobs, in_process, slurm, wait, announce=click.echo)
         plugins = sweep.plugin_origins(click.get_current_context().find_root().params["plugins"])
-        threads = {"local": executors.local_threads(jobs or 2), "slurm": cpus_per_task or 1}.get(executor)
-        runs, splits = sweep.plan(task_name, specs, parse_int_list("seeds", seeds), config, results, data_dir,
-                                  force, keep_checkpoints, log, hidden_sizes, plugins, threads,
-                                  runs_at_once={"inline": 1, "local": jobs or 2, "slurm": 0}[executor])
-        if executor == "inline":
-            rows = sweep.execute(runs, splits, log, isolate=not in_process)
-        else:
-            rows = _run_elsewhere(executor, runs, jobs or 2, slurm, wait, results, log)
-            if rows is None:
-                return
+        runs, splits = sweep.plan(task_spec, specs, parse_int_list("seeds", seeds), config, results, data_dir,
+                                  force, keep_checkpoints, log, hidden_sizes, plugins, where.threads,
+                                  runs_at_once=where.runs_at_once)
+        rows = where.run(runs, splits, log)
+        if rows is None:  # submitted, not waited for
+            return
     except (RegistryError, ValueError) as error:  # (ForeignFile too: a results file that is not ours)
         raise click.UsageError(str(error)) from None
-    except (DownloadError, FileNotFoundError, PermissionError, claims.LockTimeout, claims.ClaimLost) as error:
+    except (DownloadError, FileNotFoundError, PermissionError, claims.LockTimeout, claims.ClaimLost,
+            executors.SubmissionFailed) as error:
         raise click.ClickException(str(error)) from None
     except RowNotWritten as error:  # says whether the run keeps a checkpoint to resume from
         raise click.ClickException(f"{error} The rows written before are intact.") from None
     except OSError as error:  # a folder that could not be written (disk full, read-only...): before any row
         raise click.ClickException(f"{error}; nothing of this run was written") from None
     _print_rows(rows)
-    if any(r["status"] == "failed" for r in rows) or (executor != "inline" and len(rows) < len(runs)):
+    if any(r["status"] == "failed" for r in rows) or not where.complete(runs, rows):
         raise SystemExit(1)
-
-
-def _run_elsewhere(executor, runs, jobs, slurm, wait, results, log):
-    """Runs of a sweep in other processes: the rows they wrote, or None when not waiting."""
-    from rnnbench import executors, records, sweep
-
-    pending = [run for run in runs if sweep.finished(run, records.read_rows(run.results, run.task)) is None]
-    for run in runs:
-        if run not in pending:
-            log(f"skip {run.describe()}: run {run.key} already has an ok row (--force to run it again)")
-    if not pending:
-        log("nothing to run: every run of this sweep already has an ok row")
-        return executors.rows_of(results, runs[0].task, [run.key for run in runs]) if runs else []
-    if executor == "local":
-        executors.run_local(pending, jobs, results, log)
-    else:
-        try:
-            _, ids = executors.submit_slurm(pending, slurm, results, log)
-        except PermissionError:
-            raise
-        except Exception as error:  # sbatch refused the job: say why, in its words
-            raise click.ClickException(f"submission to SLURM failed: {error}") from None
-        click.echo("\n".join(f"{job_id}  {run.describe()}" for job_id, run in zip(ids, pending)))
-        if not wait:
-            return None
-        executors.wait_slurm(ids, log)
-    rows = executors.rows_of(results, runs[0].task, [run.key for run in runs])
-    missing = len(runs) - len(rows)
-    if missing:
-        log(f"{missing} of {len(runs)} runs wrote no row (killed or cancelled); run the same command again to "
-            "run them, `rnnbench status` to see which")
-    return rows
 
 
 def _print_rows(rows):
@@ -301,6 +271,7 @@ def status(results, sweep_id):
 def report(results, out, tasks, cells, statuses):
     """Tables (Markdown, LaTeX, CSV) and seaborn figures from every row in --results:
     mean and standard deviation over seeds, per task, data, machine and number of threads."""
+    from rnnbench import records
     from rnnbench import report as reporting
 
     warnings.showwarning = lambda message, *_, **__: click.echo(f"warning: {message}", err=True)
@@ -312,6 +283,7 @@ def report(results, out, tasks, cells, statuses):
         warnings.simplefilter("always")
         try:
             rows, curves = reporting.read_results(results)
+            cards = records.read_task_cards(results)
         except reporting.ReportError as error:
             raise click.UsageError(str(error)) from None
     for warning in caught:
@@ -328,7 +300,7 @@ def report(results, out, tasks, cells, statuses):
         raise click.UsageError(f"no {'/'.join(wanted)} rows in {results}{what}; "
                                f"tasks there: {', '.join(sorted(rows['task'].unique())) or 'none'}")
     try:
-        files, markdown = reporting.write_report(selected, curves, out or results / "report")
+        files, markdown = reporting.write_report(selected, curves, out or results / "report", cards)
     except reporting.ReportError as error:  # a folder that cannot be written, a name that would leave it
         raise click.ClickException(str(error)) from None
     click.echo(markdown)

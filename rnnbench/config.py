@@ -18,18 +18,18 @@ def _doc(text: str, **kw: Any) -> Any:
 
 
 # The flag that sets each field, where it is not `--` + the name with dashes: errors name the option
-# as the user typed it (`--hidden`, `--perm-seed`), not the field.
+# as the user typed it (`--hidden`, `--seeds`), not the field.
 FLAGS = {"hidden_size": "--hidden", "params_budget": "--params", "seed": "--seeds"}
-SEED_LIMIT = 2**32  # numpy's RandomState (pixel permutations, batch order) takes seeds in [0, 2**32)
+SEED_LIMIT = 2**32  # numpy's RandomState takes seeds in [0, 2**32)
 
 
 def flag(name: str) -> str:
-    """The command-line option of a RunConfig field: `flag("perm_seed") == "--perm-seed"`."""
+    """The command-line option of a RunConfig field: `flag("eval_every") == "--eval-every"`."""
     return FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
 def check_seed(name: str, value: Any) -> None:
-    """Refuse a seed outside [0, 2**32), naming the field's flag: `check_seed("perm_seed", -1)`."""
+    """Refuse a seed outside [0, 2**32), naming the field's flag: `check_seed("seed", -1)`."""
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < SEED_LIMIT:
         raise ValueError(f"{flag(name)} {value}: a seed must be an integer in [0, 2**32 - 1 = {SEED_LIMIT - 1}]")
 
@@ -38,8 +38,6 @@ CHOICES = {
     "optimizer": ("rmsprop", "adam"),
     "device": ("auto", "cpu", "cuda"),
     "dtype": ("float32", "float64"),
-    "data": ("full", "sample"),
-    "protocol": ("standard", "pooled"),
     "sampling": ("epochs", "replacement"),
 }
 
@@ -57,11 +55,7 @@ class RunConfig:
     seed: int = _doc("seed of weights, batches and everything random in the run", default=0)
     device: str = _doc("auto (CUDA when available), cpu or cuda", default="auto")
     dtype: str = _doc("float32 or float64", default="float32")
-    data: str = _doc("full: the official files; sample: the bundled 5,000 digits", default="full")
-    protocol: str = _doc("standard: official test set, 10k of train held out for validation; "
-                         "pooled: train+test pooled and split 50k/10k/10k", default="standard")
     sampling: str = _doc("epochs: shuffled passes; replacement: each batch drawn at random", default="epochs")
-    perm_seed: int = _doc("seed of the pixel permutation (0: the original notebook's)", default=0)
     warmup_steps: int = _doc("first steps timed apart from the rest (allocator, kernel choice)", default=3)
     target: float = _doc("validation accuracy whose first reaching is timed (time_to_target_s); "
                          "0: the task's own target", default=0.0)
@@ -105,7 +99,6 @@ class RunConfig:
         if self.params_budget < 0:
             raise ValueError(f"--params must be >= 0 (0 = off); got {self.params_budget!r}")
         check_seed("seed", self.seed)
-        check_seed("perm_seed", self.perm_seed)
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"{flag(name)} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
@@ -113,17 +106,19 @@ class RunConfig:
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 
+# A preset is a RunConfig; a task may add option values of its own for a preset (Task.presets:
+# MNIST's quick data is the bundled sample, its torch-eunn split the notebook's).
 PRESETS = {
-    # The original notebook's hyper-parameters on the standard data protocol.
+    # The original notebook's hyper-parameters (on MNIST: the official test set).
     "default": RunConfig(),
-    # The original notebook's protocol: train+test pooled into 50k/10k/10k, batches with replacement.
-    # Its cell is `--cells eurnn:init=notebook:modrelu=notebook` (a RunConfig holds no cell options);
-    # what still differs from the notebook is listed in README.md, section EURNN.
-    "torch-eunn": RunConfig(protocol="pooled", sampling="replacement"),
-    # The bundled sample and a few hundred small steps: `--cells eurnn,lstm` in under a
+    # The original notebook's batches, drawn with replacement (on MNIST: train+test pooled into
+    # 50k/10k/10k). Its cell is `--cells eurnn:init=notebook:modrelu=notebook` (a RunConfig holds no
+    # cell options); what still differs from the notebook is listed in README.md, section EURNN.
+    "torch-eunn": RunConfig(sampling="replacement"),
+    # A few hundred small steps (on MNIST: the bundled sample): `--cells eurnn,lstm` in under a
     # minute on two CPU cores, well above chance. For trying rnnbench, not for papers.
     "quick": RunConfig(hidden_size=64, batch_size=50, steps=300, eval_every=100, eval_batch_size=500,
-                       lr=3e-3, data="sample", warmup_steps=2),
+                       lr=3e-3, warmup_steps=2),
 }
 
 

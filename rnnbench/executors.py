@@ -15,6 +15,7 @@ database still works, and a job that was killed before writing its row shows as 
 
 from __future__ import annotations
 
+import abc
 import datetime
 import json
 import os
@@ -30,7 +31,7 @@ from typing import Any, Callable
 import submitit
 
 from rnnbench import claims, records
-from rnnbench.sweep import PlannedRun
+from rnnbench.sweep import Executor, Inline, PlannedRun, finished
 
 EXECUTORS = ("inline", "local", "slurm")
 
@@ -271,3 +272,96 @@ def rows_of(results: Path, task: str, keys: list[str]) -> list[dict[str, Any]]:
     rows = records.read_rows(results, task)
     latest = {row["run_key"]: row for row in rows.to_dict("records")}
     return [latest[key] for key in keys if key in latest]
+
+
+class _Elsewhere(Executor):
+    """Runs in other processes, which write their rows themselves: runs that already have an ok
+    row are skipped here, the rest go to `_start`; the rows are read back from the results file."""
+
+    def run(self, runs: list[PlannedRun], splits: dict[int, Any], log: Callable[[str], None]) -> list[dict] | None:
+        pending = [run for run in runs if finished(run, records.read_rows(run.results, run.task)) is None]
+        for run in runs:
+            if run not in pending:
+                log(f"skip {run.describe()}: run {run.key} already has an ok row (--force to run it again)")
+        if not runs:
+            return []
+        results, task = runs[0].results, runs[0].task
+        if not pending:
+            log("nothing to run: every run of this sweep already has an ok row")
+            return rows_of(results, task, [run.key for run in runs])
+        if not self._start(pending, results, log):
+            return None
+        rows = rows_of(results, task, [run.key for run in runs])
+        missing = len(runs) - len(rows)
+        if missing:
+            log(f"{missing} of {len(runs)} runs wrote no row (killed or cancelled); run the same command again to "
+                "run them, `rnnbench status` to see which")
+        return rows
+
+    @abc.abstractmethod
+    def _start(self, pending: list[PlannedRun], results: Path, log: Callable[[str], None]) -> bool:
+        """Run the pending runs; False if they were only submitted (no rows to wait for)."""
+
+
+@dataclass
+class Local(_Elsewhere):
+    """`jobs` parallel processes on this machine (submitit's LocalExecutor), each with its share
+    of the cores."""
+
+    jobs: int = 2
+
+    @property
+    def threads(self) -> int:
+        return local_threads(self.jobs)
+
+    @property
+    def runs_at_once(self) -> int:
+        return self.jobs
+
+    def _start(self, pending: list[PlannedRun], results: Path, log: Callable[[str], None]) -> bool:
+        run_local(pending, self.jobs, results, log)
+        return True
+
+
+@dataclass
+class Slurm(_Elsewhere):
+    """One SLURM job array; with `wait`, wait for its jobs. `announce` prints each job id and its
+    run (the command's standard output)."""
+
+    options: SlurmOptions = field(default_factory=SlurmOptions)
+    wait: bool = False
+    announce: Callable[[str], None] = print
+    runs_at_once = 0  # (the runs go to the cluster's nodes: not measured here)
+
+    @property
+    def threads(self) -> int:
+        return self.options.cpus_per_task or 1
+
+    def _start(self, pending: list[PlannedRun], results: Path, log: Callable[[str], None]) -> bool:
+        try:
+            _, ids = submit_slurm(pending, self.options, results, log)
+        except PermissionError:
+            raise
+        except Exception as error:  # sbatch refused the job: say why, in its words
+            raise SubmissionFailed(f"submission to SLURM failed: {error}") from None
+        self.announce("\n".join(f"{job_id}  {run.describe()}" for job_id, run in zip(ids, pending)))
+        if not self.wait:
+            return False
+        wait_slurm(ids, log)
+        return True
+
+
+class SubmissionFailed(RuntimeError):
+    """SLURM refused the sweep's job array; the message says why, in its words."""
+
+
+def make(name: str, jobs: int | None = None, in_process: bool = False, slurm: SlurmOptions | None = None,
+         wait: bool = False, announce: Callable[[str], None] = print) -> Executor:
+    """The executor called `name` (inline, local or slurm) with its options."""
+    if name == "inline":
+        return Inline(isolate=not in_process)
+    if name == "local":
+        return Local(jobs or 2)
+    if name == "slurm":
+        return Slurm(slurm or SlurmOptions(), wait, announce)
+    raise ValueError(f"unknown executor {name!r}; choose from {', '.join(EXECUTORS)}")

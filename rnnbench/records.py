@@ -29,7 +29,7 @@ from rnnbench import claims
 IDENTITY = ["run_id", "run_key", "task", "task_spec", "task_version", "cell", "cell_version", "cell_spec", "options",
             "seed"]
 CONFIG = ["hidden_size", "params_budget", "target", "batch_size", "steps", "eval_every", "optimizer", "lr", "clip", "dtype",
-          "data", "protocol", "sampling", "perm_sha256", "n_train", "n_valid", "n_test", "config_json"]
+          "sampling", "n_train", "n_valid", "n_test", "data_hash", "data_json", "task_json", "config_json"]
 QUALITY = ["test_acc", "test_acc_final", "best_valid_acc", "best_valid_step", "test_loss", "baseline_loss",
            "linear_acc", "final_train_loss", "steps_done"]
 COST = ["params", "impl", "build_time_s", "train_time_s", "step_time_ms", "step_time_iqr_ms", "warmup_time_s",
@@ -136,7 +136,7 @@ CHECKED = ["seed", "hidden_size", "task_version", "n_test", "num_threads", "test
 WHOLE_NUMBERS = ("seed", "hidden_size", "task_version", "n_test", "num_threads")
 NOT_NEGATIVE = ("hidden_size", "n_test", "params", "train_time_s", "step_time_ms", "step_time_iqr_ms", "peak_mem_mb",
                 "time_to_target_s")
-PERM_SEEDS = 2**32  # numpy's seeds: what a task's permutation accepts
+JSON_OBJECTS = ("config_json", "data_json", "task_json")  # (data_json and task_json: absent from rows before them)
 
 
 def _shown(value: Any, quoted: bool = True) -> str:
@@ -149,7 +149,7 @@ def row_problem(row: dict[str, str], kind: str = "rows") -> str:
     """Why a row (or curve point) of a results file cannot be used, or ''. The one rule for `run`
     (which rows finish a run) and `report` (which rows it shows): every number must be a number,
     finite, whole where it counts, not negative where it measures; an ok row needs a score of at
-    most 1; config_json must be a JSON object with a usable perm_seed.
+    most 1; config_json (and data_json, task_json where present) must be JSON objects.
 
     >>> row_problem({"status": "lost"})
     "unknown status 'lost' (known: ok, diverged, failed)"
@@ -193,18 +193,17 @@ def row_problem(row: dict[str, str], kind: str = "rows") -> str:
         return "test_acc nan: an ok row needs a score"
     if score > 1:
         return f"test_acc {_shown(row['test_acc'], quoted=False)} is above 1"
-    try:
-        config = json.loads(row.get("config_json") or "")
-    except (ValueError, RecursionError):
-        return "config_json is not valid JSON"
-    if not isinstance(config, dict):
-        kinds = {list: "array", int: "number", float: "number", str: "string", bool: "boolean", type(None): "null"}
-        return f"config_json is a JSON {kinds.get(type(config), type(config).__name__)}, not an object"
-    perm_seed = config.get("perm_seed", 0)
-    if isinstance(perm_seed, bool) or not isinstance(perm_seed, int):
-        return f"config_json perm_seed {_shown(perm_seed)} is not a whole number"
-    if not 0 <= perm_seed < PERM_SEEDS:
-        return f"config_json perm_seed {perm_seed} is out of range (0 to 2**32 - 1)"
+    for column in JSON_OBJECTS:
+        text = row.get(column) or ""
+        if not text and column != "config_json":
+            continue
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError):
+            return f"{column} is not valid JSON"
+        if not isinstance(value, dict):
+            kinds = {list: "array", int: "number", float: "number", str: "string", bool: "boolean", type(None): "null"}
+            return f"{column} is a JSON {kinds.get(type(value), type(value).__name__)}, not an object"
     return ""
 
 
@@ -404,3 +403,36 @@ def append_run(results: Path, task: str, row: dict[str, Any], curves: list[dict[
             check()
         _append(curves_path(results, task), CURVE_COLUMNS, curves, "curves")
         _append(path, COLUMNS, [row], "rows")
+
+
+def task_card_path(results: Path, task_spec: str, version: int) -> Path:
+    """Where a task's card is kept: `RESULTS/tasks/NAME-HASH.json`, one per task spec and version."""
+    digest = hashlib.sha256(f"{task_spec}\0{version}".encode()).hexdigest()[:10]
+    return results / "tasks" / f"{task_spec.split(':')[0]}-{digest}.json"
+
+
+def write_task_card(results: Path, task_spec: str, version: int, card: dict[str, Any]) -> Path:
+    """Keep what the report shows about a task besides its rows (its input example, citation),
+    once per task spec and version, so that the report needs no registry; written atomically."""
+    path = task_card_path(results, task_spec, version)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"task_spec": task_spec, "task_version": version, **card}, sort_keys=True)
+        claims.write_atomically(path, text.encode(), durable=False)
+    return path
+
+
+def read_task_cards(results: Path) -> list[dict[str, Any]]:
+    """Every readable task card of a results folder (others are skipped with a warning)."""
+    cards = []
+    for path in sorted((results / "tasks").glob("*.json")):
+        try:
+            card = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as error:
+            warnings.warn(f"{path}: skipped, not a readable task card ({error})")
+            continue
+        if not isinstance(card, dict) or not isinstance(card.get("task_spec"), str):
+            warnings.warn(f"{path}: skipped, not a task card (no task_spec)")
+            continue
+        cards.append(card)
+    return cards

@@ -130,6 +130,8 @@ def _options_of(factory: Callable[..., Any], owner: str, leading: tuple[str, ...
     if len(params) < len(leading) or any(p.kind not in positional for p in params[: len(leading)]):
         raise RegistryError(f"{owner}: a factory takes ({', '.join(leading + ('**options',))})")
     target = factory.func if isinstance(factory, functools.partial) else factory
+    if isinstance(target, type):  # a task class: its options are its constructor's
+        target = target.__init__
     try:
         hints = typing.get_type_hints(target)
     except Exception:  # unresolvable annotations only cost us the choices
@@ -288,9 +290,27 @@ def build_cell(spec: str | Spec, input_size: int, hidden_size: int) -> Any:
     return CELLS.build(spec, input_size, hidden_size)
 
 
-def register_task(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a task class (see rnnbench.tasks for the interface) under `name`."""
-    return TASKS.register(name, stacklevel=2)
+def register_task(name: str) -> Callable[[type], type]:
+    """Register a task class (a subclass of rnnbench.task.Task, the contract) under `name`; its
+    `name` attribute is set to it.
+
+    >>> @register_task("parity")
+    ... class Parity(Task): ...
+    """
+    from rnnbench.task import Task
+
+    register = TASKS.register(name, stacklevel=2)
+
+    def decorate(cls: type) -> type:
+        if not (isinstance(cls, type) and issubclass(cls, Task)):
+            raise RegistryError(f"task {name!r}: {getattr(cls, '__qualname__', cls)!r} must be a subclass of "
+                                "rnnbench.task.Task (the task contract)")
+        if "name" in vars(cls) and cls.name != name:
+            raise RegistryError(f"task {name!r}: the class says its name is {cls.name!r}")
+        cls.name = name
+        return register(cls)
+
+    return decorate
 
 
 def build_task(spec: str | Spec) -> Any:

@@ -1,8 +1,8 @@
 """`rnnbench report`: result rows -> aggregation over seeds -> tables and plots.
 
 One aggregation (`aggregate`) feeds the Markdown, LaTeX and CSV tables and the plots. Rows are
-only ever aggregated with rows of the same task version, permutation, data source, protocol,
-device (type, name and threads), implementation, status and config (all but the seed); each
+only ever aggregated with rows of the same task spec and version, data (the hash of what the
+task recorded as its data identity), device (type, name and threads), implementation, status and config (all but the seed); each
 table states which of those it shows.
 
 Row contents are untrusted text: they are checked (`records.row_problem`) before use, escaped for
@@ -35,13 +35,12 @@ NUMERIC = ["seed", "hidden_size", "test_acc", "test_acc_final", "best_valid_acc"
            "params", "train_time_s", "step_time_ms", "step_time_iqr_ms", "peak_mem_mb", "time_to_target_s",
            "task_version", "n_test", "num_threads", "linear_acc"]
 REQUIRED = ["run_id", "task", "task_version", "cell_spec", "seed", "hidden_size", "config_json", "status",
-            "perm_sha256", "data", "protocol", "device", "test_acc"]
+            "device", "test_acc"]
 # What a table never mixes: two machines, or one machine with another number of threads, are two tables.
-TABLE_KEYS = ["task", "task_spec", "task_version", "data", "protocol", "perm_sha256", "device", "device_name",
-              "num_threads"]
+TABLE_KEYS = ["task", "task_spec", "task_version", "data_hash", "device", "device_name", "num_threads"]
 # Everything that must be equal for two rows to be seeds of the same experiment (a line of a table).
 GROUP_KEYS = TABLE_KEYS + ["cell_spec", "impl", "status", "hidden_size", "config_rest"]
-TEXT = ["task", "task_spec", "data", "protocol", "perm_sha256", "device", "device_name", "cell", "cell_spec", "impl",
+TEXT = ["task", "task_spec", "data_hash", "data_json", "task_json", "device", "device_name", "cell", "cell_spec", "impl",
         "mem_source", "status"]
 
 
@@ -56,8 +55,7 @@ def _config_rest(config_json: str) -> str:
     from rnnbench.config import DEFAULTS
 
     config = {k: v for k, v in json.loads(config_json).items() if k not in DEFAULTS or DEFAULTS[k] != v}
-    for key in ("seed", "hidden_size", "data", "protocol", "perm_seed", "device", "warmup_steps",
-                "eval_batch_size"):
+    for key in ("seed", "hidden_size", "device", "warmup_steps", "eval_batch_size"):
         config.pop(key, None)
     return json.dumps(config, sort_keys=True)
 
@@ -97,8 +95,8 @@ def _rows_frame(rows: list[dict[str, str]]) -> pd.DataFrame:
     numbers or NaN; `num_threads` filled in from older rows' device names."""
     columns = records.COLUMNS + ["num_threads"] + [k for r in rows[:1] for k in r]  # (whatever the schema holds)
     frame = pd.DataFrame(rows, columns=list(dict.fromkeys(columns)))
-    for column in TEXT:
-        frame[column] = frame[column].fillna("").astype(str)
+    for column in TEXT:  # (object first: a column that no row has is all NaN, a float)
+        frame[column] = frame[column].astype(object).fillna("").astype(str)
     unnamed = frame["task_spec"] == ""
     frame.loc[unnamed, "task_spec"] = frame.loc[unnamed, "task"]  # rows written before task specs
     unnamed = frame["cell"] == ""
@@ -158,6 +156,7 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
         n_test=("n_test", "min"), linear_acc=("linear_acc", "median"),
         seeds=("seed", lambda s: ",".join(str(int(v)) for v in sorted(s))),
         commits=("git_commit", lambda s: ",".join(sorted({v for v in s if v}))),
+        task_json=("task_json", "last"), data_json=("data_json", "last"),
     ).reset_index()
     # A step time is uncertain by the spread of its seeds and, within a run, of its steps.
     summary["step_time_spread_ms"] = np.fmax(summary["step_time_ms_std"], summary["step_time_iqr_ms"])
@@ -277,18 +276,32 @@ def experiment_labels(summary: pd.DataFrame) -> list[str]:
     return labels
 
 
-def _task_attribute(task_spec: str, name: str, default):
-    from rnnbench.registry import TASKS
-
-    try:
-        return getattr(TASKS.build(task_spec), name, default)
-    except (ValueError, TypeError):  # a task of rows written elsewhere that is not registered here
-        return default
+def _recorded(summary: pd.DataFrame, column: str) -> dict:
+    """What the table's rows recorded as JSON in `column` (task_json: the task's metadata when it
+    ran; data_json: its data identity), from its latest row that did; {} for rows from before."""
+    for text in reversed(list(summary[column])) if column in summary else []:
+        try:
+            value = json.loads(text) if text else None
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return {}
 
 
 def score_name(summary: pd.DataFrame) -> str:
-    """What `acc` means for the table's task: accuracy, recall accuracy, R²..."""
-    return _task_attribute(summary["task_spec"].iloc[0], "score_name", "acc.")
+    """What `acc` means for the table's task, as its rows recorded: accuracy, recall accuracy, R²..."""
+    name = _recorded(summary, "task_json").get("score_name")
+    return name if isinstance(name, str) and name else "accuracy"
+
+
+def data_words(summary: pd.DataFrame, escape: Callable[[str], str] = _printable) -> str:
+    """The table's data identity as recorded, `key=value, ...` (long values cut to 12 characters)."""
+    identity = _recorded(summary, "data_json")
+    if not identity:
+        return "not recorded (rows from before rnnbench recorded data identities)"
+    return ", ".join(f"{escape(k)}={escape(str(v) if len(str(v)) <= 16 else str(v)[:12] + '…')}"
+                     for k, v in identity.items())
 
 
 def _best(summary: pd.DataFrame, column: Column, texts: dict) -> object | None:
@@ -339,12 +352,11 @@ def _where(first: pd.Series, escape: Callable[[str], str]) -> str:
 
 
 def table_caption(summary: pd.DataFrame, escape: Callable[[str], str] = _printable) -> str:
-    """What a table shows: task and version, data, protocol, permutation, device and threads,
+    """What a table shows: task and version, data identity, device and threads,
     implementations, seeds, the precision printed and the rule for bold; `escape` is applied
     to every value that came from rows."""
     first = summary.iloc[0]
     seeds = sorted(set(summary["n"].astype(int)))
-    order = f", pixel order {escape(str(first['perm_sha256'])[:12])}" if first["perm_sha256"] else ""
     impls = sorted(set(summary["impl"]) - {""})
     score = score_name(summary)
     if seeds == [1]:
@@ -356,8 +368,8 @@ def table_caption(summary: pd.DataFrame, escape: Callable[[str], str] = _printab
     _, precision = _score_digits(summary)
     memory = MEMORY_WORDS.get(first["mem_source"], "peak memory") if summary["mem_source"].nunique() == 1 \
         else "peak memory"
-    return (f"{escape(first['task_spec'])} (task version {int(first['task_version'])}), data: {escape(first['data'])}, "
-            f"protocol: {escape(first['protocol'])}{order}, {_where(first, escape)}"
+    return (f"{escape(first['task_spec'])} (task version {int(first['task_version'])}), data: "
+            f"{data_words(summary, escape)}; {_where(first, escape)}"
             + (f", implementation{'s' if len(impls) > 1 else ''}: {', '.join(escape(i) for i in impls)}"
                if impls else "") + f"; {spread}. "
             f"{precision} Bold: best ok run by more than the larger spread of it and the runner-up "
@@ -418,21 +430,24 @@ def _digest(keys) -> str:
 
 def table_groups(summary: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """The summary split into tables that never mix task versions, data or machines; each with a
-    file-name stem `TASK-vVERSION-DATA-PROTOCOL-PERM-DEVICE`, followed by the device's name and
-    threads where two tables would share it, and by a hash where they still would."""
+    file-name stem `TASK-vVERSION-DEVICE`, followed by the data's hash where two tables would share
+    it, then the device's name and threads, and by a hash where they still would."""
     groups = []
     for keys, part in summary.groupby(TABLE_KEYS, sort=True, dropna=False):
         k = dict(zip(TABLE_KEYS, keys))
         stem = "-".join(p for p in map(_name_part, (str(k["task_spec"]).replace(":", "_"), f"v{int(k['task_version'])}",
-                                                    k["data"], k["protocol"], str(k["perm_sha256"])[:8], k["device"]))
-                        if p)
+                                                    k["device"])) if p)
+        data = f"-data{_name_part(str(k['data_hash'])[:8])}" if k["data_hash"] else ""
         machine = "".join(f"-{p}" for p in map(_name_part, (k["device_name"], k["num_threads"] and
                                                            f"{k['num_threads']}threads")) if p)
         part = part.assign(_status=part["status"].map(records.STATUSES.index))  # ok first, then the others
         part = part.sort_values(["cell_spec", "hidden_size", "_status", "impl", "config_rest"]).drop(columns="_status")
-        groups.append([stem, machine, keys, part])
-    shared = Counter(g[0].casefold() for g in groups)  # (a case-insensitive disk would merge A and a)
-    stems = [g[0] + g[1] if shared[g[0].casefold()] > 1 else g[0] for g in groups]
+        groups.append([stem, data, machine, keys, part])
+    stems = [g[0] for g in groups]
+    for extra in (1, 2):  # the data's hash, then the machine, only where stems would clash
+        shared = Counter(s.casefold() for s in stems)  # (a case-insensitive disk would merge A and a)
+        stems = [s + g[extra] if shared[s.casefold()] > 1 else s for s, g in zip(stems, groups)]
+    groups = [[g[0], g[1] + g[2], g[3], g[4]] for g in groups]
     while len({s.casefold() for s in stems}) < len(stems):
         counts = Counter(s.casefold() for s in stems)
         stems = [f"{s}-{_digest([*g[2], s])}" if counts[s.casefold()] > 1 else s for s, g in zip(stems, groups)]
@@ -617,15 +632,28 @@ def reference_lines(summary: pd.DataFrame, task_spec: str) -> dict[str, float]:
     """The lines a test-score figure draws, each from the data it is drawn on: the task's own
     (a memoryless baseline...), the linear baseline computed on the rows' own data, and the task's
     published numbers, with their source, only on the data they were measured on."""
-    lines = dict(_task_attribute(task_spec, "reference_lines", {}))
+    task = _recorded(summary, "task_json")
+    lines: dict[str, float] = {}
+    if _finite(task.get("chance")):
+        lines["chance (the best memoryless answer)"] = float(task["chance"])
+    lines.update({str(k): float(v) for k, v in (task.get("reference_lines") or {}).items() if _finite(v)})
     linear = summary["linear_acc"].dropna() if "linear_acc" in summary else pd.Series(dtype=float)
     if len(linear):
         lines["linear classifier on this data"] = float(linear.median())
-    data = set(summary["data"])
-    for name, (value, measured_on) in _task_attribute(task_spec, "published_lines", {}).items():
-        if data == {measured_on}:
-            lines[name] = value
-    return {name: value for name, value in lines.items() if np.isfinite(value)}
+    identities = {text for text in summary["data_json"]} if "data_json" in summary else set()
+    data = _recorded(summary, "data_json") if len(identities) == 1 else {}
+    for name, published in (task.get("published_lines") or {}).items():
+        try:
+            value, where = published
+            if _finite(value) and where and all(data.get(k) == v for k, v in where.items()):
+                lines[str(name)] = float(value)
+        except (TypeError, ValueError, AttributeError):  # a hand-edited row: its line is left out
+            continue
+    return lines
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
 
 
 def test_acc_figure(summary: pd.DataFrame, task_spec: str, score: str):
@@ -761,50 +789,65 @@ def plot_group(stem: str, summary: pd.DataFrame, rows: pd.DataFrame, curves: pd.
     return written
 
 
-def plot_input(task_name: str, perm_seed: int, out: Path) -> list[Path]:
-    """What the cell sees (tasks with an `example`): the digit, its pixels in the task's order,
-    and the input sequence."""
+def plot_input(card: dict, out: Path) -> list[Path]:
+    """What the cell sees, from a task card (records.write_task_card): each array of the task's
+    example, 2-D ones as images (features down, time along), 1-D ones as curves."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rnnbench.registry import TASKS
-
-    task = TASKS.build(task_name)
-    if getattr(task, "example", None) is None:
+    panels = {}
+    for name, values in (card.get("example") or {}).items():
+        try:
+            array = np.asarray(values, dtype=float)
+        except (TypeError, ValueError):  # a damaged card: that panel is left out
+            continue
+        if array.ndim in (1, 2) and array.size and np.isfinite(array).all():
+            panels[str(name)] = array
+    if not panels:
         return []
-    example = task.example(perm_seed)
+    widths = [1 if a.ndim == 2 and a.shape[0] * 2 >= a.shape[1] else 2 for a in panels.values()]
     fig = plt.figure(figsize=(2 * COLUMN_WIDTH_IN, 1.9))
-    grid = fig.add_gridspec(1, 4)
-    for i, (key, title) in enumerate((("image", "the digit"),
-                                      ("reordered", f"pixels in {_plot_text(task_name, 20)} order"))):
-        ax = fig.add_subplot(grid[0, i])
-        ax.imshow(example[key], cmap="gray_r")
-        ax.set(title=title, xticks=[], yticks=[])
-    ax = fig.add_subplot(grid[0, 2:])
-    ax.plot(example["sequence"], linewidth=0.6, color="0.2")
-    ax.set(title=f"the input: {len(example['sequence'])} steps, one pixel each", xlabel="time step",
-           ylabel="intensity")
+    grid = fig.add_gridspec(1, sum(widths))
+    column = 0
+    for (name, array), width in zip(panels.items(), widths):
+        ax = fig.add_subplot(grid[0, column : column + width])
+        column += width
+        if array.ndim == 2:
+            ax.imshow(array, cmap="gray_r", aspect="equal" if width == 1 else "auto", interpolation="nearest")
+            ax.set(xticks=[], yticks=[])
+        else:
+            ax.plot(array, linewidth=0.6, color="0.2")
+            ax.set(xlabel="time step")
+        ax.set_title(_plot_text(textwrap.shorten(name, 48 * width)), fontsize="small")
     fig.tight_layout()
-    return _save(fig, out, f"{_name_part(task_name)}-input" + (f"-perm{int(perm_seed)}" if perm_seed else ""))
+    return _save(fig, out, f"{_name_part(str(card['task_spec']).replace(':', '_'))}-input")
+
+
+def bibliography(cards: list[dict], task_specs: set[str]) -> str:
+    """The BibTeX of the reported tasks' sources (each once), as their cards recorded it."""
+    entries = {str(c.get("citation") or "").strip() for c in cards if c.get("task_spec") in task_specs}
+    return "\n\n".join(sorted(e for e in entries if e)) + "\n" if any(entries) else ""
 
 
 class ReportNotWritten(ReportError):
     """The output folder could not be written (read-only, full, not a folder...)."""
 
 
-def write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path) -> tuple[list[Path], str]:
-    """Tables and figures of every group into `out`; returns the files and the Markdown text.
+def write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path,
+                 cards: list[dict] | None = None) -> tuple[list[Path], str]:
+    """Tables and figures of every group into `out` (and each task's input figure and citation,
+    from `cards`: records.read_task_cards); returns the files and the Markdown text.
     ReportNotWritten, naming the folder, if it cannot be written."""
     try:
-        return _write_report(rows, curves, out)
+        return _write_report(rows, curves, out, cards or [])
     except OSError as error:
         where = f" ({error.filename})" if error.filename and str(error.filename) != str(out) else ""
         raise ReportNotWritten(f"cannot write the report into {out}: {error.strerror or error}{where}") from error
 
 
-def _write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path) -> tuple[list[Path], str]:
+def _write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path, cards: list[dict]) -> tuple[list[Path], str]:
     out.mkdir(parents=True, exist_ok=True)
     summary = aggregate(rows)
     written, markdown = [], []
@@ -818,11 +861,12 @@ def _write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path) -> tuple[
         group_rows = rows[rows["task_spec"] == part["task_spec"].iloc[0]]
         written += plot_group(stem, part, group_rows, curves, out)
         markdown.append(f"## {stem}\n\n{md}")
-    from rnnbench.registry import TASKS
-
-    for task in sorted(set(summary["task"]) & set(TASKS.names())):
-        perm_seeds = {json.loads(c).get("perm_seed", 0) for c in rows.loc[rows["task"] == task, "config_json"]}
-        for perm_seed in sorted(perm_seeds):
-            written += plot_input(task, perm_seed, out)
+    reported = {(spec, int(version)) for spec, version in zip(summary["task_spec"], summary["task_version"])}
+    shown = [c for c in cards if (c.get("task_spec"), c.get("task_version")) in reported]
+    for card in shown:
+        written += plot_input(card, out)
+    references = bibliography(shown, {spec for spec, _ in reported})
+    if references:
+        written.append(_write_text(out, "references.bib", references))
     text = "\n".join(markdown)
     return written + [_write_text(out, "report.md", text)], text

@@ -85,18 +85,6 @@ def cell_floats(spec: Spec, hidden_size: int, device: torch.device) -> tuple[flo
     return CELL_FLOATS.get(name, DEFAULT_CELL_FLOATS)
 
 
-def task_length(task: Any) -> int:
-    """Steps per sequence (`task.length`); 0 for a task that does not say (no activations counted)."""
-    return int(getattr(task, "length", 0))
-
-
-def task_data_bytes(task: Any, config: RunConfig) -> int:
-    """What the task's load() holds at its peak (`task.data_bytes(config)`); 0 for a task that does
-    not say. The one place that asks, so that a task without the method still runs."""
-    data_bytes = getattr(task, "data_bytes", None)
-    return int(data_bytes(config)) if data_bytes is not None else 0
-
-
 @dataclass(frozen=True)
 class MemoryEstimate:
     """Bytes a run needs, by what holds them (see the module docstring)."""
@@ -141,8 +129,8 @@ def estimate(task: Any, spec: Spec, config: RunConfig, device: torch.device | st
     itemsize = torch.tensor([], dtype=getattr(torch, config.dtype)).element_size()
     params = check_size(task, spec, config.hidden_size)
     states = OPTIMIZER_STATES.get(config.optimizer, 2)
-    length = task_length(task)
-    every = task.num_classes * 4 if getattr(task, "target", "last") == "every" else 0  # logits, grad, softmax
+    length = int(task.length)  # (0: a task that does not say; no activations counted)
+    every = task.num_classes * 4 if task.readout == "every" else 0  # logits, grad, softmax
     train_floats, eval_floats = cell_floats(spec, config.hidden_size, device)
     train = config.batch_size * length * (config.hidden_size * train_floats + every + 2 * task.input_size)
     evaluation = config.eval_batch_size * length * (config.hidden_size * eval_floats + task.num_classes
@@ -151,7 +139,7 @@ def estimate(task: Any, spec: Spec, config: RunConfig, device: torch.device | st
         weights=params * (3 + states) * itemsize,
         training=int(train * itemsize),
         evaluation=int(evaluation * itemsize),
-        data=task_data_bytes(task, config) * data_copies,
+        data=int(task.data_bytes(config)) * data_copies,
         checkpoint=2 * params * (2 + states) * itemsize,
         params=params,
     )
@@ -209,7 +197,7 @@ def check_memory(task: Any, task_spec: str, cells: list[tuple[Spec, int]], confi
     `available`: bytes free per pool (default: available_bytes(device), measured now).
     """
     device = torch.device(device)
-    copies = n_seeds if getattr(task, "seeded_data", False) else 1
+    copies = n_seeds if task.data_per_seed else 1
     available = available_bytes(device) if available is None else available
     for spec, size in cells:
         run_config = config.replace(hidden_size=size)

@@ -34,25 +34,29 @@ from rnnbench.config import RunConfig
 from rnnbench.measure import (environment, load_average, peak_memory_mb, peak_reserved_mb, reset_peak_memory,
                               synchronize, timing_note)
 from rnnbench.registry import Spec, build_cell
+from rnnbench.task import Split, Splits, Task, data_hash, data_json, valid_steps
 
 if TYPE_CHECKING:
     from rnnbench.sweep import PlannedRun
 
 
 class SequenceClassifier(nn.Module):
-    """A cell plus the readout the runner adds: Linear(cell.output_size, num_classes)."""
+    """A cell plus the readout the runner adds: Linear(cell.output_size, num_classes), applied to
+    the steps the task reads (`mode`: each sequence's last valid step, or every valid step)."""
 
-    def __init__(self, cell: nn.Module, num_classes: int, target: str):
+    def __init__(self, cell: nn.Module, num_classes: int, mode: str):
         super().__init__()
-        self.cell, self.target = cell, target
+        self.cell, self.mode = cell, mode
         self.readout = nn.Linear(cell.output_size, num_classes)
         init_readout = getattr(cell, "init_readout", None)  # a cell may ask for its readout's init (EURNN init=notebook)
         if init_readout is not None:
             init_readout(self.readout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.cell(x)  # (B, T, output_size)
-        return self.readout(y[:, -1] if self.target == "last" else y)
+    def forward(self, batch: Split) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, targets) of the steps that count: (B, C) and (B,), or (n, C) and (n,)."""
+        states = self.cell(batch.x)  # (B, T, output_size)
+        states, y = valid_steps(states, batch.y, batch.lengths, self.mode)
+        return self.readout(states), y
 
 
 class Batches:
@@ -83,17 +87,17 @@ class Batches:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, task: Any, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-             device: torch.device) -> dict[str, float]:
-    """Loss and accuracy over a whole split, in batches, averaged by batch size."""
+def evaluate(model: nn.Module, task: Task, split: Split, batch_size: int, device: torch.device) -> dict[str, float]:
+    """Each metric's mean over a whole split: the task's sums over its counts, batch by batch, so
+    that the result does not depend on the batch size."""
     model.eval()
-    totals: dict[str, float] = {}
-    for start in range(0, len(y), batch_size):
-        xb, yb = x[start : start + batch_size].to(device), y[start : start + batch_size].to(device)
-        for name, value in task.metrics(model(xb), yb).items():
-            totals[name] = totals.get(name, 0.0) + value * len(yb)
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for start in range(0, len(split), batch_size):
+        for name, (total, count) in task.metrics(*model(split.take(slice(start, start + batch_size), device))).items():
+            sums[name], counts[name] = sums.get(name, 0.0) + total, counts.get(name, 0.0) + count
     model.train()
-    return {name: value / len(y) for name, value in totals.items()}
+    return {name: total / counts[name] if counts[name] else math.nan for name, total in sums.items()}
 
 
 def _optimizer(config: RunConfig, params) -> torch.optim.Optimizer:
@@ -123,13 +127,13 @@ class Progress:
 save_checkpoint = checkpoints.save  # (the fault tests wrap it)
 
 
-def prepare(model: nn.Module, task: Any, xb: torch.Tensor, yb: torch.Tensor, device: torch.device) -> None:
+def prepare(model: nn.Module, task: Task, batch: Split, device: torch.device) -> None:
     """One forward and backward pass on one example, before any clock starts: it builds or loads
     every kernel the run needs (the fused EURNN kernel compiles on first use), so that no build
     lands in warm-up, training time or time to target. Weights, optimizer and random state are
     left as they were."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        task.loss(model(xb), yb).backward()
+        task.loss(*model(batch)).backward()
     model.zero_grad(set_to_none=True)
 
 
@@ -140,7 +144,7 @@ def _checkpoint_state(run_key: str, progress: Progress, model, optimizer, batche
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
-def train(task: Any, spec: Spec, config: RunConfig, splits: Any, device: torch.device,
+def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: torch.device,
           checkpoint: Path | None = None, log: Callable[[str], None] = print, run_key: str = "",
           claim: Any = None) -> dict[str, Any]:
     """Train one run and return the quality and cost columns of its row (plus `curves`,
@@ -148,7 +152,7 @@ def train(task: Any, spec: Spec, config: RunConfig, splits: Any, device: torch.d
     exactly, and write it at every validation; with `claim`, check before every write that
     this process still owns the run (ClaimLost otherwise)."""
     dtype = getattr(torch, config.dtype)
-    train_x, train_y = splits.train
+    n_train = len(splits.train)
 
     def fresh():
         """Everything a run starts from, from the seed alone."""
@@ -156,16 +160,16 @@ def train(task: Any, spec: Spec, config: RunConfig, splits: Any, device: torch.d
         np.random.seed(config.seed)
         torch.manual_seed(config.seed)  # all devices
         cell = build_cell(spec, task.input_size, config.hidden_size)
-        model = SequenceClassifier(cell, task.num_classes, task.target).to(device=device, dtype=dtype)
+        model = SequenceClassifier(cell, task.num_classes, task.readout).to(device=device, dtype=dtype)
         return (cell, model, _optimizer(config, model.parameters()),
-                Batches(len(train_y), config.batch_size, config.sampling, config.seed))
+                Batches(n_train, config.batch_size, config.sampling, config.seed))
 
     cell, model, optimizer, batches = fresh()
     progress, best_state = Progress(run_id=uuid.uuid4().hex[:12]), None
     if checkpoint is not None and checkpoint.exists():
         try:
             state = checkpoints.read(checkpoint)
-            checkpoints.validate(state, run_key, set(Progress.__dataclass_fields__), model, optimizer, len(train_y))
+            checkpoints.validate(state, run_key, set(Progress.__dataclass_fields__), model, optimizer, n_train)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             batches.load_state_dict(state["batches"])
@@ -185,7 +189,7 @@ def train(task: Any, spec: Spec, config: RunConfig, splits: Any, device: torch.d
         nonlocal best_state
         synchronize(device)
         start = time.perf_counter()
-        valid = evaluate(model, task, *splits.valid, config.eval_batch_size, device)
+        valid = evaluate(model, task, splits.valid, config.eval_batch_size, device)
         progress.n_evals += 1
         elapsed = progress.train_time
         progress.curves.append({"step": progress.step, "wall_time_s": elapsed, "split": "train",
@@ -204,10 +208,10 @@ def train(task: Any, spec: Spec, config: RunConfig, splits: Any, device: torch.d
         log(f"step {progress.step}: train loss {progress.last_train_loss:.4f}, "
             f"valid acc {valid['acc']:.4f}, loss {valid['loss']:.4f}")
 
-    target = config.target or getattr(task, "target_acc", 0.0)
+    target = config.target or task.target_score
     synchronize(device)
     start = time.perf_counter()
-    prepare(model, task, train_x[:1].to(device), train_y[:1].to(device), device)
+    prepare(model, task, splits.train.take(slice(0, 1), device), device)
     synchronize(device)
     build_time = time.perf_counter() - start
     loads = [load_average()]
@@ -216,12 +220,11 @@ def train(task: Any, spec: Spec, config: RunConfig, splits: Any, device: torch.d
     bar = tqdm(total=config.steps, initial=progress.step, desc=str(spec), unit="step", leave=False,
                disable=not sys.stderr.isatty(), dynamic_ncols=True)
     while progress.step < config.steps:
-        index = batches.next()
-        xb, yb = train_x[index].to(device), train_y[index].to(device)
+        batch = splits.train.take(batches.next(), device)
         synchronize(device)
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        loss = task.loss(model(xb), yb)
+        loss = task.loss(*model(batch))
         loss_value = loss.item()  # synchronises; and a NaN must stop the run before the update
         if not math.isfinite(loss_value):
             status, error = "diverged", f"training loss became {loss_value} at step {progress.step + 1}"
@@ -252,11 +255,11 @@ def train(task: Any, spec: Spec, config: RunConfig, splits: Any, device: torch.d
     synchronize(device)
     start = time.perf_counter()
     if status == "ok":
-        final = evaluate(model, task, *splits.test, config.eval_batch_size, device)
+        final = evaluate(model, task, splits.test, config.eval_batch_size, device)
         result["test_acc_final"] = final["acc"]
     if best_state is not None:
         model.load_state_dict(best_state)
-        best = evaluate(model, task, *splits.test, config.eval_batch_size, device)
+        best = evaluate(model, task, splits.test, config.eval_batch_size, device)
         result.update(test_acc=best["acc"], test_loss=best["loss"])
     progress.eval_time += time.perf_counter() - start
     times_ms = sorted(t * 1e3 for t in progress.step_times)
@@ -294,10 +297,9 @@ def run_planned(run: PlannedRun, splits: Any = None, log: Callable[[str], None] 
     gets a `failed` row; a row that cannot be written raises (RowNotWritten: the checkpoint is
     kept, so that the run resumes next time), as does a lost claim (ClaimLost: nothing written)."""
     from rnnbench.measure import flush_denormals
-    from rnnbench.registry import CELLS, TASKS, build_task
+    from rnnbench.registry import CELLS, build_task
 
-    task_spec = TASKS.parse(run.task_spec)
-    task = build_task(task_spec)
+    task = build_task(run.task_spec)
     spec = CELLS.parse(run.cell_spec)
     device = resolve_device(run.config.device)
     if device.type == "cpu":
@@ -321,24 +323,23 @@ def run_planned(run: PlannedRun, splits: Any = None, log: Callable[[str], None] 
     return row
 
 
-def write_row(run: PlannedRun, result: dict[str, Any], splits: Any, log: Callable[[str], None] = print,
+def write_row(run: PlannedRun, result: dict[str, Any], splits: Splits, log: Callable[[str], None] = print,
               claim: Any = None) -> dict[str, Any]:
     """Append the row (and curves) of a run that ended with `result` (train's, or a failure's:
-    status, error, run_id, curves) and print its summary line; returns the row."""
-    from rnnbench.registry import CELLS, TASKS, build_task
-
-    task = build_task(TASKS.parse(run.task_spec))
-    spec = CELLS.parse(run.cell_spec)
+    status, error, run_id, curves) and print its summary line; returns the row. What the row says
+    about the task and the cell comes from the plan (`run`), not from the registry again."""
     curves = [{"run_id": result["run_id"], **point} for point in result.pop("curves")]
     row = {**{k: v for k, v in run.config.as_dict().items() if k in records.COLUMNS},
-           **{k: v for k, v in splits.info.items() if k in records.COLUMNS},
-           "run_key": run.key, "task": task.name, "task_spec": run.task_spec, "task_version": task.version,
-           "cell": spec.name, "cell_version": CELLS.get(spec.name).version, "cell_spec": run.cell_spec, "options": json.dumps(dict(spec.options), sort_keys=True),
+           **splits.sizes(), "data_json": data_json(splits.identity), "data_hash": data_hash(splits.identity),
+           "baseline_loss": "" if splits.baseline_loss is None else splits.baseline_loss,
+           "run_key": run.key, "task": run.task, "task_spec": run.task_spec, "task_version": run.task_version,
+           "task_json": run.task_json, "cell": run.cell_spec.split(":")[0], "cell_version": run.cell_version,
+           "cell_spec": run.cell_spec, "options": run.cell_options,
            "config_json": json.dumps(run.config.as_dict(), sort_keys=True),
            "linear_acc": "" if run.linear_acc is None else run.linear_acc,
            **environment(resolve_device(run.config.device)), **result}
     try:
-        records.append_run(run.results, task.name, row, curves, check=claim.check if claim is not None else None,
+        records.append_run(run.results, run.task, row, curves, check=claim.check if claim is not None else None,
                            log=log)
     except (OSError, LockTimeout) as error:
         kept = " Its checkpoint is kept: the run resumes from it next time." if run.checkpoint.exists() else ""

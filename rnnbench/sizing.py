@@ -65,7 +65,14 @@ def cell_size(spec: Spec, input_size: int, hidden_size: int) -> tuple[int, int]:
 
     >>> cell_size(parse_cell_spec("lstm"), 1, 100_000)  # 160 GB of float32 weights, not allocated
     (40001200000, 100000)
+
+    Counted once per (spec, sizes): a sweep's planning, sizing and memory estimate all ask.
     """
+    return _cell_size(spec, input_size, hidden_size)
+
+
+@functools.lru_cache(maxsize=4096)  # (a Spec hashes and compares by its canonical text)
+def _cell_size(spec: Spec, input_size: int, hidden_size: int) -> tuple[int, int]:
     try:
         with torch.device("meta"):
             cell = build_cell(spec, input_size, hidden_size)

@@ -10,6 +10,7 @@ their row appears or their claim goes stale (then this process takes them over).
 
 from __future__ import annotations
 
+import abc
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,10 @@ class PlannedRun:
     key: str  # the run_key of its row
     results: Path
     threads: int  # torch's CPU threads, which change a CPU run's numbers (its key says so)
+    task_version: int
+    task_json: str  # what the row records about the task (Task.metadata), as JSON
+    cell_version: int
+    cell_options: str  # every option of the cell, resolved, as JSON
     data_folder: Path | None = None
     keep_checkpoints: bool = False
     # --force: rows of this key that existed when the sweep was planned do not count as done.
@@ -91,7 +96,24 @@ def _once(values: list, what: str, log: Callable[[str], None]) -> list:
     return unique
 
 
-def plan(task_name: str, specs: list[Spec], seeds: list[int], config: RunConfig, results: Path,
+def resolve_task(text: str, preset_name: str | None = None) -> Spec:
+    """The task spec a sweep runs: `text` as typed (`copying:delay=200`), plus the option values
+    the task declares for the preset (Task.presets: the quick preset's `data=sample` for MNIST)
+    where the text does not set them. Unknown names and options are refused (RegistryError).
+
+    >>> str(resolve_task("pmnist", "quick"))
+    'pmnist:data=sample'
+    """
+    from rnnbench.registry import TASKS, format_value
+
+    spec = TASKS.parse(text)
+    implied = TASKS.get(spec.name).factory.presets.get(preset_name, {}) if preset_name else {}
+    given = {part.partition("=")[0].strip() for part in text.split(":")[1:]}
+    extra = "".join(f":{k}={format_value(v)}" for k, v in implied.items() if k not in given)
+    return TASKS.parse(text + extra) if extra else spec
+
+
+def plan(task_name: str | Spec, specs: list[Spec], seeds: list[int], config: RunConfig, results: Path,
          data_folder: Path | None = None, force: bool = False, keep_checkpoints: bool = False,
          log: Callable[[str], None] = print, hidden_sizes: list[int] | None = None,
          plugins: tuple[tuple[str, str], ...] = (), threads: int | None = None,
@@ -112,14 +134,18 @@ def plan(task_name: str, specs: list[Spec], seeds: list[int], config: RunConfig,
     sweep writes nothing. Runs that already have an `ok` row stay in the plan: execute skips them
     (and removes their leftover checkpoints), unless `force`.
     """
-    from rnnbench.registry import CELLS, TASKS, build_task
+    import json
+
+    from rnnbench.registry import CELLS, TASKS
     from rnnbench.resources import check_memory
     from rnnbench.runner import resolve_device
     from rnnbench.sizing import check_size, match_hidden_size
+    from rnnbench.task import check_task
 
     threads = threads or torch_threads()
-    task_spec = TASKS.parse(task_name)  # a name with options: copying:delay=200
-    task = build_task(task_spec)
+    task_spec = TASKS.parse(task_name)  # a name with options: copying:delay=200 (parsed once)
+    task = TASKS.build(task_spec)
+    check_task(task)
     config.validate()
     device = resolve_device(config.device)
     if not seeds:
@@ -142,36 +168,55 @@ def plan(task_name: str, specs: list[Spec], seeds: list[int], config: RunConfig,
             check_size(task, spec, size)  # (counted without allocating anything)
             plan_.append((spec, size))
     if runs_at_once:  # (0: the runs go to other machines, a SLURM cluster's nodes: not measured here)
-        check_memory(task, task_name, plan_, config, device, len(seeds), runs_at_once)
+        check_memory(task, str(task_spec), plan_, config, device, len(seeds), runs_at_once)
     # Tasks that generate their data from the run's seed (copying, adding) load it per seed.
-    if getattr(task, "seeded_data", False):
+    if task.data_per_seed:
         splits = {seed: task.load(config.replace(seed=seed), data_folder) for seed in seeds}
     else:
         shared = task.load(config, data_folder)
         splits = {seed: shared for seed in seeds}
-    n_train = len(splits[seeds[0]].train[1])
+    n_train = len(splits[seeds[0]].train)
     if config.batch_size > n_train:
         raise ValueError(f"batch_size {config.batch_size} is larger than the training set ({n_train} examples)")
     linear = _linear_baselines(task, splits, log)
     done = records.done_run_ids(existing)
+    task_json = json.dumps(task.metadata(), sort_keys=True)
     runs: dict[str, PlannedRun] = {}
     for spec, size in plan_:
+        version = CELLS.get(spec.name).version
         for seed in seeds:
             run_config = config.replace(seed=seed, hidden_size=size)
             identity = {"task": task.name, "task_spec": str(task_spec), "task_version": task.version,
-                        "cell_spec": str(spec), "config": run_config.identity(), "data": splits[seed].info,
+                        "cell_spec": str(spec), "config": run_config.identity(), "data": splits[seed].identity,
                         "device": device.type, **({"threads": threads} if device.type == "cpu" else {}),
                         # (version 1 left out, so that the keys of rows written before versions stay)
-                        **({"cell_version": version} if (version := CELLS.get(spec.name).version) != 1 else {})}
+                        **({"cell_version": version} if version != 1 else {})}
             key = records.run_key(identity)
-            run = PlannedRun(task.name, str(task_spec), str(spec), run_config, key, results, threads, data_folder,
-                             keep_checkpoints, frozenset(done.get(key, ())) if force else frozenset(), plugins,
-                             linear[seed])
+            run = PlannedRun(task.name, str(task_spec), str(spec), run_config, key, results, threads,
+                             task_version=task.version, task_json=task_json, cell_version=version,
+                             cell_options=json.dumps(dict(spec.options), sort_keys=True), data_folder=data_folder,
+                             keep_checkpoints=keep_checkpoints,
+                             superseded=frozenset(done.get(key, ())) if force else frozenset(), plugins=plugins,
+                             linear_acc=linear[seed])
             if key in runs:  # (two specs that mean the same cell, e.g. eurnn and eurnn:capacity=2)
                 log(f"{run.describe()} is the same run as {runs[key].describe()}: planned once")
                 continue
             runs[key] = run
+    _keep_task_card(results, task, str(task_spec), log)
     return list(runs.values()), splits
+
+
+def _keep_task_card(results: Path, task: Any, task_spec: str, log: Callable[[str], None]) -> None:
+    """The task's input example and citation, for the report (records.write_task_card)."""
+    import numpy as np
+
+    example = task.example()
+    card = {"metadata": task.metadata(), "citation": task.citation,
+            "example": {str(k): np.round(np.asarray(v, dtype=float), 4).tolist() for k, v in (example or {}).items()}}
+    try:
+        records.write_task_card(results, task_spec, task.version, card)
+    except OSError as error:  # (only the report's input figure would miss it)
+        log(f"warning: could not keep the task's card in {results / 'tasks'}: {error}")
 
 
 def _linear_baselines(task: Any, splits: dict[int, Any], log: Callable[[str], None]) -> dict[int, float | None]:
@@ -183,7 +228,7 @@ def _linear_baselines(task: Any, splits: dict[int, Any], log: Callable[[str], No
     by_data: dict[int, float | None] = {}
     for data in {id(s): s for s in splits.values()}.values():
         by_data[id(data)] = baselines.linear_accuracy(task, data, log=log)
-        log(f"linear baseline on this data: test {getattr(task, 'score_name', 'accuracy')} {by_data[id(data)]:.4f}")
+        log(f"linear baseline on this data: test {task.score_name} {by_data[id(data)]:.4f}")
     return {seed: by_data[id(s)] for seed, s in splits.items()}
 
 
@@ -267,3 +312,31 @@ def execute(runs: list[PlannedRun], splits: dict[int, Any] | None = None, log: C
             sys.stderr.flush()
             time.sleep(poll_s)
     return [rows_by_key[run.key] for run in runs]
+
+
+class Executor(abc.ABC):
+    """Where the planned runs of a sweep train: `Inline` here (rnnbench.executors has `Local` and
+    `Slurm`). The planner asks `threads` (torch threads per run, which a CPU run's key holds) and
+    `runs_at_once` (runs sharing this machine, for the memory check; 0 for runs that go elsewhere)."""
+
+    threads: int | None = None  # None: this process's
+    runs_at_once: int = 1
+
+    @abc.abstractmethod
+    def run(self, runs: list[PlannedRun], splits: dict[int, Any], log: Callable[[str], None]) -> list[dict] | None:
+        """Run (or submit) the runs; the rows of those that have one, or None when the runs were
+        submitted and not waited for."""
+
+    def complete(self, runs: list[PlannedRun], rows: list[dict]) -> bool:
+        """Whether every run of the sweep ended with a row."""
+        return len(rows) == len(runs)
+
+
+@dataclass
+class Inline(Executor):
+    """One run after another, each in a child process of its own (`isolate`), or in this one."""
+
+    isolate: bool = True
+
+    def run(self, runs: list[PlannedRun], splits: dict[int, Any], log: Callable[[str], None]) -> list[dict]:
+        return execute(runs, splits, log, isolate=self.isolate)

@@ -1,13 +1,8 @@
 """rnnbench's tasks: one module per task family, each registering its tasks.
 
-A task is a registered class with `name`, `version` (bump when what it measures changes:
-rows of different versions are never compared), `input_size`, `num_classes`, `target`
-("last": the loss reads the last step; "every": every step), `load(config, folder) -> Splits`,
-`loss(logits, y)` and `metrics(logits, y) -> {"loss", "acc"}`; for the memory check made before
-anything is loaded (rnnbench.resources), `length` (steps per sequence) and `data_bytes(config)` (what
-load() holds at its peak, in bytes). The runner adds the readout
-`Linear(cell.output_size, num_classes)`. A new task family is one new file here plus one line
-in the import list below.
+A task is a subclass of `rnnbench.task.Task` (the contract, with every optional attribute's
+default) registered with `@register_task(name)`. A new task family is one new file here plus one
+line in the import list below, or a module of your own loaded with `rnnbench --plugin`.
 """
 
 if __name__ != "rnnbench.tasks":
@@ -17,4 +12,4 @@ if __name__ != "rnnbench.tasks":
         "`import rnnbench`)"
     )
 
-from . import memory, mnist  # noqa: E402,F401  (importing registers the tasks)
+from . import induction_heads, listops, memory, mnist, mqar, selective_copying  # noqa: E402,F401  (importing registers the tasks)

@@ -7,21 +7,19 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from rnnbench.config import RunConfig
 from rnnbench.registry import register_task
-from rnnbench.tasks.mnist import Splits
+from rnnbench.task import Split, Splits, Task, TokenTask, split_generators
 
 BLANK, MARKER, SYMBOLS, RECALLED = 0, 9, 8, 10
-
-
-def _generators(config: RunConfig, salt: int) -> dict[str, torch.Generator]:
-    """One generator per split, all fixed by the run's seed (and the task: `salt`)."""
-    return {split: torch.Generator().manual_seed(config.seed * 1_000_003 + salt * 10 + i)
-            for i, split in enumerate(("train", "valid", "test"))}
+ARJOVSKY = """@inproceedings{arjovsky2016unitary,
+  title={Unitary Evolution Recurrent Neural Networks}, author={Arjovsky, Martin and Shah, Amar and Bengio, Yoshua},
+  booktitle={International Conference on Machine Learning}, pages={1120--1128}, year={2016}}"""
 
 
 def _itemsize(config: RunConfig) -> int:
@@ -29,18 +27,18 @@ def _itemsize(config: RunConfig) -> int:
 
 
 @register_task("copying")
-class CopyingMemory:
+class CopyingMemory(TokenTask):
     """Copying memory: 10 symbols from 8, `delay` blanks, a marker; output the 10 symbols at the end."""
 
-    name = "copying"
-    version = 1
-    seeded_data = True  # the runner loads the data with each run's own seed
+    version = 2  # (2: the task contract of rnnbench.task; data identity in data_json)
+    salt = 1  # (split_generators)
     input_size = 10  # one-hot: 0 blank, 1-8 symbols, 9 the marker
     num_classes = 9  # 0 blank, 1-8 symbols
-    target = "every"  # cross-entropy at every step
-    target_acc = 0.99  # time_to_target_s: all but 1% of the recalled symbols right
+    readout = "every"  # cross-entropy at every step
+    target_score = 0.99  # time_to_target_s: all but 1% of the recalled symbols right
     score_name = "recall acc."
-    reference_lines = {"memoryless: guessing the symbols": 1 / SYMBOLS}
+    chance = 1 / SYMBOLS  # memoryless: guessing the symbols
+    citation = ARJOVSKY
 
     def __init__(self, delay: int = 100, n_train: int = 10_000, n_valid: int = 1_000, n_test: int = 1_000):
         if delay < 1 or min(n_train, n_valid, n_test) < 1:
@@ -71,45 +69,44 @@ class CopyingMemory:
         generating = max(self.sizes.values()) * self.length * (8 + 8 + self.input_size * 8)
         return kept + generating
 
-    def baseline_loss(self) -> float:
+    @property
+    def options(self) -> dict[str, int]:
+        return {"delay": self.delay, **{f"n_{split}": n for split, n in self.sizes.items()}}
+
+    def memoryless_loss(self) -> float:
         """Cross-entropy of the best memoryless answer: blanks, then uniform over the 8 symbols."""
         return RECALLED * math.log(SYMBOLS) / self.length
 
-    def load(self, config: RunConfig, folder: Path | None = None) -> Splits:
-        dtype = getattr(torch, config.dtype)
-        splits = {}
-        for split, generator in _generators(config, salt=1).items():
-            inputs, targets = self.generate(self.sizes[split], generator)
-            splits[split] = (F.one_hot(inputs, self.input_size).to(dtype), targets)
-        info = {"data": "generated", "protocol": "seeded", "perm_sha256": "",
-                "baseline_loss": self.baseline_loss(), **{f"n_{k}": v for k, v in self.sizes.items()}}
-        return Splits(splits["train"], splits["valid"], splits["test"], info)
+    def metrics(self, logits: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[float, float]]:
+        """Loss over every step; accuracy on the recalled symbols only (the only targets that are
+        not blanks: blanks are easy)."""
+        recalled = y != BLANK
+        loss = F.cross_entropy(logits, y, reduction="sum").item()
+        correct = ((logits.argmax(-1) == y) & recalled).sum().item()
+        return {"loss": (loss, len(y)), "acc": (correct, int(recalled.sum()))}
 
-    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.reshape(-1, self.num_classes), y.reshape(-1))
-
-    def metrics(self, logits: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        """Loss over every step; accuracy on the 10 recalled symbols only (blanks are easy)."""
-        recalled = logits[:, -RECALLED:].argmax(-1) == y[:, -RECALLED:]
-        return {"loss": self.loss(logits, y).item(), "acc": recalled.float().mean().item()}
+    def example(self) -> dict[str, Any]:
+        inputs, targets = self.example_input()
+        return {f"the input: {self.length} steps, one-hot (0 blank, 1-8 symbols, 9 the marker)": inputs,
+                "the target at every step": targets.numpy().astype(float)}
 
 
 @register_task("adding")
-class AddingProblem:
+class AddingProblem(Task):
     """Adding problem: values and a two-hot marker over `length` steps; output the sum of the two
     marked values (one marker in each half)."""
 
-    name = "adding"
-    version = 1
-    seeded_data = True
+    version = 2  # (2: the task contract of rnnbench.task; data identity in data_json)
+    data_per_seed = True
     input_size = 2  # the value, and the marker
     num_classes = 1  # a regression: one output
-    target = "last"
-    target_acc = 0.99  # time_to_target_s: R^2 of 0.99 (MSE under 0.0017)
+    readout = "last"
+    target_score = 0.99  # time_to_target_s: R^2 of 0.99 (MSE under 0.0017)
     score_name = "R²"
     # acc is R^2 = 1 - MSE / Var(sum) with Var(sum) = 1/6: 0 is the baseline of always
     # answering 1 (MSE 0.167), 1 is exact.
-    reference_lines = {"baseline: always 1 (MSE 0.167)": 0.0}
+    chance = 0.0  # memoryless: always answering 1
+    citation = ARJOVSKY
     TARGET_VARIANCE = 1 / 6
 
     def __init__(self, length: int = 100, n_train: int = 10_000, n_valid: int = 1_000, n_test: int = 1_000):
@@ -142,16 +139,15 @@ class AddingProblem:
     def load(self, config: RunConfig, folder: Path | None = None) -> Splits:
         dtype = getattr(torch, config.dtype)
         splits = {}
-        for split, generator in _generators(config, salt=2).items():
+        for split, generator in split_generators(config.seed, salt=2).items():
             inputs, sums = self.generate(self.sizes[split], generator)
-            splits[split] = (inputs.to(dtype), sums.to(dtype))
-        info = {"data": "generated", "protocol": "seeded", "perm_sha256": "",
-                "baseline_loss": self.TARGET_VARIANCE, **{f"n_{k}": v for k, v in self.sizes.items()}}
-        return Splits(splits["train"], splits["valid"], splits["test"], info)
+            splits[split] = Split(inputs.to(dtype), sums.to(dtype))
+        identity = {"generator": "adding", "length": self.length, **{f"n_{k}": n for k, n in self.sizes.items()}}
+        return Splits(splits["train"], splits["valid"], splits["test"], identity, self.TARGET_VARIANCE)
 
-    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(logits.squeeze(-1), y)
+    def score_scale(self) -> float:
+        return self.TARGET_VARIANCE  # the score is R^2
 
-    def metrics(self, logits: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        mse = self.loss(logits, y).item()
-        return {"loss": mse, "acc": 1 - mse / self.TARGET_VARIANCE}
+    def example(self) -> dict[str, Any]:
+        inputs, _ = self.generate(1, torch.Generator().manual_seed(0))
+        return {f"the input: {self.length} steps of (value, marker)": inputs[0].T.numpy()}

@@ -1,35 +1,29 @@
 """Pixel-by-pixel MNIST: `smnist` (784 steps, one pixel per step) and `pmnist` (the same with
-one fixed permutation of the pixels, which spreads the strokes over the whole sequence).
+one fixed permutation of the pixels, which spreads the strokes over the whole sequence), after
+Le, Jaitly & Hinton (2015), arXiv:1504.00941; and the same on Fashion-MNIST.
 
-A task owns its data, loss and metric (see tasks/__init__.py for the interface).
+Options (`pmnist:data=sample:perm_seed=3`): `data` full (the official files) or sample (the
+bundled 5,000 digits); `protocol` standard (the official test set, 10k of train held out for
+validation) or pooled (train and test pooled and split 50k/10k/10k, as the torch-eunn notebook
+did); `perm_seed` (the pixel order; 0 is the notebook's). They are the task's data identity.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import dataclass
+from typing import Literal
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rnnbench.config import RunConfig
 from rnnbench.data import data_dir, load_mnist, load_sample
 from rnnbench.registry import register_task
+from rnnbench.task import Split, Splits, Task
 
 SPLIT_SEED = 0  # fixes which images are held out for validation, in every protocol
-
-
-@dataclass
-class Splits:
-    """Train / validation / test tensors, and what identifies the data (goes into every row)."""
-
-    train: tuple[torch.Tensor, torch.Tensor]
-    valid: tuple[torch.Tensor, torch.Tensor]
-    test: tuple[torch.Tensor, torch.Tensor]
-    info: dict[str, str | int]
 
 
 def pixel_permutation(seed: int, pixels: int = 784) -> np.ndarray:
@@ -69,94 +63,100 @@ def _images(dataset: str, source: str, protocol: str, folder: Path | None) -> di
 
 
 @register_task("smnist")
-class SequentialMNIST:
+class SequentialMNIST(Task):
     """Sequential MNIST: the 784 pixels in raster order, one per step; classify at the end."""
 
-    name = "smnist"
-    version = 1
+    version = 2  # (2: options data, protocol, perm_seed; data identity in data_json)
     input_size = 1
     num_classes = 10
-    target = "last"  # the loss reads the output of the last step only
+    readout = "last"
+    length = 28 * 28  # steps per sequence: one per pixel
+    chance = 0.1
     permuted = False
     dataset = "mnist"
-    # The test-accuracy plots draw the linear baseline computed on the rows' own data (a recurrent
-    # cell below it is not using the sequence: rnnbench.baselines), and this published number,
-    # on the data it was measured on only: yann.lecun.com/exdb/mnist lists "linear classifier
+    linear_baseline = True  # computed on the rows' own data (rnnbench.baselines)
+    # Drawn only on the data it was measured on: yann.lecun.com/exdb/mnist lists "linear classifier
     # (1-layer NN), no preprocessing: 12.0 % test error, LeCun et al. 1998". A linear model is
     # blind to the order of the pixels, so it holds for pmnist and smnist alike.
-    reference_lines: dict[str, float] = {}
-    published_lines = {"linear classifier, LeCun et al. 1998": (0.880, "full")}
-    target_acc = 0.95  # for time_to_target_s: a level well-tuned recurrent cells reach
-    score_name = "accuracy"
-    length = 28 * 28  # steps per sequence: one per pixel
+    published_lines = {"linear classifier, LeCun et al. 1998": (0.880, {"dataset": "mnist", "source": "full"})}
+    target_score = 0.95  # for time_to_target_s: a level well-tuned recurrent cells reach
+    presets = {"quick": {"data": "sample"}, "torch-eunn": {"protocol": "pooled"}}
+    citation = """@article{le2015simple,
+  title={A Simple Way to Initialize Recurrent Networks of Rectified Linear Units},
+  author={Le, Quoc V. and Jaitly, Navdeep and Hinton, Geoffrey E.},
+  journal={arXiv preprint arXiv:1504.00941}, year={2015}}"""
     IMAGES = {"full": 70_000, "sample": 5_000}  # the official train + test files; the bundled sample
+
+    def __init__(self, data: Literal["full", "sample"] = "full", protocol: Literal["standard", "pooled"] = "standard",
+                 perm_seed: int = 0):
+        if not 0 <= perm_seed < 2**32:  # numpy's RandomState takes seeds in [0, 2**32)
+            raise ValueError(f"perm_seed {perm_seed}: a seed must be an integer in [0, 2**32 - 1]")
+        if data == "sample" and self.dataset != "mnist":
+            raise ValueError(f"no sample of {self.dataset} is bundled; use data=full (and --data-dir with its files)")
+        self.data, self.protocol, self.perm_seed = data, protocol, perm_seed
 
     def data_bytes(self, config: RunConfig) -> int:
         """Memory that load() holds at its peak, before loading anything: per image, the uint8
         pixels kept for every sweep (cached), the float sequence, its label, and the file's bytes
         and parsed copy while reading (full data; assumes the official 70,000 images)."""
-        n = self.IMAGES[config.data]
+        n = self.IMAGES[self.data]
         itemsize = torch.tensor([], dtype=getattr(torch, config.dtype)).element_size()
         return n * (self.length * (1 + itemsize + 3) + 8)
 
+    def order(self, pixels: int = 784) -> np.ndarray:
+        return pixel_permutation(self.perm_seed, pixels) if self.permuted else np.arange(pixels)
+
     def load(self, config: RunConfig, folder: Path | None = None) -> Splits:
         """Splits as float tensors x (n, 784, 1) in [0, 1] and int64 labels (n,)."""
-        protocol = "sample" if config.data == "sample" else config.protocol
-        images = _images(self.dataset, config.data, protocol,
-                         data_dir(folder, self.dataset) if config.data == "full" else None)
-        pixels = images["train"][0].shape[1]  # 784 for MNIST: the sequence length
-        order = pixel_permutation(config.perm_seed, pixels) if self.permuted else np.arange(pixels)
+        protocol = "sample" if self.data == "sample" else self.protocol
+        images = _images(self.dataset, self.data, protocol,
+                         data_dir(folder, self.dataset) if self.data == "full" else None)
+        order = self.order(images["train"][0].shape[1])  # 784 pixels for MNIST: the sequence length
         dtype = getattr(torch, config.dtype)
         splits = {}
         for key, (x, y) in images.items():
             sequence = torch.from_numpy(x[:, order]).to(dtype).div_(255).unsqueeze(-1)  # (n, 784, 1)
-            splits[key] = (sequence, torch.from_numpy(y.astype(np.int64)))
-        info = {"data": config.data, "protocol": protocol,
-                "perm_sha256": hashlib.sha256(order.astype("<i8").tobytes()).hexdigest(),
-                "n_train": len(splits["train"][1]), "n_valid": len(splits["valid"][1]),
-                "n_test": len(splits["test"][1])}
-        return Splits(splits["train"], splits["valid"], splits["test"], info)
+            splits[key] = Split(sequence, torch.from_numpy(y.astype(np.int64)))
+        identity = {"dataset": self.dataset, "source": self.data, "protocol": protocol, "perm_seed": self.perm_seed,
+                    "perm_sha256": hashlib.sha256(order.astype("<i8").tobytes()).hexdigest()}
+        return Splits(splits["train"], splits["valid"], splits["test"], identity)
 
-    def example(self, perm_seed: int = 0) -> dict[str, np.ndarray]:
-        """What the cell sees, for the report: a digit of the bundled sample as an image, the same
-        digit after the task's pixel order, and the resulting input sequence."""
+    def example(self) -> dict[str, np.ndarray] | None:
+        """A digit of the bundled sample as an image, the same digit after the task's pixel order,
+        and the resulting input sequence."""
+        if self.dataset != "mnist":
+            return None  # (needs the dataset's files)
         images, _ = load_sample()
         image = images[0].astype(np.float32) / 255
-        order = pixel_permutation(perm_seed, image.size) if self.permuted else np.arange(image.size)
-        sequence = image.reshape(-1)[order]
-        return {"image": image, "reordered": sequence.reshape(image.shape), "sequence": sequence}
-
-    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, y)
-
-    def metrics(self, logits: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        """Mean loss and accuracy of a batch (the runner averages them over batches by size)."""
-        return {"loss": F.cross_entropy(logits, y).item(), "acc": (logits.argmax(-1) == y).float().mean().item()}
+        sequence = image.reshape(-1)[self.order(image.size)]
+        return {"the digit": image, "its pixels in the task's order": sequence.reshape(image.shape),
+                f"the input: {sequence.size} steps, one pixel each": sequence}
 
 
 @register_task("pmnist")
 class PermutedMNIST(SequentialMNIST):
     """Permuted MNIST: the pixels in one fixed random order (`perm_seed`), one per step."""
 
-    name = "pmnist"
     permuted = True
-    target_acc = 0.90
+    target_score = 0.90
 
 
 @register_task("sfmnist")
 class SequentialFashionMNIST(SequentialMNIST):
     """Sequential Fashion-MNIST: Zalando's clothing images, pixel by pixel in raster order."""
 
-    name = "sfmnist"
     dataset = "fashion-mnist"
-    published_lines: dict[str, tuple[float, str]] = {}  # (the linear baseline is computed on the data)
-    target_acc = 0.85
-    example = None  # needs the dataset's files: the report draws no input figure
+    published_lines: dict = {}  # (the linear baseline is computed on the data)
+    presets = {"torch-eunn": {"protocol": "pooled"}}  # (no sample is bundled)
+    target_score = 0.85
+    citation = """@article{xiao2017fashion,
+  title={Fashion-MNIST: a Novel Image Dataset for Benchmarking Machine Learning Algorithms},
+  author={Xiao, Han and Rasul, Kashif and Vollgraf, Roland}, journal={arXiv preprint arXiv:1708.07747},
+  year={2017}}"""
 
 
 @register_task("pfmnist")
 class PermutedFashionMNIST(SequentialFashionMNIST):
     """Permuted Fashion-MNIST: the pixels in one fixed random order (`perm_seed`), one per step."""
 
-    name = "pfmnist"
     permuted = True

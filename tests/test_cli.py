@@ -26,10 +26,12 @@ def test_ls_lists_every_cell_with_options_and_defaults_then_tasks_and_presets():
     result = CliRunner().invoke(main, ["ls"])
     assert result.exit_code == 0, result.output
     assert listed(result.output, "cells") == rnnbench.list_cells()
-    assert listed(result.output, "tasks") == ["adding", "copying", "pfmnist", "pmnist", "sfmnist", "smnist"]
+    assert listed(result.output, "tasks") == ["adding", "copying", "induction-heads", "listops", "mqar", "pfmnist",
+                                              "pmnist", "selective-copying", "sfmnist", "smnist"]
     assert "options: delay: int = 100; n_train: int = 10000" in result.output
     assert listed(result.output, "presets") == ["default", "torch-eunn", "quick"]
-    assert "torch-eunn  protocol=pooled, sampling=replacement" in result.output
+    assert "torch-eunn  sampling=replacement" in result.output
+    assert "with presets: quick: data=sample; torch-eunn: protocol=pooled" in result.output
     assert "capacity: int = 2; output: real|abs|complex = real; impl: auto|reference|dense|fused = auto" in result.output
     assert "forget_bias: float = 1.0" in result.output
 

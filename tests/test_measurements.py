@@ -100,7 +100,7 @@ def test_the_linear_baseline_is_computed_on_the_runs_own_data_and_cached(tmp_pat
     from rnnbench.config import preset
 
     config = preset("quick")
-    pmnist, smnist = rnnbench.build_task("pmnist"), rnnbench.build_task("smnist")
+    pmnist, smnist = rnnbench.build_task("pmnist:data=sample"), rnnbench.build_task("smnist:data=sample")
     accuracy = baselines.linear_accuracy(pmnist, pmnist.load(config, None), tmp_path)
     assert 0.85 < accuracy < 0.95  # the bundled 5,000 digits: well below 92.65 % or any full-MNIST number
     start = time.perf_counter()
@@ -117,11 +117,24 @@ def test_published_lines_are_drawn_only_on_the_data_they_were_measured_on():
 
     from rnnbench.report import reference_lines
 
-    sample = pd.DataFrame({"data": ["sample"], "linear_acc": [0.91]})
-    assert reference_lines(sample, "pmnist") == {"linear classifier on this data": 0.91}
-    full = pd.DataFrame({"data": ["full", "full"], "linear_acc": [0.925, 0.925]})
-    assert reference_lines(full, "pmnist") == {"linear classifier on this data": 0.925,
-                                                "linear classifier, LeCun et al. 1998": 0.88}
+    def rows(task, source, n=1):
+        import json
+
+        task_json = json.dumps(rnnbench.build_task(task).metadata())
+        data_json = json.dumps({"dataset": "mnist", "source": source, "protocol": "standard", "perm_seed": 0})
+        return pd.DataFrame({"task_json": [task_json] * n, "data_json": [data_json] * n, "linear_acc": [0.91] * n})
+
+    import rnnbench
+
+    chance = {"chance (the best memoryless answer)": 0.1}
+    assert reference_lines(rows("pmnist", "sample"), "pmnist") == {**chance, "linear classifier on this data": 0.91}
+    assert reference_lines(rows("pmnist", "full", 2), "pmnist") == {
+        **chance, "linear classifier on this data": 0.91, "linear classifier, LeCun et al. 1998": 0.88}
+    # Fashion-MNIST's rows carry no MNIST line, even on its full data.
+    assert "linear classifier, LeCun et al. 1998" not in reference_lines(rows("pfmnist", "full"), "pfmnist")
+    # Rows written before task metadata was recorded: only what they hold themselves.
+    old = pd.DataFrame({"task_json": [""], "data_json": [""], "linear_acc": [0.91]})
+    assert reference_lines(old, "pmnist") == {"linear classifier on this data": 0.91}
 
 
 def test_a_cells_version_is_part_of_its_run_keys(tmp_path, scratch_cells):

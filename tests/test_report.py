@@ -13,22 +13,31 @@ import pytest
 from click.testing import CliRunner
 from matplotlib.collections import PathCollection
 
+import rnnbench
 from rnnbench import records
 from rnnbench import report as reporting
 from rnnbench.cli import main
+from rnnbench.task import data_hash
 
 CONFIG = {"hidden_size": 8, "batch_size": 10, "steps": 20, "eval_every": 10, "eval_batch_size": 50,
           "optimizer": "rmsprop", "lr": 0.001, "clip": 0.0, "device": "cpu", "dtype": "float32",
-          "data": "sample", "protocol": "sample", "sampling": "epochs", "perm_seed": 0, "warmup_steps": 1}
+          "sampling": "epochs", "warmup_steps": 1}
+PMNIST = rnnbench.build_task("pmnist:data=sample")
+TASK_JSON = json.dumps(PMNIST.metadata())
+
+
+def identity(perm: str) -> dict:
+    return {"dataset": "mnist", "source": "sample", "protocol": "sample", "perm_seed": 0, "perm_sha256": perm}
 
 
 def make_row(cell, seed, acc, perm="aaaa", status="ok", **extra):
     config = {**CONFIG, "seed": seed, **extra.pop("config", {})}
     row = {c: "" for c in records.COLUMNS}
-    row.update(run_id=f"{cell}-{seed}-{perm}-{config['lr']}", run_key="", task="pmnist", task_version=1,
-               cell=cell.split(":")[0], cell_spec=cell, seed=seed, hidden_size=config["hidden_size"],
-               config_json=json.dumps(config), status=status, perm_sha256=perm, data="sample",
-               protocol="sample", device="cpu", device_name="Test CPU", test_acc=acc,
+    row.update(run_id=f"{cell}-{seed}-{perm}-{config['lr']}", run_key="", task="pmnist", task_version=2,
+               task_spec="pmnist:data=sample", task_json=TASK_JSON, cell=cell.split(":")[0], cell_spec=cell,
+               seed=seed, hidden_size=config["hidden_size"], config_json=json.dumps(config), status=status,
+               data_json=json.dumps(identity(perm)), data_hash=data_hash(identity(perm)),
+               device="cpu", device_name="Test CPU", test_acc=acc,
                test_acc_final=acc - 0.01, params=100 if cell == "eurnn" else 900, train_time_s=10.0 + seed,
                step_time_ms=5.0 if cell == "eurnn" else 3.0, peak_mem_mb=50.0, mem_source="cpu_peak_rss")
     row.update(extra)
@@ -47,6 +56,8 @@ def results(tmp_path):
         curves = [{"run_id": row["run_id"], "step": s, "wall_time_s": s / 10, "split": "valid", "loss": 1.0,
                    "acc": row["test_acc"] * s / 20} for s in (10, 20)]
         records.append_run(folder, "pmnist", row, curves)
+    records.write_task_card(folder, "pmnist:data=sample", 2, {"citation": PMNIST.citation, "example": {
+        k: v.tolist() for k, v in PMNIST.example().items()}})
     return folder
 
 
@@ -98,7 +109,8 @@ def test_tables_show_mean_std_best_in_bold_and_what_they_are(results):
     assert "| eurnn | 60.00 ± 10.00 | 59.00 ± 10.00 | **100** | 5.0 | 11 | 50 | 3 |" in markdown
     assert "| lstm | **80.00 ± 0.00** | **79.00 ± 0.00** | 900 | **3.0** | 10 | 50 | 2 |" in markdown
     assert "Accuracy (%) ↑" in markdown and "Step (ms) ↓" in markdown
-    assert "pmnist (task version 1), data: sample" in markdown and "on Test CPU" in markdown
+    assert "pmnist:data=sample (task version 2), data: dataset=mnist, source=sample, protocol=sample, " \
+        "perm_seed=0, perm_sha256=aaaa; on Test CPU" in markdown
     assert "over 2/3 seeds" in markdown
     latex = reporting.latex_table(summary, "tab:x")
     assert r"\textbf{80.00 $\pm$ 0.00}" in latex and r"\toprule" in latex and r"Accuracy (\%) $\uparrow$" in latex
@@ -123,14 +135,14 @@ def test_report_writes_every_table_and_figure(results, tmp_path):
     out = CliRunner().invoke(main, ["report", "--results", str(results), "--out", str(tmp_path / "rep")])
     assert out.exit_code == 0, out.output
     assert "left out: 1 failed (--status to include)" in out.output
-    stem = "pmnist-v1-sample-sample-aaaa-cpu"  # TASK_SPEC-vVERSION-DATA-PROTOCOL-PERM-DEVICE
-    expected = {f"{stem}.md", f"{stem}.tex", f"{stem}-summary.csv", "report.md"}
+    stem = "pmnist_data=sample-v2-cpu"  # TASK_SPEC-vVERSION-DEVICE
+    expected = {f"{stem}.md", f"{stem}.tex", f"{stem}-summary.csv", "report.md", "references.bib"}
     for figure in ("valid-acc-vs-step", "valid-acc-vs-time", "test-acc", "tradeoff", "cost"):
         expected |= {f"{stem}-{figure}.png", f"{stem}-{figure}.pdf"}
-    expected |= {"pmnist-input.png", "pmnist-input.pdf"}
+    expected |= {"pmnist_data=sample-input.png", "pmnist_data=sample-input.pdf"}
     written = {p.name for p in (tmp_path / "rep").iterdir()}
     assert written == expected
-    assert all((tmp_path / "rep" / name).stat().st_size > 1000 for name in expected if not name.endswith((".md", ".csv", ".tex")))
+    assert all((tmp_path / "rep" / name).stat().st_size > 1000 for name in expected if not name.endswith((".md", ".csv", ".tex", ".bib")))
     assert pd.read_csv(tmp_path / "rep" / f"{stem}-summary.csv").n.tolist() == [3, 2]
 
 
@@ -189,7 +201,7 @@ def test_machines_threads_and_implementations_are_never_averaged(tmp_path):
 
 def test_a_single_machine_keeps_the_short_file_name(tmp_path):
     summary = summary_of(tmp_path, [make_row("lstm", 0, 0.8, device_name="CPU A (2 threads)")])
-    assert [stem for stem, _ in reporting.table_groups(summary)] == ["pmnist-v1-sample-sample-aaaa-cpu"]
+    assert [stem for stem, _ in reporting.table_groups(summary)] == ["pmnist_data=sample-v2-cpu"]
 
 
 def test_one_seed_shows_the_value_alone(tmp_path):
@@ -322,3 +334,25 @@ def test_a_table_of_rows_from_two_versions_of_the_code_says_so(tmp_path):
     assert out.exit_code == 0, out.output
     assert "mixes rows from 2 versions of the code: aaaaaaaaaaaa, bbbbbbbbbbbb" in out.output
     assert "Caution: rows from 2 versions of the code" in out.output
+
+
+def test_rows_written_before_data_identities_still_report(tmp_path):
+    """Rows of rnnbench before task metadata and data identities were recorded (data, protocol and
+    permutation as columns of their own, task version 1): read without a warning, reported, and
+    never merged with rows of another pixel order (their config_json holds its seed)."""
+    import warnings
+    from pathlib import Path
+
+    folder = tmp_path / "old"
+    folder.mkdir()
+    lines = (Path(__file__).parent / "fixtures" / "pmnist-rows-v1.csv").read_text().splitlines()
+    other = lines[1].replace('""perm_seed"": 0', '""perm_seed"": 5').replace(lines[1].split(",")[1], "other-key")
+    (folder / "pmnist.csv").write_text("\n".join(lines + [other]) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rows, _ = reporting.read_results(folder)
+    assert len(rows) == 4
+    summary = reporting.aggregate(rows)
+    assert summary["config_rest"].str.contains('"perm_seed": 5').sum() == 1  # its own line
+    files, markdown = reporting.write_report(rows, pd.DataFrame(columns=records.CURVE_COLUMNS), tmp_path / "rep")
+    assert "data: not recorded" in markdown and "Accuracy (%)" in markdown

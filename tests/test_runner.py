@@ -17,7 +17,8 @@ from rnnbench.config import RunConfig
 from rnnbench.data import DataFile, write_idx
 from rnnbench.data import mnist as mnist_data
 from rnnbench.runner import train
-from rnnbench.tasks.mnist import Splits, pixel_permutation
+from rnnbench.task import Split, Splits, Task
+from rnnbench.tasks.mnist import pixel_permutation
 
 
 def _idx_sha(array):
@@ -45,7 +46,7 @@ def tiny_mnist(tmp_path, monkeypatch):
 
 
 TINY = ["--task", "pmnist", "--hidden", "8", "--steps", "6", "--eval-every", "3", "--batch-size", "10",
-        "--eval-batch-size", "7", "--device", "cpu", "--data", "full"]
+        "--eval-batch-size", "7", "--device", "cpu"]
 
 
 def invoke(*args):
@@ -59,11 +60,19 @@ def test_run_writes_a_row_per_run_with_every_column_and_curves(tiny_mnist, tmp_p
     assert out.exit_code == 0, out.output
     rows = pd.read_csv(results / "pmnist.csv")
     assert list(rows.columns) == records.COLUMNS
+    import json
+
+    assert set(rows.task_spec) == {"pmnist"} and set(rows.task_version) == {2}
+    assert json.loads(rows.task_json[0])["published_lines"]  # what the report will draw, as recorded
     assert len(rows) == 4 and set(rows.status) == {"ok"}
     assert rows.cell_spec.tolist() == ["eurnn", "eurnn", "lstm", "lstm"] and rows.seed.tolist() == [0, 1, 0, 1]
     assert (set(rows.n_train), set(rows.n_valid), set(rows.n_test)) == ({50}, {10}, {12})
     order = pixel_permutation(0, 16)
-    assert set(rows.perm_sha256) == {hashlib.sha256(order.astype("<i8").tobytes()).hexdigest()}
+    identities = {json.dumps(json.loads(text), sort_keys=True) for text in rows.data_json}
+    assert len(identities) == 1 and len(set(rows.data_hash)) == 1
+    identity = json.loads(identities.pop())
+    assert identity["perm_sha256"] == hashlib.sha256(order.astype("<i8").tobytes()).hexdigest()
+    assert (identity["dataset"], identity["source"], identity["protocol"]) == ("mnist", "full", "standard")
     for column in ("test_acc", "test_acc_final", "best_valid_acc", "train_time_s", "step_time_ms",
                    "peak_mem_mb", "params", "torch_version", "timestamp"):
         assert rows[column].notna().all(), column
@@ -104,7 +113,7 @@ class _CrashAfter:
 @pytest.mark.parametrize("spec", ["eurnn", "lstm"])
 def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tiny_mnist, tmp_path, spec):
     config = RunConfig(hidden_size=8, batch_size=10, steps=12, eval_every=4, eval_batch_size=7,
-                       lr=1e-2, device="cpu", data="full")
+                       lr=1e-2, device="cpu")
     task = rnnbench.build_task("pmnist")
     splits = task.load(config, tiny_mnist)
     spec = rnnbench.parse_cell_spec(spec)
@@ -162,22 +171,19 @@ def test_a_failing_run_does_not_stop_the_next(tiny_mnist, tmp_path, scratch_cell
     assert "out of memory" in rows.error[0] and "lower --batch-size or --hidden" in rows.error[0]
 
 
-class FirstSign:
+class FirstSign(Task):
     """A tiny memory task: 12 steps of noise; the class is the sign of the first input."""
 
-    name, version, input_size, num_classes, target = "first-sign", 1, 1, 2, "last"
+    version, input_size, num_classes, readout = 1, 1, 2, "last"
 
     def load(self, config, folder=None):
         generator = torch.Generator().manual_seed(0)
 
         def split(n):
             x = torch.randn(n, 12, 1, generator=generator)
-            return x, (x[:, 0, 0] > 0).long()
+            return Split(x, (x[:, 0, 0] > 0).long())
 
-        return Splits(split(512), split(128), split(256), {"data": "generated"})
-
-    loss = staticmethod(torch.nn.functional.cross_entropy)
-    metrics = rnnbench.build_task("pmnist").metrics
+        return Splits(split(512), split(128), split(256), {"generator": "first-sign"})
 
 
 @pytest.mark.parametrize("name", rnnbench.list_cells())
@@ -222,13 +228,13 @@ def test_a_parameter_budget_sizes_each_cell(tiny_mnist, tmp_path):
     assert rows.hidden_size["eurnn"] > 3 * rows.hidden_size["lstm"]
     assert "lstm: hidden size" in out.output and "for --params 2000" in out.output
     both = CliRunner().invoke(main, ["run", "--cells", "rnn", "--params", "2000", "--hidden", "8,16", "--task",
-                                     "pmnist", "--data", "sample", "--results", str(tmp_path / "x")])
+                                     "pmnist:data=sample", "--results", str(tmp_path / "x")])
     assert both.exit_code == 2 and "not both" in both.output
 
 
 def test_time_to_target_is_the_training_time_when_validation_first_reaches_it(tiny_mnist, tmp_path):
     config = RunConfig(hidden_size=8, batch_size=10, steps=12, eval_every=4, eval_batch_size=7, lr=1e-2,
-                       device="cpu", data="full")
+                       device="cpu")
     task = rnnbench.build_task("pmnist")
     splits = task.load(config, tiny_mnist)
     reached = train(task, rnnbench.parse_cell_spec("rnn"), config.replace(target=1e-9), splits,
@@ -244,14 +250,17 @@ def test_time_to_target_is_the_training_time_when_validation_first_reaches_it(ti
                     reason="apt-get install dataset-fashion-mnist")
 def test_pfmnist_reads_real_fashion_mnist_files():
     task = rnnbench.build_task("pfmnist")
-    splits = task.load(RunConfig(data="full"), Path("/usr/share/datasets/fashion-mnist"))
-    assert (len(splits.train[1]), len(splits.valid[1]), len(splits.test[1])) == (50000, 10000, 10000)
-    assert splits.train[0].shape[1:] == (784, 1) and 0 <= splits.train[0].min() < splits.train[0].max() <= 1
-    assert splits.info["perm_sha256"] == rnnbench.build_task("pmnist").load(RunConfig(data="sample")).info["perm_sha256"]
+    splits = task.load(RunConfig(), Path("/usr/share/datasets/fashion-mnist"))
+    assert (len(splits.train), len(splits.valid), len(splits.test)) == (50000, 10000, 10000)
+    x = splits.train.x
+    assert x.shape[1:] == (784, 1) and 0 <= x.min() < x.max() <= 1
+    sample = rnnbench.build_task("pmnist:data=sample").load(RunConfig())
+    assert splits.identity["perm_sha256"] == sample.identity["perm_sha256"]
+    assert splits.identity["dataset"] == "fashion-mnist" != sample.identity["dataset"]
 
 
 def test_fashion_mnist_has_no_bundled_sample(tmp_path):
-    out = CliRunner().invoke(main, ["run", "--cells", "rnn", "--task", "sfmnist", "--data", "sample",
+    out = CliRunner().invoke(main, ["run", "--cells", "rnn", "--task", "sfmnist:data=sample",
                                     "--results", str(tmp_path / "r")])
     assert out.exit_code == 2 and "no sample of fashion-mnist is bundled" in out.output
     assert not (tmp_path / "r").exists()

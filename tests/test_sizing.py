@@ -110,17 +110,18 @@ def test_a_huge_budget_is_refused_without_allocating():
 # --- the memory estimate -----------------------------------------------------------------
 
 def _kept_bytes(splits):
-    return sum(t.element_size() * t.nelement() for pair in (splits.train, splits.valid, splits.test) for t in pair)
+    return sum(t.element_size() * t.nelement() for split in (splits.train, splits.valid, splits.test)
+               for t in (split.x, split.y))
 
 
 @pytest.mark.parametrize("task_spec, dtype", [
     ("copying:delay=30:n_train=300:n_valid=50:n_test=70", "float32"),
     ("adding:length=40:n_train=300:n_valid=50:n_test=70", "float64"),
-    ("pmnist", "float32"),
+    ("pmnist:data=sample", "float32"),
 ])
 def test_tasks_say_how_much_memory_their_data_takes_before_loading_it(task_spec, dtype):
     task = rnnbench.build_task(task_spec)
-    config = RunConfig(data="sample", dtype=dtype)
+    config = RunConfig(dtype=dtype)
     estimate = task.data_bytes(config)
     kept = _kept_bytes(task.load(config))
     assert kept <= estimate <= 4 * kept, (kept, estimate)
@@ -225,7 +226,7 @@ def test_on_cuda_weights_and_activations_count_against_the_gpu_data_against_the_
 
 def test_runs_at_once_share_the_memory():
     lstm = rnnbench.parse_cell_spec("lstm")
-    config = RunConfig(device="cpu", data="sample")
+    config = RunConfig(device="cpu")
     need = resources.estimate(TASK, lstm, config).total
     resources.check_memory(TASK, "pmnist", [(lstm, 256)], config, "cpu", runs_at_once=3, available={"host": 3 * need})
     with pytest.raises(ValueError, match=r"available \(.* for each of 4 runs at once\); lower --hidden or --eval"):

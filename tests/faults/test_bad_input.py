@@ -13,6 +13,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import rnnbench
+
 from rnnbench.cli import main
 from rnnbench.data import mnist as mnist_data
 
@@ -21,7 +23,7 @@ CASES = [
     # (arguments, exit code, message)
     (["--cells", "transformer"], 2, f"unknown cell 'transformer'; {KNOWN_CELLS}"),
     (["--cells", "lstn"], 2, f"unknown cell 'lstn' (did you mean 'lstm'?); {KNOWN_CELLS}"),
-    (["--cells", "rnn", "--task", "imagenet"], 2, "unknown task 'imagenet'; known: adding, copying, pfmnist, pmnist"),
+    (["--cells", "rnn", "--task", "imagenet"], 2, "unknown task 'imagenet'; known: adding, copying, induction-heads, listops"),
     (["--cells", "rnn", "--task", "adding:lenght=5"], 2, "unknown option 'lenght'; options of adding: length: int = 100"),
     (["--cells", "rnn", "--preset", "fast"], 2, "unknown preset 'fast'; known: default, torch-eunn, quick"),
     (["--cells", "eurnn:capacity"], 2, "cell spec 'eurnn:capacity': 'capacity' is not KEY=VALUE; options of eurnn: "
@@ -58,8 +60,7 @@ CASES = [
     # numpy's generators take seeds in [0, 2**32): refused before a run fails on them.
     (["--cells", "rnn", "--seeds", "-1"], 2, "--seeds -1: a seed must be an integer in [0, 2**32 - 1 = 4294967295"),
     (["--cells", "rnn", "--seeds", "0,4294967296"], 2, "--seeds 4294967296: a seed must be an integer in [0, "),
-    (["--cells", "rnn", "--perm-seed", "-1"], 2, "--perm-seed -1: a seed must be an integer in [0, 2**32 - 1"),
-    (["--cells", "rnn", "--perm-seed", "4294967296"], 2, "--perm-seed 4294967296: a seed must be an integer in"),
+    (["--cells", "rnn", "--task", "pmnist:perm_seed=4294967296"], 2, "perm_seed 4294967296: a seed must be an integer"),
     (["--cells", "lstm:forget_bias=nan"], 2, "cell spec 'lstm:forget_bias=nan': option forget_bias='nan' is not a "
                                              "finite number"),
     (["--cells", "lstm:forget_bias=inf"], 2, "option forget_bias='inf' is not a finite number"),
@@ -85,8 +86,14 @@ CASES = [
     (["--cells", "rnn", "--optimizer", "sgd"], 2, "'sgd' is not one of 'rmsprop', 'adam'"),
     (["--cells", "rnn", "--data-dir", "{tmp}/no such folder"], 2, "Directory '{tmp}/no such folder' does not exist"),
     (["--cells", "rnn", "--data-dir", "{tmp}/a-file"], 2, "Directory '{tmp}/a-file' is a file"),
-    (["--cells", "rnn", "--data", "full", "--data-dir", "{tmp}/wrong-format"], 2,
+    (["--cells", "rnn", "--task", "pmnist", "--data-dir", "{tmp}/wrong-format"], 2,
      "{tmp}/wrong-format/train-images-idx3-ubyte.gz: SHA-256 of the content is "),
+]
+CASES += [  # the data is the task's: its options, checked like a cell's
+    (["--cells", "rnn", "--task", "pmnist:data=tiny"], 2, "task spec 'pmnist:data=tiny': option data='tiny' is not one of full, sample"),
+    (["--cells", "rnn", "--task", "pmnist:perm_seed=-1"], 2, "perm_seed -1: a seed must be an integer in [0, 2**32 - 1]"),
+    (["--cells", "rnn", "--task", "copying:data=sample"], 2, "unknown option 'data'; options of copying: delay"),
+    (["--cells", "rnn", "--task", "pmnist", "--data", "sample"], 2, "No such option '--data'"),
 ]
 if not torch.cuda.is_available():
     CASES.append((["--cells", "rnn", "--device", "cuda"], 2,
@@ -106,7 +113,7 @@ def folder(tmp_path):
 
 def run(folder, args):
     args = [a.replace("{tmp}", str(folder)) for a in args]
-    base = {"--task": "pmnist", "--data": "sample", "--device": "cpu"}
+    base = {"--task": "pmnist:data=sample", "--device": "cpu"}
     extra = [item for key, value in base.items() if key not in args for item in (key, value)]
     before = sorted(p.name for p in folder.rglob("*"))
     out = CliRunner().invoke(main, ["run", *args, *extra, "--results", str(folder / "results")])
@@ -232,7 +239,7 @@ def test_non_finite_task_options_are_refused(folder, monkeypatch):
     monkeypatch.setattr(TASKS, "_entries", dict(TASKS._entries))
 
     @register_task("noisy-copying")
-    class NoisyCopying:
+    class NoisyCopying(rnnbench.Task):
         """Copying with noise."""
 
         def __init__(self, noise: float = 0.1):

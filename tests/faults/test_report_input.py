@@ -18,7 +18,7 @@ from rnnbench.cli import main
 
 CONFIG = {"hidden_size": 8, "batch_size": 10, "steps": 20, "eval_every": 10, "eval_batch_size": 50,
           "optimizer": "rmsprop", "lr": 0.001, "clip": 0.0, "device": "cpu", "dtype": "float32",
-          "data": "sample", "protocol": "sample", "sampling": "epochs", "perm_seed": 0, "warmup_steps": 1}
+          "sampling": "epochs", "warmup_steps": 1}
 
 
 def row(cell="lstm", seed=0, status="ok", **values):
@@ -27,8 +27,8 @@ def row(cell="lstm", seed=0, status="ok", **values):
     out = {c: "" for c in records.COLUMNS}
     out.update(run_id=f"{cell}-{seed}-{status}", run_key=f"k{seed}", task="pmnist", task_spec="pmnist", task_version=1,
                cell=cell.split(":")[0], cell_spec=cell, seed=seed, hidden_size=8,
-               config_json=json.dumps({**CONFIG, "seed": seed}), status=status, perm_sha256="ab" * 32,
-               data="sample", protocol="sample", n_test=1000, device="cpu", device_name="Test CPU (2 threads)",
+               config_json=json.dumps({**CONFIG, "seed": seed}), status=status, data_hash="ab" * 6,
+               data_json=json.dumps({"source": "sample", "perm_sha256": "ab" * 32}), n_test=1000, device="cpu", device_name="Test CPU (2 threads)",
                mem_source="cpu_peak_rss")
     if status != "failed":
         out.update(test_acc=0.5 + 0.1 * seed, test_loss=1.0, params=900, impl="native", train_time_s=10.0,
@@ -82,7 +82,7 @@ def files_under(folder: Path) -> set[Path]:
 ESCAPES = ["../elsewhere/x", "../../elsewhere", "/abs/x", "..", ".hidden", "a\\b", "-rf", "x" * 300]
 
 
-NAMING = ["task_spec", "data", "protocol", "perm_sha256", "device", "device_name", "impl", "cell_spec"]
+NAMING = ["task_spec", "data_hash", "device", "device_name", "impl", "cell_spec"]
 
 
 @pytest.mark.parametrize("value", ESCAPES)
@@ -113,8 +113,7 @@ def test_a_task_name_from_rows_names_no_file_outside_out(tmp_path):
 
 
 def test_groups_whose_names_sanitise_alike_stay_apart(tmp_path):
-    rows = [row("lstm", 0, data="a/b"), row("lstm", 0, data="a_b"), row("lstm", 0, data="a:b"),
-            row("lstm", 0, data="A_B"), row("lstm", 0, data="a-b"), row("lstm", 0, data="a", protocol="b-sample")]
+    rows = [row("lstm", 0, data_hash=value) for value in ("a/b", "a_b", "a:b", "A_B", "a b", "a?b")]
     rows = [{**r, "run_id": f"r{i}", "run_key": f"k{i}"} for i, r in enumerate(rows)]
     result = report(write(tmp_path / "results", rows), tmp_path / "out")
     assert_clean_exit(result)
@@ -191,9 +190,8 @@ UNUSABLE = [
     ("config_json", "3", "config_json is a JSON"),
     ("config_json", '"x"', "config_json is a JSON"),
     ("config_json", "null", "config_json is a JSON"),
-    ("config_json", json.dumps({**CONFIG, "perm_seed": "x"}), "config_json perm_seed 'x' is not a whole number"),
-    ("config_json", json.dumps({**CONFIG, "perm_seed": 2**70}), "config_json perm_seed 1180591620717411303424 is "
-                                                                 "out of range"),
+    ("data_json", "[1]", "data_json is a JSON array, not an object"),
+    ("task_json", "{", "task_json is not valid JSON"),
 ]
 def test_unusable_rows_are_skipped_with_file_line_and_why(tmp_path):
     bad = [{**row("eurnn", i, test_acc=0.5), column: value} for i, (column, value, _) in enumerate(UNUSABLE)]
