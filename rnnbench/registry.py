@@ -151,11 +151,12 @@ def _options_of(factory: Callable[..., Any], owner: str, leading: tuple[str, ...
 
 
 def _summary(factory: Callable[..., Any]) -> str:
-    """The first line of the factory's docstring; a partial speaks for itself only if given one."""
+    """The first paragraph of the factory's docstring, on one line; a partial speaks for itself
+    only if given one."""
     if isinstance(factory, functools.partial) and "__doc__" not in vars(factory):
         factory = factory.func
     doc = inspect.getdoc(factory) or ""
-    return doc.splitlines()[0] if doc else ""
+    return " ".join(doc.split("\n\n")[0].split())
 
 
 class Registry:
@@ -308,7 +309,15 @@ def register_task(name: str) -> Callable[[type], type]:
         if "name" in vars(cls) and cls.name != name:
             raise RegistryError(f"task {name!r}: the class says its name is {cls.name!r}")
         cls.name = name
-        return register(cls)
+        register(cls)
+        options = TASKS.get(name).options
+        for preset, values in cls.presets.items():
+            unknown = sorted(set(values) - set(options))
+            if unknown:
+                del TASKS._entries[name]  # (a registration that fails leaves nothing behind)
+                raise RegistryError(f"task {name!r}: its preset {preset!r} sets {', '.join(unknown)}, which "
+                                    f"is not an option; options: {', '.join(options) or 'none'}")
+        return cls
 
     return decorate
 

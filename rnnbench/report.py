@@ -12,6 +12,7 @@ file is written inside the output folder, through a temporary file (`_write`).
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
 import json
@@ -30,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from rnnbench import records
+from rnnbench.task import data_hash, data_json
 
 NUMERIC = ["seed", "hidden_size", "test_acc", "test_acc_final", "best_valid_acc", "test_loss", "baseline_loss",
            "params", "train_time_s", "step_time_ms", "step_time_iqr_ms", "peak_mem_mb", "time_to_target_s",
@@ -93,10 +95,18 @@ def read_results(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _rows_frame(rows: list[dict[str, str]]) -> pd.DataFrame:
     """Checked rows as a frame: text columns as strings ('' where missing), NUMERIC as finite
     numbers or NaN; `num_threads` filled in from older rows' device names."""
-    columns = records.COLUMNS + ["num_threads"] + [k for r in rows[:1] for k in r]  # (whatever the schema holds)
-    frame = pd.DataFrame(rows, columns=list(dict.fromkeys(columns)))
+    extra = [k for r in rows for k in r if k not in records.COLUMNS]  # (columns of older files, or added by hand)
+    frame = pd.DataFrame(rows, columns=list(dict.fromkeys(records.COLUMNS + ["num_threads"] + extra)))
     for column in TEXT:  # (object first: a column that no row has is all NaN, a float)
         frame[column] = frame[column].astype(object).fillna("").astype(str)
+    # Rows from before rnnbench recorded data identities: what they hold in columns this version
+    # does not write (there: the data source, the split and the pixel order) is their identity, so
+    # that rows of different data never share a table.
+    retired = [c for c in dict.fromkeys(extra) if c != "num_threads"]
+    for i in frame.index[frame["data_json"] == ""] if retired else ():
+        identity = {c: str(frame.at[i, c]) for c in retired if pd.notna(frame.at[i, c]) and frame.at[i, c] != ""}
+        if identity:
+            frame.at[i, "data_json"], frame.at[i, "data_hash"] = data_json(identity), data_hash(identity)
     unnamed = frame["task_spec"] == ""
     frame.loc[unnamed, "task_spec"] = frame.loc[unnamed, "task"]  # rows written before task specs
     unnamed = frame["cell"] == ""
@@ -290,9 +300,15 @@ def _recorded(summary: pd.DataFrame, column: str) -> dict:
 
 
 def score_name(summary: pd.DataFrame) -> str:
-    """What `acc` means for the table's task, as its rows recorded: accuracy, recall accuracy, R²..."""
+    """What `acc` means for the table's task, as its rows recorded: accuracy, recall accuracy, R²...
+    ("score" for rows from before rnnbench recorded it: the report does not guess)."""
     name = _recorded(summary, "task_json").get("score_name")
-    return name if isinstance(name, str) and name else "accuracy"
+    return name if isinstance(name, str) and name else "score"
+
+
+def score_higher_is_better(summary: pd.DataFrame) -> bool:
+    """Which way the table's score is better, as its rows recorded (higher where they do not say)."""
+    return _recorded(summary, "task_json").get("higher_is_better") is not False
 
 
 def data_words(summary: pd.DataFrame, escape: Callable[[str], str] = _printable) -> str:
@@ -320,7 +336,9 @@ def _best(summary: pd.DataFrame, column: Column, texts: dict) -> object | None:
 
 def _cells(summary: pd.DataFrame) -> tuple[list[str], list[list[tuple[str, bool]]]]:
     """Header and cells (text, bold) of one table. ± only where a line has two values or more."""
-    columns = _table_columns(summary)
+    higher = score_higher_is_better(summary)
+    columns = [dataclasses.replace(c, higher_is_better=higher) if c.scale == 100 else c
+               for c in _table_columns(summary)]
     score_digits, _ = _score_digits(summary)
     titles = {"test_acc_mean": f"{score_name(summary).capitalize()} (%)"}
     header = ["Cell"] + [f"{titles.get(c.key, c.title)} {'↑' if c.higher_is_better else '↓'}"
@@ -358,7 +376,7 @@ def table_caption(summary: pd.DataFrame, escape: Callable[[str], str] = _printab
     first = summary.iloc[0]
     seeds = sorted(set(summary["n"].astype(int)))
     impls = sorted(set(summary["impl"]) - {""})
-    score = score_name(summary)
+    score = escape(score_name(summary))  # (text from rows, like every other)
     if seeds == [1]:
         spread = "1 seed: each value is a single run"
     else:
@@ -636,13 +654,15 @@ def reference_lines(summary: pd.DataFrame, task_spec: str) -> dict[str, float]:
     lines: dict[str, float] = {}
     if _finite(task.get("chance")):
         lines["chance (the best memoryless answer)"] = float(task["chance"])
-    lines.update({str(k): float(v) for k, v in (task.get("reference_lines") or {}).items() if _finite(v)})
+    own = task.get("reference_lines")
+    lines.update({str(k): float(v) for k, v in own.items() if _finite(v)} if isinstance(own, dict) else {})
     linear = summary["linear_acc"].dropna() if "linear_acc" in summary else pd.Series(dtype=float)
     if len(linear):
         lines["linear classifier on this data"] = float(linear.median())
     identities = {text for text in summary["data_json"]} if "data_json" in summary else set()
     data = _recorded(summary, "data_json") if len(identities) == 1 else {}
-    for name, published in (task.get("published_lines") or {}).items():
+    published_lines = task.get("published_lines")
+    for name, published in published_lines.items() if isinstance(published_lines, dict) else ():
         try:
             value, where = published
             if _finite(value) and where and all(data.get(k) == v for k, v in where.items()):
@@ -798,7 +818,8 @@ def plot_input(card: dict, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     panels = {}
-    for name, values in (card.get("example") or {}).items():
+    example = card.get("example")
+    for name, values in example.items() if isinstance(example, dict) else ():
         try:
             array = np.asarray(values, dtype=float)
         except (TypeError, ValueError):  # a damaged card: that panel is left out
@@ -822,12 +843,13 @@ def plot_input(card: dict, out: Path) -> list[Path]:
             ax.set(xlabel="time step")
         ax.set_title(_plot_text(textwrap.shorten(name, 48 * width)), fontsize="small")
     fig.tight_layout()
-    return _save(fig, out, f"{_name_part(str(card['task_spec']).replace(':', '_'))}-input")
+    return _save(fig, out, f"{_name_part(str(card['task_spec']).replace(':', '_'))}-v{card['task_version']}-input")
 
 
 def bibliography(cards: list[dict], task_specs: set[str]) -> str:
     """The BibTeX of the reported tasks' sources (each once), as their cards recorded it."""
-    entries = {str(c.get("citation") or "").strip() for c in cards if c.get("task_spec") in task_specs}
+    entries = {c["citation"].strip() for c in cards
+               if c.get("task_spec") in task_specs and isinstance(c.get("citation"), str)}
     return "\n\n".join(sorted(e for e in entries if e)) + "\n" if any(entries) else ""
 
 
@@ -862,7 +884,8 @@ def _write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path, cards: li
         written += plot_group(stem, part, group_rows, curves, out)
         markdown.append(f"## {stem}\n\n{md}")
     reported = {(spec, int(version)) for spec, version in zip(summary["task_spec"], summary["task_version"])}
-    shown = [c for c in cards if (c.get("task_spec"), c.get("task_version")) in reported]
+    shown = [c for c in cards if isinstance(c.get("task_version"), int)
+             and (c.get("task_spec"), c["task_version"]) in reported]
     for card in shown:
         written += plot_input(card, out)
     references = bibliography(shown, {spec for spec, _ in reported})

@@ -94,10 +94,28 @@ def evaluate(model: nn.Module, task: Task, split: Split, batch_size: int, device
     sums: dict[str, float] = {}
     counts: dict[str, float] = {}
     for start in range(0, len(split), batch_size):
-        for name, (total, count) in task.metrics(*model(split.take(slice(start, start + batch_size), device))).items():
+        metrics = checked_metrics(task, task.metrics(*model(split.take(slice(start, start + batch_size), device))))
+        for name, (total, count) in metrics.items():
             sums[name], counts[name] = sums.get(name, 0.0) + total, counts.get(name, 0.0) + count
     model.train()
-    return {name: total / counts[name] if counts[name] else math.nan for name, total in sums.items()}
+    empty = sorted(name for name, count in counts.items() if not count)
+    if empty:
+        raise ValueError(f"task {task.name!r}: no target of this split counts for {', '.join(empty)} "
+                         "(every one is IGNORE): it cannot be scored")
+    return {name: total / counts[name] for name, total in sums.items()}
+
+
+def checked_metrics(task: Task, metrics: Any) -> dict[str, tuple[float, float]]:
+    """A task's metrics as floats, or TypeError saying what the contract wants (a plugin's metrics
+    returning tensors, means, or no `acc` would otherwise write rows that cannot be read)."""
+    try:
+        checked = {str(name): (float(total), float(count)) for name, (total, count) in metrics.items()}
+    except (AttributeError, TypeError, ValueError) as error:
+        raise TypeError(f"task {task.name!r}: metrics() must return {{name: (sum, count)}} of numbers, "
+                        f"with 'loss' and 'acc'; got {metrics!r:.200}") from error
+    if not {"loss", "acc"} <= set(checked):
+        raise TypeError(f"task {task.name!r}: metrics() must return 'loss' and 'acc'; got {', '.join(checked)}")
+    return checked
 
 
 def _optimizer(config: RunConfig, params) -> torch.optim.Optimizer:
@@ -133,7 +151,9 @@ def prepare(model: nn.Module, task: Task, batch: Split, device: torch.device) ->
     lands in warm-up, training time or time to target. Weights, optimizer and random state are
     left as they were."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        task.loss(*model(batch)).backward()
+        logits, y = model(batch)
+        task.loss(logits, y).backward()
+        checked_metrics(task, task.metrics(logits.detach(), y))  # (a malformed return fails here, not at validation)
     model.zero_grad(set_to_none=True)
 
 
@@ -164,8 +184,9 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
         return (cell, model, _optimizer(config, model.parameters()),
                 Batches(n_train, config.batch_size, config.sampling, config.seed))
 
+    higher = task.higher_is_better  # which way the score is better (best weights, time to target)
     cell, model, optimizer, batches = fresh()
-    progress, best_state = Progress(run_id=uuid.uuid4().hex[:12]), None
+    progress, best_state = Progress(run_id=uuid.uuid4().hex[:12], best_valid_acc=-math.inf if higher else math.inf), None
     if checkpoint is not None and checkpoint.exists():
         try:
             state = checkpoints.read(checkpoint)
@@ -183,7 +204,8 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
             warnings.warn(f"ignoring checkpoint {checkpoint} ({type(error).__name__}: {error}); "
                           "the run starts from scratch")
             cell, model, optimizer, batches = fresh()  # nothing of the checkpoint survives, even if applied in part
-            progress, best_state = Progress(run_id=uuid.uuid4().hex[:12]), None
+            progress = Progress(run_id=uuid.uuid4().hex[:12], best_valid_acc=-math.inf if higher else math.inf)
+            best_state = None
 
     def validate() -> None:
         nonlocal best_state
@@ -195,9 +217,9 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
         progress.curves.append({"step": progress.step, "wall_time_s": elapsed, "split": "train",
                                 "loss": progress.last_train_loss, "acc": ""})
         progress.curves.append({"step": progress.step, "wall_time_s": elapsed, "split": "valid", **valid})
-        if target and progress.time_to_target is None and valid["acc"] >= target:
+        if target and progress.time_to_target is None and ((valid["acc"] >= target) if higher else (valid["acc"] <= target)):
             progress.time_to_target = progress.train_time
-        if valid["acc"] > progress.best_valid_acc:
+        if (valid["acc"] > progress.best_valid_acc) if higher else (valid["acc"] < progress.best_valid_acc):
             progress.best_valid_acc, progress.best_valid_step = valid["acc"], progress.step
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if checkpoint is not None:
@@ -243,7 +265,7 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
             progress.step_times.append(elapsed)
         progress.last_train_loss = loss_value
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_value:.3f}", valid=f"{max(progress.best_valid_acc, 0):.3f}")
+        bar.set_postfix(loss=f"{loss_value:.3f}", valid=f"{progress.best_valid_acc:.3f}")
         if progress.step % config.eval_every == 0 or progress.step == config.steps:
             validate()
     bar.close()

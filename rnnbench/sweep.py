@@ -110,7 +110,15 @@ def resolve_task(text: str, preset_name: str | None = None) -> Spec:
     implied = TASKS.get(spec.name).factory.presets.get(preset_name, {}) if preset_name else {}
     given = {part.partition("=")[0].strip() for part in text.split(":")[1:]}
     extra = "".join(f":{k}={format_value(v)}" for k, v in implied.items() if k not in given)
-    return TASKS.parse(text + extra) if extra else spec
+    if not extra:
+        return spec
+    spec = TASKS.parse(text + extra)
+    try:
+        TASKS.build(spec)  # (cheap: a task loads nothing before load())
+    except ValueError as error:  # a value the user never typed: say where it came from
+        raise ValueError(f"--task {text} with the {preset_name} preset, which adds {extra[1:].replace(':', ', ')}: "
+                         f"{error}") from None
+    return spec
 
 
 def plan(task_name: str | Spec, specs: list[Spec], seeds: list[int], config: RunConfig, results: Path,

@@ -22,8 +22,9 @@ Everything below that has a default may be left out. What a run recorded about i
 `rnnbench report` never asks the registry: a task renamed or removed later still reports.
 
 Padding: sequences of different lengths are stored padded at the end (zeros) to the split's
-longest, with `Split.lengths`. Recurrent cells are causal, so what follows a sequence's end
-cannot change its valid steps; the runner reads the last valid step (`last`), or drops padded
+longest, with `Split.lengths`. Cells are causal (the cell contract: the output at step t depends
+on steps up to t only, which tests/test_padding.py checks for every registered cell), so what
+follows a sequence's end cannot change its valid steps; the runner reads the last valid step (`last`), or drops padded
 steps before the loss (`every`), and trims each batch to its longest sequence.
 """
 
@@ -127,6 +128,14 @@ def split_generators(seed: int, salt: int) -> dict[str, torch.Generator]:
             for i, split in enumerate(("train", "valid", "test"))}
 
 
+def split_sizes(task: str, n_train: int, n_valid: int, n_test: int) -> dict[str, int]:
+    """Examples per split, {"train": n_train, ...}, or ValueError naming the first that is not positive."""
+    for name, n in (("n_train", n_train), ("n_valid", n_valid), ("n_test", n_test)):
+        if n < 1:
+            raise ValueError(f"{task}: {name}={n} must be positive")
+    return {"train": n_train, "valid": n_valid, "test": n_test}
+
+
 def data_json(identity: dict[str, Any]) -> str:
     """The canonical JSON of a data identity (what rows store)."""
     return json.dumps(identity, sort_keys=True, default=str)
@@ -178,6 +187,8 @@ class Task:
         valid steps only: one per sequence (readout "last") or every valid step, flattened."""
         if self.num_classes == 1:
             return F.mse_loss(logits.squeeze(-1), y)
+        if not bool((y != IGNORE).any()):  # a batch whose targets all do not count: no loss, not NaN
+            return logits.sum() * 0
         return F.cross_entropy(logits, y, ignore_index=IGNORE)
 
     def metrics(self, logits: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[float, float]]:
@@ -243,6 +254,15 @@ class TokenTask(Task):
     def memoryless_loss(self) -> float | None:
         """The loss of the best memoryless answer (the row's baseline_loss), if known."""
         return None
+
+    def data_bytes(self, config: RunConfig) -> int:
+        """Memory that load() holds at its peak, before generating anything: per step of every
+        example, the one-hot input (dtype) and an int64 target it keeps, plus, while it generates
+        the largest split, that split's int64 tokens and targets and float64 draws per step and token."""
+        itemsize = torch.tensor([], dtype=getattr(torch, config.dtype)).element_size()
+        kept = sum(self.sizes.values()) * self.length * (self.input_size * itemsize + 8)
+        generating = max(self.sizes.values()) * (self.length * 24 + self.input_size * 16)
+        return kept + generating
 
     def load(self, config: RunConfig, folder: Path | None = None) -> Splits:
         dtype = getattr(torch, config.dtype)

@@ -10,9 +10,8 @@ from typing import Any
 
 import torch
 
-from rnnbench.config import RunConfig
 from rnnbench.registry import register_task
-from rnnbench.task import TokenTask
+from rnnbench.task import TokenTask, split_sizes
 
 CITATION = """@article{olsson2022context,
   title={In-context Learning and Induction Heads},
@@ -63,11 +62,8 @@ class InductionHeads(TokenTask):
         if vocab_size < 3:
             raise ValueError(f"induction-heads: vocab_size={vocab_size} must be >= 3 (the trigger and at "
                              "least two ordinary tokens)")
-        for name, n in (("n_train", n_train), ("n_valid", n_valid), ("n_test", n_test)):
-            if n < 1:
-                raise ValueError(f"induction-heads: {name}={n} must be positive")
         self.length, self.vocab_size = length, vocab_size
-        self.sizes = {"train": n_train, "valid": n_valid, "test": n_test}
+        self.sizes = split_sizes("induction-heads", n_train, n_valid, n_test)
 
     @property
     def input_size(self) -> int:
@@ -101,15 +97,6 @@ class InductionHeads(TokenTask):
         tokens[rows, first] = self.trigger
         tokens[:, -1] = self.trigger
         return tokens, tokens[rows, first + 1]
-
-    def data_bytes(self, config: RunConfig) -> int:
-        """Memory that load() holds at its peak, before generating anything: per step of every
-        example, the one-hot inputs (dtype) it keeps, plus, while it generates the largest split,
-        that split's int64 tokens."""
-        itemsize = torch.tensor([], dtype=getattr(torch, config.dtype)).element_size()
-        kept = sum(self.sizes.values()) * (self.length * self.vocab_size * itemsize + 8)
-        generating = max(self.sizes.values()) * self.length * 8
-        return kept + generating
 
     def memoryless_loss(self) -> float:
         """The memoryless answer's loss: uniform over the ordinary tokens."""

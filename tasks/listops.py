@@ -15,7 +15,7 @@ import torch
 
 from rnnbench.config import RunConfig
 from rnnbench.registry import register_task
-from rnnbench.task import Split, Splits, Task, split_generators
+from rnnbench.task import Split, Splits, Task, split_generators, split_sizes
 
 # The tokens, one-hot in this order: the ten digits, the four operators (each opens a bracket:
 # "[MAX" is one token, as in the benchmark) and the closing bracket. The benchmark's "(" and ")"
@@ -126,11 +126,8 @@ class ListOps(Task):
         if max_len < min_len + 2:
             raise ValueError(f"listops: max_len={max_len} must be >= min_len + 2 = {min_len + 2} "
                              "(lengths lie strictly between the two)")
-        for name, n in (("n_train", n_train), ("n_valid", n_valid), ("n_test", n_test)):
-            if n < 1:
-                raise ValueError(f"listops: {name}={n} must be positive")
         self.max_depth, self.max_args, self.min_len, self.max_len = max_depth, max_args, min_len, max_len
-        self.sizes = {"train": n_train, "valid": n_valid, "test": n_test}
+        self.sizes = split_sizes("listops", n_train, n_valid, n_test)
         self.accepted = float(_length_distribution(max_depth, max_args, max_len)[min_len + 1: max_len].sum())
         if self.accepted < 1e-5:  # (one draw in 100,000 kept: generating would take forever)
             raise ValueError(f"listops: with max_depth={max_depth} and max_args={max_args}, an expression of "

@@ -60,19 +60,6 @@ class CopyingMemory(TokenTask):
         targets[:, -RECALLED:] = symbols
         return inputs, targets
 
-    def data_bytes(self, config: RunConfig) -> int:
-        """Memory that load() holds at its peak, before generating anything: per step of every
-        example, the one-hot inputs (dtype) and int64 targets it keeps, plus, while it generates the
-        largest split, the int64 symbol indices, targets and one-hot of that split."""
-        itemsize = _itemsize(config)
-        kept = sum(self.sizes.values()) * self.length * (self.input_size * itemsize + 8)
-        generating = max(self.sizes.values()) * self.length * (8 + 8 + self.input_size * 8)
-        return kept + generating
-
-    @property
-    def options(self) -> dict[str, int]:
-        return {"delay": self.delay, **{f"n_{split}": n for split, n in self.sizes.items()}}
-
     def memoryless_loss(self) -> float:
         """Cross-entropy of the best memoryless answer: blanks, then uniform over the 8 symbols."""
         return RECALLED * math.log(SYMBOLS) / self.length

@@ -93,6 +93,12 @@ class SequentialMNIST(Task):
             raise ValueError(f"perm_seed {perm_seed}: a seed must be an integer in [0, 2**32 - 1]")
         if data == "sample" and self.dataset != "mnist":
             raise ValueError(f"no sample of {self.dataset} is bundled; use data=full (and --data-dir with its files)")
+        if perm_seed and not self.permuted:  # (it would change the run's identity, not its data)
+            raise ValueError(f"perm_seed={perm_seed}: {self.name} reads the pixels in raster order; the permuted "
+                             "tasks (pmnist, pfmnist) take a permutation seed")
+        if data == "sample" and protocol != "standard":
+            raise ValueError(f"protocol={protocol} applies to data=full: the bundled sample has its own split "
+                             "(4,000 / 500 / 500)")
         self.data, self.protocol, self.perm_seed = data, protocol, perm_seed
 
     def data_bytes(self, config: RunConfig) -> int:

@@ -10,9 +10,8 @@ from typing import Any
 
 import torch
 
-from rnnbench.config import RunConfig
 from rnnbench.registry import register_task
-from rnnbench.task import IGNORE, TokenTask
+from rnnbench.task import IGNORE, TokenTask, split_sizes
 
 ZOOLOGY = """@inproceedings{arora2024zoology,
   title={Zoology: Measuring and Improving Recall in Efficient Language Models},
@@ -32,11 +31,13 @@ class MQAR(TokenTask):
     1 .. vocab_size/2 - 1 and values from vocab_size/2 .. vocab_size - 1; the pairs fill the first
     2 x num_kv_pairs steps, and each key is queried once, at an even offset of the remaining steps
     drawn without replacement with probability proportional to (gap + 1)^(power_a - 1) (a power
-    law: most queries come soon after the pairs), blanks elsewhere (the paper's
-    random_non_queries=False). Every step is read; only the queries count. The defaults, 128 steps
-    and 8 pairs, are a setting of the paper's figure 2. Deviations: inputs are one-hot, so the
-    default vocabulary is 256 tokens instead of the paper's 8,192 (at 8,192 one sequence of 128
-    steps would hold 4 MB); fixed 10,000 training sequences instead of 100,000.
+    law: most queries come soon after the pairs). Every step is read; only the queries count. The
+    defaults, 128 steps and 8 pairs, are a setting of the paper's figure 2. Deviations: the steps
+    between queries are blanks (Zoology's option random_non_queries=False; its default fills them
+    with random tokens); inputs are one-hot, so the default vocabulary is 256 tokens instead of the
+    paper's 8,192 (at 8,192 one sequence of 128 steps would hold 4 MB), and the vocabulary may be
+    smaller than the sequence (Zoology asserts it is larger; the quick preset has 32 tokens over
+    64 steps); fixed 10,000 training sequences instead of 100,000.
     """
 
     version = 1
@@ -62,11 +63,8 @@ class MQAR(TokenTask):
                              f"num_kv_pairs={num_kv_pairs}; it needs vocab_size >= {2 * num_kv_pairs + 2}")
         if not 0 < power_a <= 1:
             raise ValueError(f"mqar: power_a={power_a} must be in (0, 1] (1: queries placed uniformly)")
-        for name, n in (("n_train", n_train), ("n_valid", n_valid), ("n_test", n_test)):
-            if n < 1:
-                raise ValueError(f"mqar: {name}={n} must be positive")
         self.vocab_size, self.length, self.num_kv_pairs, self.power_a = vocab_size, length, num_kv_pairs, power_a
-        self.sizes = {"train": n_train, "valid": n_valid, "test": n_test}
+        self.sizes = split_sizes("mqar", n_train, n_valid, n_test)
 
     @property
     def input_size(self) -> int:
@@ -111,15 +109,6 @@ class MQAR(TokenTask):
         tokens.scatter_(1, queries, keys)
         targets = torch.full((n, self.length), IGNORE, dtype=torch.int64).scatter_(1, queries, values)
         return tokens, targets
-
-    def data_bytes(self, config: RunConfig) -> int:
-        """Memory that load() holds at its peak, before generating anything: per step of every
-        example, the one-hot inputs (dtype) and int64 targets it keeps, plus, while it generates the
-        largest split, that split's int64 tokens and targets and its random draws."""
-        itemsize = torch.tensor([], dtype=getattr(torch, config.dtype)).element_size()
-        kept = sum(self.sizes.values()) * self.length * (self.vocab_size * itemsize + 8)
-        generating = max(self.sizes.values()) * (self.length * (8 + 8 + 8) + self.vocab_size * 16)
-        return kept + generating
 
     def memoryless_loss(self) -> float:
         """The memoryless answer's loss: uniform over the values, at every query."""

@@ -10,9 +10,8 @@ from typing import Any
 
 import torch
 
-from rnnbench.config import RunConfig
 from rnnbench.registry import register_task
-from rnnbench.task import IGNORE, TokenTask
+from rnnbench.task import IGNORE, TokenTask, split_sizes
 
 MAMBA = """@article{gu2023mamba,
   title={Mamba: Linear-Time Sequence Modeling with Selective State Spaces},
@@ -57,11 +56,8 @@ class SelectiveCopying(TokenTask):
         if vocab_size < 3:
             raise ValueError(f"selective-copying: vocab_size={vocab_size} must be >= 3 (noise, marker and at "
                              "least one token to copy)")
-        for name, n in (("n_train", n_train), ("n_valid", n_valid), ("n_test", n_test)):
-            if n < 1:
-                raise ValueError(f"selective-copying: {name}={n} must be positive")
         self.length, self.n_tokens, self.vocab_size = length, n_tokens, vocab_size
-        self.sizes = {"train": n_train, "valid": n_valid, "test": n_test}
+        self.sizes = split_sizes("selective-copying", n_train, n_valid, n_test)
 
     @property
     def input_size(self) -> int:
@@ -94,15 +90,6 @@ class SelectiveCopying(TokenTask):
         targets = torch.full((n, self.length), IGNORE, dtype=torch.int64)
         targets[:, region:] = symbols
         return tokens, targets
-
-    def data_bytes(self, config: RunConfig) -> int:
-        """Memory that load() holds at its peak, before generating anything: per step of every
-        example, the one-hot inputs (dtype) and int64 targets it keeps, plus, while it generates the
-        largest split, that split's int64 tokens and targets and the random draws that place them."""
-        itemsize = torch.tensor([], dtype=getattr(torch, config.dtype)).element_size()
-        kept = sum(self.sizes.values()) * self.length * (self.vocab_size * itemsize + 8)
-        generating = max(self.sizes.values()) * self.length * (8 + 8 + 4)
-        return kept + generating
 
     def memoryless_loss(self) -> float:
         """The memoryless answer's loss: uniform over the tokens, at every marker step."""

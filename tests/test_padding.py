@@ -125,3 +125,16 @@ def test_a_split_refuses_lengths_that_do_not_fit():
         Split(x, y, torch.tensor([1]))
     with pytest.raises(ValueError, match="2 inputs but 3 targets"):
         Split(x, torch.zeros(3))
+
+
+@pytest.mark.parametrize("spec", CELL_SPECS)
+def test_every_cell_is_causal(spec):
+    """The cell contract padding relies on: the output at step t depends on steps up to t only."""
+    torch.manual_seed(0)
+    cell = rnnbench.build_cell(spec, INPUTS, HIDDEN).double()
+    x = torch.randn(2, 9, INPUTS, dtype=torch.float64)
+    changed = x.clone()
+    changed[:, 5:] = 7 * torch.randn(2, 4, INPUTS, dtype=torch.float64)
+    y, y_changed = cell(x), cell(changed)
+    assert torch.allclose(y[:, :5], y_changed[:, :5], rtol=0, atol=1e-12)
+    assert not torch.allclose(y[:, 5:], y_changed[:, 5:])

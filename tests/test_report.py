@@ -139,7 +139,7 @@ def test_report_writes_every_table_and_figure(results, tmp_path):
     expected = {f"{stem}.md", f"{stem}.tex", f"{stem}-summary.csv", "report.md", "references.bib"}
     for figure in ("valid-acc-vs-step", "valid-acc-vs-time", "test-acc", "tradeoff", "cost"):
         expected |= {f"{stem}-{figure}.png", f"{stem}-{figure}.pdf"}
-    expected |= {"pmnist_data=sample-input.png", "pmnist_data=sample-input.pdf"}
+    expected |= {"pmnist_data=sample-v2-input.png", "pmnist_data=sample-v2-input.pdf"}
     written = {p.name for p in (tmp_path / "rep").iterdir()}
     assert written == expected
     assert all((tmp_path / "rep" / name).stat().st_size > 1000 for name in expected if not name.endswith((".md", ".csv", ".tex", ".bib")))
@@ -339,20 +339,29 @@ def test_a_table_of_rows_from_two_versions_of_the_code_says_so(tmp_path):
 def test_rows_written_before_data_identities_still_report(tmp_path):
     """Rows of rnnbench before task metadata and data identities were recorded (data, protocol and
     permutation as columns of their own, task version 1): read without a warning, reported, and
-    never merged with rows of another pixel order (their config_json holds its seed)."""
+    never put in one table with rows of another pixel order: the columns this version does not
+    write are their data identity."""
+    import csv
+    import io
     import warnings
     from pathlib import Path
 
     folder = tmp_path / "old"
     folder.mkdir()
-    lines = (Path(__file__).parent / "fixtures" / "pmnist-rows-v1.csv").read_text().splitlines()
-    other = lines[1].replace('""perm_seed"": 0', '""perm_seed"": 5').replace(lines[1].split(",")[1], "other-key")
-    (folder / "pmnist.csv").write_text("\n".join(lines + [other]) + "\n")
+    text = (Path(__file__).parent / "fixtures" / "pmnist-rows-v1.csv").read_text()
+    old = list(csv.DictReader(io.StringIO(text)))
+    other = {**old[0], "run_id": "other", "run_key": "other-key", "perm_sha256": "f" * 64,
+             "config_json": old[0]["config_json"].replace('"perm_seed": 0', '"perm_seed": 5')}
+    with open(folder / "pmnist.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(old[0]))
+        writer.writeheader()
+        writer.writerows(old + [other])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         rows, _ = reporting.read_results(folder)
-    assert len(rows) == 4
-    summary = reporting.aggregate(rows)
-    assert summary["config_rest"].str.contains('"perm_seed": 5').sum() == 1  # its own line
+    assert len(rows) == 4 and set(rows["task_version"]) == {1}
+    groups = reporting.table_groups(reporting.aggregate(rows))
+    assert sorted(len(part) for _, part in groups) == [1, len(set(r["cell_spec"] for r in old))]
     files, markdown = reporting.write_report(rows, pd.DataFrame(columns=records.CURVE_COLUMNS), tmp_path / "rep")
-    assert "data: not recorded" in markdown and "Accuracy (%)" in markdown
+    assert "data: data=sample, perm_sha256=" in markdown and "protocol=sample" in markdown
+    assert "Score (%)" in markdown  # (what the score was, these rows did not record)

@@ -204,7 +204,7 @@ def test_a_sweep_that_does_not_fit_is_refused_naming_the_option_and_the_estimate
         resources.check_memory(TASK, "pmnist", [(lstm, 49997)], config.replace(params_budget=10**10), "cpu",
                                available={"host": 23 * 10**9})
     task = rnnbench.build_task("copying:n_train=1000000000")
-    with pytest.raises(ValueError, match=r"^--task copying:n_train=1000000000: lstm needs about \d+ TB "
+    with pytest.raises(ValueError, match=r"^--task copying:n_train=1000000000: lstm needs about [\d.]+ TB "
                                          r".*; lower the sizes in --task copying:n_train=1000000000$"):
         resources.check_memory(task, "copying:n_train=1000000000", [(lstm, 64)], config, "cpu",
                                available={"host": 23 * 10**9})

@@ -83,7 +83,7 @@ def test_a_task_of_our_own_runs_through_run_status_and_report(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "Parity acc. (%)" in out.stdout  # the recorded score name, not the registry's
     report = results / "report"
-    assert (report / "parity-test-input.png").exists()
+    assert (report / "parity-test-v3-input.png").exists()
     assert "@misc{parity" in (report / "references.bib").read_text()
     tables = sorted(p.name for p in report.glob("*.md") if p.name != "report.md")
     assert len(tables) == 2  # two task specs: two tables

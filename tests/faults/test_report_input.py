@@ -311,3 +311,32 @@ def test_a_full_disk_is_a_clear_error_and_leaves_no_temporary_file(tmp_path, mon
     assert_names_the_folder(result, tmp_path / "out")
     assert "No space left on device" in result.output
     assert not [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".") or p.suffix == ".tmp"]
+
+
+# --- task metadata and task cards as people (or attackers) leave them --------------------------
+
+HOSTILE_TASK_JSON = [
+    {"score_name": "<img src=x onerror=alert(1)> [x](http://evil) | pipe", "reference_lines": ["a", "b"]},
+    {"published_lines": "a string", "chance": True, "reference_lines": {"ok line": "0.5"}},
+    {"published_lines": {"x": [0.5, "full"], "y": 3, "z": [float("inf"), {}]}, "higher_is_better": "no"},
+    {"score_name": 7, "reference_lines": {"nan": float("nan"), "big": 1e308}, "chance": "half"},
+]
+
+
+@pytest.mark.parametrize("task_json", HOSTILE_TASK_JSON, ids=range(len(HOSTILE_TASK_JSON)))
+def test_hand_edited_task_metadata_never_crashes_the_report_and_is_escaped(tmp_path, task_json):
+    text = json.dumps(task_json)
+    results = write(tmp_path / "results", [row("lstm", 0, task_json=text), row("eurnn", 1, task_json=text)])
+    (results / "tasks").mkdir()
+    for i, card in enumerate([{"task_spec": "pmnist", "task_version": [2], "example": {"x": [1, 2]}},
+                              {"task_spec": "pmnist", "task_version": 1, "example": [1, 2]},
+                              {"task_spec": "pmnist", "task_version": 1, "example": {"bad": "text", "deep": [[[1]]]}},
+                              {"task_spec": "pmnist", "task_version": 1, "citation": ["not", "text"]}]):
+        (results / "tasks" / f"pmnist-{i}.json").write_text(json.dumps(card))
+    (results / "tasks" / "broken.json").write_text("{")
+    result = report(results, tmp_path / "out")
+    assert_clean_exit(result)
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert not re.search(r"(?<!\\)<img", markdown) and not re.search(r"(?<!\\)\]\(http", markdown)  # escaped
+    bib = tmp_path / "out" / "references.bib"
+    assert not bib.exists() or "not" not in bib.read_text()  # (a citation that is not text is left out)
