@@ -60,6 +60,10 @@ class CopyingMemory(TokenTask):
         targets[:, -RECALLED:] = symbols
         return inputs, targets
 
+    @property
+    def options(self) -> dict[str, int]:
+        return {"delay": self.delay, **{f"n_{split}": n for split, n in self.sizes.items()}}
+
     def memoryless_loss(self) -> float:
         """Cross-entropy of the best memoryless answer: blanks, then uniform over the 8 symbols."""
         return RECALLED * math.log(SYMBOLS) / self.length

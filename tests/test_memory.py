@@ -90,6 +90,7 @@ def test_data_is_fixed_by_the_seed(make):
         assert not torch.equal(getattr(first, split).x, getattr(other, split).x)
     assert not torch.equal(first.train.x, first.test.x)
     assert first.identity == other.identity  # (the seed is the row's, not the data identity's)
+    assert first.identity != make(n=51).load(CONFIG).identity  # (every option is part of it)
 
 
 @pytest.mark.parametrize("spec, message", [("copying:delay=0", "delay >= 1"), ("adding:length=1", "length >= 2"),
