@@ -4,18 +4,8 @@ A task owns its data, the target of the readout, the loss and the score. The run
 everything else: it adds the readout `Linear(cell.output_size, num_classes)`, reads each
 sequence's last *valid* step (readout "last") or every valid step (readout "every"), and hands
 the task only what counts, never padding. A task is a subclass of `Task`, registered by name;
-its options are its constructor's keyword arguments (with defaults), exactly like a cell's:
-
-    @register_task("parity")
-    class Parity(Task):
-        '''Parity of a bit string, read at its end.'''
-        version = 1
-        input_size, num_classes, length = 1, 2, 64
-        data_per_seed = True
-        chance = 0.5
-
-        def __init__(self, n_train: int = 5000): ...
-        def load(self, config, folder=None) -> Splits: ...
+its options are its constructor's keyword arguments (with defaults), exactly like a cell's
+(README.md, "Adding your own task", has a whole one; tasks/ holds the built-in ones).
 
 Everything below that has a default may be left out. What a run recorded about its task
 (`metadata()`: score name and direction, chance, reference lines...) goes into its row, so that
@@ -24,8 +14,9 @@ Everything below that has a default may be left out. What a run recorded about i
 Padding: sequences of different lengths are stored padded at the end (zeros) to the split's
 longest, with `Split.lengths`. Cells are causal (the cell contract: the output at step t depends
 on steps up to t only, which tests/test_padding.py checks for every registered cell), so what
-follows a sequence's end cannot change its valid steps; the runner reads the last valid step (`last`), or drops padded
-steps before the loss (`every`), and trims each batch to its longest sequence.
+follows a sequence's end cannot change its valid steps; the runner reads the last valid step
+(`last`), or drops padded steps before the loss (`every`), and trims each batch to its longest
+sequence.
 """
 
 from __future__ import annotations

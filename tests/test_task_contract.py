@@ -26,13 +26,9 @@ class Sign(Task):
     input_size, num_classes = 1, 2
 
     def load(self, config, folder=None):
-        g = torch.Generator().manual_seed(0)
-
-        def split(n):
-            x = torch.randn(n, 6, 1, generator=g)
-            return Split(x, (x[:, 0, 0] > 0).long())
-
-        return Splits(split(64), split(32), split(32), {"generator": "sign"})
+        x = torch.randn(128, 6, 1, generator=torch.Generator().manual_seed(0))
+        y = (x[:, 0, 0] > 0).long()
+        return Splits(Split(x[:64], y[:64]), Split(x[64:96], y[64:96]), Split(x[96:], y[96:]), {"generator": "sign"})
 
 
 def fit(task):
