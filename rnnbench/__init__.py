@@ -20,7 +20,6 @@ from rnnbench.registry import (
     register_cell,
     register_task,
 )
-from rnnbench.task import IGNORE, Split, Splits, Task
 
 try:
     __version__ = version("rnnbench")
@@ -44,3 +43,13 @@ __all__ = [
     "register_cell",
     "register_task",
 ]
+
+
+def __getattr__(name: str):
+    """The task contract (rnnbench.task needs torch), imported on first use so that
+    `import rnnbench` stays cheap: `from rnnbench import Task, Split, Splits, IGNORE` works."""
+    if name in ("IGNORE", "Split", "Splits", "Task"):
+        from rnnbench import task
+
+        return getattr(task, name)
+    raise AttributeError(f"module 'rnnbench' has no attribute {name!r}")

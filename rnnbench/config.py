@@ -69,6 +69,13 @@ class RunConfig:
             raise ValueError(f"unknown config field(s) {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **changes)
 
+    @property
+    def itemsize(self) -> int:
+        """Bytes per number of the run's dtype (4 for float32)."""
+        import torch  # (here, not at import: the CLI parses its options without torch)
+
+        return torch.tensor([], dtype=getattr(torch, self.dtype)).element_size()
+
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

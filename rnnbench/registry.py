@@ -155,8 +155,12 @@ def _summary(factory: Callable[..., Any]) -> str:
     only if given one."""
     if isinstance(factory, functools.partial) and "__doc__" not in vars(factory):
         factory = factory.func
-    doc = inspect.getdoc(factory) or ""
-    return " ".join(doc.split("\n\n")[0].split())
+    return doc_summary(factory)
+
+
+def doc_summary(thing: Any) -> str:
+    """The first paragraph of `thing`'s docstring, on one line ('' without one)."""
+    return " ".join((inspect.getdoc(thing) or "").split("\n\n")[0].split())
 
 
 class Registry:

@@ -126,7 +126,7 @@ def estimate(task: Any, spec: Spec, config: RunConfig, device: torch.device | st
     True
     """
     device = torch.device(device)
-    itemsize = torch.tensor([], dtype=getattr(torch, config.dtype)).element_size()
+    itemsize = config.itemsize
     params = check_size(task, spec, config.hidden_size)
     states = OPTIMIZER_STATES.get(config.optimizer, 2)
     length = int(task.length)  # (0: a task that does not say; no activations counted)

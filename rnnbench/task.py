@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
+from rnnbench.registry import doc_summary
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -206,7 +208,7 @@ class Task:
                 "target_score": self.target_score, "chance": chance, "readout": self.readout,
                 "reference_lines": dict(self.reference_lines),
                 "published_lines": {k: [v, dict(where)] for k, (v, where) in self.published_lines.items()},
-                "summary": " ".join((type(self).__doc__ or "").strip().split("\n\n")[0].split())}
+                "summary": doc_summary(type(self))}
 
 
 def check_task(task: Any) -> None:
@@ -220,8 +222,11 @@ def check_task(task: Any) -> None:
 
 
 def one_hot(tokens: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Tensor:
-    """Token indices (..., T) as one-hot inputs (..., T, size) in `dtype`."""
-    return torch.zeros(*tokens.shape, size, dtype=dtype).scatter_(-1, tokens.unsqueeze(-1), 1)
+    """Token indices (..., T) as one-hot inputs (..., T, size) in `dtype`, all zeros where an index
+    is negative (padding), built in place (no int64 one-hot on the way)."""
+    valid = tokens >= 0
+    return torch.zeros(*tokens.shape, size, dtype=dtype).scatter_(
+        -1, tokens.clamp(min=0).unsqueeze(-1), valid.unsqueeze(-1).to(dtype))
 
 
 class TokenTask(Task):
@@ -250,8 +255,7 @@ class TokenTask(Task):
         """Memory that load() holds at its peak, before generating anything: per step of every
         example, the one-hot input (dtype) and an int64 target it keeps, plus, while it generates
         the largest split, that split's int64 tokens and targets and float64 draws per step and token."""
-        itemsize = torch.tensor([], dtype=getattr(torch, config.dtype)).element_size()
-        kept = sum(self.sizes.values()) * self.length * (self.input_size * itemsize + 8)
+        kept = sum(self.sizes.values()) * self.length * (self.input_size * config.itemsize + 8)
         generating = max(self.sizes.values()) * (self.length * 24 + self.input_size * 16)
         return kept + generating
 

@@ -15,7 +15,7 @@ import torch
 
 from rnnbench.config import RunConfig
 from rnnbench.registry import register_task
-from rnnbench.task import Split, Splits, Task, split_generators, split_sizes
+from rnnbench.task import Split, Splits, Task, one_hot, split_generators, split_sizes
 
 # The tokens, one-hot in this order: the ten digits, the four operators (each opens a bracket:
 # "[MAX" is one token, as in the benchmark) and the closing bracket. The benchmark's "(" and ")"
@@ -207,7 +207,7 @@ class ListOps(Task):
         example (padded to max_len - 1), the one-hot inputs (dtype) it keeps, plus, while it builds
         the largest split, that split's token lists (a pointer per token), its int64 padded indices
         and their clamped copy, and the padding mask (bool and dtype)."""
-        itemsize = torch.tensor([], dtype=getattr(torch, config.dtype)).element_size()
+        itemsize = config.itemsize
         kept = sum(self.sizes.values()) * (self.length * self.input_size * itemsize + 16)
         building = max(self.sizes.values()) * self.length * (8 + 8 + 8 + 1 + itemsize)
         return kept + building
@@ -217,7 +217,7 @@ class ListOps(Task):
         splits, seen = {}, set()
         for split, generator in split_generators(config.seed, salt=3).items():
             indices, values, lengths = self.generate(self.sizes[split], generator, seen)
-            splits[split] = Split(_one_hot(indices, self.input_size, dtype), values, lengths)
+            splits[split] = Split(one_hot(indices, self.input_size, dtype), values, lengths)
         identity = {"generator": "listops", **self.options}
         return Splits(splits["train"], splits["valid"], splits["test"], identity)
 
@@ -227,16 +227,8 @@ class ListOps(Task):
         opens, closes = ((tokens >= MIN) & (tokens < CLOSE)).long(), (tokens == CLOSE).long()
         depth = torch.cumsum(opens - closes, 0) + closes  # (a "]" is drawn at the depth it closes)
         return {f"the input: {len(tokens)} tokens, one-hot (0-9, MIN, MAX, MED, SM, ]); value "
-                f"{int(values[0])}": _one_hot(tokens, self.input_size, torch.float64).T.numpy(),
+                f"{int(values[0])}": one_hot(tokens, self.input_size, torch.float64).T.numpy(),
                 "the nesting depth at each step": depth.numpy().astype(float)}
-
-
-def _one_hot(indices: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Tensor:
-    """One-hot vectors of `indices` in `dtype`, all zeros where an index is -1 (padding), built
-    in place (no int64 one-hot on the way)."""
-    x = torch.zeros(*indices.shape, size, dtype=dtype)
-    valid = indices >= 0
-    return x.scatter_(-1, indices.clamp(min=0).unsqueeze(-1), valid.unsqueeze(-1).to(dtype))
 
 
 def _measure_chance(max_depth: int = 10, max_args: int = 10, min_len: int = 500, max_len: int = 2000,

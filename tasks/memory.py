@@ -22,10 +22,6 @@ ARJOVSKY = """@inproceedings{arjovsky2016unitary,
   booktitle={International Conference on Machine Learning}, pages={1120--1128}, year={2016}}"""
 
 
-def _itemsize(config: RunConfig) -> int:
-    return torch.tensor([], dtype=getattr(torch, config.dtype)).element_size()
-
-
 @register_task("copying")
 class CopyingMemory(TokenTask):
     """Copying memory: 10 symbols from 8, `delay` blanks, a marker; output the 10 symbols at the end."""
@@ -122,7 +118,7 @@ class AddingProblem(Task):
         """Memory that load() holds at its peak, before generating anything: per example, the inputs
         (length x 2) and the sum it keeps (dtype), plus, while it generates the largest split, that
         split's float64 values, markers and stacked inputs."""
-        itemsize = _itemsize(config)
+        itemsize = config.itemsize
         kept = sum(self.sizes.values()) * (self.length * 2 + 1) * itemsize
         generating = max(self.sizes.values()) * self.length * (8 + 8 + 16)
         return kept + generating

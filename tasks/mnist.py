@@ -106,7 +106,7 @@ class SequentialMNIST(Task):
         pixels kept for every sweep (cached), the float sequence, its label, and the file's bytes
         and parsed copy while reading (full data; assumes the official 70,000 images)."""
         n = self.IMAGES[self.data]
-        itemsize = torch.tensor([], dtype=getattr(torch, config.dtype)).element_size()
+        itemsize = config.itemsize
         return n * (self.length * (1 + itemsize + 3) + 8)
 
     def order(self, pixels: int = 784) -> np.ndarray:

@@ -14,7 +14,6 @@ import torch
 from click.testing import CliRunner
 
 import rnnbench
-
 from rnnbench.cli import main
 from rnnbench.data import mnist as mnist_data
 
