@@ -18,9 +18,10 @@ import click
 import torch
 
 import rnnbench
+from rnnbench import optim
 from rnnbench.config import RunConfig
 from rnnbench.measure import flush_denormals
-from rnnbench.runner import Batches, SequenceClassifier, _optimizer, train
+from rnnbench.runner import Batches, SequenceClassifier, train
 
 
 def bare_loop(task, spec, config: RunConfig, splits) -> float:
@@ -28,7 +29,7 @@ def bare_loop(task, spec, config: RunConfig, splits) -> float:
     torch.manual_seed(config.seed)
     model = SequenceClassifier(rnnbench.build_cell(spec, task.input_size, config.hidden_size),
                                task.num_classes, task.readout)
-    optimizer = _optimizer(config, model.parameters())
+    optimizer = optim.build(config, model)
     batches = Batches(len(splits.train), config.batch_size, config.sampling, config.seed)
     start = time.perf_counter()
     for _ in range(config.steps):

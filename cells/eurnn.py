@@ -210,6 +210,15 @@ class EURNN(nn.Module):
             readout.weight.uniform_(low, high)
             readout.bias.fill_(bias)
 
+    def lr_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The parameters with a learning rate of their own (rnnbench.optim): `angles`, every rotation
+        angle of U (theta, phi, and omega with diag_phase), at the spec's `angles_lr`. They live on a
+        torus, not in a vector space like the input weights and modReLU bias, which stay at --lr.
+
+        Example: `{name: len(ps) for name, ps in cell.lr_groups().items()} == {"angles": 2}`.
+        """
+        return {"angles": [p for p in (self.theta, self.phi, self.omega) if p is not None]}
+
     def chosen_impl(self, device: torch.device) -> str:
         """The implementation a forward pass on `device` runs.
 
@@ -424,6 +433,13 @@ class DenseRecurrence(torch.autograd.Function):
         return g_z[..., :n], g_m, g_bias.sum(0), g_h, None, None
 
 
+def _check_angles_lr(angles_lr: float) -> None:
+    # The cell itself ignores angles_lr: the runner's optimizer reads it from the spec (rnnbench.optim).
+    # Checked here so that a sweep refuses a bad value while planning, before anything runs.
+    if not angles_lr >= 0:
+        raise ValueError(f"EURNN angles_lr must be >= 0 (0 = the run's --lr); got {angles_lr!r}")
+
+
 # Version 2: the diagonal phase (diag_phase=true) acts before the mixers, so that open boundary
 # with diag_phase spans U(N) at full capacity (version 1 reached a subset of rank N^2 - N + 1).
 VERSION = 2
@@ -440,8 +456,14 @@ def eurnn(
     boundary: Boundary = "periodic",
     init: Init = "default",
     modrelu: ModRelu = "smooth",
+    angles_lr: float = 0.0,
 ) -> EURNN:
-    """EURNN, tunable style, capacity 2 (the original notebook's cell)."""
+    """EURNN, tunable style, capacity 2 (the original notebook's cell).
+
+    `angles_lr`, in every EURNN factory: the learning rate of the rotation angles (theta, phi,
+    omega: `EURNN.lr_groups`); 0 = the run's --lr. Unitary RNN papers train them at their own rate.
+    """
+    _check_angles_lr(angles_lr)
     return EURNN(input_size, hidden_size, capacity=capacity, style="tunable", output=output,
                  impl=impl, diag_phase=diag_phase, boundary=boundary, init=init, modrelu=modrelu)
 
@@ -462,12 +484,13 @@ def eurnn_full(
     boundary: Boundary = "periodic",
     init: Init = "default",
     modrelu: ModRelu = "smooth",
+    angles_lr: float = 0.0,
 ) -> EURNN:
     """EURNN, tunable style at full capacity (capacity = hidden size): spans all unitaries.
 
     With boundary="open", only with diag_phase=True (without it: N^2 - N angles, too few)."""
     return eurnn(input_size, hidden_size, capacity=hidden_size, output=output, impl=impl,
-                 diag_phase=diag_phase, boundary=boundary, init=init, modrelu=modrelu)
+                 diag_phase=diag_phase, boundary=boundary, init=init, modrelu=modrelu, angles_lr=angles_lr)
 
 
 @register_cell("eurnn-fft", version=VERSION)
@@ -479,7 +502,9 @@ def eurnn_fft(
     diag_phase: bool = False,
     init: Init = "default",
     modrelu: ModRelu = "smooth",
+    angles_lr: float = 0.0,
 ) -> EURNN:
     """EURNN, FFT style: log2(N) layers mixing units at strides 1, 2, 4, ... (N a power of 2)."""
+    _check_angles_lr(angles_lr)
     return EURNN(input_size, hidden_size, style="fft", output=output, impl=impl,
                  diag_phase=diag_phase, init=init, modrelu=modrelu)

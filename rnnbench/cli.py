@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import warnings
 from pathlib import Path
 
 import click
 
-from rnnbench.config import CHOICES, PRESETS, RunConfig, preset
+from rnnbench.config import CHOICES, DEFAULTS, PRESETS, RunConfig, flag, listed, parse_seeds, parse_values, preset
 from rnnbench.registry import CELLS, TASKS, RegistryError
+from rnnbench.tune import PRUNERS, SAMPLERS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -105,14 +107,6 @@ def expand_cells(text: str) -> list:
 
 # One option per RunConfig field (except seed: --seeds). Default None = the preset's value.
 ALIASES = {"hidden_size": ["--hidden"], "params_budget": ["--params"]}
-LISTS = {"hidden_size"}  # a comma-separated list makes a sweep
-
-
-def parse_int_list(name: str, text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{name} must be integers separated by commas; got {text!r}") from None
 
 
 def config_options(command):
@@ -120,63 +114,127 @@ def config_options(command):
         flag = "--" + f.name.replace("_", "-")
         kind = click.Choice(CHOICES[f.name]) if f.name in CHOICES else {int: int, float: float}.get(
             type(f.default), str)
-        if f.name in LISTS:
-            kind = str
+        choices = f" ({', '.join(CHOICES[f.name])})" if f.name in CHOICES else ""
+        if listed(f.name):  # a comma-separated list makes a sweep (parsed by config.parse_values)
+            kind, choices = str, choices + "; a comma-separated list sweeps over its values"
         command = click.option(flag, *ALIASES.get(f.name, []), f.name, type=kind, default=None,
-                               help=f"{f.metadata['help']} [default preset: {f.default}]")(command)
+                               help=f"{f.metadata['help']}{choices} [default preset: {f.default}]")(command)
     return command
 
 
-@main.command("run")
-@click.option("--cells", required=True, help="Comma-separated cell specs or globs: eurnn,lstm  eurnn:capacity=4  'eurnn*'.")
-@click.option("--task", "task_name", required=True,
-              help="Task name or spec with options (see `rnnbench ls`): pmnist, copying:delay=200.")
-@click.option("--preset", "preset_name", default="default", show_default=True,
-              help=f"Named configuration: {', '.join(PRESETS)}; the flags below override its fields.")
-@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds; one run per cell and seed.")
-@config_options
-@click.option("--data-dir", type=click.Path(exists=True, file_okay=False, readable=True, path_type=Path),
-              default=None, help="An existing folder where dataset files are, or are downloaded to "
-                                 "(default: $RNNBENCH_DATA, else the user cache folder).")
-@click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
-              show_default=True, help="Folder of the results CSVs (one per task) and curves.")
-@click.option("--force", is_flag=True, help="Run again even runs that already have an ok row.")
-@click.option("--keep-checkpoints", is_flag=True, help="Keep the checkpoints of finished runs.")
-@click.option("--in-process", is_flag=True,
-              help="inline: train every run in this process instead of a fresh child process per run (for "
-                   "debugging; the memory and clocks of a run then include what earlier runs left).")
-@click.option("--executor", type=click.Choice(["inline", "local", "slurm"]), default="inline", show_default=True,
-              help="inline: one run after another in this process; local: parallel processes on this "
-                   "machine (--jobs); slurm: one SLURM job array, one run per task (returns after submitting).")
-@click.option("--jobs", type=click.IntRange(min=1), default=None,
-              help="local: runs at once, each with its share of the cores [default: 2].")
-@click.option("--wait", is_flag=True, help="slurm: wait for the jobs, then print the summary table.")
-@click.option("--partition", default=None, help="slurm: the partition.")
-@click.option("--time", "time_min", type=click.IntRange(min=1), default=None,
-              help="slurm: time limit per job, in minutes; a job that reaches it is requeued and resumes "
-                   "from its checkpoint [default: 1440].")
-@click.option("--gpus-per-task", type=click.IntRange(min=0), default=None, help="slurm: GPUs per run.")
-@click.option("--cpus-per-task", type=click.IntRange(min=1), default=None,
-              help="slurm: CPU cores per run (also its torch threads) [default: the cluster's, 1 thread].")
-@click.option("--mem", default=None, help="slurm: memory per run, e.g. 16G.")
-@click.option("--account", default=None, help="slurm: the account to charge.")
-@click.option("--qos", default=None, help="slurm: the quality of service.")
-@click.option("--array-parallelism", type=click.IntRange(min=1), default=None,
-              help="slurm: at most this many runs of the array at once.")
-@click.option("--sbatch", "sbatch_options", multiple=True, metavar="KEY=VALUE",
-              help="slurm: any other sbatch option, without its dashes (repeatable): --sbatch constraint=a100.")
-def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_checkpoints, in_process, executor, jobs,
-        wait,
-        partition, time_min, gpus_per_task, cpus_per_task, mem, account, qos, array_parallelism, sbatch_options,
-        **fields):
-    """Train every cell of --cells on --task for every seed; one CSV row per run."""
-    from rnnbench import claims, executors, sweep
-    from rnnbench.data import DownloadError
-    from rnnbench.runner import RowNotWritten
+def config_grid(preset_name: str, fields: dict) -> tuple[RunConfig, dict[str, list]]:
+    """The preset with the single values of `fields` (RunConfig field -> its option's text, None
+    if not given), and the grid of those given as lists (field -> values). ValueError names the
+    flag and value."""
+    single, grid = {}, {}
+    for name, value in fields.items():
+        if value is None:
+            continue
+        values = parse_values(name, value) if listed(name) else [value]
+        if len(values) > 1:
+            grid[name] = values
+        else:
+            single[name] = values[0]
+    budgets = [single.get("params_budget", 0), *grid.get("params_budget", [])]
+    if any(budgets) and ("hidden_size" in single or "hidden_size" in grid):
+        raise ValueError("give a parameter budget (--params) or a hidden size (--hidden), not both")
+    return preset(preset_name).replace(**single), grid
 
-    slurm_only = {"--wait": wait, "--partition": partition, "--time": time_min, "--gpus-per-task": gpus_per_task,
-                  "--cpus-per-task": cpus_per_task, "--mem": mem, "--account": account, "--qos": qos,
-                  "--array-parallelism": array_parallelism, "--sbatch": sbatch_options}
+
+def _apply(command, decorators):
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+def _read_config(ctx: click.Context, _param, value: str | None) -> None:
+    """--config FILE: the file's values become the defaults of the command's options, so that
+    options given on the command line override them (configfile.read checks every key)."""
+    from rnnbench import configfile
+
+    if value is None:
+        return
+    path = configfile.locate(value)
+    checks = {**{name: (lambda text, name=name: parse_values(name, text)) for name in DEFAULTS if listed(name)},
+              "cells": expand_cells, "task": TASKS.parse, "seeds": parse_seeds, "tune_seeds": parse_seeds,
+              "final_seeds": parse_seeds}
+    if ctx.command.name == "tune":  # (which cells have which options is checked once the cells are known)
+        from rnnbench import tune
+
+        kinds = tune.searchable()
+        checks["space"] = lambda items: [tune.parse_dimension(item, kinds) for item in items]
+    listed_keys = {name for name in DEFAULTS if listed(name)} | {"cells", "seeds", "tune_seeds", "final_seeds"}
+    ctx.default_map = {**(ctx.default_map or {}), **configfile.read(path, ctx.command, listed_keys, checks)}
+    ctx.meta["config_file"] = path
+
+
+def sweep_options(command):
+    """The options that say what a sweep or study trains: cells, task, preset, every RunConfig
+    field, data and results folders, and --config."""
+    return _apply(command, [
+        click.option("--config", callback=_read_config, is_eager=True, expose_value=False, metavar="FILE|NAME",
+                     help="Read the options from a TOML file (or a study shipped with rnnbench, by name: "
+                          "torch-eunn, pmnist-tuned...); options given here override it."),
+        click.option("--cells", required=True,
+                     help="Comma-separated cell specs or globs: eurnn,lstm  eurnn:capacity=4  'eurnn*'."),
+        click.option("--task", "task_name", required=True,
+                     help="Task name or spec with options (see `rnnbench ls`): pmnist, copying:delay=200."),
+        click.option("--preset", "preset_name", default="default", show_default=True,
+                     help=f"Named configuration: {', '.join(PRESETS)}; the flags below override its fields."),
+        config_options,
+        click.option("--data-dir", type=click.Path(exists=True, file_okay=False, readable=True, path_type=Path),
+                     default=None, help="An existing folder where dataset files are, or are downloaded to "
+                                        "(default: $RNNBENCH_DATA, else the user cache folder)."),
+        click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+                     show_default=True, help="Folder of the results CSVs (one per task) and curves."),
+        click.option("--keep-checkpoints", is_flag=True, help="Keep the checkpoints of finished runs."),
+    ])
+
+
+def executor_options(command):
+    """Where the runs train: --executor and its options."""
+    return _apply(command, [
+        click.option("--in-process", is_flag=True,
+                     help="inline: train every run in this process instead of a fresh child process per run (for "
+                          "debugging; the memory and clocks of a run then include what earlier runs left)."),
+        click.option("--executor", type=click.Choice(["inline", "local", "slurm"]), default="inline",
+                     show_default=True,
+                     help="inline: one run after another in this process; local: parallel processes on this "
+                          "machine (--jobs); slurm: one SLURM job array, one run per task (returns after submitting)."),
+        click.option("--jobs", type=click.IntRange(min=1), default=None,
+                     help="local: runs at once, each with its share of the cores [default: 2]."),
+        click.option("--wait", is_flag=True, help="slurm: wait for the jobs, then print the summary table."),
+        click.option("--partition", default=None, help="slurm: the partition."),
+        click.option("--time", "time_min", type=click.IntRange(min=1), default=None,
+                     help="slurm: time limit per job, in minutes; a job that reaches it is requeued and resumes "
+                          "from its checkpoint [default: 1440]."),
+        click.option("--gpus-per-task", type=click.IntRange(min=0), default=None, help="slurm: GPUs per run."),
+        click.option("--cpus-per-task", type=click.IntRange(min=1), default=None,
+                     help="slurm: CPU cores per run (also its torch threads) [default: the cluster's, 1 thread]."),
+        click.option("--mem", default=None, help="slurm: memory per run, e.g. 16G."),
+        click.option("--account", default=None, help="slurm: the account to charge."),
+        click.option("--qos", default=None, help="slurm: the quality of service."),
+        click.option("--array-parallelism", type=click.IntRange(min=1), default=None,
+                     help="slurm: at most this many runs of the array at once."),
+        click.option("--sbatch", "sbatch_options", multiple=True, metavar="KEY=VALUE",
+                     help="slurm: any other sbatch option, without its dashes (repeatable): --sbatch constraint=a100."),
+    ])
+
+
+EXECUTOR_OPTIONS = ("executor", "jobs", "in_process", "wait", "partition", "time_min", "gpus_per_task",
+                    "cpus_per_task", "mem", "account", "qos", "array_parallelism", "sbatch_options")
+
+
+def make_executor(options: dict, wait: bool | None = None):
+    """The executor the options name (rnnbench.executors.make), after refusing options that do
+    not apply to it. `wait`: forced on or off (a study must wait for its trials)."""
+    from rnnbench import executors
+
+    executor, jobs, in_process = options["executor"], options["jobs"], options["in_process"]
+    slurm_only = {"--wait": options["wait"], "--partition": options["partition"], "--time": options["time_min"],
+                  "--gpus-per-task": options["gpus_per_task"], "--cpus-per-task": options["cpus_per_task"],
+                  "--mem": options["mem"], "--account": options["account"], "--qos": options["qos"],
+                  "--array-parallelism": options["array_parallelism"], "--sbatch": options["sbatch_options"]}
     given = [flag for flag, value in slurm_only.items() if value not in (None, False, ())]
     if executor != "slurm" and given:
         raise click.UsageError(f"{given[0]} applies to --executor slurm; got --executor {executor}")
@@ -184,33 +242,60 @@ def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_che
         raise click.UsageError(f"--jobs applies to --executor local; got --executor {executor}")
     if executor != "inline" and in_process:
         raise click.UsageError(f"--in-process applies to --executor inline; got --executor {executor}")
-    results = results.resolve()  # jobs may run in another folder, on another node
-    data_dir = data_dir.resolve() if data_dir else None
-    log = lambda line: click.echo(line, err=True)  # noqa: E731
-    warnings.showwarning = lambda message, *_, **__: log(f"warning: {message}")  # not Python's file:line form
+    slurm = None
+    if executor == "slurm":
+        slurm = executors.SlurmOptions(options["partition"], options["time_min"] or 24 * 60, options["gpus_per_task"],
+                                       options["cpus_per_task"], options["mem"], options["account"], options["qos"],
+                                       options["array_parallelism"],
+                                       executors.parse_sbatch_options(options["sbatch_options"]))
+    return executors.make(executor, jobs, in_process, slurm, options["wait"] if wait is None else wait,
+                          announce=click.echo)
+
+
+# An executor option's key in a config file (configfile.option_key: its flag), where it is not its name.
+EXECUTOR_KEYS = {name: {"time_min": "time", "sbatch_options": "sbatch"}.get(name, name) for name in EXECUTOR_OPTIONS}
+
+
+def _executor_document(options: dict) -> dict:
+    """The executor options given, as a config file writes them."""
+    document = {EXECUTOR_KEYS[k]: options[k] for k in EXECUTOR_OPTIONS if options[k] not in (None, False, ())}
+    if "sbatch" in document:
+        document["sbatch"] = list(document["sbatch"])
+    return document
+
+
+def _config_document(config: RunConfig, grid: dict) -> dict:
+    """Every RunConfig field (but the seed) with its value, or its list of values in a grid; of
+    the hidden size and the parameter budget, the one in use."""
+    budget = config.params_budget or grid.get("params_budget")
+    skip = {"seed", "hidden_size" if budget else "params_budget"}
+    return {name: grid.get(name, getattr(config, name)) for name in DEFAULTS if name not in skip}
+
+
+def _keep_config(results: Path, name: str, document: dict, log) -> Path | None:
+    """Write the resolved config of a sweep or study next to its rows (RESULTS/sweeps/NAME.toml)."""
+    from rnnbench import configfile
+
+    path = results / "sweeps" / f"{name}.toml"
+    header = (f"The resolved config of `rnnbench {document['command']}` (written by rnnbench).\n"
+              f"`rnnbench {document['command']} --config {path.name}` plans the same runs again.")
     try:
-        task_spec = sweep.resolve_task(task_name, preset_name)  # an unknown task or option: refused first
-        specs = expand_cells(cells)
-        hidden = fields.pop("hidden_size")  # one size, or a comma-separated list: a sweep
-        hidden_sizes = parse_int_list("hidden sizes", hidden) if hidden else None
-        if hidden_sizes and len(hidden_sizes) == 1:
-            fields["hidden_size"], hidden_sizes = hidden_sizes[0], None
-            if fields.get("params_budget"):
-                raise ValueError("give a parameter budget (--params) or a hidden size (--hidden), not both")
-        config = preset(preset_name).replace(**{k: v for k, v in fields.items() if v is not None})
-        slurm = None
-        if executor == "slurm":
-            slurm = executors.SlurmOptions(partition, time_min or 24 * 60, gpus_per_task, cpus_per_task, mem,
-                                           account, qos, array_parallelism,
-                                           executors.parse_sbatch_options(sbatch_options))
-        where = executors.make(executor, jobs, in_process, slurm, wait, announce=click.echo)
-        plugins = sweep.plugin_origins(click.get_current_context().find_root().params["plugins"])
-        runs, splits = sweep.plan(task_spec, specs, parse_int_list("seeds", seeds), config, results, data_dir,
-                                  force, keep_checkpoints, log, hidden_sizes, plugins, where.threads,
-                                  runs_at_once=where.runs_at_once)
-        rows = where.run(runs, splits, log)
-        if rows is None:  # submitted, not waited for
-            return
+        configfile.write(path, document, header)
+    except OSError as error:
+        log(f"warning: could not keep this config in {path}: {error}")
+        return None
+    log(f"config: {path} (rnnbench {document['command']} --config it to run it again)")
+    return path
+
+
+def _errors(body):
+    """Run `body`, turning the library's errors into click's (exit 2 for bad input, 1 otherwise)."""
+    from rnnbench import claims, executors
+    from rnnbench.data import DownloadError
+    from rnnbench.runner import RowNotWritten
+
+    try:
+        return body()
     except (RegistryError, ValueError) as error:  # (ForeignFile too: a results file that is not ours)
         raise click.UsageError(str(error)) from None
     except (DownloadError, FileNotFoundError, PermissionError, claims.LockTimeout, claims.ClaimLost,
@@ -220,16 +305,131 @@ def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_che
         raise click.ClickException(f"{error} The rows written before are intact.") from None
     except OSError as error:  # a folder that could not be written (disk full, read-only...): before any row
         raise click.ClickException(f"{error}; nothing of this run was written") from None
-    _print_rows(rows)
+
+
+def _logging():
+    log = lambda line: click.echo(line, err=True)  # noqa: E731
+    warnings.showwarning = lambda message, *_, **__: log(f"warning: {message}")  # not Python's file:line form
+    return log
+
+
+@main.command("run")
+@sweep_options
+@click.option("--seeds", default="0", show_default=True,
+              help="Seeds, comma-separated and ranges (0-4 = 0,1,2,3,4); one run per cell, setting and seed.")
+@click.option("--force", is_flag=True, help="Run again even runs that already have an ok row.")
+@executor_options
+def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_checkpoints, **fields):
+    """Train every cell of --cells on --task for every seed, and every combination of the values
+    given as lists (--lr 1e-4,1e-3 --hidden 64,128); one CSV row per run."""
+    from rnnbench import records, sweep
+
+    options = {name: fields.pop(name) for name in EXECUTOR_OPTIONS}
+    results = results.resolve()  # jobs may run in another folder, on another node
+    data_dir = data_dir.resolve() if data_dir else None
+    log = _logging()
+
+    def body():
+        task_spec = sweep.resolve_task(task_name, preset_name)  # an unknown task or option: refused first
+        specs = expand_cells(cells)
+        config, grid = config_grid(preset_name, fields)
+        seed_list = parse_seeds(seeds)
+        where = make_executor(options)
+        plugins = sweep.plugin_origins(click.get_current_context().find_root().params["plugins"])
+        runs, splits = sweep.plan(task_spec, specs, seed_list, config, results, data_dir,
+                                  force, keep_checkpoints, log, grid, plugins, where.threads,
+                                  runs_at_once=where.runs_at_once)
+        document = {"command": "run", "cells": [str(s) for s in specs], "task": str(task_spec),
+                    "preset": preset_name, "seeds": seed_list, **_config_document(config, grid),
+                    **_executor_document(options)}
+        _keep_config(results, "run-" + records.run_key(document)[:12], document, log)
+        return runs, where.run(runs, splits, log), where, grid
+
+    runs, rows, where, grid = _errors(body)
+    if rows is None:  # submitted, not waited for
+        return
+    _print_rows(rows, list(grid))
     if any(r["status"] == "failed" for r in rows) or not where.complete(runs, rows):
         raise SystemExit(1)
 
 
-def _print_rows(rows):
+@main.command("tune")
+@sweep_options
+@click.option("--space", "space", multiple=True, metavar="NAME=LOW:HIGH[:log] | NAME=V1,V2,...",
+              help="A searched hyper-parameter (repeatable): a RunConfig field (lr, clip, batch-size as "
+                   "batch_size...) or a cell option (angles_lr); CELL.NAME=... for one cell's own.")
+@click.option("--trials", type=int, default=None,
+              help="Trials per cell (the same budget for every cell) [default: the grid's size].")
+@click.option("--tune-seeds", default="0", show_default=True, help="Seeds of each trial (the mean is its score).")
+@click.option("--final-seeds", default="1,2,3", show_default=True,
+              help="Fresh seeds on which each cell's chosen setting runs: the rows tables cite.")
+@click.option("--sampler", type=click.Choice(SAMPLERS), default=None,
+              help="How settings are chosen [default: grid when every --space lists its values, else tpe].")
+@click.option("--pruner", type=click.Choice(PRUNERS), default="none", show_default=True,
+              help="asha: stop trials early whose validation curve lags (successive halving).")
+@click.option("--sampler-seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the sampler (random, tpe; grid's order).")
+@click.option("--name", "study_name", default=None,
+              help="The study's name (its rows' `study`, its journal RESULTS/studies/NAME.journal) "
+                   "[default: the config file's name, else TASK-tuned].")
+@executor_options
+def tune_command(cells, task_name, preset_name, data_dir, results, keep_checkpoints, space, trials, tune_seeds,
+                 final_seeds, sampler, pruner, sampler_seed, study_name, **fields):
+    """Tune each cell of --cells on --task: the same budget of --trials settings from --space for
+    every cell, chosen by validation score only (Optuna; a killed study resumes where it stopped),
+    then each cell's chosen setting on --final-seeds (rows with phase `final`)."""
+    from rnnbench import sweep, tune
+
+    options = {name: fields.pop(name) for name in EXECUTOR_OPTIONS}
+    results = results.resolve()
+    data_dir = data_dir.resolve() if data_dir else None
+    log = _logging()
+    config_file = click.get_current_context().meta.get("config_file")
+
+    def body():
+        task_spec = sweep.resolve_task(task_name, preset_name)
+        specs = expand_cells(cells)
+        config, grid = config_grid(preset_name, fields)
+        if grid:
+            name = next(iter(grid))
+            raise ValueError(f"{flag(name)} {','.join(map(str, grid[name]))}: a study searches with "
+                             f"--space {name}=..., not lists")
+        name = study_name or (config_file.stem if config_file else f"{TASKS.parse(task_spec).name}-tuned")
+        study = tune.make_study(name, specs, list(space), trials, sampler, pruner, parse_seeds(tune_seeds),
+                                parse_seeds(final_seeds), log, sampler_seed)
+        where = make_executor(options, wait=True)
+        plugins = sweep.plugin_origins(click.get_current_context().find_root().params["plugins"])
+        document = {"command": "tune", "name": name, "cells": [str(s) for s in specs], "task": str(task_spec),
+                    "preset": preset_name, **_config_document(config, {}),
+                    "space": tune.space_items(study),
+                    "trials": trials, "tune_seeds": study.tune_seeds, "final_seeds": study.final_seeds,
+                    "sampler": study.sampler, "pruner": pruner, "sampler_seed": sampler_seed,
+                    **_executor_document(options)}
+        tune.check_same_study(results, name, document, set(EXECUTOR_KEYS.values()))
+        sized = sweep.size_cells(TASKS.build(task_spec), specs, [config], log)
+        shared = sweep.prepare(task_spec, study.tune_seeds + study.final_seeds, config, results, data_dir,
+                               keep_checkpoints, log, plugins, where.threads, sized, where.runs_at_once)
+        _keep_config(results, name, document, log)
+        tuner = tune.Tuner(study, shared, config, where, log)
+        if not tuner.tune():
+            return None
+        return tuner.final()
+
+    rows = _errors(body)
+    if rows is None:
+        raise SystemExit(1)
+    _print_rows(rows, ["trial", *sorted({k for r in rows for k in json.loads(r.get("tuned_json") or "{}")})])
+    if any(r["status"] == "failed" for r in rows):
+        raise SystemExit(1)
+
+
+def _print_rows(rows, varied=()):
+    """The sweep's rows as a table; `varied`: the columns a grid or study set per run (lr...)."""
     import pandas as pd
 
     if rows:
-        table = pd.DataFrame(rows).reindex(columns=["cell_spec", "hidden_size", "seed", "status", "test_acc",
+        varied = [c for c in varied if c in rows[0]]
+        table = pd.DataFrame(rows).reindex(columns=["cell_spec", "hidden_size", *varied, "seed", "status", "test_acc",
                                                     "test_acc_final", "train_time_s", "step_time_ms", "peak_mem_mb"])
         click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
@@ -267,18 +467,20 @@ def status(results, sweep_id):
 @click.option("--task", "tasks", multiple=True, help="Only this task (repeatable).")
 @click.option("--cells", default=None, help="Only these cells: comma-separated names, specs or globs.")
 @click.option("--status", "statuses", default="ok", show_default=True,
-              help="Comma-separated statuses to include (ok, diverged, failed).")
+              help="Comma-separated statuses to include (ok, diverged, pruned, failed); a study's trials are "
+                   "shown whatever their status.")
 def report(results, out, tasks, cells, statuses):
     """Tables (Markdown, LaTeX, CSV) and seaborn figures from every row in --results:
-    mean and standard deviation over seeds, per task, data, machine and number of threads."""
+    mean and standard deviation over seeds, per task, data, machine and number of threads;
+    and for each tuning study (`rnnbench tune`), its final runs, trials and searched ranges."""
     from rnnbench import records
     from rnnbench import report as reporting
 
     warnings.showwarning = lambda message, *_, **__: click.echo(f"warning: {message}", err=True)
     wanted = tuple(s.strip() for s in statuses.split(",") if s.strip())
-    unknown = [s for s in wanted if s not in ("ok", "diverged", "failed")]
+    unknown = [s for s in wanted if s not in records.STATUSES]
     if unknown:
-        raise click.UsageError(f"unknown status {unknown[0]!r}; choose from ok, diverged, failed")
+        raise click.UsageError(f"unknown status {unknown[0]!r}; choose from {', '.join(records.STATUSES)}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

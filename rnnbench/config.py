@@ -35,7 +35,8 @@ def check_seed(name: str, value: Any) -> None:
 
 
 CHOICES = {
-    "optimizer": ("rmsprop", "adam"),
+    "optimizer": ("rmsprop", "adam", "adamw"),
+    "lr_schedule": ("constant", "cosine", "step"),
     "device": ("auto", "cpu", "cuda"),
     "dtype": ("float32", "float64"),
     "sampling": ("epochs", "replacement"),
@@ -49,9 +50,18 @@ class RunConfig:
     steps: int = _doc("optimizer steps", default=40_000)
     eval_every: int = _doc("validate every this many steps", default=500)
     eval_batch_size: int = _doc("batch size for validation and test", default=1000)
-    optimizer: str = _doc("rmsprop or adam", default="rmsprop")
+    optimizer: str = _doc("rmsprop, adam or adamw", default="rmsprop")
     lr: float = _doc("learning rate", default=1e-4)
     clip: float = _doc("clip the gradient norm to this value; 0 = no clipping", default=0.0)
+    weight_decay: float = _doc("weight decay of every parameter: adamw decouples it (w -= lr * decay * w); "
+                               "rmsprop and adam add decay * w to the gradient (L2)", default=0.0)
+    lr_schedule: str = _doc("constant; cosine: from the rate down to 0 at the last step; step: times "
+                            "--lr-decay every --lr-decay-every steps (both after warm-up)", default="constant")
+    lr_warmup_steps: int = _doc("first steps whose rate rises linearly, lr * (step + 1) / (W + 1), before "
+                                "the schedule (not --warmup-steps, which is about timing)", default=0)
+    lr_decay_every: int = _doc("--lr-schedule step: steps between decays", default=0)
+    lr_decay: float = _doc("--lr-schedule step: factor applied to the rate at each decay, in (0, 1]",
+                           default=0.1)
     seed: int = _doc("seed of weights, batches and everything random in the run", default=0)
     device: str = _doc("auto (CUDA when available), cpu or cuda", default="auto")
     dtype: str = _doc("float32 or float64", default="float32")
@@ -109,6 +119,29 @@ class RunConfig:
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"{flag(name)} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+        self._validate_optimizer()
+
+    def _validate_optimizer(self) -> None:
+        """The weight decay and learning-rate schedule fields (after the choices are known good)."""
+        if not self.weight_decay >= 0:
+            raise ValueError(f"--weight-decay must be >= 0 (0 = off); got {self.weight_decay!r}")
+        for name in ("lr_warmup_steps", "lr_decay_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{flag(name)} must be an integer >= 0; got {value!r}")
+        if self.lr_warmup_steps >= self.steps:  # (the run would never reach --lr; cosine would divide by 0)
+            raise ValueError(f"--lr-warmup-steps {self.lr_warmup_steps} must be smaller than --steps {self.steps}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"--lr-decay must be in (0, 1] (1 = no decay); got {self.lr_decay!r}")
+        if self.lr_schedule == "step":
+            if self.lr_decay_every < 1:
+                raise ValueError(f"--lr-schedule step needs --lr-decay-every >= 1 (steps between decays); "
+                                 f"got {self.lr_decay_every}")
+            return
+        for name in ("lr_decay_every", "lr_decay"):  # (no flag is silently ignored)
+            if getattr(self, name) != DEFAULTS[name]:
+                raise ValueError(f"{flag(name)} {getattr(self, name)} applies to --lr-schedule step only; "
+                                 f"got --lr-schedule {self.lr_schedule}")
 
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
@@ -134,3 +167,59 @@ def preset(name: str) -> RunConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+# Fields a comma-separated list of values turns into a sweep (their cross product, with cells and
+# seeds): every field but the seed (--seeds takes lists and ranges) and those that change the data
+# or the machine rather than the training (a sweep loads its data once).
+NOT_LISTED = ("seed", "device", "dtype")
+
+
+def listed(name: str) -> bool:
+    """Whether `--NAME` takes a comma-separated list: `listed("lr")`."""
+    return name in DEFAULTS and name not in NOT_LISTED
+
+
+def parse_values(name: str, text: str) -> list[Any]:
+    """The values of a RunConfig field given as text, one or a comma-separated list, each of the
+    field's type: `parse_values("lr", "1e-4,3e-4") == [1e-4, 3e-4]`. ValueError names the flag
+    and the bad value. Ranges (`--lr 0`) are the planner's to check, on each whole config, since
+    some fields only make sense together (`--lr-decay-every` with `--lr-schedule step`)."""
+    kind = type(DEFAULTS[name])
+    parts = [part.strip() for part in str(text).split(",")]
+    if not any(parts):
+        raise ValueError(f"{flag(name)} needs a value; got {text!r}")
+    values = []
+    for part in parts:
+        if not part:
+            raise ValueError(f"{flag(name)} {text!r}: an empty value between commas")
+        try:
+            value = kind(part) if kind is not int else int(part, 10)
+        except ValueError:
+            expected = {int: "a whole number", float: "a number"}.get(kind, "a value")
+            raise ValueError(f"{flag(name)} {text!r}: {part!r} is not {expected}") from None
+        values.append(value)
+    return values
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Seeds as commas and ranges: `parse_seeds("0-2,7") == [0, 1, 2, 7]` (a range includes both
+    ends). ValueError names the bad part."""
+    seeds = []
+    for part in (part.strip() for part in str(text).split(",")):
+        low, dash, high = part.partition("-")
+        try:
+            if dash and low:  # (a leading '-' is a negative number, refused below)
+                first, last = int(low, 10), int(high, 10)
+                if last < first:
+                    raise ValueError(f"--seeds {text!r}: the range {part} runs backwards")
+                seeds += range(first, last + 1)
+            else:
+                seeds.append(int(part, 10))
+        except ValueError as error:
+            if "backwards" in str(error):
+                raise
+            raise ValueError(f"--seeds {text!r}: {part!r} is not a seed or a range of seeds (0-4)") from None
+    for seed in seeds:
+        check_seed("seed", seed)
+    return seeds

@@ -27,9 +27,11 @@ from rnnbench import claims
 
 # Column groups in the order they appear in the CSV.
 IDENTITY = ["run_id", "run_key", "task", "task_spec", "task_version", "cell", "cell_version", "cell_spec", "options",
-            "seed"]
-CONFIG = ["hidden_size", "params_budget", "target", "batch_size", "steps", "eval_every", "optimizer", "lr", "clip", "dtype",
-          "sampling", "n_train", "n_valid", "n_test", "data_hash", "data_json", "task_json", "config_json"]
+            "seed", "phase", "study", "trial"]
+CONFIG = ["hidden_size", "params_budget", "target", "batch_size", "steps", "eval_every", "optimizer", "lr", "clip",
+          "weight_decay", "lr_schedule", "lr_warmup_steps", "lr_decay_every", "lr_decay", "dtype", "sampling",
+          "n_train", "n_valid", "n_test", "data_hash", "data_json", "task_json", "config_json",
+          "tuned_json", "study_json"]
 QUALITY = ["test_acc", "test_acc_final", "best_valid_acc", "best_valid_step", "test_loss", "baseline_loss",
            "linear_acc", "final_train_loss", "steps_done"]
 COST = ["params", "impl", "build_time_s", "train_time_s", "step_time_ms", "step_time_iqr_ms", "warmup_time_s",
@@ -39,7 +41,8 @@ ENVIRONMENT = ["device", "device_name", "num_threads", "torch_version", "cuda_ve
 STATUS = ["status", "error"]
 COLUMNS = IDENTITY + CONFIG + QUALITY + COST + ENVIRONMENT + STATUS
 CURVE_COLUMNS = ["run_id", "step", "wall_time_s", "split", "loss", "acc"]
-STATUSES = ("ok", "diverged", "failed")
+STATUSES = ("ok", "diverged", "pruned", "failed")  # pruned: stopped early by a study's pruner
+DONE = ("ok", "pruned")  # a run with a row of these is over: never trained again unless forced
 
 
 def run_key(fields: dict[str, Any]) -> str:
@@ -65,8 +68,9 @@ class ForeignFile(ValueError):
 # What a file must have to be read as rows or curves.
 REQUIRED = {"rows": ["run_id", "run_key", "status"], "curves": ["run_id", "step", "split"]}
 DELIMITERS = (",", ";", "\t", "|")  # as spreadsheets write CSV in other locales
-NUMERIC = ["seed", "hidden_size", "task_version", "params_budget", "target", "batch_size", "steps", "eval_every",
-           "lr", "clip", "n_train", "n_valid", "n_test", "test_acc", "test_acc_final", "best_valid_acc",
+NUMERIC = ["seed", "trial", "hidden_size", "task_version", "params_budget", "target", "batch_size", "steps", "eval_every",
+           "lr", "clip", "weight_decay", "lr_warmup_steps", "lr_decay_every", "lr_decay", "n_train", "n_valid",
+           "n_test", "test_acc", "test_acc_final", "best_valid_acc",
            "best_valid_step", "test_loss", "baseline_loss", "linear_acc", "final_train_loss", "steps_done", "params",
            "build_time_s", "train_time_s", "step_time_ms", "step_time_iqr_ms", "warmup_time_s", "eval_time_s",
            "n_evals", "time_to_target_s", "peak_mem_mb", "peak_reserved_mb", "num_threads"]
@@ -130,13 +134,14 @@ def _number(text: str, decimal_comma: bool) -> float:
 
 
 # The numbers a row is checked for (empty means missing, and is fine unless said otherwise).
-CHECKED = ["seed", "hidden_size", "task_version", "n_test", "num_threads", "test_acc", "test_acc_final",
+CHECKED = ["seed", "trial", "hidden_size", "task_version", "n_test", "num_threads", "test_acc", "test_acc_final",
            "best_valid_acc", "test_loss", "baseline_loss", "params", "train_time_s", "step_time_ms",
            "step_time_iqr_ms", "peak_mem_mb", "time_to_target_s"]
-WHOLE_NUMBERS = ("seed", "hidden_size", "task_version", "n_test", "num_threads")
-NOT_NEGATIVE = ("hidden_size", "n_test", "params", "train_time_s", "step_time_ms", "step_time_iqr_ms", "peak_mem_mb",
+WHOLE_NUMBERS = ("seed", "trial", "hidden_size", "task_version", "n_test", "num_threads")
+NOT_NEGATIVE = ("trial", "hidden_size", "n_test", "params", "train_time_s", "step_time_ms", "step_time_iqr_ms", "peak_mem_mb",
                 "time_to_target_s")
-JSON_OBJECTS = ("config_json", "data_json", "task_json")  # (data_json and task_json: absent from rows before them)
+# (all but config_json absent from rows before them; tuned_json and study_json only in a study's rows)
+JSON_OBJECTS = ("config_json", "data_json", "task_json", "tuned_json", "study_json")
 
 
 def _shown(value: Any, quoted: bool = True) -> str:
@@ -314,8 +319,8 @@ def read_path(path: Path, kind: str = "rows", warn: bool = True) -> pd.DataFrame
 
 
 def done_run_ids(rows: pd.DataFrame) -> dict[str, list[str]]:
-    """run_key -> run_ids of its ok rows."""
-    ok = rows[rows["status"] == "ok"]
+    """run_key -> run_ids of its rows that finish it (DONE: ok, or pruned by a study)."""
+    ok = rows[rows["status"].isin(DONE)]
     return ok.groupby("run_key")["run_id"].agg(list).to_dict()
 
 

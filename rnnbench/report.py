@@ -5,6 +5,13 @@ only ever aggregated with rows of the same task spec and version, data (the hash
 task recorded as its data identity), device (type, name and threads), implementation, status and config (all but the seed); each
 table states which of those it shows.
 
+A tuning study (`rnnbench tune`) has rows of two phases: its trials (phase "tune"), which are how
+a setting was chosen and never results, and the final runs of each cell's chosen setting (phase
+"final"), which are results of their own, never averaged with other rows. Each study gets a section
+of its own (`write_study`): the final table, every trial, a figure of validation score against each
+searched hyper-parameter, and a warning where a chosen value lies at an edge of what was searched.
+The choice rests on validation scores only: the trials' test scores are never shown or used.
+
 Row contents are untrusted text: they are checked (`records.row_problem`) before use, escaped for
 Markdown, LaTeX and matplotlib, and never reach a file name unsanitised (`_name_part`); every
 file is written inside the output folder, through a temporary file (`_write`).
@@ -12,6 +19,7 @@ file is written inside the output folder, through a temporary file (`_write`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import hashlib
@@ -35,15 +43,16 @@ from rnnbench.task import data_hash, data_json
 
 NUMERIC = ["seed", "hidden_size", "test_acc", "test_acc_final", "best_valid_acc", "test_loss", "baseline_loss",
            "params", "train_time_s", "step_time_ms", "step_time_iqr_ms", "peak_mem_mb", "time_to_target_s",
-           "task_version", "n_test", "num_threads", "linear_acc"]
+           "task_version", "n_test", "num_threads", "linear_acc", "trial", "steps_done", "n_valid"]
 REQUIRED = ["run_id", "task", "task_version", "cell_spec", "seed", "hidden_size", "config_json", "status",
             "device", "test_acc"]
 # What a table never mixes: two machines, or one machine with another number of threads, are two tables.
 TABLE_KEYS = ["task", "task_spec", "task_version", "data_hash", "device", "device_name", "num_threads"]
-# Everything that must be equal for two rows to be seeds of the same experiment (a line of a table).
-GROUP_KEYS = TABLE_KEYS + ["cell_spec", "impl", "status", "hidden_size", "config_rest"]
+# Everything that must be equal for two rows to be seeds of the same experiment (a line of a table):
+# a study's final runs are an experiment of their own, apart from plain runs of the same config.
+GROUP_KEYS = TABLE_KEYS + ["cell_spec", "impl", "status", "hidden_size", "config_rest", "study", "phase"]
 TEXT = ["task", "task_spec", "data_hash", "data_json", "task_json", "device", "device_name", "cell", "cell_spec", "impl",
-        "mem_source", "status"]
+        "mem_source", "status", "phase", "study", "tuned_json", "study_json"]
 
 
 
@@ -132,7 +141,9 @@ def _curves_frame(curves: list[dict[str, str]]) -> pd.DataFrame:
 def select(rows: pd.DataFrame, tasks: list[str] | None = None, cells: list[str] | None = None,
            statuses: tuple[str, ...] = ("ok",)) -> tuple[pd.DataFrame, dict[str, int]]:
     """Rows of the given tasks, cells (names or globs, matched against the name and the spec)
-    and statuses; also the counts of every status among the rows that matched otherwise."""
+    and statuses, with a study's trials (phase tune) whatever their status, as its trials table
+    shows every one; also the counts of every status among the other rows that matched otherwise.
+    `select(rows, ["pmnist"], ["eurnn*"], ("ok", "diverged"))`."""
     keep = pd.Series(True, index=rows.index)
     if tasks:
         keep &= rows["task"].isin(tasks)
@@ -140,14 +151,16 @@ def select(rows: pd.DataFrame, tasks: list[str] | None = None, cells: list[str] 
         keep &= pd.Series([any(fnmatch.fnmatchcase(str(name), p) or fnmatch.fnmatchcase(str(spec), p)
                                    for p in cells) for name, spec in zip(rows["cell"], rows["cell_spec"])],
                           index=rows.index, dtype=bool)
-    counts = rows.loc[keep, "status"].value_counts().to_dict()
-    return rows[keep & rows["status"].isin(statuses)].copy(), counts
+    trial = rows["phase"] == "tune"
+    counts = rows.loc[keep & ~trial, "status"].value_counts().to_dict()
+    return rows[keep & (rows["status"].isin(statuses) | trial)].copy(), counts
 
 
-def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
+def aggregate(rows: pd.DataFrame, **more: tuple) -> pd.DataFrame:
     """One line per experiment (GROUP_KEYS): n seeds, mean and standard deviation of the test
     accuracies, and the costs (median step time; means of the rest), each with its standard
-    deviation over seeds (NaN with fewer than two values)."""
+    deviation over seeds (NaN with fewer than two values); `more` adds named aggregations
+    (`aggregate(rows, trial=("trial", "last"))`)."""
     rows = rows.assign(config_rest=rows["config_json"].map(_config_rest))
     grouped = rows.groupby(GROUP_KEYS, sort=True, dropna=False)
     summary = grouped.agg(
@@ -166,7 +179,7 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
         n_test=("n_test", "min"), linear_acc=("linear_acc", "median"),
         seeds=("seed", lambda s: ",".join(str(int(v)) for v in sorted(s))),
         commits=("git_commit", lambda s: ",".join(sorted({v for v in s if v}))),
-        task_json=("task_json", "last"), data_json=("data_json", "last"),
+        task_json=("task_json", "last"), data_json=("data_json", "last"), **more,
     ).reset_index()
     # A step time is uncertain by the spread of its seeds and, within a run, of its steps.
     summary["step_time_spread_ms"] = np.fmax(summary["step_time_ms_std"], summary["step_time_iqr_ms"])
@@ -269,34 +282,45 @@ def _score_digits(summary: pd.DataFrame) -> tuple[int, str]:
                     "finer digits would be noise).")
 
 
-def experiment_labels(summary: pd.DataFrame) -> list[str]:
+def experiment_labels(summary: pd.DataFrame, shown: tuple[str, ...] = ()) -> list[str]:
     """A label per summary line: the cell spec, then N and the config fields only where they
-    differ between the lines, the implementation where the cell ran in more than one, and the
-    status unless ok (`eurnn (N=64, impl=fused, lr=0.003)`)."""
+    differ between the lines, the implementation where the cell ran in more than one, the study
+    of a study's final runs, and the status unless ok (`eurnn (N=64, impl=fused, lr=0.003)`);
+    what the table shows in `shown` columns of its own (config fields, "study") is left out."""
     rests = [json.loads(r) for r in summary["config_rest"]]
-    varying = sorted(k for k in set().union(*rests) if len({json.dumps(r.get(k)) for r in rests}) > 1)
+    varying = sorted(k for k in set().union(*rests)
+                     if k not in shown and len({json.dumps(r.get(k)) for r in rests}) > 1)
     show_n = summary["hidden_size"].nunique() > 1
     impls = summary.groupby("cell_spec")["impl"].agg(lambda s: len(set(s) - {""}))  # (a failed run has none)
     labels = []
     for (_, line), rest in zip(summary.iterrows(), rests):
         details = ([f"N={int(line['hidden_size'])}"] if show_n else []) \
             + ([f"impl={line['impl'] or '?'}"] if impls[line["cell_spec"]] > 1 else []) \
-            + [f"{k}={rest.get(k)}" for k in varying] + ([line["status"]] if line["status"] != "ok" else [])
+            + [f"{k}={rest.get(k)}" for k in varying] \
+            + ([f"study={line['study']}"] if line.get("study") and "study" not in shown else []) \
+            + ([line["status"]] if line["status"] != "ok" else [])
         labels.append(line["cell_spec"] + (f" ({', '.join(details)})" if details else ""))
     return labels
 
 
 def _recorded(summary: pd.DataFrame, column: str) -> dict:
     """What the table's rows recorded as JSON in `column` (task_json: the task's metadata when it
-    ran; data_json: its data identity), from its latest row that did; {} for rows from before."""
+    ran; data_json: its data identity; study_json, tuned_json: a study's), from its latest row that
+    did; {} for rows from before."""
     for text in reversed(list(summary[column])) if column in summary else []:
-        try:
-            value = json.loads(text) if text else None
-        except ValueError:
-            continue
-        if isinstance(value, dict):
+        value = _json_object(text)
+        if value is not None:
             return value
     return {}
+
+
+def _json_object(text) -> dict | None:
+    """A JSON object written in a row, or None for anything else: `_json_object('{"lr": 0.1}')`."""
+    try:
+        value = json.loads(text) if text else None
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def score_name(summary: pd.DataFrame) -> str:
@@ -334,15 +358,26 @@ def _best(summary: pd.DataFrame, column: Column, texts: dict) -> object | None:
     return best if abs(values[best] - values[runner_up]) > spreads.max() else None
 
 
-def _cells(summary: pd.DataFrame) -> tuple[list[str], list[list[tuple[str, bool]]]]:
+@dataclass(frozen=True)
+class Extra:
+    """What a table shows beyond the usual: columns after the cell's (title, summary index -> text),
+    the fields they show (left out of the labels), and a sentence that opens its caption.
+    `Extra((("lr", {0: "0.003"}),), shown=("lr",), note="The final runs of study s.")`"""
+
+    columns: tuple[tuple[str, dict], ...] = ()
+    shown: tuple[str, ...] = ()
+    note: str = ""
+
+
+def _cells(summary: pd.DataFrame, extra: Extra = Extra()) -> tuple[list[str], list[list[tuple[str, bool]]]]:
     """Header and cells (text, bold) of one table. ± only where a line has two values or more."""
     higher = score_higher_is_better(summary)
     columns = [dataclasses.replace(c, higher_is_better=higher) if c.scale == 100 else c
                for c in _table_columns(summary)]
     score_digits, _ = _score_digits(summary)
     titles = {"test_acc_mean": f"{score_name(summary).capitalize()} (%)"}
-    header = ["Cell"] + [f"{titles.get(c.key, c.title)} {'↑' if c.higher_is_better else '↓'}"
-                         for c in columns] + ["Seeds"]
+    header = ["Cell"] + [title for title, _ in extra.columns] \
+        + [f"{titles.get(c.key, c.title)} {'↑' if c.higher_is_better else '↓'}" for c in columns] + ["Seeds"]
     texts, bold = {}, {}
     for c in columns:
         digits = score_digits if c.scale == 100 else c.digits
@@ -353,8 +388,9 @@ def _cells(summary: pd.DataFrame) -> tuple[list[str], list[list[tuple[str, bool]
                 if i in texts[c.key] and pd.notna(sd):
                     texts[c.key][i] += f" ± {sd * c.scale:.{digits}f}"
     body = []
-    for label, i in zip(experiment_labels(summary), summary.index):
-        body.append([(label, False)] + [(texts[c.key].get(i, "–"), i == bold[c.key]) for c in columns]
+    for label, i in zip(experiment_labels(summary, extra.shown), summary.index):
+        body.append([(label, False)] + [(values.get(i, "–"), False) for _, values in extra.columns]
+                    + [(texts[c.key].get(i, "–"), i == bold[c.key]) for c in columns]
                     + [(str(int(summary.loc[i, "n"])), False)])
     return header, body
 
@@ -369,10 +405,10 @@ def _where(first: pd.Series, escape: Callable[[str], str]) -> str:
     return f"on {name}" + ("" if said else f", {threads} thread{'s' if threads != '1' else ''}")
 
 
-def table_caption(summary: pd.DataFrame, escape: Callable[[str], str] = _printable) -> str:
+def table_caption(summary: pd.DataFrame, escape: Callable[[str], str] = _printable, note: str = "") -> str:
     """What a table shows: task and version, data identity, device and threads,
-    implementations, seeds, the precision printed and the rule for bold; `escape` is applied
-    to every value that came from rows."""
+    implementations, seeds, the precision printed and the rule for bold, after `note` if given;
+    `escape` is applied to every value that came from rows (and to `note`)."""
     first = summary.iloc[0]
     seeds = sorted(set(summary["n"].astype(int)))
     impls = sorted(set(summary["impl"]) - {""})
@@ -386,7 +422,8 @@ def table_caption(summary: pd.DataFrame, escape: Callable[[str], str] = _printab
     _, precision = _score_digits(summary)
     memory = MEMORY_WORDS.get(first["mem_source"], "peak memory") if summary["mem_source"].nunique() == 1 \
         else "peak memory"
-    return (f"{escape(first['task_spec'])} (task version {int(first['task_version'])}), data: "
+    return ((f"{escape(note)} " if note else "")
+            + f"{escape(first['task_spec'])} (task version {int(first['task_version'])}), data: "
             f"{data_words(summary, escape)}; {_where(first, escape)}"
             + (f", implementation{'s' if len(impls) > 1 else ''}: {', '.join(escape(i) for i in impls)}"
                if impls else "") + f"; {spread}. "
@@ -407,20 +444,26 @@ def mixed_commits(summary: pd.DataFrame) -> list[str]:
     return commits if len(commits) > 1 else []
 
 
-def markdown_table(summary: pd.DataFrame) -> str:
-    header, body = _cells(summary)
+def markdown_table(summary: pd.DataFrame, extra: Extra = Extra()) -> str:
+    header, body = _cells(summary, extra)
+    return f"{table_caption(summary, _markdown, extra.note)}\n\n" + _markdown_lines(header, body)
+
+
+def _markdown_lines(header: list[str], body: list[list[tuple[str, bool]]]) -> str:
+    """A Markdown table of texts from rows (escaped here), bold where flagged, numbers right-aligned:
+    `_markdown_lines(["Cell", "n"], [[("lstm", False), ("3", True)]])`."""
     lines = ["| " + " | ".join(_markdown(h) for h in header) + " |",
              "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     lines += ["| " + " | ".join(f"**{_markdown(text)}**" if bold else _markdown(text) for text, bold in row) + " |"
               for row in body]
-    return f"{table_caption(summary, _markdown)}\n\n" + "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
 
 
-def latex_table(summary: pd.DataFrame, label: str) -> str:
+def latex_table(summary: pd.DataFrame, label: str, extra: Extra = Extra()) -> str:
     """A booktabs table that compiles as it is (needs \\usepackage{booktabs}), caption on top."""
-    header, body = _cells(summary)
+    header, body = _cells(summary, extra)
     lines = [r"\begin{table}[t]", r"\centering", r"\footnotesize",
-             rf"\caption{{{_latex(table_caption(summary))}}}", rf"\label{{{label}}}",
+             rf"\caption{{{_latex(table_caption(summary, note=extra.note))}}}", rf"\label{{{label}}}",
              r"\setlength{\tabcolsep}{3pt}", r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
              " & ".join(_latex(h) for h in header) + r" \\", r"\midrule"]
     lines += [" & ".join(rf"\textbf{{{_latex(text)}}}" if bold else _latex(text) for text, bold in row) + r" \\"
@@ -459,17 +502,25 @@ def table_groups(summary: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         machine = "".join(f"-{p}" for p in map(_name_part, (k["device_name"], k["num_threads"] and
                                                            f"{k['num_threads']}threads")) if p)
         part = part.assign(_status=part["status"].map(records.STATUSES.index))  # ok first, then the others
-        part = part.sort_values(["cell_spec", "hidden_size", "_status", "impl", "config_rest"]).drop(columns="_status")
+        part = part.sort_values(["cell_spec", "hidden_size", "_status", "impl", "config_rest", "study", "phase"]
+                                ).drop(columns="_status")
         groups.append([stem, data, machine, keys, part])
     stems = [g[0] for g in groups]
     for extra in (1, 2):  # the data's hash, then the machine, only where stems would clash
         shared = Counter(s.casefold() for s in stems)  # (a case-insensitive disk would merge A and a)
         stems = [s + g[extra] if shared[s.casefold()] > 1 else s for s, g in zip(stems, groups)]
     groups = [[g[0], g[1] + g[2], g[3], g[4]] for g in groups]
+    stems = _distinct(stems, [g[2] for g in groups])
+    return [(stem, g[3]) for stem, g in zip(stems, groups)]
+
+
+def _distinct(stems: list[str], keys: list) -> list[str]:
+    """File-name stems made distinct, also on a case-insensitive disk, by a hash of each one's
+    group keys where they clash: `_distinct(["a", "A"], [("x",), ("y",)])`."""
     while len({s.casefold() for s in stems}) < len(stems):
         counts = Counter(s.casefold() for s in stems)
-        stems = [f"{s}-{_digest([*g[2], s])}" if counts[s.casefold()] > 1 else s for s, g in zip(stems, groups)]
-    return [(stem, g[3]) for stem, g in zip(stems, groups)]
+        stems = [f"{s}-{_digest([*k, s])}" if counts[s.casefold()] > 1 else s for s, k in zip(stems, keys)]
+    return stems
 
 
 # --- writing files --------------------------------------------------------------------------------
@@ -779,34 +830,48 @@ def cost_figure(summary: pd.DataFrame):
     return fig
 
 
-def plot_group(stem: str, summary: pd.DataFrame, rows: pd.DataFrame, curves: pd.DataFrame, out: Path) -> list[Path]:
-    """Every figure of one table group that has something to show; returns the files written."""
+@contextlib.contextmanager
+def _drawing():
+    """matplotlib without a display, in the report's seaborn theme, a missing glyph (a cell name
+    in a script the font lacks) no warning: `with _drawing(): fig = test_acc_figure(...)`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import seaborn as sns
 
     sns.set_theme(context="paper", style="whitegrid", font_scale=0.9)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing")
+        yield
+
+
+def _save_all(figures: dict, out: Path, stem: str) -> list[Path]:
+    """Save each figure that is not None as out/STEM-NAME.png and .pdf, then close them all (also
+    after a failed save): `_save_all({"cost": fig}, out, "pmnist-v2-cpu")`."""
+    import matplotlib.pyplot as plt
+
+    written: list[Path] = []
+    try:
+        for name, fig in figures.items():
+            if fig is not None:
+                written += _save(fig, out, f"{stem}-{name}")
+    finally:
+        for fig in figures.values():
+            if fig is not None:
+                plt.close(fig)
+    return written
+
+
+def plot_group(stem: str, summary: pd.DataFrame, rows: pd.DataFrame, curves: pd.DataFrame, out: Path) -> list[Path]:
+    """Every figure of one table group that has something to show; returns the files written."""
     task_spec = summary["task_spec"].iloc[0]
     score = score_name(summary)
     summary = summary.assign(label=experiment_labels(summary))
-    written: list[Path] = []
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Glyph .* missing")  # a cell name in a script the font lacks
+    with _drawing():
         figures = curve_figures(summary, rows, curves, score)
         figures.update({"test-acc": test_acc_figure(summary, task_spec, score),
                         "tradeoff": tradeoff_figure(summary, score), "cost": cost_figure(summary)})
-        try:
-            for name, fig in figures.items():
-                if fig is not None:
-                    written += _save(fig, out, f"{stem}-{name}")
-        finally:
-            import matplotlib.pyplot as plt
-
-            for fig in figures.values():
-                if fig is not None:
-                    plt.close(fig)
-    return written
+        return _save_all(figures, out, stem)
 
 
 def plot_input(card: dict, out: Path) -> list[Path]:
@@ -853,6 +918,384 @@ def bibliography(cards: list[dict], task_specs: set[str]) -> str:
     return "\n\n".join(sorted(e for e in entries if e)) + "\n" if any(entries) else ""
 
 
+# --- tuning studies ------------------------------------------------------------------------------
+
+STUDY_KEYS = ["study", "task_spec", "task_version", "data_hash"]  # what one study section never mixes
+EDGE = 0.05  # a chosen value this close to an end of its range (a share of the span) lies at its edge
+TRIALS_NOTE = ("✓: the chosen trial (the one whose setting the final runs use; before they exist, the best "
+               "validation score among complete trials). Pruned: stopped early by the pruner, with its best "
+               "validation score so far. –: not recorded. The trials' test scores play no part and are not shown.")
+
+
+def study_groups(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The rows of each study (its trials and final runs), a group per study name, task spec and
+    version and data, with a column `study_cell` (the cell each row tuned); each group has a
+    file-name stem `study-NAME-TASK-vVERSION`, and a hash where two would share it."""
+    rows = rows[rows["phase"].isin(("tune", "final"))]
+    groups = []
+    for keys, part in rows.groupby(STUDY_KEYS, sort=True, dropna=False):
+        k = dict(zip(STUDY_KEYS, keys))
+        stem = "-".join(["study"] + [_name_part(p) for p in (k["study"] or "unnamed", str(k["task_spec"]).replace(
+            ":", "_"), f"v{int(k['task_version'])}")])
+        cells = [_study_cell(spec, _searched(tuned, study)) for spec, tuned, study in
+                 zip(part["cell_spec"], part["tuned_json"], part["study_json"])]
+        groups.append((stem, keys, part.assign(study_cell=cells)))
+    stems = _distinct([stem for stem, _, _ in groups], [keys for _, keys, _ in groups])
+    return [(stem, part) for stem, (_, _, part) in zip(stems, groups)]
+
+
+def _space(study_json: str) -> dict:
+    """The space a row's study searched, as the row recorded it ({} where none): name -> range or
+    choices. `_space('{"space": {"lr": {"low": 0.001, "high": 0.1, "log": true}}}')`."""
+    space = (_json_object(study_json) or {}).get("space")
+    return space if isinstance(space, dict) else {}
+
+
+def _searched(tuned_json: str, study_json: str) -> set[str]:
+    """The names a row searched: those of its values and of its study's space."""
+    return set(_json_object(tuned_json) or {}) | set(_space(study_json))
+
+
+def _study_cell(cell_spec: str, searched: set[str]) -> str:
+    """The cell a study's row tuned: its spec without the searched cell options, which differ
+    from trial to trial (`_study_cell("eurnn:angles_lr=0.01:capacity=4", {"angles_lr"})` is
+    `eurnn:capacity=4`)."""
+    name, *options = cell_spec.split(":")
+    return ":".join([name] + [option for option in options if option.split("=", 1)[0] not in searched])
+
+
+def study_spaces(study: pd.DataFrame) -> dict[str, dict]:
+    """Per cell of a study, the space searched for it, as the latest of its rows that recorded one:
+    `{"lstm": {"lr": {"low": 0.0001, "high": 0.01, "log": True}}}`."""
+    return {cell: next((space for space in map(_space, reversed(list(part["study_json"]))) if space), {})
+            for cell, part in study.groupby("study_cell", sort=True)}
+
+
+def study_dims(study: pd.DataFrame, spaces: dict[str, dict]) -> list[str]:
+    """The searched names of a study, in the order of its spaces, then any other a row's values
+    have: `["lr", "clip"]`."""
+    names = [name for space in spaces.values() for name in space]
+    names += [name for text in study["tuned_json"] for name in _json_object(text) or {}]
+    return list(dict.fromkeys(names))
+
+
+def study_higher_is_better(study: pd.DataFrame) -> bool:
+    """Which way a study's validation score is better: its recorded direction, else the task's."""
+    direction = _recorded(study, "study_json").get("direction")
+    return direction == "maximize" if direction in ("maximize", "minimize") else score_higher_is_better(study)
+
+
+def chosen_trials(study: pd.DataFrame, higher: bool) -> dict[str, int | None]:
+    """Per cell of a study, the trial whose setting was chosen: the one its final runs name, else
+    the best by validation score (best_valid_acc, the mean over a trial's seeds; never the test
+    score) among its complete trials (ok or diverged on every seed, as the tuner counts them), the
+    lowest number among equals; None where no trial completed. `chosen_trials(study, higher=True) == {"lstm": 3, "eurnn": None}`."""
+    chosen: dict[str, int | None] = {}
+    for cell, part in study.groupby("study_cell", sort=True):
+        named = part.loc[part["phase"] == "final", "trial"].dropna()
+        if len(named):
+            chosen[cell] = int(named.iloc[-1])  # (the latest: a study chosen again names its new trial)
+            continue
+        trials = part[(part["phase"] == "tune") & part["trial"].notna()].groupby("trial")
+        # The tuner's rule (tune.Tuner.tell): a trial completes when every seed's run ended ok or
+        # diverged with a validation score; pruned and failed trials are never chosen.
+        complete = trials["status"].agg(lambda s: s.isin(("ok", "diverged")).all()) \
+            & trials["best_valid_acc"].agg(lambda s: s.notna().all())
+        scores = trials["best_valid_acc"].mean()[complete].sort_index()
+        chosen[cell] = None if scores.empty else int((scores if higher else -scores).idxmax())
+    return chosen
+
+
+def chosen_setting(study: pd.DataFrame, cell: str, trial: int | None) -> dict:
+    """The searched values of a cell's chosen setting: those its final runs carry, else those of
+    its chosen trial ({} where neither says). `chosen_setting(study, "lstm", 3) == {"lr": 0.01}`."""
+    part = study[study["study_cell"] == cell]
+    finals = part[part["phase"] == "final"]
+    return _recorded(finals if len(finals) else part[(part["phase"] == "tune") & (part["trial"] == trial)],
+                     "tuned_json")
+
+
+def _value_text(value) -> str:
+    """A searched value as the tables print it: to 4 significant digits (`_value_text(0.00125207) ==
+    "0.001252"`, 64.0 as 64), text as it is, anything else as JSON (`true`, `null`, `[1, 2]`)."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return value if isinstance(value, str) else str(value) if isinstance(value, int) and not isinstance(
+        value, bool) else json.dumps(value, sort_keys=True, default=str)
+
+
+def edge_notes(cell: str, space: dict, setting: dict) -> list[str]:
+    """Where a cell's chosen value of a numeric dimension lies at an end of what was searched, in
+    words: within 5 % of the span of an end of a range (in log space for a log range), or the
+    smallest or largest of three numeric choices or more (of two, every choice is an end: the note
+    would say nothing).
+
+    >>> edge_notes("lstm", {"lr": {"low": 0.0001, "high": 0.01, "log": True}}, {"lr": 0.01})
+    ['lstm: the chosen lr 0.01 is at the upper edge of the searched range [0.0001, 0.01]: the optimum may lie outside it']
+    """
+    notes = []
+    for name, dimension in space.items():
+        value = setting.get(name)
+        if not isinstance(dimension, dict) or not _finite(value):
+            continue
+        side, searched = _edge(dimension, float(value))
+        if side:
+            notes.append(f"{cell}: the chosen {name} {_value_text(value)} is at the {side} edge of the searched "
+                         f"{searched}: the optimum may lie outside it")
+    return notes
+
+
+def _edge(dimension: dict, value: float) -> tuple[str, str]:
+    """("lower", "upper" or "" where the value lies inside, and the searched values in words) for
+    one dimension of a space: `_edge({"choices": [1, 2, 4]}, 4.0) == ("upper", "choices [1, 2, 4]")`."""
+    choices = dimension.get("choices")
+    if isinstance(choices, list):
+        numbers = sorted(c for c in choices if _finite(c))
+        if len(numbers) < 3 or len(numbers) < len(choices):  # (a list with text in it has no order to speak of)
+            return "", ""
+        side = "lower" if value == numbers[0] else "upper" if value == numbers[-1] else ""
+        return side, f"choices [{', '.join(map(_value_text, numbers))}]"
+    low, high = dimension.get("low"), dimension.get("high")
+    if not (_finite(low) and _finite(high) and low < high):
+        return "", ""
+    scale = np.log if dimension.get("log") is True and low > 0 and value > 0 else float
+    span = scale(high) - scale(low)
+    side = "lower" if scale(value) - scale(low) <= EDGE * span else \
+        "upper" if scale(high) - scale(value) <= EDGE * span else ""
+    return side, f"range [{_value_text(low)}, {_value_text(high)}]"
+
+
+def trials_frame(study: pd.DataFrame, chosen: dict[str, int | None]) -> pd.DataFrame:
+    """Every trial row of a study in cell, trial and seed order: cell, trial, seed, its searched
+    values (a dict: `{"lr": 0.01}`), validation score, status, steps done, whether it is its cell's
+    chosen trial, and the validation set's size. No test score: a choice made on validation is not
+    to be second-guessed on test."""
+    tune = study[study["phase"] == "tune"].sort_values(["study_cell", "trial", "seed"], na_position="last")
+    return pd.DataFrame({  # (trials and seeds are whole numbers: records.row_problem checked them)
+        "cell": tune["study_cell"], "trial": tune["trial"].astype("Int64"), "seed": tune["seed"].astype("Int64"),
+        "values": [_json_object(text) or {} for text in tune["tuned_json"]],
+        "best_valid_acc": tune["best_valid_acc"], "status": tune["status"], "steps_done": tune["steps_done"],
+        "chosen": [chosen.get(cell) is not None and trial == chosen[cell]
+                   for cell, trial in zip(tune["study_cell"], tune["trial"])],
+        "n_valid": tune["n_valid"]}).reset_index(drop=True)
+
+
+def _whole(value) -> str:
+    """A whole number as text, '–' where missing: `_whole(3.0) == "3"`."""
+    return "–" if pd.isna(value) else str(int(value))
+
+
+def trials_table(trials: pd.DataFrame, dims: list[str], score: str, higher: bool) -> str:
+    """The Markdown table of a study's trials: a line per trial row, a column per searched name,
+    the seed only where a trial ran on more than one (`| lstm | 1 | 0.01 | 64 | 90.0 | ok | 20 | ✓ |`)."""
+    digits, _ = _score_digits(trials.assign(n_test=trials["n_valid"]))  # (the validation set's size rules here)
+    seeds = trials.groupby(["cell", "trial"])["seed"].nunique().gt(1).any()
+    header = ["Cell", "Trial"] + (["Seed"] if seeds else []) + dims \
+        + [f"Valid. {score} (%) {'↑' if higher else '↓'}", "Status", "Steps", "Chosen"]
+    body = [[(line.cell, False), (_whole(line.trial), False)] + ([(_whole(line.seed), False)] if seeds else [])
+            + [(_value_text(line.values[d]) if d in line.values else "–", False) for d in dims]
+            + [("–" if pd.isna(line.best_valid_acc) else f"{100 * line.best_valid_acc:.{digits}f}", False),
+               (line.status, False), (_whole(line.steps_done), False), ("✓" if line.chosen else "", False)]
+            for line in trials.itertuples()]
+    return _markdown_lines(header, body)
+
+
+def trials_csv(trials: pd.DataFrame, dims: list[str]) -> pd.DataFrame:
+    """The trials as their CSV holds them: a column per searched name (`searched_NAME` where the
+    name is one of the other columns'): `trials_csv(trials, ["lr"]).columns[-1] == "lr"`."""
+    table = trials.drop(columns=["values", "n_valid"])
+    for dim in dims:
+        table[f"searched_{dim}" if dim in table else dim] = [values.get(dim) for values in trials["values"]]
+    return table
+
+
+def final_tables(study: pd.DataFrame, dims: list[str], trials: pd.DataFrame) -> list[tuple[str, pd.DataFrame, Extra]]:
+    """The final runs of a study as tables (split as table_groups splits results: by machine...),
+    a line per cell and setting with its chosen values, the trial they came from and the number of
+    trials of its cell (of those planned, where fewer ran); each with table_groups' stem
+    (`[("pmnist-v2-cpu", summary, Extra(...))]`, whose line reads `| lstm | 0.01 | 1 | 4 | 82.00 ± 2.00 | ...`)."""
+    finals = study[study["phase"] == "final"]
+    if finals.empty:
+        return []
+    summary = aggregate(finals, tuned_json=("tuned_json", "last"), study_cell=("study_cell", "first"),
+                        trial=("trial", lambda s: ",".join(sorted({_whole(v) for v in s.dropna()}))))
+    ran = trials.groupby("cell")["trial"].nunique()
+    planned = {cell: _recorded(part, "study_json").get("trials") for cell, part in study.groupby("study_cell")}
+    counts = [f"{ran.get(cell, 0)}/{_value_text(planned[cell])}"
+              if _finite(planned[cell]) and ran.get(cell, 0) < planned[cell] else str(ran.get(cell, 0))
+              for cell in summary["study_cell"]]
+    values = [_json_object(text) or {} for text in summary["tuned_json"]]
+    summary = summary.assign(trials=counts, **{f"chosen_{d}": [v.get(d) for v in values] for d in dims})
+    columns = tuple((d, {i: _value_text(v[d]) for i, v in zip(summary.index, values) if d in v}) for d in dims) \
+        + (("Trial", dict(summary["trial"])), ("Trials", dict(summary["trials"])))
+    name = summary["study"].iloc[0] or "unnamed"
+    note = (f"Study {name}: the final runs of each cell's chosen setting ({', '.join(dims) or 'nothing searched'}; "
+            "Trial: the trial it was chosen from by validation score; Trials: the cell's trials).")
+    return [(stem, part, Extra(columns, shown=tuple(dims) + ("study",), note=note))
+            for stem, part in table_groups(summary)]
+
+
+def _categories(dim: str, spaces: dict[str, dict], values: list[dict]) -> list[str] | None:
+    """The ticks of a dimension's categorical axis, as JSON texts: its choices and any other value
+    a trial has (in numeric order where all are numbers); None for a numeric range."""
+    lists = [d["choices"] for d in (space.get(dim) for space in spaces.values())
+             if isinstance(d, dict) and isinstance(d.get("choices"), list)]
+    seen = [v[dim] for v in values if dim in v]
+    if not lists and all(_finite(v) for v in seen):
+        return None
+    every = [c for choices in lists for c in choices] + seen
+    if all(_finite(v) for v in every):
+        every = sorted(every)
+    return list(dict.fromkeys(json.dumps(v, sort_keys=True) for v in every))
+
+
+def study_figure(trials: pd.DataFrame, dims: list[str], spaces: dict[str, dict], score: str):
+    """Validation score against each searched name, a panel each, a colour per cell (cell_color):
+    a log axis for log ranges (dotted lines at their ends), a categorical one for choices; each
+    cell's chosen trial a star, pruned trials hollow, diverged ones crosses. None where no trial
+    has a score to draw."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    scored = trials[trials["best_valid_acc"].notna()]
+    panels = [d for d in dims if any(d in v for v in scored["values"])]
+    if not panels:
+        return None
+    columns = min(3, len(panels))
+    fig, axes = plt.subplots(-(-len(panels) // columns), columns, sharey=True, squeeze=False,
+                             figsize=(0.8 * COLUMN_WIDTH_IN * columns + 1.2, 2.3 * -(-len(panels) // columns)))
+    cells = sorted(scored["cell"].unique())
+    for ax, dim in zip(axes.flat, panels):
+        categories = _categories(dim, spaces, list(scored["values"]))
+        log = categories is None and any(isinstance(s.get(dim), dict) and s[dim].get("log") is True
+                                         for s in spaces.values())
+        for j, cell in enumerate(cells):
+            offset = (j - (len(cells) - 1) / 2) * min(0.15, 0.6 / len(cells))  # (cells side by side at a choice)
+            points = [(_axis_position(line.values.get(dim), categories, log), 100 * line.best_valid_acc, line)
+                      for line in scored[scored["cell"] == cell].itertuples() if dim in line.values]
+            for x, y, line in points:
+                if x is not None:
+                    _trial_point(ax, x + (offset if categories else 0), y, line, cell_color(cell))
+        if categories:
+            ax.set_xticks(range(len(categories)), [_plot_text(_value_text(json.loads(c)), limit=12)
+                                                   for c in categories], rotation=45 if len(categories) > 4 else 0)
+            ax.set_xlim(-0.5, len(categories) - 0.5)
+        else:
+            ax.set_xscale("log" if log else "linear")
+            for end in {d[key] for d in (s.get(dim) for s in spaces.values()) if isinstance(d, dict)
+                        for key in ("low", "high") if _finite(d.get(key)) and (d[key] > 0 or not log)}:
+                ax.axvline(end, color="0.6", linestyle=":", linewidth=0.8)  # (where the search stopped)
+        ax.set_xlabel(_plot_text(dim))
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"validation {_plot_text(score)} (%)")
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    marks = [("*", "0.6", "black", "chosen", True),
+             ("o", "none", "0.3", "pruned", (scored["status"] == "pruned").any()),
+             ("x", "0.3", "0.3", "diverged", (scored["status"] == "diverged").any())]
+    handles = [Line2D([], [], linestyle="", marker="o", color=cell_color(c), label=_plot_text(c, limit=24))
+               for c in cells] + [Line2D([], [], linestyle="", marker=m, markerfacecolor=face, markeredgecolor=edge,
+                                         color=edge, markersize=8 if m == "*" else 5, label=label)
+                                  for m, face, edge, label, shown in marks if shown]
+    axes.flat[len(panels) - 1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                                      fontsize="x-small", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def _axis_position(value, categories: list[str] | None, log: bool) -> float | None:
+    """Where a value sits on its panel's x axis (None: it cannot be drawn there):
+    `_axis_position(64, ["16", "32", "64"], False) == 2.0`."""
+    if categories is not None:
+        text = json.dumps(value, sort_keys=True)
+        return float(categories.index(text)) if text in categories else None
+    return float(value) if _finite(value) and (value > 0 or not log) else None
+
+
+def _trial_point(ax, x: float, y: float, line, color) -> None:
+    """One trial's point: a star if chosen (edged black), hollow if pruned, a cross if diverged:
+    `_trial_point(ax, 0.01, 90.0, trials.iloc[0], cell_color("lstm"))`."""
+    if line.status == "diverged" and not line.chosen:
+        ax.scatter([x], [y], marker="x", color=color, s=18, zorder=3)
+        return
+    face = "white" if line.status == "pruned" else color
+    ax.scatter([x], [y], marker="*" if line.chosen else "o", s=90 if line.chosen else 18, facecolors=[face],
+               edgecolors=["black" if line.chosen else color], linewidths=0.7 if line.chosen else 0.9,
+               zorder=4 if line.chosen else 3)
+
+
+def write_study(stem: str, study: pd.DataFrame, out: Path) -> tuple[list[Path], str]:
+    """One study's files and Markdown section: its final tables (Markdown, LaTeX, CSV), its trials
+    (Markdown, CSV) and their figure, what is missing (final runs, a chosen trial) and each chosen
+    value at an edge of what was searched, in words and as a warning:
+    `write_study("study-s-pmnist-v2", study, out)` writes `study-s-pmnist-v2-final.md`, `...-trials.md`..."""
+    first = study.iloc[0]
+    name = first["study"] or "unnamed"
+    spaces = study_spaces(study)
+    dims = study_dims(study, spaces)
+    higher = study_higher_is_better(study)
+    chosen = chosen_trials(study, higher)
+    trials = trials_frame(study, chosen)
+    score = score_name(study)
+    text = [f"## Study {_markdown(name)}: {_markdown(first['task_spec'])} "
+            f"(task version {int(first['task_version'])})\n", _markdown(study_words(study, higher)) + "\n"]
+    files: list[Path] = []
+    tables = final_tables(study, dims, trials)
+    for table_stem, summary, extra in tables:
+        final = f"{stem}-final" + (f"-{table_stem}" if len(tables) > 1 else "")
+        md = markdown_table(summary, extra)
+        files += [_write_text(out, f"{final}.md", md),
+                  _write_text(out, f"{final}.tex", latex_table(summary, f"tab:{final}", extra)),
+                  _write(out, f"{final}-summary.csv", lambda p, s=summary: s.to_csv(p, index=False))]
+        text.append(f"### Final runs\n\n{md}")
+    missing = sorted(set(trials["cell"]) - set(study.loc[study["phase"] == "final", "study_cell"]))
+    if missing:
+        text.append(_markdown(f"No final runs of {', '.join(missing)} in these rows: tuning is still going or "
+                              "stopped before them (or they did not end ok: see --status).") + "\n")
+    for cell in sorted(c for c, trial in chosen.items() if trial is None):
+        statuses = Counter(trials.loc[trials["cell"] == cell, "status"])
+        text.append(_markdown(f"{cell}: no trial has a validation score ("
+                              + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + "): nothing chosen.")
+                    + "\n")
+    if len(trials):
+        table = trials_table(trials, dims, score, higher)
+        files += [_write_text(out, f"{stem}-trials.md", f"{_markdown(TRIALS_NOTE)}\n\n{table}"),
+                  _write(out, f"{stem}-trials.csv", lambda p: trials_csv(trials, dims).to_csv(p, index=False))]
+        text.append(f"### Trials\n\n{_markdown(TRIALS_NOTE)}\n\n{table}")
+        with _drawing():
+            files += _save_all({"trials": study_figure(trials, dims, spaces, score)}, out, stem)
+    else:
+        text.append("These rows hold none of its trials.\n")
+    notes = [note for cell, trial in chosen.items()
+             for note in edge_notes(cell, spaces.get(cell, {}), chosen_setting(study, cell, trial))]
+    for note in notes:
+        warnings.warn(f"study {_printable(name)}: {_printable(note)}")
+    if notes:
+        text.append("Edges:\n\n" + "".join(f"- {_markdown(note)}\n" for note in notes))
+    return files, "\n".join(text)
+
+
+def study_words(study: pd.DataFrame, higher: bool) -> str:
+    """How a study searched, as its rows recorded it (what they lack is left out), and how its
+    choice was made: `Search: sampler tpe, pruner asha, 16 trials per cell on seed 0; final runs
+    on seeds 1, 2, 3. ...`"""
+    recorded = _recorded(study, "study_json")
+
+    def listed(key: str, word: str) -> str:
+        values = recorded.get(key)
+        values = values if isinstance(values, list) else []
+        return f"{word}{'s' if len(values) > 1 else ''} {', '.join(map(str, values))}" if values else ""
+
+    parts = [f"{key} {recorded[key]}" for key in ("sampler", "pruner") if isinstance(recorded.get(key), str)]
+    trials = f"{_value_text(recorded['trials'])} trials per cell" if _finite(recorded.get("trials")) else ""
+    parts.append(" on ".join(p for p in (trials, listed("tune_seeds", "seed")) if p))
+    finals = listed("final_seeds", "seed")
+    search = ", ".join(p for p in parts if p)
+    return (f"Search: {search or 'not recorded'}" + (f"; final runs on {finals}" if finals else "")
+            + f". Each cell's setting is chosen by its validation {score_name(study)} (best_valid_acc, "
+            f"{'higher' if higher else 'lower'} is better), never by a test score.")
+
+
 class ReportNotWritten(ReportError):
     """The output folder could not be written (read-only, full, not a folder...)."""
 
@@ -871,19 +1314,24 @@ def write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path,
 
 def _write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path, cards: list[dict]) -> tuple[list[Path], str]:
     out.mkdir(parents=True, exist_ok=True)
-    summary = aggregate(rows)
+    results = rows[rows["phase"] != "tune"]  # (a study's trials are how a setting was chosen, not results)
+    summary = aggregate(results) if len(results) else None
     written, markdown = [], []
-    for stem, part in table_groups(summary):
+    for stem, part in table_groups(summary) if summary is not None else ():
         if len(commits := mixed_commits(part)) > 1:
             warnings.warn(f"table {stem} mixes rows from {len(commits)} versions of the code: {', '.join(commits)}; "
                           "`rnnbench run --force` the older ones, or report them apart")
         md, tex = markdown_table(part), latex_table(part, f"tab:{stem}")
         written += [_write_text(out, f"{stem}.md", md), _write_text(out, f"{stem}.tex", tex),
-                    _write(out, f"{stem}-summary.csv", lambda p, part=part: part.to_csv(p, index=False))]
-        group_rows = rows[rows["task_spec"] == part["task_spec"].iloc[0]]
+                    _write(out, f"{stem}-summary.csv", lambda p, part=part: _summary_csv(part).to_csv(p, index=False))]
+        group_rows = results[results["task_spec"] == part["task_spec"].iloc[0]]
         written += plot_group(stem, part, group_rows, curves, out)
         markdown.append(f"## {stem}\n\n{md}")
-    reported = {(spec, int(version)) for spec, version in zip(summary["task_spec"], summary["task_version"])}
+    for stem, study in study_groups(rows):
+        files, section = write_study(stem, study, out)
+        written += files
+        markdown.append(section)
+    reported = {(spec, int(version)) for spec, version in zip(rows["task_spec"], rows["task_version"])}
     shown = [c for c in cards if isinstance(c.get("task_version"), int)
              and (c.get("task_spec"), c["task_version"]) in reported]
     for card in shown:
@@ -893,3 +1341,9 @@ def _write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path, cards: li
         written.append(_write_text(out, "references.bib", references))
     text = "\n".join(markdown)
     return written + [_write_text(out, "report.md", text)], text
+
+
+def _summary_csv(summary: pd.DataFrame) -> pd.DataFrame:
+    """A results table as its CSV holds it: the study and phase columns only where the table has a
+    study's final runs, so that the tables of plain runs keep the columns they always had."""
+    return summary.drop(columns=[c for c in ("study", "phase") if not summary[c].astype(bool).any()])

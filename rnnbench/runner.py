@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from rnnbench import checkpoints, records
+from rnnbench import checkpoints, optim, records
 from rnnbench.claims import ClaimLost, LockTimeout
 from rnnbench.config import RunConfig
 from rnnbench.measure import (environment, load_average, peak_memory_mb, peak_reserved_mb, reset_peak_memory,
@@ -118,12 +118,6 @@ def checked_metrics(task: Task, metrics: Any) -> dict[str, tuple[float, float]]:
     return checked
 
 
-def _optimizer(config: RunConfig, params) -> torch.optim.Optimizer:
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr)
-    return torch.optim.RMSprop(params, lr=config.lr)
-
-
 @dataclass
 class Progress:
     """Everything a checkpoint restores besides weights, optimizer and batch order."""
@@ -166,11 +160,12 @@ def _checkpoint_state(run_key: str, progress: Progress, model, optimizer, batche
 
 def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: torch.device,
           checkpoint: Path | None = None, log: Callable[[str], None] = print, run_key: str = "",
-          claim: Any = None) -> dict[str, Any]:
+          claim: Any = None, should_stop: Callable[[int, float], bool] | None = None) -> dict[str, Any]:
     """Train one run and return the quality and cost columns of its row (plus `curves`,
     `status` and `error`). With `checkpoint`, resume from it if it fits this run (`run_key`)
     exactly, and write it at every validation; with `claim`, check before every write that
-    this process still owns the run (ClaimLost otherwise)."""
+    this process still owns the run (ClaimLost otherwise). `should_stop(step, valid score)`,
+    asked after every validation, ends the run early with status `pruned` (a study's pruner)."""
     dtype = getattr(torch, config.dtype)
     n_train = len(splits.train)
 
@@ -181,11 +176,14 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
         torch.manual_seed(config.seed)  # all devices
         cell = build_cell(spec, task.input_size, config.hidden_size)
         model = SequenceClassifier(cell, task.num_classes, task.readout).to(device=device, dtype=dtype)
-        return (cell, model, _optimizer(config, model.parameters()),
+        return (cell, model, optim.build(config, model, cell, spec.options),
                 Batches(n_train, config.batch_size, config.sampling, config.seed))
 
     higher = task.higher_is_better  # which way the score is better (best weights, time to target)
     cell, model, optimizer, batches = fresh()
+    # Each group's rate before any schedule; read now, because a checkpoint's optimizer state brings
+    # the rates of its last step (a fresh() below builds the same ones).
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
     progress, best_state = Progress(run_id=uuid.uuid4().hex[:12], best_valid_acc=-math.inf if higher else math.inf), None
     if checkpoint is not None and checkpoint.exists():
         try:
@@ -207,7 +205,8 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
             progress = Progress(run_id=uuid.uuid4().hex[:12], best_valid_acc=-math.inf if higher else math.inf)
             best_state = None
 
-    def validate() -> None:
+    def validate() -> bool:
+        """Evaluate on the validation split, keep the best weights, checkpoint; True: stop here."""
         nonlocal best_state
         synchronize(device)
         start = time.perf_counter()
@@ -229,6 +228,7 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
         progress.eval_time += time.perf_counter() - start
         log(f"step {progress.step}: train loss {progress.last_train_loss:.4f}, "
             f"valid acc {valid['acc']:.4f}, loss {valid['loss']:.4f}")
+        return should_stop is not None and progress.step < config.steps and should_stop(progress.step, valid["acc"])
 
     target = config.target or task.target_score
     synchronize(device)
@@ -243,6 +243,7 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
                disable=not sys.stderr.isatty(), dynamic_ncols=True)
     while progress.step < config.steps:
         batch = splits.train.take(batches.next(), device)
+        optim.set_learning_rates(optimizer, base_lrs, optim.learning_rate_factor(config, progress.step))
         synchronize(device)
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
@@ -266,8 +267,9 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
         progress.last_train_loss = loss_value
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.3f}", valid=f"{progress.best_valid_acc:.3f}")
-        if progress.step % config.eval_every == 0 or progress.step == config.steps:
-            validate()
+        if (progress.step % config.eval_every == 0 or progress.step == config.steps) and validate():
+            status, error = "pruned", f"stopped at step {progress.step} of {config.steps} by the study's pruner"
+            break
     bar.close()
     peak_mb, reserved_mb = peak_memory_mb(device), peak_reserved_mb(device)
     loads.append(load_average())
@@ -331,7 +333,8 @@ def run_planned(run: PlannedRun, splits: Any = None, log: Callable[[str], None] 
     checkpoint = run.checkpoint
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     try:
-        result = train(task, spec, run.config, splits, device, checkpoint, log, run.key, claim)
+        result = train(task, spec, run.config, splits, device, checkpoint, log, run.key, claim,
+                       run.pruning.should_stop if run.pruning is not None else None)
     except (ClaimLost, KeyboardInterrupt, SystemExit):
         raise
     except Exception as error:  # noqa: BLE001 - one failed run must not stop the sweep
@@ -359,6 +362,8 @@ def write_row(run: PlannedRun, result: dict[str, Any], splits: Splits, log: Call
            "cell_spec": run.cell_spec, "options": run.cell_options,
            "config_json": json.dumps(run.config.as_dict(), sort_keys=True),
            "linear_acc": "" if run.linear_acc is None else run.linear_acc,
+           "phase": run.phase, "study": run.study, "trial": "" if run.trial is None else run.trial,
+           "tuned_json": run.tuned_json, "study_json": run.study_json,
            **environment(resolve_device(run.config.device)), **result}
     try:
         records.append_run(run.results, run.task, row, curves, check=claim.check if claim is not None else None,

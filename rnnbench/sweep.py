@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rnnbench import checkpoints, claims, records
-from rnnbench.config import RunConfig
+from rnnbench.config import RunConfig, flag
 from rnnbench.registry import Spec
 
 
@@ -44,6 +44,15 @@ class PlannedRun:
     superseded: frozenset[str] = frozenset()  # their run_ids
     plugins: tuple[tuple[str, str], ...] = field(default=())  # (module, folder it was imported from)
     linear_acc: float | None = None  # the task's linear baseline on this run's data (baselines.py)
+    # A study's runs (tune.py): its phase (tune or final), name and trial, the searched values
+    # (JSON) and the study as it applies to this cell (JSON); `pruning` lets the run report its
+    # validation curve to the study's pruner (tune.Pruning).
+    phase: str = ""
+    study: str = ""
+    trial: int | None = None
+    tuned_json: str = ""
+    study_json: str = ""
+    pruning: Any = None
 
     def describe(self) -> str:
         return f"{self.cell_spec} N={self.config.hidden_size} seed {self.config.seed}"
@@ -121,12 +130,143 @@ def resolve_task(text: str, preset_name: str | None = None) -> Spec:
     return spec
 
 
+def expand(config: RunConfig, grid: dict[str, list] | None, log: Callable[[str], None] = print) -> list[RunConfig]:
+    """The configs of a grid: `config` with every combination of the listed values (the cross
+    product, in the order given), each value once.
+
+    >>> [c.lr for c in expand(RunConfig(), {"lr": [1e-3, 1e-4]}, log=print)]
+    [0.001, 0.0001]
+    """
+    combos: list[dict[str, Any]] = [{}]
+    for name, values in (grid or {}).items():
+        values = _once(list(values), flag(name), log)
+        combos = [{**combo, name: value} for combo in combos for value in values]
+    return [config.replace(**combo) for combo in combos]
+
+
+@dataclass
+class Sweep:
+    """What every run of a sweep shares: the task, its data (by seed) and where rows go. `runs`
+    turns (cell spec, config) pairs into planned runs; `plan` and the tuner (tune.py) use it."""
+
+    task: Any
+    task_spec: Spec
+    splits: dict[int, Any]
+    results: Path
+    threads: int
+    device: Any
+    data_folder: Path | None = None
+    keep_checkpoints: bool = False
+    plugins: tuple[tuple[str, str], ...] = ()
+    linear: dict[int, float | None] = field(default_factory=dict)
+
+    def runs(self, entries: list[tuple[Spec, RunConfig, dict[str, Any]]], force: bool = False,
+             log: Callable[[str], None] = print) -> list[PlannedRun]:
+        """A planned run per (cell spec, run config with its seed and hidden size, extra fields of
+        PlannedRun such as phase and study); a run given twice is planned once."""
+        import json
+
+        from rnnbench.registry import CELLS
+
+        done = records.done_run_ids(records.read_rows(self.results, self.task.name)) if force else {}
+        task_json = json.dumps(self.task.metadata(), sort_keys=True)
+        runs: dict[str, PlannedRun] = {}
+        for spec, run_config, extra in entries:
+            version = CELLS.get(spec.name).version
+            study = {k: extra[k] for k in ("phase", "study") if extra.get(k)}  # (absent: the keys of plain runs stay)
+            identity = {"task": self.task.name, "task_spec": str(self.task_spec), "task_version": self.task.version,
+                        "cell_spec": str(spec), "config": run_config.identity(),
+                        "data": self.splits[run_config.seed].identity, "device": self.device.type,
+                        **({"threads": self.threads} if self.device.type == "cpu" else {}),
+                        # (version 1 left out, so that the keys of rows written before versions stay)
+                        **({"cell_version": version} if version != 1 else {}), **study}
+            key = records.run_key(identity)
+            run = PlannedRun(self.task.name, str(self.task_spec), str(spec), run_config, key, self.results,
+                             self.threads, task_version=self.task.version, task_json=task_json, cell_version=version,
+                             cell_options=json.dumps(dict(spec.options), sort_keys=True),
+                             data_folder=self.data_folder, keep_checkpoints=self.keep_checkpoints,
+                             superseded=frozenset(done.get(key, ())), plugins=self.plugins,
+                             linear_acc=self.linear.get(run_config.seed), **extra)
+            if key in runs:  # (two specs that mean the same cell, e.g. eurnn and eurnn:capacity=2)
+                log(f"{run.describe()} is the same run as {runs[key].describe()}: planned once")
+                continue
+            runs[key] = run
+        return list(runs.values())
+
+
+def prepare(task_name: str | Spec, seeds: list[int], config: RunConfig, results: Path,
+            data_folder: Path | None = None, keep_checkpoints: bool = False, log: Callable[[str], None] = print,
+            plugins: tuple[tuple[str, str], ...] = (), threads: int | None = None,
+            sized: list[tuple[Spec, RunConfig]] | None = None, runs_at_once: int = 1) -> Sweep:
+    """Check the task and seeds, check that the runs `sized` ((cell spec, config with its hidden
+    size) pairs) fit this machine's memory before anything is loaded, then load the data of each
+    seed and compute the task's linear baseline: everything the runs of a sweep share."""
+    from rnnbench.registry import TASKS
+    from rnnbench.resources import check_memory
+    from rnnbench.runner import resolve_device
+    from rnnbench.task import check_task
+
+    threads = threads or torch_threads()
+    task_spec = TASKS.parse(task_name)  # a name with options: copying:delay=200 (parsed once)
+    task = TASKS.build(task_spec)
+    check_task(task)
+    device = resolve_device(config.device)
+    if not seeds:
+        raise ValueError("no seeds given")
+    for seed in seeds:
+        config.replace(seed=seed).validate()
+    records.read_rows(results, task.name)  # a foreign or unreadable file stops the sweep here
+    if runs_at_once:  # (0: the runs go to other machines, a SLURM cluster's nodes: not measured here)
+        by_config: dict[RunConfig, list[tuple[Spec, int]]] = {}
+        for spec, sized_config in sized or []:
+            by_config.setdefault(sized_config.replace(hidden_size=1), []).append((spec, sized_config.hidden_size))
+        for shared, cells in by_config.items():
+            check_memory(task, str(task_spec), cells, shared, device, len(seeds), runs_at_once)
+    # Tasks that generate their data from the run's seed (copying, adding) load it per seed.
+    if task.data_per_seed:
+        splits = {seed: task.load(config.replace(seed=seed), data_folder) for seed in seeds}
+    else:
+        shared_data = task.load(config, data_folder)
+        splits = {seed: shared_data for seed in seeds}
+    n_train = len(splits[seeds[0]].train)
+    for _, sized_config in sized or [(None, config)]:
+        if sized_config.batch_size > n_train:
+            raise ValueError(f"--batch-size {sized_config.batch_size} is larger than the training set "
+                             f"({n_train} examples)")
+    sweep = Sweep(task, task_spec, splits, results, threads, device, data_folder, keep_checkpoints, plugins,
+                  _linear_baselines(task, splits, log))
+    _keep_task_card(results, task, str(task_spec), log)
+    return sweep
+
+
+def size_cells(task: Any, specs: list[Spec], configs: list[RunConfig],
+               log: Callable[[str], None] = print) -> list[tuple[Spec, RunConfig]]:
+    """(cell spec, config with its hidden size) for each cell and config: config.hidden_size, or
+    with config.params_budget the largest size within that many parameters. An impossible cell
+    (odd N for EURNN...) fails here, counted without allocating anything."""
+    from rnnbench.sizing import check_size, match_hidden_size
+
+    sized = []
+    for spec in specs:
+        for config in configs:
+            if config.params_budget:
+                size, params = match_hidden_size(task, spec, config.params_budget)
+                log(f"{spec}: hidden size {size} ({params} parameters) for --params {config.params_budget}")
+                config = config.replace(hidden_size=size)
+            else:
+                check_size(task, spec, config.hidden_size)
+            sized.append((spec, config))
+    return sized
+
+
 def plan(task_name: str | Spec, specs: list[Spec], seeds: list[int], config: RunConfig, results: Path,
          data_folder: Path | None = None, force: bool = False, keep_checkpoints: bool = False,
-         log: Callable[[str], None] = print, hidden_sizes: list[int] | None = None,
+         log: Callable[[str], None] = print, grid: dict[str, list] | None = None,
          plugins: tuple[tuple[str, str], ...] = (), threads: int | None = None,
          runs_at_once: int = 1) -> tuple[list[PlannedRun], dict[int, Any]]:
-    """The runs of a sweep, and the data loaded for them (by seed).
+    """The runs of a sweep, and the data loaded for them (by seed): every cell of `specs`, with
+    every combination of the `grid` values (RunConfig field -> values: `{"lr": [1e-3, 1e-4],
+    "hidden_size": [64, 128]}`), for every seed.
 
     Each run's memory is estimated first, and a sweep that cannot fit this machine (`runs_at_once`
     sharing it; 0 for runs that go elsewhere) is refused with the estimate, before anything is
@@ -136,82 +276,27 @@ def plan(task_name: str | Spec, specs: list[Spec], seeds: list[int], config: Run
     on it, so the same run with 1 and 2 threads ends with (slightly) different numbers, and its
     times differ anyway. (The fused EURNN kernel is thread-count independent; nn.LSTM is not.)
 
-    The hidden sizes are `hidden_sizes` (a sweep), else config.hidden_size; with
-    config.params_budget, each cell gets the largest size within that many parameters.
-    Everything that can be checked before training is checked here (ValueError), so that a bad
-    sweep writes nothing. Runs that already have an `ok` row stay in the plan: execute skips them
-    (and removes their leftover checkpoints), unless `force`.
+    With config.params_budget (or a grid of budgets), each cell gets the largest hidden size
+    within that many parameters. Everything that can be checked before training is checked here
+    (ValueError), so that a bad sweep writes nothing. Runs that already have an `ok` row stay in
+    the plan: execute skips them (and removes their leftover checkpoints), unless `force`.
     """
-    import json
+    from rnnbench.registry import TASKS
 
-    from rnnbench.registry import CELLS, TASKS
-    from rnnbench.resources import check_memory
-    from rnnbench.runner import resolve_device
-    from rnnbench.sizing import check_size, match_hidden_size
-    from rnnbench.task import check_task
-
-    threads = threads or torch_threads()
-    task_spec = TASKS.parse(task_name)  # a name with options: copying:delay=200 (parsed once)
-    task = TASKS.build(task_spec)
-    check_task(task)
-    config.validate()
-    device = resolve_device(config.device)
-    if not seeds:
-        raise ValueError("no seeds given")
-    if config.params_budget and hidden_sizes:
+    grid = dict(grid or {})
+    if (config.params_budget or grid.get("params_budget")) and grid.get("hidden_size"):
         raise ValueError("give a parameter budget (--params) or hidden sizes (--hidden), not both")
+    configs = expand(config, grid, log)
+    for each in configs:
+        each.validate()
     seeds = _once(seeds, "seed", log)
     specs = _once(specs, "cell", log)
-    for seed in seeds:
-        config.replace(seed=seed).validate()
-    existing = records.read_rows(results, task.name)  # a foreign or unreadable file stops the sweep here
-    plan_ = []  # (spec, hidden size): an impossible cell (odd N for EURNN...) fails here, before any run
-    for spec in specs:
-        if config.params_budget:
-            size, params = match_hidden_size(task, spec, config.params_budget)
-            log(f"{spec}: hidden size {size} ({params} parameters) for --params {config.params_budget}")
-            plan_.append((spec, size))
-            continue
-        for size in _once(hidden_sizes or [config.hidden_size], "hidden size", log):
-            check_size(task, spec, size)  # (counted without allocating anything)
-            plan_.append((spec, size))
-    if runs_at_once:  # (0: the runs go to other machines, a SLURM cluster's nodes: not measured here)
-        check_memory(task, str(task_spec), plan_, config, device, len(seeds), runs_at_once)
-    # Tasks that generate their data from the run's seed (copying, adding) load it per seed.
-    if task.data_per_seed:
-        splits = {seed: task.load(config.replace(seed=seed), data_folder) for seed in seeds}
-    else:
-        shared = task.load(config, data_folder)
-        splits = {seed: shared for seed in seeds}
-    n_train = len(splits[seeds[0]].train)
-    if config.batch_size > n_train:
-        raise ValueError(f"batch_size {config.batch_size} is larger than the training set ({n_train} examples)")
-    linear = _linear_baselines(task, splits, log)
-    done = records.done_run_ids(existing)
-    task_json = json.dumps(task.metadata(), sort_keys=True)
-    runs: dict[str, PlannedRun] = {}
-    for spec, size in plan_:
-        version = CELLS.get(spec.name).version
-        for seed in seeds:
-            run_config = config.replace(seed=seed, hidden_size=size)
-            identity = {"task": task.name, "task_spec": str(task_spec), "task_version": task.version,
-                        "cell_spec": str(spec), "config": run_config.identity(), "data": splits[seed].identity,
-                        "device": device.type, **({"threads": threads} if device.type == "cpu" else {}),
-                        # (version 1 left out, so that the keys of rows written before versions stay)
-                        **({"cell_version": version} if version != 1 else {})}
-            key = records.run_key(identity)
-            run = PlannedRun(task.name, str(task_spec), str(spec), run_config, key, results, threads,
-                             task_version=task.version, task_json=task_json, cell_version=version,
-                             cell_options=json.dumps(dict(spec.options), sort_keys=True), data_folder=data_folder,
-                             keep_checkpoints=keep_checkpoints,
-                             superseded=frozenset(done.get(key, ())) if force else frozenset(), plugins=plugins,
-                             linear_acc=linear[seed])
-            if key in runs:  # (two specs that mean the same cell, e.g. eurnn and eurnn:capacity=2)
-                log(f"{run.describe()} is the same run as {runs[key].describe()}: planned once")
-                continue
-            runs[key] = run
-    _keep_task_card(results, task, str(task_spec), log)
-    return list(runs.values()), splits
+    task = TASKS.build(task_name)
+    sized = size_cells(task, specs, configs, log)
+    sweep = prepare(task_name, seeds, config, results, data_folder, keep_checkpoints, log, plugins, threads,
+                    sized, runs_at_once)
+    entries = [(spec, sized_config.replace(seed=seed), {}) for spec, sized_config in sized for seed in seeds]
+    return sweep.runs(entries, force, log), sweep.splits
 
 
 def _keep_task_card(results: Path, task: Any, task_spec: str, log: Callable[[str], None]) -> None:
@@ -241,8 +326,9 @@ def _linear_baselines(task: Any, splits: dict[int, Any], log: Callable[[str], No
 
 
 def finished(run: PlannedRun, rows: Any) -> dict[str, Any] | None:
-    """The run's latest ok row, unless it is one that --force supersedes."""
-    mine = rows[(rows["run_key"] == run.key) & (rows["status"] == "ok") & ~rows["run_id"].isin(run.superseded)]
+    """The run's latest row that finishes it (ok, or pruned by a study: records.DONE), unless it
+    is one that --force supersedes."""
+    mine = rows[(rows["run_key"] == run.key) & rows["status"].isin(records.DONE) & ~rows["run_id"].isin(run.superseded)]
     return mine.iloc[-1].to_dict() if len(mine) else None
 
 
@@ -258,7 +344,7 @@ def _tidy_checkpoints(run: PlannedRun, rows: Any, log: Callable[[str], None]) ->
         run_id = checkpoints.read(run.checkpoint)["progress"]["run_id"]
     except Exception:  # noqa: BLE001 - an unreadable checkpoint is the runner's to refuse, with a warning
         return
-    done = rows[(rows["run_id"] == run_id) & rows["status"].isin(["ok", "diverged"])]
+    done = rows[(rows["run_id"] == run_id) & rows["status"].isin(["ok", "diverged", "pruned"])]
     if len(done) and not (run.keep_checkpoints and not run.superseded):
         run.checkpoint.unlink(missing_ok=True)
         log(f"removed {run.checkpoint}: its run {run_id} already has its row")

@@ -175,6 +175,7 @@ class FirstSign(Task):
     """A tiny memory task: 12 steps of noise; the class is the sign of the first input."""
 
     version, input_size, num_classes, readout = 1, 1, 2, "last"
+    sizes = (512, 128, 256)  # train, valid, test
 
     def load(self, config, folder=None):
         generator = torch.Generator().manual_seed(0)
@@ -183,7 +184,7 @@ class FirstSign(Task):
             x = torch.randn(n, 12, 1, generator=generator)
             return Split(x, (x[:, 0, 0] > 0).long())
 
-        return Splits(split(512), split(128), split(256), {"generator": "first-sign"})
+        return Splits(*map(split, self.sizes), {"generator": "first-sign"})
 
 
 @pytest.mark.parametrize("name", rnnbench.list_cells())

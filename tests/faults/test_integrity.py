@@ -189,7 +189,7 @@ def test_the_same_run_with_another_thread_count_is_another_run(tmp_path):
 
 @pytest.mark.parametrize("args, said", [
     (["--cells", "rnn", "--seeds", "0,0"], "seed 0 given more than once: planned once"),
-    (["--cells", "rnn", "--hidden", "6,6", "--seeds", "0"], "hidden size 6 given more than once: planned once"),
+    (["--cells", "rnn", "--hidden", "6,6", "--seeds", "0"], "--hidden 6 given more than once: planned once"),
     (["--cells", "rnn,rnn", "--seeds", "0"], "cell rnn given more than once: planned once"),
     (["--cells", "eurnn,eurnn:capacity=2", "--seeds", "0"], "cell eurnn given more than once"),
 ])

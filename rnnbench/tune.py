@@ -1,0 +1,489 @@
+"""Tuning studies: each cell's hyper-parameters searched on the validation set, then the chosen
+setting trained on fresh seeds. The protocol is AlgoPerf's "external tuning": one search space
+and one budget of trials per cell, selection on validation only, test reported for the final runs.
+
+Optuna samples the settings (grid, random or TPE) and prunes trials (ASHA) on their validation
+curves. Its study lives in a journal file inside the results folder (`RESULTS/studies/NAME.journal`,
+one Optuna study per cell, named `NAME:CELL`), which every process of the study shares: runs in
+local or SLURM processes report their validation scores to it, and a study that was killed resumes
+where it stopped. Each trial is an ordinary planned run (sweep.Sweep.runs) whose key holds the
+study and the phase: a trial that has its row is never trained again, and a trial that was running
+when the study was killed is taken up again (from its checkpoint), not asked anew.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from rnnbench.config import DEFAULTS, RunConfig, flag, listed
+from rnnbench.registry import Spec
+
+SAMPLERS = ("grid", "random", "tpe")
+PRUNERS = ("none", "asha")
+OBJECTIVE = "best_valid_acc"  # the task's score on the validation split, at its best evaluation
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched hyper-parameter: a RunConfig field (`lr`) or a cell option (`angles_lr`), over
+    a range (`low`..`high`, log-scaled or not, whole numbers or not) or a list of `choices`."""
+
+    name: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+    choices: tuple = ()
+
+    def distribution(self) -> Any:
+        """The Optuna distribution of this dimension."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        if self.choices:
+            return CategoricalDistribution(self.choices)
+        if self.integer:
+            return IntDistribution(int(self.low), int(self.high), log=self.log)
+        return FloatDistribution(self.low, self.high, log=self.log)
+
+    def describe(self) -> dict[str, Any]:
+        """What rows record about the dimension (study_json's space)."""
+        if self.choices:
+            return {"choices": list(self.choices)}
+        return {"low": self.low, "high": self.high, "log": self.log, **({"int": True} if self.integer else {})}
+
+    def text(self) -> str:
+        """The dimension as `--space` takes it: `lr=0.0001:0.01:log`, `clip=0,1`."""
+        if self.choices:
+            return f"{self.name}=" + ",".join(str(c) for c in self.choices)
+        return f"{self.name}={self.low}:{self.high}" + (":log" if self.log else "")
+
+
+def _number(text: str, integer: bool) -> float | int:
+    value = int(text, 10) if integer else float(text)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
+
+
+def parse_dimension(text: str, kinds: dict[str, type]) -> tuple[str, Dimension]:
+    """(cell name or "" for every cell, the dimension) of a `--space` item:
+    `lr=1e-4:1e-2:log` (a log range), `clip=0,1` (choices), `batch_size=16:128` (whole numbers, as
+    the field is), `eurnn.angles_lr=1e-4,1e-3` (eurnn's own). `kinds`: the type of each name that
+    may be searched (RunConfig fields and cell options). ValueError names the item.
+
+    >>> parse_dimension("lr=1e-4:1e-2:log", {"lr": float})
+    ('', Dimension(name='lr', low=0.0001, high=0.01, log=True, integer=False, choices=()))
+    """
+    key, eq, values = text.partition("=")
+    key, values = key.strip(), values.strip()
+    if not eq or not key or not values:
+        raise ValueError(f"--space {text!r}: write NAME=LOW:HIGH[:log] or NAME=V1,V2,... (lr=1e-4:1e-2:log)")
+    cell, _, name = key.rpartition(".")
+    if name not in kinds:
+        raise ValueError(f"--space {text!r}: {name!r} is not a hyper-parameter that can be searched; "
+                         f"known: {', '.join(sorted(kinds))}")
+    kind = kinds[name]
+    try:
+        if ":" in values:
+            parts = values.split(":")
+            if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("log", "linear")):
+                raise ValueError("a range is LOW:HIGH or LOW:HIGH:log")
+            if kind not in (int, float):
+                raise ValueError(f"{name} is not a number: list its values instead")
+            low, high = (_number(p.strip(), kind is int) for p in parts[:2])
+            log = len(parts) == 3 and parts[2] == "log"
+            if not low < high:
+                raise ValueError(f"the range runs from {low} to {high}: LOW must be below HIGH")
+            if log and low <= 0:
+                raise ValueError("a log range needs LOW > 0")
+            return cell, Dimension(name, low, high, log, kind is int)
+        choices = []
+        for part in values.split(","):
+            part = part.strip()
+            if not part:
+                raise ValueError("an empty value between commas")
+            choices.append(_number(part, kind is int) if kind in (int, float) else
+                           (part.lower() == "true" if kind is bool else part))
+        if len(set(choices)) < len(choices):
+            raise ValueError("a value is listed twice")
+        return cell, Dimension(name, choices=tuple(choices))
+    except ValueError as error:
+        raise ValueError(f"--space {text!r}: {error}") from None
+
+
+@dataclass
+class Study:
+    """What a study searches: per cell, its space; how many trials each cell gets; the sampler
+    and pruner; the seeds of the trials and of the final runs."""
+
+    name: str
+    cells: list[Spec]
+    space: dict[str, dict[str, Dimension]]  # cell spec -> name -> dimension
+    trials: int
+    sampler: str = "tpe"
+    pruner: str = "none"
+    tune_seeds: list[int] = field(default_factory=lambda: [0])
+    final_seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    sampler_seed: int = 0
+
+    def budget(self, spec: Spec) -> int:
+        """The trials of one cell: `trials`, and for the grid at most its number of points."""
+        if self.sampler != "grid":
+            return self.trials
+        return min(self.trials or math.inf, grid_size(self.space[str(spec)]))
+
+    def describe(self, spec: Spec, direction: str) -> str:
+        """study_json: the study as it applies to this cell."""
+        return json.dumps({"space": {n: d.describe() for n, d in self.space[str(spec)].items()},
+                           "sampler": self.sampler, "pruner": self.pruner, "objective": OBJECTIVE,
+                           "direction": direction, "trials": self.budget(spec), "tune_seeds": self.tune_seeds,
+                           "final_seeds": self.final_seeds}, sort_keys=True)
+
+
+def space_items(study: Study) -> list[str]:
+    """The study's space as `--space` items: dimensions every cell shares once (`lr=...`), the
+    others with their cell (`eurnn.angles_lr=...`); `make_study` on them gives the same space."""
+    spaces = list(study.space.values())
+    shared = {n: d for n, d in spaces[0].items() if all(space.get(n) == d for space in spaces)} if spaces else {}
+    items = [d.text() for d in shared.values()]
+    for spec, dims in study.space.items():
+        items += [f"{spec}.{d.text()}" for n, d in dims.items() if n not in shared]
+    return items
+
+
+def check_same_study(results: Path, name: str, document: dict[str, Any], ignored: set[str]) -> None:
+    """Refuse to continue the study `name` in `results` if its resolved config there
+    (RESULTS/sweeps/NAME.toml) differs from `document` in anything but the `ignored` keys (where
+    its runs execute): its trials would not be one study's. A RunConfig field left out of a
+    file is at its default."""
+    from rnnbench.configfile import tomllib
+
+    path = results / "sweeps" / f"{name}.toml"
+    try:
+        before = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ValueError(f"study {name!r}: its config {path} cannot be read ({error}); move it away to "
+                         "start the study afresh") from None
+
+    def value(doc: dict[str, Any], key: str) -> Any:
+        return doc.get(key, DEFAULTS.get(key))
+
+    differ = sorted(k for k in set(before) | set(document)
+                    if k not in ignored and k != "command" and value(before, k) != value(document, k))
+    if differ:
+        shown = "; ".join(f"{k}: {value(before, k)!r} then, {value(document, k)!r} now" for k in differ[:3])
+        raise ValueError(f"study {name!r} in {results} was started with another config ({shown}); "
+                         f"give this one another --name, or continue it with --config {path}")
+
+
+def grid_size(space: dict[str, Dimension]) -> int:
+    return math.prod(len(d.choices) for d in space.values())
+
+
+def searchable(specs: list[Spec] | None = None) -> dict[str, type]:
+    """The names a study may search, with their types: every RunConfig field that a list may
+    sweep (not the seed, device or dtype), and every option of the study's cells (default: of
+    every registered cell)."""
+    from rnnbench.registry import CELLS
+
+    kinds = {name: type(value) for name, value in DEFAULTS.items() if listed(name)}
+    for name in [spec.name for spec in specs] if specs is not None else CELLS.names():
+        for name, option in CELLS.get(name).options.items():
+            kinds.setdefault(name, type(option.default))
+    return kinds
+
+
+def make_study(name: str, specs: list[Spec], items: list[str], trials: int | None, sampler: str | None,
+               pruner: str, tune_seeds: list[int], final_seeds: list[int], log: Callable[[str], None] = print,
+               sampler_seed: int = 0) -> Study:
+    """A study from the command line's `--space` items. Each cell searches the dimensions given
+    for every cell whose name is a RunConfig field or one of its options, then its own
+    (`eurnn.angles_lr=...`), which replace a shared one of the same name. The sampler is grid when
+    every dimension lists its values, else TPE, unless given. ValueError names what is wrong."""
+    from rnnbench.registry import CELLS
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):  # (it names files: its journal, its config)
+        raise ValueError(f"--name {name!r}: a study's name is letters, digits, '.', '_' and '-'")
+    if not items:
+        raise ValueError("a study needs a search space: --space lr=1e-4:1e-2:log (repeatable)")
+    kinds = searchable(specs)
+    shared, own = {}, {}
+    for item in items:
+        cell, dimension = parse_dimension(item, kinds)
+        if cell and cell not in {s.name for s in specs} | {str(s) for s in specs}:
+            raise ValueError(f"--space {item!r}: {cell!r} is not one of the study's cells "
+                             f"({', '.join(str(s) for s in specs)})")
+        target = own.setdefault(cell, {}) if cell else shared
+        if dimension.name in target:
+            raise ValueError(f"--space {item!r}: {dimension.name} is given twice")
+        target[dimension.name] = dimension
+    space = {}
+    for spec in specs:
+        options = CELLS.get(spec.name).options
+        mine = {n: d for n, d in shared.items() if n in DEFAULTS or n in options}
+        for key in (spec.name, str(spec)):
+            for n, d in own.get(key, {}).items():
+                if n not in DEFAULTS and n not in options:
+                    raise ValueError(f"--space {key}.{n}: {spec.name} has no option {n!r}")
+                mine[n] = d
+        left_out = sorted(set(shared) - set(mine))
+        if left_out:
+            log(f"{spec}: has no option {', '.join(left_out)}; searched without it")
+        if not mine:
+            raise ValueError(f"{spec}: nothing to search (none of --space applies to it)")
+        space[str(spec)] = mine
+    grid_ok = all(d.choices for dims in space.values() for d in dims.values())
+    sampler = sampler or ("grid" if grid_ok else "tpe")
+    if sampler == "grid" and not grid_ok:
+        ranged = sorted({d.text() for dims in space.values() for d in dims.values() if not d.choices})
+        raise ValueError(f"--sampler grid needs listed values, not ranges: {', '.join(ranged)}; "
+                         "list them (lr=1e-4,1e-3,1e-2) or use --sampler random or tpe")
+    if sampler != "grid" and not trials:
+        raise ValueError(f"--sampler {sampler} needs --trials (how many settings each cell tries)")
+    if trials is not None and trials < 1:
+        raise ValueError(f"--trials must be at least 1; got {trials}")
+    overlap = sorted(set(tune_seeds) & set(final_seeds))
+    if overlap:
+        raise ValueError(f"--final-seeds must be fresh seeds, not ones the tuning used: {', '.join(map(str, overlap))}")
+    return Study(name, specs, space, trials or 0, sampler, pruner, tune_seeds, final_seeds, sampler_seed)
+
+
+def journal_path(results: Path, name: str) -> Path:
+    return results / "studies" / f"{name}.journal"
+
+
+def _storage(path: Path) -> Any:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def _pruner(name: str) -> Any:
+    import optuna
+
+    # ASHA (Li et al. 2020) as Optuna implements it: a trial continues past each rung only if it
+    # is in the top 1/4 of the trials that reached that rung.
+    return optuna.pruners.SuccessiveHalvingPruner() if name == "asha" else optuna.pruners.NopPruner()
+
+
+def _sampler(study: Study, spec: Spec) -> Any:
+    import optuna
+
+    if study.sampler == "grid":
+        space = {n: list(d.choices) for n, d in study.space[str(spec)].items()}
+        return optuna.samplers.GridSampler(space, seed=study.sampler_seed)
+    if study.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=study.sampler_seed)
+    return optuna.samplers.TPESampler(seed=study.sampler_seed)
+
+
+_LOADED: dict[tuple[str, str], Any] = {}  # (journal, study name) -> its Optuna study, per process
+
+
+@dataclass(frozen=True)
+class Pruning:
+    """What a trial's run needs to report its validation curve to the study's pruner, in
+    whatever process or node it trains (it is pickled with the planned run)."""
+
+    journal: str
+    study_name: str
+    trial_number: int
+    pruner: str
+
+    def should_stop(self, step: int, value: float) -> bool:
+        """Report the validation score at `step`; True if the pruner stops the trial here."""
+        import optuna
+
+        key = (self.journal, self.study_name)
+        if key not in _LOADED:
+            _quiet()
+            _LOADED[key] = optuna.load_study(study_name=self.study_name, storage=_storage(Path(self.journal)),
+                                             pruner=_pruner(self.pruner))
+        study = _LOADED[key]
+        storage = study._storage  # (Optuna has no public way to open a running trial by number)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(
+            storage.get_study_id_from_name(self.study_name), self.trial_number)
+        trial = optuna.Trial(study, trial_id)
+        if step not in storage.get_trial(trial_id).intermediate_values:  # (a resumed run reports again)
+            trial.report(value, step)
+        return trial.should_prune()
+
+
+def _quiet() -> None:
+    """Optuna logs every trial at INFO; the runner says what happens."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass
+class Outcome:
+    """Per cell: the chosen trial's number, its settings and validation score."""
+
+    trial: int
+    params: dict[str, Any]
+    value: float
+
+
+def with_options(spec: Spec, params: dict[str, Any]) -> Spec:
+    """`spec` with the cell options among `params` set (validated by the registry)."""
+    from rnnbench.registry import CELLS, format_value
+
+    options = {k: v for k, v in spec.options.items() if v != spec.defaults[k]}
+    options.update({k: v for k, v in params.items() if k in spec.options})
+    return CELLS.parse(spec.name + "".join(f":{k}={format_value(v)}" for k, v in sorted(options.items())))
+
+
+def _config(base: RunConfig, params: dict[str, Any]) -> RunConfig:
+    return base.replace(**{k: v for k, v in params.items() if k in DEFAULTS})
+
+
+class Tuner:
+    """Runs a study: rounds of trials through an executor until every cell has its budget, then
+    the chosen setting of each cell on the final seeds."""
+
+    def __init__(self, study: Study, sweep: Any, base: RunConfig, executor: Any,
+                 log: Callable[[str], None] = print):
+        import optuna
+
+        _quiet()
+        self.study, self.sweep, self.base, self.executor, self.log = study, sweep, base, executor, log
+        self.direction = "maximize" if sweep.task.higher_is_better else "minimize"
+        self.journal = journal_path(sweep.results, study.name)
+        storage = _storage(self.journal)
+        self.optuna = {str(spec): optuna.create_study(study_name=f"{study.name}:{spec}", storage=storage,
+                                                      sampler=_sampler(study, spec), pruner=_pruner(study.pruner),
+                                                      direction=self.direction, load_if_exists=True)
+                       for spec in study.cells}
+
+    def _entries(self, spec: Spec, trial: Any, seeds: list[int], phase: str) -> list[tuple]:
+        """The planned-run entries of one trial: one per seed, sized as the base config says."""
+        from rnnbench.sweep import size_cells
+
+        params = dict(trial.params)
+        cell = with_options(spec, params)
+        config = _config(self.base, params)
+        config.validate()
+        (_, sized), = size_cells(self.sweep.task, [cell], [config], log=lambda _: None)
+        pruning = (Pruning(str(self.journal), f"{self.study.name}:{spec}", trial.number, self.study.pruner)
+                   if phase == "tune" and self.study.pruner != "none" else None)
+        extra = {"phase": phase, "study": self.study.name, "trial": trial.number,
+                 "tuned_json": json.dumps(params, sort_keys=True),
+                 "study_json": self.study.describe(spec, self.direction), "pruning": pruning}
+        return [(cell, sized.replace(seed=seed), extra) for seed in seeds]
+
+    def _round(self) -> list[tuple[str, Any]]:
+        """The trials to run next: those left running by a process that stopped (taken up
+        again), then new ones, up to each cell's budget (with TPE, one new trial per cell per
+        round, so that each round learns from the last)."""
+        from optuna.trial import TrialState
+
+        chosen = []
+        for spec in self.study.cells:
+            study = self.optuna[str(spec)]
+            trials = study.get_trials(deepcopy=False)
+            chosen += [(str(spec), t) for t in trials if t.state == TrialState.RUNNING]
+            room = self.study.budget(spec) - len(trials)
+            if self.study.sampler == "tpe":
+                room = min(room, 1)
+            distributions = {n: d.distribution() for n, d in self.study.space[str(spec)].items()}
+            for _ in range(max(0, room)):
+                chosen.append((str(spec), study.ask(distributions)))
+        return chosen
+
+    def _tell(self, spec: str, trial: Any, rows: list[dict[str, Any]], n_seeds: int) -> str:
+        """Give the study a trial's outcome from its rows (validation only): the mean best
+        validation score over its seeds. Rows missing (a killed run): it stays running, and the
+        next `tune` takes it up."""
+        from optuna.trial import TrialState
+
+        study = self.optuna[spec]
+        if len(rows) < n_seeds:
+            return "no row"
+        statuses = {row["status"] for row in rows}
+        scores = [_float(row.get(OBJECTIVE)) for row in rows]
+        try:
+            if "failed" in statuses or any(math.isnan(s) for s in scores):
+                study.tell(trial.number, state=TrialState.FAIL)
+                return "failed"
+            if "pruned" in statuses:
+                study.tell(trial.number, state=TrialState.PRUNED)
+                return "pruned"
+            study.tell(trial.number, statistics.fmean(scores))
+            return "complete"
+        except (RuntimeError, ValueError):  # told already, by another process running the same study
+            return "told elsewhere"
+
+    def tune(self) -> bool:
+        """Run trials until every cell has its budget; False if some trial wrote no row."""
+        seeds = self.study.tune_seeds
+        while True:
+            batch = self._round()
+            if not batch:
+                return True
+            planned = []
+            for spec, trial in batch:
+                entries = self._entries(next(s for s in self.study.cells if str(s) == spec), trial, seeds, "tune")
+                planned.append((spec, trial, self.sweep.runs(entries, log=self.log)))
+            runs = [run for _, _, trial_runs in planned for run in trial_runs]
+            self.log(f"study {self.study.name}: {len(batch)} trials ({len(runs)} runs)")
+            rows = self.executor.run(runs, self.sweep.splits, self.log) or []
+            by_key = {row["run_key"]: row for row in rows}
+            outcomes = [self._tell(spec, trial, [by_key[r.key] for r in trial_runs if r.key in by_key], len(seeds))
+                        for spec, trial, trial_runs in planned]
+            if "no row" in outcomes:
+                self.log(f"study {self.study.name}: {outcomes.count('no row')} trials wrote no row (killed?); "
+                         "run the same command again to take them up")
+                return False
+
+    def chosen(self) -> dict[str, Outcome | None]:
+        """Per cell, its best complete trial by validation score (None: no trial completed)."""
+        out = {}
+        for spec, study in self.optuna.items():
+            try:
+                best = study.best_trial
+            except ValueError:
+                out[spec] = None
+                continue
+            out[spec] = Outcome(best.number, dict(best.params), best.value)
+        return out
+
+    def final(self) -> list[dict[str, Any]]:
+        """The chosen setting of each cell on the final seeds; their rows."""
+        entries, chosen = [], self.chosen()
+        for spec in self.study.cells:
+            outcome = chosen[str(spec)]
+            if outcome is None:
+                self.log(f"{spec}: no trial completed; no final runs")
+                continue
+            self.log(f"{spec}: chose trial {outcome.trial} ({_settings(outcome.params)}), validation "
+                     f"{self.sweep.task.score_name} {outcome.value:.4f}")
+            trial = self.optuna[str(spec)].get_trials(deepcopy=False)[outcome.trial]
+            entries += self._entries(spec, trial, self.study.final_seeds, "final")
+        if not entries:
+            return []
+        runs = self.sweep.runs(entries, log=self.log)
+        return self.executor.run(runs, self.sweep.splits, self.log) or []
+
+
+def _settings(params: dict[str, Any]) -> str:
+    return ", ".join(f"{flag(k) if k in DEFAULTS else k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in sorted(params.items()))
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
