@@ -275,19 +275,22 @@ def rows_of(results: Path, task: str, keys: list[str]) -> list[dict[str, Any]]:
 
 
 class _Elsewhere(Executor):
-    """Runs in other processes, which write their rows themselves: runs that already have an ok
-    row are skipped here, the rest go to `_start`; the rows are read back from the results file."""
+    """Runs in other processes, which write their rows themselves: runs that already have a row
+    that finishes them (records.DONE) are skipped here, the rest go to `_start`; the rows are read back from the results file."""
 
     def run(self, runs: list[PlannedRun], splits: dict[int, Any], log: Callable[[str], None]) -> list[dict] | None:
-        pending = [run for run in runs if finished(run, records.read_rows(run.results, run.task)) is None]
+        done = {run.key: finished(run, records.read_rows(run.results, run.task)) for run in runs}
+        pending = [run for run in runs if done[run.key] is None]
         for run in runs:
             if run not in pending:
-                log(f"skip {run.describe()}: run {run.key} already has an ok row (--force to run it again)")
+                log(records.skip_message(run.describe(), done[run.key]))
         if not runs:
             return []
         results, task = runs[0].results, runs[0].task
         if not pending:
-            log("nothing to run: every run of this sweep already has an ok row")
+            log("nothing to run: every run of this sweep already has an ok row" if all(
+                row["status"] == "ok" for row in done.values()) else "nothing to run: every run of this sweep "
+                "already has its row")
             return rows_of(results, task, [run.key for run in runs])
         if not self._start(pending, results, log):
             return None

@@ -42,7 +42,9 @@ STATUS = ["status", "error"]
 COLUMNS = IDENTITY + CONFIG + QUALITY + COST + ENVIRONMENT + STATUS
 CURVE_COLUMNS = ["run_id", "step", "wall_time_s", "split", "loss", "acc"]
 STATUSES = ("ok", "diverged", "pruned", "failed")  # pruned: stopped early by a study's pruner
-DONE = ("ok", "pruned")  # a run with a row of these is over: never trained again unless forced
+# A run with a row of these is over, never trained again unless forced: training is deterministic, so
+# a diverged run diverges again (a failed one, which raised, may not fail again: it is retried).
+DONE = ("ok", "diverged", "pruned")
 
 
 def run_key(fields: dict[str, Any]) -> str:
@@ -318,8 +320,15 @@ def read_path(path: Path, kind: str = "rows", warn: bool = True) -> pd.DataFrame
     return _frame(parsed, kind)
 
 
+def skip_message(description: str, row: dict[str, Any]) -> str:
+    """What a sweep says of a run it skips because `row` finished it."""
+    article = "an" if row["status"] == "ok" else "a"
+    return (f"skip {description}: run {row['run_key']} already has {article} {row['status']} row "
+            "(--force to run it again)")
+
+
 def done_run_ids(rows: pd.DataFrame) -> dict[str, list[str]]:
-    """run_key -> run_ids of its rows that finish it (DONE: ok, or pruned by a study)."""
+    """run_key -> run_ids of its rows that finish it (DONE: ok, diverged, pruned by a study)."""
     ok = rows[rows["status"].isin(DONE)]
     return ok.groupby("run_key")["run_id"].agg(list).to_dict()
 

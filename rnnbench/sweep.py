@@ -326,8 +326,8 @@ def _linear_baselines(task: Any, splits: dict[int, Any], log: Callable[[str], No
 
 
 def finished(run: PlannedRun, rows: Any) -> dict[str, Any] | None:
-    """The run's latest row that finishes it (ok, or pruned by a study: records.DONE), unless it
-    is one that --force supersedes."""
+    """The run's latest row that finishes it (records.DONE: ok, diverged, or pruned by a study),
+    unless it is one that --force supersedes."""
     mine = rows[(rows["run_key"] == run.key) & rows["status"].isin(records.DONE) & ~rows["run_id"].isin(run.superseded)]
     return mine.iloc[-1].to_dict() if len(mine) else None
 
@@ -344,7 +344,7 @@ def _tidy_checkpoints(run: PlannedRun, rows: Any, log: Callable[[str], None]) ->
         run_id = checkpoints.read(run.checkpoint)["progress"]["run_id"]
     except Exception:  # noqa: BLE001 - an unreadable checkpoint is the runner's to refuse, with a warning
         return
-    done = rows[(rows["run_id"] == run_id) & rows["status"].isin(["ok", "diverged", "pruned"])]
+    done = rows[(rows["run_id"] == run_id) & rows["status"].isin(records.DONE)]
     if len(done) and not (run.keep_checkpoints and not run.superseded):
         run.checkpoint.unlink(missing_ok=True)
         log(f"removed {run.checkpoint}: its run {run_id} already has its row")
@@ -393,7 +393,7 @@ def execute(runs: list[PlannedRun], splits: dict[int, Any] | None = None, log: C
             elif run.key in told:
                 log(f"{run.describe()}: ended in another process, {row['status']}")
             else:
-                log(f"skip {run.describe()}: run {run.key} already has an ok row (--force to run it again)")
+                log(records.skip_message(run.describe(), row))
                 if run.checkpoint.exists():
                     claim = claims.take(run.results, run.name, log)
                     if isinstance(claim, claims.Claim):

@@ -148,6 +148,10 @@ def test_divergence_writes_a_diverged_row_and_the_sweep_goes_on(tiny_mnist, tmp_
     assert out.exit_code == 0 and len(rows) == 2, out.output
     assert "diverged" in set(rows.status)
     assert rows.loc[rows.status == "diverged", "error"].str.contains("training loss became").all()
+    again = invoke("run", "--cells", "rnn,gru", "--lr", "1e38", "--data-dir", str(tiny_mnist),
+                   "--results", str(tmp_path / "r"), *TINY)  # (training is deterministic: it would diverge again)
+    assert again.exit_code == 0 and len(pd.read_csv(tmp_path / "r" / "pmnist.csv")) == 2
+    assert "already has a diverged row (--force to run it again)" in again.output
 
 
 def test_a_failing_run_does_not_stop_the_next(tiny_mnist, tmp_path, scratch_cells):

@@ -133,6 +133,30 @@ def test_a_study_killed_halfway_resumes_without_repeating_a_trial(tmp_path):
         assert [t.state.name for t in trials] == ["COMPLETE"] * 3  # the killed trial taken up, not asked anew
 
 
+def test_trials_that_ended_before_the_study_heard_of_them_are_not_trained_again(tmp_path, monkeypatch):
+    """A study killed after its trials' rows were written, before it told Optuna (one trial
+    diverged): the next `tune` tells Optuna from those rows, and trains none of them again."""
+    from rnnbench import tune
+
+    args = ["tune", "--cells", "rnn", *TINY, "--optimizer", "rmsprop", "--space", "lr=1e38,1e-2", "--final-seeds", "1",
+            "--in-process", "--results", str(tmp_path), "--name", "told"]
+
+    def killed(*_):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(tune.Tuner, "_tell", killed)
+        assert CliRunner().invoke(main, args).exit_code != 0
+    before = rows_of(tmp_path)
+    assert sorted(before["status"]) == ["diverged", "ok"] and set(before["phase"]) == {"tune"}
+    again = invoke(*args)
+    assert again.exit_code == 0, again.output
+    rows = rows_of(tmp_path)
+    assert list(rows["run_id"][:2]) == list(before["run_id"]) and list(rows["phase"][2:]) == ["final"]
+    assert "already has a diverged row" in again.output
+    assert set(rows.loc[rows["phase"] == "final", "lr"]) == {1e-2}
+
+
 def test_the_pruner_stops_a_lagging_trial_and_its_row_says_pruned(tmp_path):
     import optuna
 
