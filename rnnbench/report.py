@@ -506,9 +506,11 @@ def table_groups(summary: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
                                 ).drop(columns="_status")
         groups.append([stem, data, machine, keys, part])
     stems = [g[0] for g in groups]
-    for extra in (1, 2):  # the data's hash, then the machine, only where stems would clash
-        shared = Counter(s.casefold() for s in stems)  # (a case-insensitive disk would merge A and a)
-        stems = [s + g[extra] if shared[s.casefold()] > 1 else s for s, g in zip(stems, groups)]
+    for extra in (1, 2):  # the data's hash, then the machine, only where stems clash and they tell them apart
+        values: dict[str, set] = {}  # (casefolded: a case-insensitive disk would merge A and a)
+        for s, g in zip(stems, groups):
+            values.setdefault(s.casefold(), set()).add(g[extra])
+        stems = [s + g[extra] if len(values[s.casefold()]) > 1 else s for s, g in zip(stems, groups)]
     groups = [[g[0], g[1] + g[2], g[3], g[4]] for g in groups]
     stems = _distinct(stems, [g[2] for g in groups])
     return [(stem, g[3]) for stem, g in zip(stems, groups)]
