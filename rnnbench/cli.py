@@ -122,6 +122,21 @@ def config_options(command):
     return command
 
 
+def _command_line_wins(fields: dict) -> dict:
+    """`fields` less a config file's hidden size or parameter budget where the command line gives
+    the other one (a resolved file sets the hidden size: `--params` given with it replaces it)."""
+    from click.core import ParameterSource
+
+    context = click.get_current_context()
+    source = {name: context.get_parameter_source(name) for name in ("hidden_size", "params_budget")}
+    typed = [name for name, where in source.items() if where == ParameterSource.COMMANDLINE]
+    if len(typed) == 1 and all(fields.get(name) is not None for name in source):
+        other = "params_budget" if typed[0] == "hidden_size" else "hidden_size"
+        if source[other] == ParameterSource.DEFAULT_MAP:
+            return {**fields, other: None}
+    return fields
+
+
 def config_grid(preset_name: str, fields: dict) -> tuple[RunConfig, dict[str, list]]:
     """The preset with the single values of `fields` (RunConfig field -> its option's text, None
     if not given), and the grid of those given as lists (field -> values). ValueError names the
@@ -157,12 +172,14 @@ def _read_config(ctx: click.Context, _param, value: str | None) -> None:
     path = configfile.locate(value)
     checks = {**{name: (lambda text, name=name: parse_values(name, text)) for name in DEFAULTS if listed(name)},
               "cells": expand_cells, "task": TASKS.parse, "seeds": parse_seeds, "tune_seeds": parse_seeds,
-              "final_seeds": parse_seeds}
+              "final_seeds": parse_seeds, "preset": preset}
     if ctx.command.name == "tune":  # (which cells have which options is checked once the cells are known)
         from rnnbench import tune
 
         kinds = tune.searchable()
         checks["space"] = lambda items: [tune.parse_dimension(item, kinds) for item in items]
+        checks["name"] = tune.check_name
+        checks["trials"] = lambda text: tune.check_trials(int(text))
     listed_keys = {name for name in DEFAULTS if listed(name)} | {"cells", "seeds", "tune_seeds", "final_seeds"}
     ctx.default_map = {**(ctx.default_map or {}), **configfile.read(path, ctx.command, listed_keys, checks)}
     ctx.meta["config_file"] = path
@@ -277,8 +294,9 @@ def _keep_config(results: Path, name: str, document: dict, log) -> Path | None:
     from rnnbench import configfile
 
     path = results / "sweeps" / f"{name}.toml"
-    header = (f"The resolved config of `rnnbench {document['command']}` (written by rnnbench).\n"
-              f"`rnnbench {document['command']} --config {path.name}` plans the same runs again.")
+    header = (f"The resolved config of `rnnbench {document['command']}` (written by rnnbench). From the folder\n"
+              f"that holds {results.name}/: rnnbench {document['command']} --config {results.name}/sweeps/{path.name} "
+              f"--results {results.name}\nplans the same runs again (with the same --plugin modules, if any).")
     try:
         configfile.write(path, document, header)
     except OSError as error:
@@ -332,7 +350,7 @@ def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_che
     def body():
         task_spec = sweep.resolve_task(task_name, preset_name)  # an unknown task or option: refused first
         specs = expand_cells(cells)
-        config, grid = config_grid(preset_name, fields)
+        config, grid = config_grid(preset_name, _command_line_wins(fields))
         seed_list = parse_seeds(seeds)
         where = make_executor(options)
         plugins = sweep.plugin_origins(click.get_current_context().find_root().params["plugins"])
@@ -389,14 +407,15 @@ def tune_command(cells, task_name, preset_name, data_dir, results, keep_checkpoi
     def body():
         task_spec = sweep.resolve_task(task_name, preset_name)
         specs = expand_cells(cells)
-        config, grid = config_grid(preset_name, fields)
+        config, grid = config_grid(preset_name, _command_line_wins(fields))
         if grid:
             name = next(iter(grid))
             raise ValueError(f"{flag(name)} {','.join(map(str, grid[name]))}: a study searches with "
                              f"--space {name}=..., not lists")
         name = study_name or (config_file.stem if config_file else f"{TASKS.parse(task_spec).name}-tuned")
+        specs = sweep._once(specs, "cell", log)
         study = tune.make_study(name, specs, list(space), trials, sampler, pruner, parse_seeds(tune_seeds),
-                                parse_seeds(final_seeds), log, sampler_seed)
+                                parse_seeds(final_seeds), log, sampler_seed, config)
         where = make_executor(options, wait=True)
         plugins = sweep.plugin_origins(click.get_current_context().find_root().params["plugins"])
         document = {"command": "tune", "name": name, "cells": [str(s) for s in specs], "task": str(task_spec),
@@ -405,21 +424,27 @@ def tune_command(cells, task_name, preset_name, data_dir, results, keep_checkpoi
                     "trials": trials, "tune_seeds": study.tune_seeds, "final_seeds": study.final_seeds,
                     "sampler": study.sampler, "pruner": pruner, "sampler_seed": sampler_seed,
                     **_executor_document(options)}
-        tune.check_same_study(results, name, document, set(EXECUTOR_KEYS.values()))
         sized = sweep.size_cells(TASKS.build(task_spec), specs, [config], log)
         shared = sweep.prepare(task_spec, study.tune_seeds + study.final_seeds, config, results, data_dir,
                                keep_checkpoints, log, plugins, where.threads, sized, where.runs_at_once)
+        # What defines the study: everything but where it runs, except the threads of each run,
+        # which are in the keys of CPU runs (another --jobs would orphan its trials' checkpoints).
+        identity = {k: v for k, v in document.items() if k not in EXECUTOR_KEYS.values()}
+        tuner = tune.Tuner(study, shared, config, where, log, {**identity, "threads": where.threads})
         _keep_config(results, name, document, log)
-        tuner = tune.Tuner(study, shared, config, where, log)
         if not tuner.tune():
-            return None
-        return tuner.final()
+            return None, study
+        return tuner.final(), study
 
-    rows = _errors(body)
+    rows, study = _errors(body)
     if rows is None:
         raise SystemExit(1)
     _print_rows(rows, ["trial", *sorted({k for r in rows for k in json.loads(r.get("tuned_json") or "{}")})])
-    if any(r["status"] == "failed" for r in rows):
+    planned = len(study.cells) * len(study.final_seeds)
+    if len(rows) < planned:
+        click.echo(f"{planned - len(rows)} of the {planned} final runs have no row (a cell without a complete "
+                   "trial, or a run killed): see above", err=True)
+    if any(r["status"] == "failed" for r in rows) or len(rows) < planned:
         raise SystemExit(1)
 
 
@@ -428,7 +453,7 @@ def _print_rows(rows, varied=()):
     import pandas as pd
 
     if rows:
-        varied = [c for c in varied if c in rows[0]]
+        varied = [c for c in varied if c in rows[0] and c != "hidden_size"]
         table = pd.DataFrame(rows).reindex(columns=["cell_spec", "hidden_size", *varied, "seed", "status", "test_acc",
                                                     "test_acc_final", "train_time_s", "step_time_ms", "peak_mem_mb"])
         click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))

@@ -21,6 +21,7 @@ def _doc(text: str, **kw: Any) -> Any:
 # as the user typed it (`--hidden`, `--seeds`), not the field.
 FLAGS = {"hidden_size": "--hidden", "params_budget": "--params", "seed": "--seeds"}
 SEED_LIMIT = 2**32  # numpy's RandomState takes seeds in [0, 2**32)
+SEED_RANGE_LIMIT = 10_000  # seeds one range (--seeds 0-9999) may give: more is a typo, not a sweep
 
 
 def flag(name: str) -> str:
@@ -208,18 +209,16 @@ def parse_seeds(text: str) -> list[int]:
     seeds = []
     for part in (part.strip() for part in str(text).split(",")):
         low, dash, high = part.partition("-")
-        try:
-            if dash and low:  # (a leading '-' is a negative number, refused below)
-                first, last = int(low, 10), int(high, 10)
-                if last < first:
-                    raise ValueError(f"--seeds {text!r}: the range {part} runs backwards")
-                seeds += range(first, last + 1)
-            else:
-                seeds.append(int(part, 10))
-        except ValueError as error:
-            if "backwards" in str(error):
-                raise
+        try:  # (a leading '-' is a negative number, refused by check_seed)
+            first, last = (int(low, 10), int(high, 10)) if dash and low else (int(part, 10),) * 2
+        except ValueError:
             raise ValueError(f"--seeds {text!r}: {part!r} is not a seed or a range of seeds (0-4)") from None
-    for seed in seeds:
-        check_seed("seed", seed)
+        if last < first:
+            raise ValueError(f"--seeds {text!r}: the range {part} runs backwards")
+        check_seed("seed", first)
+        check_seed("seed", last)  # (before the range is made: 0-5000000000 would fill memory)
+        if last - first >= SEED_RANGE_LIMIT:
+            raise ValueError(f"--seeds {text!r}: the range {part} has {last - first + 1} seeds, "
+                             f"more than the {SEED_RANGE_LIMIT} a sweep may plan")
+        seeds += range(first, last + 1)
     return seeds

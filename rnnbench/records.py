@@ -159,7 +159,7 @@ def row_problem(row: dict[str, str], kind: str = "rows") -> str:
     most 1; config_json (and data_json, task_json where present) must be JSON objects.
 
     >>> row_problem({"status": "lost"})
-    "unknown status 'lost' (known: ok, diverged, failed)"
+    "unknown status 'lost' (known: ok, diverged, pruned, failed)"
     """
     if kind == "curves":
         if not row.get("run_id"):
@@ -318,6 +318,20 @@ def read_path(path: Path, kind: str = "rows", warn: bool = True) -> pd.DataFrame
             warnings.warn(f"{path} ends in a torn row ({path.stat().st_size - parsed.torn_at} bytes): ignored; the "
                           "next append to the file moves it aside")
     return _frame(parsed, kind)
+
+
+def trial_state(statuses: list[str], scores: list[float]) -> str:
+    """What a study's trial came to, from the rows of its seeds (their statuses, their validation
+    scores): `complete` only if every run ended ok with a score; else `failed` (one raised),
+    `diverged`, `pruned`. The tuner tells Optuna this, and the report chooses by the same rule.
+
+    >>> trial_state(["ok", "diverged"], [0.7, 0.8])
+    'diverged'
+    """
+    for state in ("failed", "diverged", "pruned"):
+        if state in statuses:
+            return state
+    return "failed" if any(not math.isfinite(score) for score in scores) else "complete"
 
 
 def skip_message(description: str, row: dict[str, Any]) -> str:

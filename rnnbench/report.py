@@ -990,8 +990,8 @@ def study_higher_is_better(study: pd.DataFrame) -> bool:
 def chosen_trials(study: pd.DataFrame, higher: bool) -> dict[str, int | None]:
     """Per cell of a study, the trial whose setting was chosen: the one its final runs name, else
     the best by validation score (best_valid_acc, the mean over a trial's seeds; never the test
-    score) among its complete trials (ok or diverged on every seed, as the tuner counts them), the
-    lowest number among equals; None where no trial completed. `chosen_trials(study, higher=True) == {"lstm": 3, "eurnn": None}`."""
+    score) among its complete trials (records.trial_state, as the tuner counts them), the lowest
+    number among equals; None where no trial completed. `chosen_trials(study, higher=True) == {"lstm": 3, "eurnn": None}`."""
     chosen: dict[str, int | None] = {}
     for cell, part in study.groupby("study_cell", sort=True):
         named = part.loc[part["phase"] == "final", "trial"].dropna()
@@ -999,11 +999,8 @@ def chosen_trials(study: pd.DataFrame, higher: bool) -> dict[str, int | None]:
             chosen[cell] = int(named.iloc[-1])  # (the latest: a study chosen again names its new trial)
             continue
         trials = part[(part["phase"] == "tune") & part["trial"].notna()].groupby("trial")
-        # The tuner's rule (tune.Tuner.tell): a trial completes when every seed's run ended ok or
-        # diverged with a validation score; pruned and failed trials are never chosen.
-        complete = trials["status"].agg(lambda s: s.isin(("ok", "diverged")).all()) \
-            & trials["best_valid_acc"].agg(lambda s: s.notna().all())
-        scores = trials["best_valid_acc"].mean()[complete].sort_index()
+        states = trials.apply(lambda t: records.trial_state(list(t["status"]), list(t["best_valid_acc"])))
+        scores = trials["best_valid_acc"].mean()[states == "complete"].sort_index()  # (the tuner's rule)
         chosen[cell] = None if scores.empty else int((scores if higher else -scores).idxmax())
     return chosen
 

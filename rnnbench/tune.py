@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from rnnbench import records
 from rnnbench.config import DEFAULTS, RunConfig, flag, listed
 from rnnbench.registry import Spec
 
@@ -80,7 +81,7 @@ def parse_dimension(text: str, kinds: dict[str, type]) -> tuple[str, Dimension]:
     >>> parse_dimension("lr=1e-4:1e-2:log", {"lr": float})
     ('', Dimension(name='lr', low=0.0001, high=0.01, log=True, integer=False, choices=()))
     """
-    key, eq, values = text.partition("=")
+    key, eq, values = text.rpartition("=")  # (a cell spec before the name may hold '=': eurnn:capacity=4.x=..)
     key, values = key.strip(), values.strip()
     if not eq or not key or not values:
         raise ValueError(f"--space {text!r}: write NAME=LOW:HIGH[:log] or NAME=V1,V2,... (lr=1e-4:1e-2:log)")
@@ -157,33 +158,6 @@ def space_items(study: Study) -> list[str]:
     return items
 
 
-def check_same_study(results: Path, name: str, document: dict[str, Any], ignored: set[str]) -> None:
-    """Refuse to continue the study `name` in `results` if its resolved config there
-    (RESULTS/sweeps/NAME.toml) differs from `document` in anything but the `ignored` keys (where
-    its runs execute): its trials would not be one study's. A RunConfig field left out of a
-    file is at its default."""
-    from rnnbench.configfile import tomllib
-
-    path = results / "sweeps" / f"{name}.toml"
-    try:
-        before = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise ValueError(f"study {name!r}: its config {path} cannot be read ({error}); move it away to "
-                         "start the study afresh") from None
-
-    def value(doc: dict[str, Any], key: str) -> Any:
-        return doc.get(key, DEFAULTS.get(key))
-
-    differ = sorted(k for k in set(before) | set(document)
-                    if k not in ignored and k != "command" and value(before, k) != value(document, k))
-    if differ:
-        shown = "; ".join(f"{k}: {value(before, k)!r} then, {value(document, k)!r} now" for k in differ[:3])
-        raise ValueError(f"study {name!r} in {results} was started with another config ({shown}); "
-                         f"give this one another --name, or continue it with --config {path}")
-
-
 def grid_size(space: dict[str, Dimension]) -> int:
     return math.prod(len(d.choices) for d in space.values())
 
@@ -203,15 +177,17 @@ def searchable(specs: list[Spec] | None = None) -> dict[str, type]:
 
 def make_study(name: str, specs: list[Spec], items: list[str], trials: int | None, sampler: str | None,
                pruner: str, tune_seeds: list[int], final_seeds: list[int], log: Callable[[str], None] = print,
-               sampler_seed: int = 0) -> Study:
+               sampler_seed: int = 0, base: RunConfig | None = None) -> Study:
     """A study from the command line's `--space` items. Each cell searches the dimensions given
     for every cell whose name is a RunConfig field or one of its options, then its own
     (`eurnn.angles_lr=...`), which replace a shared one of the same name. The sampler is grid when
-    every dimension lists its values, else TPE, unless given. ValueError names what is wrong."""
+    every dimension lists its values, else TPE, unless given. Each listed value and each end of a
+    range is checked against `base` (the study's config) here, before anything runs. ValueError
+    names what is wrong."""
+    from rnnbench.sweep import _once
     from rnnbench.registry import CELLS
 
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):  # (it names files: its journal, its config)
-        raise ValueError(f"--name {name!r}: a study's name is letters, digits, '.', '_' and '-'")
+    check_name(name)
     if not items:
         raise ValueError("a study needs a search space: --space lr=1e-4:1e-2:log (repeatable)")
     kinds = searchable(specs)
@@ -248,12 +224,47 @@ def make_study(name: str, specs: list[Spec], items: list[str], trials: int | Non
                          "list them (lr=1e-4,1e-3,1e-2) or use --sampler random or tpe")
     if sampler != "grid" and not trials:
         raise ValueError(f"--sampler {sampler} needs --trials (how many settings each cell tries)")
-    if trials is not None and trials < 1:
-        raise ValueError(f"--trials must be at least 1; got {trials}")
+    if trials is not None:
+        check_trials(trials)
+    tune_seeds, final_seeds = _once(tune_seeds, "tuning seed", log), _once(final_seeds, "final seed", log)
+    if pruner != "none" and len(tune_seeds) > 1:  # (Optuna prunes a trial on one curve, not on a mean of several)
+        raise ValueError(f"--pruner {pruner} prunes a trial on its validation curve: give one --tune-seeds, "
+                         f"not {len(tune_seeds)}")
+    base = base or RunConfig()
+    _check_values(space, base)
     overlap = sorted(set(tune_seeds) & set(final_seeds))
     if overlap:
         raise ValueError(f"--final-seeds must be fresh seeds, not ones the tuning used: {', '.join(map(str, overlap))}")
     return Study(name, specs, space, trials or 0, sampler, pruner, tune_seeds, final_seeds, sampler_seed)
+
+
+def check_name(name: str) -> None:
+    """Refuse a study name that could not name its files (its journal, its config)."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(name)):
+        raise ValueError(f"--name {name!r}: a study's name is letters, digits, '.', '_' and '-'")
+
+
+def check_trials(trials: int) -> None:
+    if trials < 1:
+        raise ValueError(f"--trials must be at least 1; got {trials}")
+
+
+def _check_values(space: dict[str, dict[str, Dimension]], base: RunConfig) -> None:
+    """Refuse a space whose values the study's config cannot run (`--lr-warmup-steps` beyond
+    `--steps`, a hidden size with a parameter budget...): a trial asked with such a setting
+    would fail every time it is taken up."""
+    for dims in space.values():
+        if "hidden_size" in dims and base.params_budget:
+            raise ValueError(f"--space hidden_size: the study sizes cells by --params {base.params_budget}; "
+                             "search params_budget instead, or drop --params")
+        for dim in dims.values():
+            if dim.name not in DEFAULTS:
+                continue  # (a cell option: the registry checks it when the cell is built)
+            for value in dim.choices or (dim.low, dim.high):
+                try:
+                    base.replace(**{dim.name: value}).validate()
+                except ValueError as error:
+                    raise ValueError(f"--space {dim.text()}: {error}") from None
 
 
 def journal_path(results: Path, name: str) -> Path:
@@ -268,23 +279,29 @@ def _storage(path: Path) -> Any:
     return JournalStorage(JournalFileBackend(str(path)))
 
 
-def _pruner(name: str) -> Any:
+def _pruner(name: str, eval_every: int = 1) -> Any:
     import optuna
 
     # ASHA (Li et al. 2020) as Optuna implements it: a trial continues past each rung only if it
-    # is in the top 1/4 of the trials that reached that rung.
-    return optuna.pruners.SuccessiveHalvingPruner() if name == "asha" else optuna.pruners.NopPruner()
+    # is in the top 1/4 of the trials that reached that rung; rungs at eval_every x 4^k steps.
+    if name == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=eval_every)
+    return optuna.pruners.NopPruner()
 
 
-def _sampler(study: Study, spec: Spec) -> Any:
+def _sampler(study: Study, spec: Spec, draw: int = 0) -> Any:
+    """The sampler of a cell's study. Random and TPE samplers are made anew for each `draw` (the
+    trial's number) with a seed of their own: a sampler seeded alike in every process would give a
+    resumed study, or a second process, the settings it already tried."""
     import optuna
 
     if study.sampler == "grid":
         space = {n: list(d.choices) for n, d in study.space[str(spec)].items()}
         return optuna.samplers.GridSampler(space, seed=study.sampler_seed)
+    seed = (study.sampler_seed * 1_000_003 + draw) % 2**32
     if study.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=study.sampler_seed)
-    return optuna.samplers.TPESampler(seed=study.sampler_seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 _LOADED: dict[tuple[str, str], Any] = {}  # (journal, study name) -> its Optuna study, per process
@@ -299,6 +316,7 @@ class Pruning:
     study_name: str
     trial_number: int
     pruner: str
+    eval_every: int = 1
 
     def should_stop(self, step: int, value: float) -> bool:
         """Report the validation score at `step`; True if the pruner stops the trial here."""
@@ -308,7 +326,7 @@ class Pruning:
         if key not in _LOADED:
             _quiet()
             _LOADED[key] = optuna.load_study(study_name=self.study_name, storage=_storage(Path(self.journal)),
-                                             pruner=_pruner(self.pruner))
+                                             pruner=_pruner(self.pruner, self.eval_every))
         study = _LOADED[key]
         storage = study._storage  # (Optuna has no public way to open a running trial by number)
         trial_id = storage.get_trial_id_from_study_id_trial_number(
@@ -350,10 +368,12 @@ def _config(base: RunConfig, params: dict[str, Any]) -> RunConfig:
 
 class Tuner:
     """Runs a study: rounds of trials through an executor until every cell has its budget, then
-    the chosen setting of each cell on the final seeds."""
+    the chosen setting of each cell on the final seeds. `identity`: what defines the study (its
+    resolved config, less where it runs), kept in the journal: the same name with another
+    identity is refused, so that one study's trials never mix with another's."""
 
     def __init__(self, study: Study, sweep: Any, base: RunConfig, executor: Any,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, identity: dict[str, Any] | None = None):
         import optuna
 
         _quiet()
@@ -361,13 +381,30 @@ class Tuner:
         self.direction = "maximize" if sweep.task.higher_is_better else "minimize"
         self.journal = journal_path(sweep.results, study.name)
         storage = _storage(self.journal)
-        self.optuna = {str(spec): optuna.create_study(study_name=f"{study.name}:{spec}", storage=storage,
-                                                      sampler=_sampler(study, spec), pruner=_pruner(study.pruner),
-                                                      direction=self.direction, load_if_exists=True)
-                       for spec in study.cells}
+        identity_json = json.dumps(identity or {}, sort_keys=True, default=str)
+        known = set(optuna.get_all_study_names(storage))
+        for spec in study.cells:  # (all checked before any is created or changed)
+            name = f"{study.name}:{spec}"
+            if name in known:
+                before = optuna.load_study(study_name=name, storage=storage).user_attrs.get("identity")
+                if before is not None and before != identity_json:
+                    raise ValueError(f"study {study.name!r} in {sweep.results} was started with another config "
+                                     f"({_differences(json.loads(before), identity or {})}); give this one "
+                                     f"another --name, or continue it with --config "
+                                     f"{sweep.results / 'sweeps' / (study.name + '.toml')}")
+        self.optuna = {}
+        for spec in study.cells:
+            self.optuna[str(spec)] = optuna.create_study(
+                study_name=f"{study.name}:{spec}", storage=storage, sampler=_sampler(study, spec),
+                pruner=_pruner(study.pruner, base.eval_every), direction=self.direction, load_if_exists=True)
+            self.optuna[str(spec)].set_user_attr("identity", identity_json)
+
+    def _spec(self, key: str) -> Spec:
+        return next(spec for spec in self.study.cells if str(spec) == key)
 
     def _entries(self, spec: Spec, trial: Any, seeds: list[int], phase: str) -> list[tuple]:
-        """The planned-run entries of one trial: one per seed, sized as the base config says."""
+        """The planned-run entries of one trial: one per seed, sized as the base config says.
+        ValueError: a setting this cell cannot run."""
         from rnnbench.sweep import size_cells
 
         params = dict(trial.params)
@@ -375,8 +412,8 @@ class Tuner:
         config = _config(self.base, params)
         config.validate()
         (_, sized), = size_cells(self.sweep.task, [cell], [config], log=lambda _: None)
-        pruning = (Pruning(str(self.journal), f"{self.study.name}:{spec}", trial.number, self.study.pruner)
-                   if phase == "tune" and self.study.pruner != "none" else None)
+        pruning = (Pruning(str(self.journal), f"{self.study.name}:{spec}", trial.number, self.study.pruner,
+                           self.base.eval_every) if phase == "tune" and self.study.pruner != "none" else None)
         extra = {"phase": phase, "study": self.study.name, "trial": trial.number,
                  "tuned_json": json.dumps(params, sort_keys=True),
                  "study_json": self.study.describe(spec, self.direction), "pruning": pruning}
@@ -397,32 +434,60 @@ class Tuner:
             if self.study.sampler == "tpe":
                 room = min(room, 1)
             distributions = {n: d.distribution() for n, d in self.study.space[str(spec)].items()}
-            for _ in range(max(0, room)):
+            for draw in range(len(trials), len(trials) + max(0, room)):
+                study.sampler = _sampler(self.study, spec, draw)
                 chosen.append((str(spec), study.ask(distributions)))
         return chosen
 
     def _tell(self, spec: str, trial: Any, rows: list[dict[str, Any]], n_seeds: int) -> str:
-        """Give the study a trial's outcome from its rows (validation only): the mean best
-        validation score over its seeds. Rows missing (a killed run): it stays running, and the
-        next `tune` takes it up."""
+        """Give the study a trial's outcome from its rows (validation only: the mean best
+        validation score over its seeds), by records.trial_state. Rows missing (a killed run):
+        it stays running, for the next `tune` to take up. A run that failed (raised) stays
+        running too, and is tried once more; a second failure fails the trial."""
         from optuna.trial import TrialState
 
-        study = self.optuna[spec]
         if len(rows) < n_seeds:
             return "no row"
-        statuses = {row["status"] for row in rows}
-        scores = [_float(row.get(OBJECTIVE)) for row in rows]
+        state = records.trial_state([row["status"] for row in rows], [_float(row.get(OBJECTIVE)) for row in rows])
+        if state == "failed" and self._failures([row["run_key"] for row in rows]) < 2:
+            return "retry"
+        study = self.optuna[spec]
         try:
-            if "failed" in statuses or any(math.isnan(s) for s in scores):
+            if state in ("failed", "diverged"):
+                reason = next((row.get("error") for row in rows if row.get("error")), state)
+                study._storage.set_trial_user_attr(trial._trial_id, "error", str(reason))  # (why, for the record)
                 study.tell(trial.number, state=TrialState.FAIL)
-                return "failed"
-            if "pruned" in statuses:
+            elif state == "pruned":
                 study.tell(trial.number, state=TrialState.PRUNED)
-                return "pruned"
-            study.tell(trial.number, statistics.fmean(scores))
-            return "complete"
-        except (RuntimeError, ValueError):  # told already, by another process running the same study
+            else:
+                study.tell(trial.number, statistics.fmean(_float(row[OBJECTIVE]) for row in rows))
+        except ValueError as error:  # (a trial another process running this study told already)
+            if "finished" not in str(error).lower() and "cannot tell" not in str(error).lower():
+                raise
             return "told elsewhere"
+        except RuntimeError as error:  # the grid sampler stops the study after its last point: told anyway
+            if "stop" not in str(error):
+                raise
+        return state
+
+    def _failures(self, keys: list[str]) -> int:
+        """The most failed rows any of these runs has."""
+        rows = records.read_rows(self.sweep.results, self.sweep.task.name)
+        failed = rows[rows["run_key"].isin(keys) & (rows["status"] == "failed")]
+        return int(failed.groupby("run_key").size().max()) if len(failed) else 0
+
+    def _refuse(self, spec: str, trial: Any, error: ValueError) -> None:
+        """A trial whose setting this cell cannot run (its hidden size, say): failed, with why."""
+        from optuna.trial import TrialState
+
+        self.log(f"{spec}: trial {trial.number} ({_settings(dict(trial.params))}) cannot run: {error}")
+        study = self.optuna[spec]
+        study._storage.set_trial_user_attr(trial._trial_id, "error", str(error))
+        try:
+            study.tell(trial.number, state=TrialState.FAIL)
+        except RuntimeError as stop:  # (the grid's last point)
+            if "stop" not in str(stop):
+                raise
 
     def tune(self) -> bool:
         """Run trials until every cell has its budget; False if some trial wrote no row."""
@@ -433,11 +498,15 @@ class Tuner:
                 return True
             planned = []
             for spec, trial in batch:
-                entries = self._entries(next(s for s in self.study.cells if str(s) == spec), trial, seeds, "tune")
+                try:
+                    entries = self._entries(self._spec(spec), trial, seeds, "tune")
+                except ValueError as error:
+                    self._refuse(spec, trial, error)
+                    continue
                 planned.append((spec, trial, self.sweep.runs(entries, log=self.log)))
             runs = [run for _, _, trial_runs in planned for run in trial_runs]
-            self.log(f"study {self.study.name}: {len(batch)} trials ({len(runs)} runs)")
-            rows = self.executor.run(runs, self.sweep.splits, self.log) or []
+            self.log(f"study {self.study.name}: {len(planned)} trials ({len(runs)} runs)")
+            rows = self.executor.run(runs, self.sweep.splits, self.log) or [] if runs else []
             by_key = {row["run_key"]: row for row in rows}
             outcomes = [self._tell(spec, trial, [by_key[r.key] for r in trial_runs if r.key in by_key], len(seeds))
                         for spec, trial, trial_runs in planned]
@@ -445,6 +514,8 @@ class Tuner:
                 self.log(f"study {self.study.name}: {outcomes.count('no row')} trials wrote no row (killed?); "
                          "run the same command again to take them up")
                 return False
+            if "retry" in outcomes:
+                self.log(f"study {self.study.name}: {outcomes.count('retry')} trials failed: trying them once more")
 
     def chosen(self) -> dict[str, Outcome | None]:
         """Per cell, its best complete trial by validation score (None: no trial completed)."""
@@ -474,6 +545,11 @@ class Tuner:
             return []
         runs = self.sweep.runs(entries, log=self.log)
         return self.executor.run(runs, self.sweep.splits, self.log) or []
+
+
+def _differences(before: dict[str, Any], now: dict[str, Any]) -> str:
+    keys = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    return "; ".join(f"{k}: {before.get(k)!r} then, {now.get(k)!r} now" for k in keys[:3])
 
 
 def _settings(params: dict[str, Any]) -> str:

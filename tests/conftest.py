@@ -28,6 +28,25 @@ def scratch_cells(monkeypatch):
     return CELLS
 
 
+@pytest.fixture
+def flip_task(monkeypatch):
+    """The task `flip-test` (tests/fixtures/flip_task.py), registered for this test only, so that
+    tests which list every task never see it."""
+    import importlib
+    import pathlib
+    import sys
+
+    from rnnbench.registry import TASKS
+
+    TASKS.names()  # the built-ins are in before the copy is taken
+    monkeypatch.setattr(TASKS, "_entries", dict(TASKS._entries))
+    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parent / "fixtures"))
+    if "flip_task" in sys.modules:
+        importlib.reload(sys.modules["flip_task"])  # (registers it again, into this test's copy)
+    else:
+        importlib.import_module("flip_task")
+
+
 def _has_compiler() -> bool:
     import os
     import shutil

@@ -2,7 +2,6 @@
 options on the command line override the file, shipped studies load by name, and a bad file
 fails with its file, line and key named."""
 
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -13,8 +12,7 @@ from rnnbench import configfile
 from rnnbench.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures"
-sys.path.insert(0, str(FIXTURES))
-import flip_task  # noqa: E402,F401 - registers the task "flip-test"
+pytestmark = pytest.mark.usefixtures("flip_task")  # the task "flip-test" (conftest.py)
 
 TINY = ["--task", "flip-test", "--hidden", "8", "--steps", "20", "--eval-every", "10", "--batch-size", "20",
         "--device", "cpu", "--in-process"]

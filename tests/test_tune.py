@@ -17,8 +17,7 @@ from rnnbench.cli import main
 from rnnbench.config import parse_seeds, parse_values
 
 FIXTURES = Path(__file__).parent / "fixtures"
-sys.path.insert(0, str(FIXTURES))
-import flip_task  # noqa: E402,F401 - registers the task "flip-test"
+pytestmark = pytest.mark.usefixtures("flip_task")  # the task "flip-test" (conftest.py)
 
 TINY = ["--task", "flip-test", "--hidden", "8", "--steps", "40", "--eval-every", "10", "--batch-size", "20",
         "--optimizer", "adam", "--device", "cpu"]
@@ -157,6 +156,70 @@ def test_trials_that_ended_before_the_study_heard_of_them_are_not_trained_again(
     assert set(rows.loc[rows["phase"] == "final", "lr"]) == {1e-2}
 
 
+def test_a_resumed_tpe_study_asks_new_settings_not_the_ones_it_tried(tmp_path, monkeypatch):
+    """Each sampler draw has a seed of its own: a study taken up by a new process does not get
+    its earlier settings proposed again (a sampler seeded alike in every process would)."""
+    from rnnbench import tune
+
+    args = ["tune", "--cells", "rnn", *TINY, "--steps", "10", "--space", "lr=1e-4:1e-1:log", "--sampler", "tpe",
+            "--trials", "3", "--final-seeds", "1", "--in-process", "--results", str(tmp_path), "--name", "tpe"]
+    real = tune.Tuner._tell
+    calls = []
+
+    def killed_after_first(self, *a):
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return real(self, *a)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(tune.Tuner, "_tell", killed_after_first)
+        assert CliRunner().invoke(main, args).exit_code != 0
+    assert invoke(*args).exit_code == 0
+    tune_rows = rows_of(tmp_path).query("phase == 'tune'")
+    assert len(tune_rows) == 3 and tune_rows["lr"].nunique() == 3 and sorted(tune_rows["trial"]) == [0, 1, 2]
+
+
+def test_a_setting_a_cell_cannot_run_fails_its_trial_and_the_study_goes_on(tmp_path):
+    out = invoke("tune", "--cells", "eurnn", *TINY, "--space", "hidden_size=7,8", "--final-seeds", "1",
+                 "--in-process", "--results", str(tmp_path), "--name", "odd")
+    assert out.exit_code == 0, out.output
+    assert "(hidden_size 7) cannot run: EURNN needs an even hidden size" in out.output
+    rows = rows_of(tmp_path)
+    assert list(rows["phase"]) == ["tune", "final"] and set(rows["hidden_size"]) == {8}
+
+
+def test_a_failed_trial_is_tried_once_more_then_failed(tmp_path, monkeypatch):
+    from rnnbench import runner
+
+    real = runner.train
+
+    def fails_at_high_lr(task, spec, config, *a, **k):
+        if config.lr > 1e-2:
+            raise RuntimeError("out of luck")
+        return real(task, spec, config, *a, **k)
+
+    monkeypatch.setattr(runner, "train", fails_at_high_lr)
+    out = invoke("tune", "--cells", "rnn", *TINY, "--space", "lr=1e-3,1e-1", "--final-seeds", "1", "--in-process",
+                 "--results", str(tmp_path), "--name", "retry")
+    assert out.exit_code == 0, out.output
+    rows = rows_of(tmp_path)
+    assert sorted(rows.loc[rows["lr"] == 1e-1, "status"]) == ["failed", "failed"]  # tried twice
+    assert "trying them once more" in out.output
+    assert list(rows.loc[rows["phase"] == "final", "lr"]) == [1e-3]
+
+
+def test_a_cell_spec_with_options_and_a_space_of_its_own_round_trip(tmp_path):
+    args = ["--cells", "eurnn:capacity=4,rnn", *TINY, "--steps", "10", "--space", "lr=1e-3,1e-2",
+            "--space", "eurnn.angles_lr=1e-3,1e-2", "--final-seeds", "1", "--in-process"]
+    assert invoke("tune", *args, "--results", str(tmp_path), "--name", "own").exit_code == 0
+    rows = rows_of(tmp_path)
+    assert len(rows.query("phase == 'tune'")) == 4 + 2
+    again = invoke("tune", "--config", str(tmp_path / "sweeps" / "own.toml"), "--results", str(tmp_path))
+    assert again.exit_code == 0, again.output
+    assert len(rows_of(tmp_path)) == len(rows)
+
+
 def test_the_pruner_stops_a_lagging_trial_and_its_row_says_pruned(tmp_path):
     import optuna
 
@@ -193,10 +256,17 @@ def test_the_pruner_stops_a_lagging_trial_and_its_row_says_pruned(tmp_path):
     (["--space", "gru.lr=1e-3,1e-2"], "'gru' is not one of the study's cells"),
     (["--space", "lr=1e-3,1e-2", "--final-seeds", "0,1"], "--final-seeds must be fresh seeds"),
     (["--space", "lr=1e-3,1e-2", "--clip", "0,1"], "a study searches with --space clip=..., not lists"),
+    (["--space", "lr=1e-3,1e-2", "--pruner", "asha", "--tune-seeds", "0,1"], "give one --tune-seeds, not 2"),
+    (["--space", "lr=1e-3,1e-2", "--params", "900", "--space", "hidden_size=8,16"],
+     "--space hidden_size: the study sizes cells by --params 900"),
+    (["--space", "lr_warmup_steps=0,50"], "--space lr_warmup_steps=0,50: --lr-warmup-steps 50 must be smaller"),
+    (["--space", "lr=1e-3,1e-2", "--name", "../up"], "--name '../up': a study's name is"),
     ([], "a study needs a search space"),
 ])
 def test_bad_studies_are_refused_before_anything_runs(tmp_path, flags, said):
-    out = CliRunner().invoke(main, ["tune", "--cells", "lstm,rnn", *TINY, *flags, "--results", str(tmp_path / "r")])
+    tiny = TINY[:2] + TINY[4:] if "--params" in flags else TINY  # (--hidden with --params is refused first)
+    out = CliRunner().invoke(main, ["tune", "--cells", "lstm,rnn", *tiny, *flags, "--results", str(tmp_path / "r")])
+    assert "Traceback" not in out.output
     assert out.exit_code == 2 and said in out.output, out.output
     assert not (tmp_path / "r").exists()
 

@@ -203,7 +203,7 @@ def test_a_row_with_an_unknown_status_is_reported_not_crashed_on(tmp_path):
     rows.to_csv(results / "adding.csv", index=False)
     out = invoke("report", "--results", results)
     assert out.exit_code == 0, out.output
-    assert "adding.csv:3: skipped, unknown status 'preempted' (known: ok, diverged, failed)" in out.output
+    assert "adding.csv:3: skipped, unknown status 'preempted' (known: ok, diverged, pruned, failed)" in out.output
     # the run has no ok row, so the next sweep runs it again
     again = invoke("run", "--cells", "rnn,gru", *TINY, "--results", results)
     assert again.exit_code == 0 and again.output.count("already has an ok row") == 1
