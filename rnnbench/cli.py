@@ -413,7 +413,7 @@ def tune_command(cells, task_name, preset_name, data_dir, results, keep_checkpoi
             raise ValueError(f"{flag(name)} {','.join(map(str, grid[name]))}: a study searches with "
                              f"--space {name}=..., not lists")
         name = study_name or (config_file.stem if config_file else f"{TASKS.parse(task_spec).name}-tuned")
-        specs = sweep._once(specs, "cell", log)
+        specs = sweep.once(specs, "cell", log)
         study = tune.make_study(name, specs, list(space), trials, sampler, pruner, parse_seeds(tune_seeds),
                                 parse_seeds(final_seeds), log, sampler_seed, config)
         where = make_executor(options, wait=True)
@@ -424,7 +424,8 @@ def tune_command(cells, task_name, preset_name, data_dir, results, keep_checkpoi
                     "trials": trials, "tune_seeds": study.tune_seeds, "final_seeds": study.final_seeds,
                     "sampler": study.sampler, "pruner": pruner, "sampler_seed": sampler_seed,
                     **_executor_document(options)}
-        sized = sweep.size_cells(TASKS.build(task_spec), specs, [config], log)
+        sized = [pair for spec in specs for pair in sweep.size_cells(
+            TASKS.build(task_spec), [spec], [tune.largest(study, spec, config)], log)]
         shared = sweep.prepare(task_spec, study.tune_seeds + study.final_seeds, config, results, data_dir,
                                keep_checkpoints, log, plugins, where.threads, sized, where.runs_at_once)
         # What defines the study: everything but where it runs, except the threads of each run,

@@ -96,7 +96,7 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def _once(values: list, what: str, log: Callable[[str], None]) -> list:
+def once(values: list, what: str, log: Callable[[str], None]) -> list:
     """`values` without repeats (first occurrence kept), saying which were given twice."""
     unique = list(dict.fromkeys(values))
     if len(unique) < len(values):
@@ -139,7 +139,7 @@ def expand(config: RunConfig, grid: dict[str, list] | None, log: Callable[[str],
     """
     combos: list[dict[str, Any]] = [{}]
     for name, values in (grid or {}).items():
-        values = _once(list(values), flag(name), log)
+        values = once(list(values), flag(name), log)
         combos = [{**combo, name: value} for combo in combos for value in values]
     return [config.replace(**combo) for combo in combos]
 
@@ -289,8 +289,8 @@ def plan(task_name: str | Spec, specs: list[Spec], seeds: list[int], config: Run
     configs = expand(config, grid, log)
     for each in configs:
         each.validate()
-    seeds = _once(seeds, "seed", log)
-    specs = _once(specs, "cell", log)
+    seeds = once(seeds, "seed", log)
+    specs = once(specs, "cell", log)
     task = TASKS.build(task_name)
     sized = size_cells(task, specs, configs, log)
     sweep = prepare(task_name, seeds, config, results, data_folder, keep_checkpoints, log, plugins, threads,

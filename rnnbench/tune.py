@@ -184,7 +184,7 @@ def make_study(name: str, specs: list[Spec], items: list[str], trials: int | Non
     every dimension lists its values, else TPE, unless given. Each listed value and each end of a
     range is checked against `base` (the study's config) here, before anything runs. ValueError
     names what is wrong."""
-    from rnnbench.sweep import _once
+    from rnnbench.sweep import once
     from rnnbench.registry import CELLS
 
     check_name(name)
@@ -226,7 +226,7 @@ def make_study(name: str, specs: list[Spec], items: list[str], trials: int | Non
         raise ValueError(f"--sampler {sampler} needs --trials (how many settings each cell tries)")
     if trials is not None:
         check_trials(trials)
-    tune_seeds, final_seeds = _once(tune_seeds, "tuning seed", log), _once(final_seeds, "final seed", log)
+    tune_seeds, final_seeds = once(tune_seeds, "tuning seed", log), once(final_seeds, "final seed", log)
     if pruner != "none" and len(tune_seeds) > 1:  # (Optuna prunes a trial on one curve, not on a mean of several)
         raise ValueError(f"--pruner {pruner} prunes a trial on its validation curve: give one --tune-seeds, "
                          f"not {len(tune_seeds)}")
@@ -265,6 +265,18 @@ def _check_values(space: dict[str, dict[str, Dimension]], base: RunConfig) -> No
                     base.replace(**{dim.name: value}).validate()
                 except ValueError as error:
                     raise ValueError(f"--space {dim.text()}: {error}") from None
+
+
+# The fields whose largest searched value sets a run's memory.
+MEMORY_FIELDS = ("hidden_size", "params_budget", "batch_size", "eval_batch_size")
+
+
+def largest(study: Study, spec: Spec, base: RunConfig) -> RunConfig:
+    """`base` with the largest value the study searches of each field that sets a run's memory
+    (its hidden size, batch sizes): what the planner's memory and batch-size checks must see."""
+    dims = study.space[str(spec)]
+    return base.replace(**{name: max(dims[name].choices or (dims[name].high,)) for name in MEMORY_FIELDS
+                           if name in dims})
 
 
 def journal_path(results: Path, name: str) -> Path:

@@ -261,6 +261,7 @@ def test_the_pruner_stops_a_lagging_trial_and_its_row_says_pruned(tmp_path):
      "--space hidden_size: the study sizes cells by --params 900"),
     (["--space", "lr_warmup_steps=0,50"], "--space lr_warmup_steps=0,50: --lr-warmup-steps 50 must be smaller"),
     (["--space", "lr=1e-3,1e-2", "--name", "../up"], "--name '../up': a study's name is"),
+    (["--space", "batch_size=16:500", "--trials", "2"], "--batch-size 500 is larger than the training set (200"),
     ([], "a study needs a search space"),
 ])
 def test_bad_studies_are_refused_before_anything_runs(tmp_path, flags, said):
