@@ -90,11 +90,11 @@ def _scalar(value: Any) -> bool:
 
 
 def _text(value: Any) -> str:
-    """A TOML scalar as the command line would write it (`1e-4`, `true` -> `True` is not wanted)."""
+    """A TOML scalar as the command line would write it: `1e-4` as is, a boolean as `true`."""
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _as_option(key: str, value: Any, param: click.Parameter, listed: bool) -> Any:
+def _as_option(value: Any, param: click.Parameter, listed: bool) -> Any:
     """A file value as the command line gives it to click: a list joined with commas where the
     option takes a list, a list of texts for a repeatable option. ValueError: a wrong type."""
     if isinstance(param, click.Option) and param.is_flag:
@@ -106,9 +106,9 @@ def _as_option(key: str, value: Any, param: click.Parameter, listed: bool) -> An
             items = []
             for name, item in value.items():
                 if isinstance(item, dict):  # a cell's own space: [space.eurnn]
-                    items += [f"{name}.{sub}={_joined(sub, inner)}" for sub, inner in item.items()]
+                    items += [f"{name}.{sub}={_joined(inner)}" for sub, inner in item.items()]
                 else:
-                    items.append(f"{name}={_joined(name, item)}")
+                    items.append(f"{name}={_joined(item)}")
             return items
         values = value if isinstance(value, list) else [value]
         if not all(isinstance(item, str) for item in values):
@@ -117,13 +117,13 @@ def _as_option(key: str, value: Any, param: click.Parameter, listed: bool) -> An
     if isinstance(value, list):
         if not listed:
             raise ValueError(f"expected one value, got the list {value!r}")
-        return _joined(key, value)
+        return _joined(value)
     if isinstance(value, dict):
         raise ValueError(f"expected a value, got a table {value!r}")
     return _text(value)
 
 
-def _joined(key: str, value: Any) -> str:
+def _joined(value: Any) -> str:
     """A list (or a scalar) as one comma-separated text; ValueError for nested tables or lists."""
     values = value if isinstance(value, list) else [value]
     if not values or not all(_scalar(item) for item in values):
@@ -163,7 +163,7 @@ def read(path: Path, command: click.Command, listed: set[str],
         for path_, item in parts:
             where = f"{path}:{line_of(text, path_)}"
             try:
-                converted = _as_option(key, item, param, key in listed)
+                converted = _as_option(item, param, key in listed)
                 if param.type is not None and not param.is_flag and key not in listed and not param.multiple:
                     param.type.convert(converted, param, None)
                 if check and key in check:
@@ -191,16 +191,13 @@ def _table_items(key: str, table: dict) -> list[tuple[tuple[str, ...], dict]]:
 
 
 def write(path: Path, document: dict[str, Any], header: str) -> None:
-    """Write a resolved config (values only, None left out) as TOML, atomically."""
-    from rnnbench.claims import write_atomically
-
-    body = "".join(f"# {line}\n" for line in header.splitlines()) + "\n" + render(document)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, body.encode())
-
-
-def render(document: dict[str, Any]) -> str:
-    """The TOML text of a resolved config (what `write` puts after its header)."""
+    """Write a resolved config (values only, None and empty ones left out) as TOML, after `header`
+    as comments, atomically."""
     import tomli_w
 
-    return tomli_w.dumps({k: v for k, v in document.items() if v is not None and v != [] and v != {}})
+    from rnnbench.claims import write_atomically
+
+    values = {k: v for k, v in document.items() if v is not None and v != [] and v != {}}
+    body = "".join(f"# {line}\n" for line in header.splitlines()) + "\n" + tomli_w.dumps(values)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, body.encode())

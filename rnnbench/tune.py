@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from rnnbench import records
 from rnnbench.config import DEFAULTS, RunConfig, flag, listed
 from rnnbench.registry import Spec
+
+# (optuna and rnnbench.records are imported where they are used: the CLI imports this module for
+# its choices, and starts without pandas or optuna.)
 
 SAMPLERS = ("grid", "random", "tpe")
 PRUNERS = ("none", "asha")
@@ -458,6 +460,8 @@ class Tuner:
         running too, and is tried once more; a second failure fails the trial."""
         from optuna.trial import TrialState
 
+        from rnnbench import records
+
         if len(rows) < n_seeds:
             return "no row"
         state = records.trial_state([row["status"] for row in rows], [_float(row.get(OBJECTIVE)) for row in rows])
@@ -484,6 +488,8 @@ class Tuner:
 
     def _failures(self, keys: list[str]) -> int:
         """The most failed rows any of these runs has."""
+        from rnnbench import records
+
         rows = records.read_rows(self.sweep.results, self.sweep.task.name)
         failed = rows[rows["run_key"].isin(keys) & (rows["status"] == "failed")]
         return int(failed.groupby("run_key").size().max()) if len(failed) else 0
