@@ -11,6 +11,20 @@ from torch import nn
 
 from rnnbench.registry import register_cell
 
+ELMAN = """@article{elman1990finding,
+  title={Finding Structure in Time},
+  author={Elman, Jeffrey L.},
+  journal={Cognitive Science}, volume={14}, number={2}, pages={179--211}, year={1990}}"""
+HOCHREITER = """@article{hochreiter1997long,
+  title={Long Short-Term Memory},
+  author={Hochreiter, Sepp and Schmidhuber, J{\\"u}rgen},
+  journal={Neural Computation}, volume={9}, number={8}, pages={1735--1780}, year={1997}}"""
+CHO = """@inproceedings{cho2014learning,
+  title={Learning Phrase Representations using {RNN} Encoder-Decoder for Statistical Machine Translation},
+  author={Cho, Kyunghyun and van Merri{\\"e}nboer, Bart and Gulcehre, Caglar and Bahdanau, Dzmitry and
+          Bougares, Fethi and Schwenk, Holger and Bengio, Yoshua},
+  booktitle={Proceedings of EMNLP}, pages={1724--1734}, year={2014}, note={arXiv:1406.1078}}"""
+
 
 class TorchRecurrent(nn.Module):
     """`(B, T, input_size) -> (B, T, hidden_size)` through one native torch recurrent layer."""
@@ -25,13 +39,13 @@ class TorchRecurrent(nn.Module):
         return y
 
 
-@register_cell("rnn")
+@register_cell("rnn", citation=ELMAN)
 def rnn(input_size: int, hidden_size: int) -> TorchRecurrent:
     """Vanilla tanh RNN (nn.RNN)."""
     return TorchRecurrent(nn.RNN(input_size, hidden_size, nonlinearity="tanh", batch_first=True))
 
 
-@register_cell("lstm")
+@register_cell("lstm", citation=HOCHREITER)
 def lstm(input_size: int, hidden_size: int, forget_bias: float = 1.0) -> TorchRecurrent:
     """LSTM (nn.LSTM) with the forget-gate bias initialised to `forget_bias`.
 
@@ -47,7 +61,7 @@ def lstm(input_size: int, hidden_size: int, forget_bias: float = 1.0) -> TorchRe
     return TorchRecurrent(layer)
 
 
-@register_cell("gru")
+@register_cell("gru", citation=CHO)
 def gru(input_size: int, hidden_size: int) -> TorchRecurrent:
     """GRU (nn.GRU)."""
     return TorchRecurrent(nn.GRU(input_size, hidden_size, batch_first=True))

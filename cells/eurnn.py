@@ -443,9 +443,15 @@ def _check_angles_lr(angles_lr: float) -> None:
 # Version 2: the diagonal phase (diag_phase=true) acts before the mixers, so that open boundary
 # with diag_phase spans U(N) at full capacity (version 1 reached a subset of rank N^2 - N + 1).
 VERSION = 2
+CITATION = """@inproceedings{jing2017tunable,
+  title={Tunable Efficient Unitary Neural Networks ({EUNN}) and their application to {RNNs}},
+  author={Jing, Li and Shen, Yichen and Dub{\\v{c}}ek, Tena and Peurifoy, John and Skirlo, Scott and
+          LeCun, Yann and Tegmark, Max and Solja{\\v{c}}i{\\'c}, Marin},
+  booktitle={Proceedings of the 34th International Conference on Machine Learning (ICML)},
+  pages={1733--1741}, year={2017}, note={arXiv:1612.05231}}"""
 
 
-@register_cell("eurnn", version=VERSION)
+@register_cell("eurnn", version=VERSION, citation=CITATION)
 def eurnn(
     input_size: int,
     hidden_size: int,
@@ -471,10 +477,10 @@ def eurnn(
 for _capacity in (4, 8, 16):
     _variant = functools.partial(eurnn, capacity=_capacity)
     _variant.__doc__ = f"EURNN, tunable style, capacity {_capacity}."
-    register_cell(f"eurnn-c{_capacity}", version=VERSION)(_variant)
+    register_cell(f"eurnn-c{_capacity}", version=VERSION, citation=CITATION)(_variant)
 
 
-@register_cell("eurnn-full", version=VERSION)
+@register_cell("eurnn-full", version=VERSION, citation=CITATION)
 def eurnn_full(
     input_size: int,
     hidden_size: int,
@@ -493,7 +499,7 @@ def eurnn_full(
                  diag_phase=diag_phase, boundary=boundary, init=init, modrelu=modrelu, angles_lr=angles_lr)
 
 
-@register_cell("eurnn-fft", version=VERSION)
+@register_cell("eurnn-fft", version=VERSION, citation=CITATION)
 def eurnn_fft(
     input_size: int,
     hidden_size: int,

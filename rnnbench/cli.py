@@ -533,3 +533,42 @@ def report(results, out, tasks, cells, statuses):
         raise click.ClickException(str(error)) from None
     click.echo(markdown)
     click.echo(f"wrote {len(files)} files to {out or results / 'report'}", err=True)
+
+
+@main.command("cite")
+@click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+              show_default=True, help="Cite the cells and tasks of every row in this folder.")
+@click.option("--cells", default=None, help="Instead, cite these cells: comma-separated names, specs or globs.")
+@click.option("--task", "tasks", multiple=True, help="Instead, cite this task (repeatable).")
+def cite(results, cells, tasks):
+    """Print the BibTeX of the cells and tasks used in --results (or of those named by --cells and
+    --task), each entry once, after a comment saying what cites it."""
+    from rnnbench import cite as citing
+    from rnnbench import records
+
+    if cells or tasks:
+        try:
+            cell_names = [spec.name for spec in expand_cells(cells)] if cells else []
+            task_names = [TASKS.parse(t).name for t in tasks]
+        except RegistryError as error:
+            raise click.UsageError(str(error)) from None
+    else:
+        if not results.is_dir():
+            raise click.UsageError(f"results folder {results} does not exist; name what to cite with --cells "
+                                   "and --task, or run `rnnbench run ...` first")
+        cell_names, task_names = [], []
+        for path in sorted(results.glob("*.csv")):
+            if path.name.endswith("-curves.csv"):
+                continue
+            try:
+                rows = records.read_path(path, warn=False)
+            except records.ForeignFile:
+                continue
+            cell_names += sorted(set(rows.get("cell", ())))
+            task_names += sorted(set(rows.get("task", ())))
+        if not cell_names and not task_names:
+            raise click.UsageError(f"no rows in {results}; name what to cite with --cells and --task")
+    found = citing.sources(cell_names, task_names)
+    for problem in found.missing:
+        click.echo(f"warning: {problem}", err=True)
+    click.echo(found.bibtex(), nl=False)

@@ -97,6 +97,7 @@ class Entry:
     where: str  # "file:line (module.function)" of the registration, for duplicate errors
     summary: str  # first line of the factory's docstring
     version: int = 1  # bumped when what the factory computes changes: it goes into every run key
+    citation: str = ""  # BibTeX of the paper the entry implements (`rnnbench cite`, the report's references)
 
 
 @dataclass(frozen=True, eq=False)
@@ -190,14 +191,18 @@ class Registry:
             raise
         self._state = "loaded"
 
-    def register(self, name: str, stacklevel: int = 1,
-                 version: int = 1) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Decorator registering a factory under `name`, at `version`; a name can be registered once.
+    def register(self, name: str, stacklevel: int = 1, version: int = 1,
+                 citation: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator registering a factory under `name`, at `version`, citing `citation` (BibTeX);
+        a name can be registered once.
 
         The place recorded for error messages is the caller's, `stacklevel` frames up.
         """
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise RegistryError(f"{self.kind} {name!r}: version must be a positive integer; got {version!r}")
+        if not isinstance(citation, str) or (citation.strip() and not citation.lstrip().startswith("@")):
+            raise RegistryError(f"{self.kind} {name!r}: citation must be a BibTeX entry (@article{{...}}) or ''; "
+                                f"got {citation!r:.60}")
         caller = sys._getframe(stacklevel)
         place = f"{caller.f_code.co_filename}:{caller.f_lineno}"
 
@@ -215,7 +220,8 @@ class Registry:
                     f"again at {where}"
                 )
             options = _options_of(factory, f"{self.kind} {name!r}", self.leading)
-            self._entries[name] = Entry(name, factory, MappingProxyType(options), where, _summary(factory), version)
+            self._entries[name] = Entry(name, factory, MappingProxyType(options), where, _summary(factory), version,
+                                        citation.strip())
             return factory
 
         return decorate
@@ -269,15 +275,17 @@ CELLS = Registry("cell", builtins="rnnbench.cells")
 TASKS = Registry("task", builtins="rnnbench.tasks", leading=())
 
 
-def register_cell(name: str, version: int = 1) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def register_cell(name: str, version: int = 1,
+                  citation: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a cell factory `build(input_size, hidden_size, **options) -> nn.Module`. Bump
     `version` when what the cell computes changes: the version is part of every run key, so rows
-    of the old code are never taken for rows of the new.
+    of the old code are never taken for rows of the new. `citation` is the BibTeX of the paper the
+    cell implements: `rnnbench cite` prints it and the report lists it with the tasks' sources.
 
-    >>> @register_cell("my-rnn", version=2)
+    >>> @register_cell("my-rnn", version=2, citation="@article{me2026, author={Me}, year={2026}}")
     ... def my_rnn(input_size, hidden_size, layers: int = 1): ...
     """
-    return CELLS.register(name, stacklevel=2, version=version)
+    return CELLS.register(name, stacklevel=2, version=version, citation=citation)
 
 
 def list_cells(pattern: str = "*") -> list[str]:

@@ -33,12 +33,12 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
-from rnnbench import records
+from rnnbench import cite, records
 from rnnbench.task import data_hash, data_json
 
 NUMERIC = ["seed", "hidden_size", "test_acc", "test_acc_final", "best_valid_acc", "test_loss", "baseline_loss",
@@ -434,7 +434,8 @@ def table_caption(summary: pd.DataFrame, escape: Callable[[str], str] = _printab
             + (f" Loss: test loss; the memoryless baseline's is {first['baseline_loss']:.4g}."
                if pd.notna(first["baseline_loss"]) else "")
             + (f" Caution: rows from {len(commits)} versions of the code ({', '.join(escape(c) for c in commits)})."
-               if len(commits := mixed_commits(summary)) > 1 else ""))
+               if len(commits := mixed_commits(summary)) > 1 else "")
+            + (f" {escape(cited)}" if (cited := cite.cells_sentence(summary["cell"])) else ""))
 
 
 def mixed_commits(summary: pd.DataFrame) -> list[str]:
@@ -913,11 +914,14 @@ def plot_input(card: dict, out: Path) -> list[Path]:
     return _save(fig, out, f"{_name_part(str(card['task_spec']).replace(':', '_'))}-v{card['task_version']}-input")
 
 
-def bibliography(cards: list[dict], task_specs: set[str]) -> str:
-    """The BibTeX of the reported tasks' sources (each once), as their cards recorded it."""
-    entries = {c["citation"].strip() for c in cards
-               if c.get("task_spec") in task_specs and isinstance(c.get("citation"), str)}
-    return "\n\n".join(sorted(e for e in entries if e)) + "\n" if any(entries) else ""
+def bibliography(cards: list[dict], task_specs: set[str], cells: Iterable[str] = ()) -> str:
+    """The BibTeX of the reported tasks' sources, as their cards recorded it, and of the reported
+    cells that are registered here with a citation; each entry once."""
+    found = cite.sources(cells)
+    for card in cards:
+        if card.get("task_spec") in task_specs and isinstance(card.get("citation"), str) and card["citation"].strip():
+            found.add("task", str(card["task_spec"]), card["citation"])
+    return found.bibtex()
 
 
 # --- tuning studies ------------------------------------------------------------------------------
@@ -1335,7 +1339,7 @@ def _write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path, cards: li
              and (c.get("task_spec"), c["task_version"]) in reported]
     for card in shown:
         written += plot_input(card, out)
-    references = bibliography(shown, {spec for spec, _ in reported})
+    references = bibliography(shown, {spec for spec, _ in reported}, sorted(set(rows["cell"])))
     if references:
         written.append(_write_text(out, "references.bib", references))
     text = "\n".join(markdown)
