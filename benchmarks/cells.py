@@ -37,6 +37,11 @@ import rnnbench
 from rnnbench.measure import current_memory_mb, flush_denormals, peak_memory_mb, reset_peak_memory
 
 
+# The cells of issue 16 that run a step loop, and those with a parallel scan (timed both ways).
+NEW_CELLS = ["exprnn", "scornn", "lmu", "indrnn", "cornn"]
+SCAN_CELLS = ["lru", "mingru", "minlstm"]
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -142,6 +147,7 @@ def main(hidden, steps, batch, capacities, full_hidden, full_steps, repeats, war
     main_specs += [f"eurnn:capacity={c}:impl=dense" for c in caps]
     if device.type == "cpu":  # the fused kernel is a CPU kernel
         main_specs += [f"eurnn:capacity={c}:impl=fused" for c in caps] + ["eurnn-fft:impl=fused", "eurnn-full:impl=fused"]
+    main_specs += NEW_CELLS + [f"{cell}:impl={impl}" for cell in SCAN_CELLS for impl in ("loop", "scan")]
     full_specs = ["eurnn-full:impl=reference", "eurnn-full:impl=dense", "rnn"]
     if device.type == "cpu":
         full_specs.insert(2, "eurnn-full:impl=fused")
@@ -184,6 +190,11 @@ def main(hidden, steps, batch, capacities, full_hidden, full_steps, repeats, war
         (f"lstm / rnn                 {at})", median("lstm", hidden) / rnn, ""),
         (f"gru / rnn                  {at})", median("gru", hidden) / rnn, ""),
     ]
+    ratios += [(f"{cell} / rnn".ljust(26) + f" {at})", median(cell, hidden) / rnn, "") for cell in NEW_CELLS]
+    for cell in SCAN_CELLS:
+        scan = median(f"{cell}:impl=scan", hidden)
+        ratios += [(f"{cell} scan / rnn".ljust(26) + f" {at})", scan / rnn, ""),
+                   (f"{cell} loop / scan".ljust(26) + f" {at})", median(f"{cell}:impl=loop", hidden) / scan, "> 1")]
     rnn_mb = value("rnn", hidden, "step_mb")
     for spec in table.cell[table.impl.eq("fused") & table.hidden.eq(hidden)]:
         ratios.append((f"step memory {spec} / rnn".ljust(46), value(spec, hidden, "step_mb") / rnn_mb, "<= 1"))

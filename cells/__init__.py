@@ -10,4 +10,4 @@ if __name__ != "rnnbench.cells":
         "`import rnnbench`)"
     )
 
-from . import classic, eurnn  # noqa: E402,F401  (importing registers the cells)
+from . import classic, cornn, eurnn, indrnn, lmu, lru, minimal, orthogonal  # noqa: E402,F401  (importing registers the cells)

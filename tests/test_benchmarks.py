@@ -18,13 +18,16 @@ def test_cells_benchmark_quick(tmp_path):
                           "--json", str(js)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     for ratio in ("eurnn-dense / rnn", "reference / dense", "eurnn-fused / rnn", "dense / fused", "lstm / rnn",
-                  "step memory eurnn-full:impl=fused / rnn"):
+                  "step memory eurnn-full:impl=fused / rnn", "lmu / rnn", "exprnn / rnn", "lru loop / scan",
+                  "mingru scan / rnn", "minlstm loop / scan"):
         assert ratio in out.stdout
     table = pd.read_csv(csv)
     assert set(table.cell) >= {"rnn", "lstm", "gru", "eurnn:impl=reference", "eurnn-full:impl=dense",
-                               "eurnn:capacity=2:impl=fused", "eurnn-fft:impl=fused"}
+                               "eurnn:capacity=2:impl=fused", "eurnn-fft:impl=fused", "exprnn", "scornn", "lmu",
+                               "indrnn", "cornn", "lru:impl=scan", "lru:impl=loop", "mingru:impl=scan",
+                               "minlstm:impl=loop"}
     assert (table.median_ms > 0).all()
-    assert set(table.impl) == {"native", "reference", "dense", "fused"}
+    assert set(table.impl) == {"native", "reference", "dense", "fused", "scan", "loop"}
     document = json.loads(js.read_text())
     assert len(document["rows"]) == len(table) and document["environment"]["threads"] >= 1
     ratios = {r["name"]: r for r in document["ratios"]}

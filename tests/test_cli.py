@@ -45,7 +45,7 @@ def test_ls_filters_with_a_glob():
 def test_ls_with_no_match_fails_with_the_known_names():
     result = CliRunner().invoke(main, ["ls", "lstn*"])
     assert result.exit_code == 2
-    assert "no cell matches 'lstn*'; known: eurnn, " in result.output
+    assert "no cell matches 'lstn*'; known: cornn, eurnn, " in result.output
 
 
 def test_plugin_module_registers_its_cells(tmp_path, monkeypatch, scratch_cells):

@@ -7,7 +7,8 @@ import pytest
 import rnnbench
 from rnnbench.registry import Registry, RegistryError
 
-BUILTIN = ["eurnn", "eurnn-c16", "eurnn-c4", "eurnn-c8", "eurnn-fft", "eurnn-full", "gru", "lstm", "rnn"]
+BUILTIN = ["cornn", "eurnn", "eurnn-c16", "eurnn-c4", "eurnn-c8", "eurnn-fft", "eurnn-full", "exprnn", "gru", "indrnn",
+           "lmu", "lru", "lstm", "mingru", "minlstm", "rnn", "scornn"]
 
 
 def test_builtin_cells_are_registered_and_globbable():
@@ -83,7 +84,7 @@ def test_unknown_name_lists_known_names_and_the_closest(name, suggestion):
 
 
 def test_unknown_name_with_nothing_close():
-    with pytest.raises(RegistryError, match="^unknown cell 'transformer'; known: eurnn, "):
+    with pytest.raises(RegistryError, match="^unknown cell 'transformer'; known: cornn, eurnn, "):
         rnnbench.parse_cell_spec("transformer")
 
 

@@ -191,13 +191,21 @@ class FirstSign(Task):
         return Splits(*map(split, self.sizes), {"generator": "first-sign"})
 
 
+# Options a cell needs for this 12-step task. coRNN's time step, stiffness and damping set the time
+# scale of its oscillators, and its paper chooses them per task for sequences of 500 to 2,000 steps:
+# at its psMNIST setting (dt 0.076) the state moves by O(dt^2) per step, and 150 steps of training
+# reach 84 % here (600: 91 %). dt = gamma = epsilon = 1 is a stable setting (dt * epsilon < 2) at
+# this task's time scale.
+TIME_SCALE = {"cornn": "cornn:dt=1:gamma=1:epsilon=1"}
+
+
 @pytest.mark.parametrize("name", rnnbench.list_cells())
 def test_every_cell_learns_a_tiny_sequence_task(name):
     config = RunConfig(hidden_size=16, batch_size=32, steps=150, eval_every=50, eval_batch_size=256,
                        optimizer="adam", lr=1e-2, device="cpu")
     task = FirstSign()
-    result = train(task, rnnbench.parse_cell_spec(name), config, task.load(config), torch.device("cpu"),
-                   log=lambda _: None)
+    result = train(task, rnnbench.parse_cell_spec(TIME_SCALE.get(name, name)), config, task.load(config),
+                   torch.device("cpu"), log=lambda _: None)
     assert result["status"] == "ok"
     assert result["test_acc"] >= 0.9, result["test_acc"]  # chance is 0.5
     assert math.isfinite(result["final_train_loss"])

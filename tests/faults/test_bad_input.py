@@ -17,7 +17,7 @@ import rnnbench
 from rnnbench.cli import main
 from rnnbench.data import mnist as mnist_data
 
-KNOWN_CELLS = "known: eurnn, eurnn-c16, eurnn-c4, eurnn-c8, eurnn-fft, eurnn-full, gru, lstm, rnn"
+KNOWN_CELLS = "known: " + ", ".join(rnnbench.list_cells())
 CASES = [
     # (arguments, exit code, message)
     (["--cells", "transformer"], 2, f"unknown cell 'transformer'; {KNOWN_CELLS}"),

@@ -1,0 +1,77 @@
+"""coRNN: its IMEX step against the equations written out, gradients, initialisation, sizes, the
+paper's psMNIST defaults and options."""
+
+import math
+
+import pytest
+import torch
+from torch.func import functional_call
+
+import rnnbench
+
+
+def test_a_step_is_the_imex_scheme_written_out():
+    torch.manual_seed(0)
+    cell = rnnbench.build_cell("cornn:dt=0.3:gamma=1.5:epsilon=2", 3, 6).double()
+    with torch.no_grad():  # larger weights than the init, so that tanh is not near-linear
+        for p in cell.parameters():
+            p.mul_(4)
+    x = torch.randn(4, 10, 3, dtype=torch.float64)
+    w, wz, v, b = cell.weight_y, cell.weight_z, cell.input.weight, cell.input.bias
+    dt, gamma, eps = 0.3, 1.5, 2.0
+    y = torch.zeros(4, 6, dtype=torch.float64)
+    z = torch.zeros(4, 6, dtype=torch.float64)
+    expected = []
+    for n in range(10):
+        z = z + dt * (torch.tanh(y @ w.T + z @ wz.T + x[:, n] @ v.T + b) - gamma * y - eps * z)
+        y = y + dt * z
+        expected.append(y)
+    torch.testing.assert_close(cell(x), torch.stack(expected, 1), rtol=0, atol=1e-13)
+
+
+def test_gradients_match_finite_differences_in_float64():
+    torch.manual_seed(1)
+    cell = rnnbench.build_cell("cornn:dt=0.5", 2, 3).double()
+    names = [n for n, _ in cell.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_() for p in cell.parameters())
+    x = torch.randn(2, 6, 2, dtype=torch.float64, requires_grad=True)
+
+    def run(x, *ps):
+        return functional_call(cell, dict(zip(names, ps)), (x,))
+
+    assert torch.autograd.gradcheck(run, (x, *params))
+
+
+def test_initialisation_is_the_authors_single_linear_layer():
+    torch.manual_seed(0)
+    cell = rnnbench.build_cell("cornn", 3, 40)
+    bound = 1 / math.sqrt(3 + 2 * 40)
+    for p in cell.parameters():  # (W, Wz, V, b): all at the fan-in of [u, z, y], not at their own
+        assert p.abs().max() <= bound
+    values = torch.cat([p.flatten() for p in cell.parameters()])
+    assert values.abs().max() > 0.99 * bound and abs(values.std().item() - bound / math.sqrt(3)) < 0.05 * bound
+
+
+def test_parameters_counted_by_hand():
+    # W 5x5, Wz 5x5, V 5x3, b 5: hidden * (input + 2 hidden + 1)
+    cell = rnnbench.build_cell("cornn", 3, 5)
+    assert sum(p.numel() for p in cell.parameters()) == 25 + 25 + 15 + 5 == 5 * (3 + 10 + 1)
+    # the paper's psMNIST model, 256 units: 131,584 in the cell, 134k with the readout (its table)
+    cell = rnnbench.build_cell("cornn", 1, 256)
+    assert sum(p.numel() for p in cell.parameters()) == 131_584
+
+
+def test_the_defaults_are_the_paper_psmnist_ones():
+    cell = rnnbench.build_cell("cornn", 1, 8)
+    assert (cell.dt, cell.gamma, cell.epsilon) == (0.076, 0.4, 8.0)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("cornn:dt=0", "dt=0.0 must be > 0"),
+    ("cornn:dt=-0.1", "dt=-0.1 must be > 0"),
+    ("cornn:gamma=-1", "gamma=-1.0 must be >= 0"),
+    ("cornn:epsilon=-2", "epsilon=-2.0 must be >= 0"),
+])
+def test_bad_options_are_refused(spec, message):
+    with pytest.raises(ValueError, match=message):
+        rnnbench.build_cell(spec, 1, 8)
