@@ -128,7 +128,8 @@ def test_trials_stay_out_of_the_results_tables_and_final_runs_are_lines_of_their
 
 def test_the_committed_fixture_reports_exactly_as_before(tmp_path):
     """Rows from before studies (no phase, study or trial columns): the report of
-    tests/fixtures/pmnist-rows-v1.csv is the one the code before studies wrote."""
+    tests/fixtures/pmnist-rows-v1.csv is the one the code before studies wrote, with only the
+    caption's sentence naming the cells' papers added (issue 16)."""
     fixtures = Path(__file__).parent / "fixtures"
     results = tmp_path / "results"
     results.mkdir()
