@@ -61,6 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnbench.cells._scan import linear_scan, loop_scan
+from rnnbench.optim import group_rate
 from rnnbench.registry import register_cell
 
 Impl = Literal["scan", "loop"]
@@ -91,6 +92,14 @@ class LRU(nn.Module):
             raise ValueError(f"lru: r_min={r_min} must be below r_max={r_max}")
         if not 0 < max_phase <= 2 * math.pi:
             raise ValueError(f"lru: max_phase={max_phase} must be in (0, 2 pi = {2 * math.pi}]")
+        # The init runs in float32 (the parameters' dtype): a ring reaching 1, or phases reaching 0, there
+        # would give nu_log or theta_log = -inf, refused here for every seed rather than for some draws.
+        if torch.tensor(r_max**2, dtype=torch.float32) >= 1:
+            raise ValueError(f"lru: r_max={r_max} is within float32 rounding of 1 (r_max^2 rounds to 1); "
+                             "take r_max <= 1 - 1e-7")
+        if torch.tensor(max_phase, dtype=torch.float32) * 2.0**-24 == 0:  # its smallest draw, 2^-24 max_phase
+            raise ValueError(f"lru: max_phase={max_phase} is too small for float32 (its smallest phases round "
+                             "to 0); take max_phase >= 1e-30")
         if mlp not in ("glu", "gelu"):
             raise ValueError(f"lru: mlp={mlp!r} is not one of glu, gelu")
         if impl not in ("scan", "loop"):
@@ -114,6 +123,10 @@ class LRU(nn.Module):
         self.C_im = nn.Parameter(torch.randn(n, n) / math.sqrt(n))
         self.D = nn.Parameter(torch.randn(n, input_size) / math.sqrt(input_size))
         self.glu = nn.Linear(n, 2 * n) if mlp == "glu" else None  # [W_1; W_2]: value, gate
+        for name in ("nu_log", "theta_log", "gamma_log"):  # (the checks above should make this unreachable)
+            if not torch.isfinite(getattr(self, name)).all():
+                raise ValueError(f"lru: r_min={r_min}, r_max={r_max}, max_phase={max_phase} give a non-finite "
+                                 f"initial {name} in float32")
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, r_min={self.r_min}, r_max={self.r_max}, "
@@ -164,6 +177,8 @@ def lru(
     mlp: glu (GELU then a GLU, the paper's block) or gelu; impl: scan or loop (the same function);
     recurrent_lr: the rate of nu_log, theta_log, gamma_log, B (0 = the run's --lr).
     """
-    if not recurrent_lr >= 0:  # (read by the runner's optimizer: checked here so that a sweep refuses it early)
-        raise ValueError(f"lru: recurrent_lr={recurrent_lr!r} must be >= 0 (0 = the run's --lr)")
+    try:  # (read by the runner's optimizer: checked here, by its rule, so that a sweep refuses it early)
+        group_rate("recurrent", {"recurrent_lr": recurrent_lr}, 1.0)
+    except ValueError as error:
+        raise ValueError(f"lru: {error}") from None
     return LRU(input_size, hidden_size, r_min=r_min, r_max=r_max, max_phase=max_phase, mlp=mlp, impl=impl)

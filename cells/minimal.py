@@ -16,10 +16,12 @@ the paper's g(x) = x + 0.5 for x >= 0, sigmoid(x) for x < 0, which keeps h~ > 0 
 the paper's log-space version requires, and as its experiments (and its official pseudocode) train;
 "linear" is g(x) = x, the paper's plain (linear-space) version, whose states take any sign.
 
-The gate is computed once per step, w = z_t (minGRU) or i'_t (minLSTM), with a_t = 1 - w: for
-minLSTM as i' = sigmoid(d), d = softplus(-k_f) - softplus(-k_i) = log(i / f), equal to i / (f + i)
-without the 0 / 0 of two underflowing gates. (1 - w loses the relative precision of a_t when a_t is
-below the float's epsilon, but then a_t h_{t-1} is below the rounding of h_t anyway.)
+The gate is computed from one logit d per step: w = sigmoid(d) = z_t (minGRU) or i'_t (minLSTM) and
+a_t = sigmoid(-d) = 1 - w, with d = k_z for minGRU and d = softplus(-k_f) - softplus(-k_i) = log(i / f)
+for minLSTM, so that i' = i / (f + i) without the 0 / 0 of two underflowing gates. a_t is computed
+as sigmoid(-d), the a_t whose log the log-space scan takes (logsigmoid(-d)), not as 1 - w, which
+rounds every a_t below the float's epsilon to 0 (float32: from d ~ 17 on). h_t barely changes (a_t
+h_{t-1} is then below h_t's rounding), but a_t and its gradient keep their relative precision.
 
 Three implementations (`impl`) of the same function:
   - `scan` (default): these a_t, b_t, then `linear_scan`, the odd-even parallel scan (products and
@@ -117,8 +119,9 @@ class MinimalLayer(nn.Module):
     def coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(a, b), each (B, T, N): h_t = a_t * h_{t-1} + b_t."""
         k_h = self.linear_h(x)
-        weight = torch.sigmoid(self._gate_logit(x))  # z_t, or i'_t
-        return 1 - weight, weight * (g(k_h) if self.candidate == "g" else k_h)
+        d = self._gate_logit(x)
+        weight = torch.sigmoid(d)  # z_t, or i'_t
+        return torch.sigmoid(-d), weight * (g(k_h) if self.candidate == "g" else k_h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.impl == "log-scan":

@@ -10,7 +10,10 @@ Learning-rate groups: a cell module may define `lr_groups(self) -> dict[str, lis
 naming groups of its parameters (EURNN: `{"angles": [theta, phi, omega]}`). The rate of group G is
 the cell's option `G_lr` (a float option of its factory, default 0.0), so that it is in the cell
 spec, recorded in rows and tunable: 0 keeps the group at --lr, another value is the group's own
-rate. Every group is scaled by the same schedule factor, and weight decay applies to all.
+rate. A cell whose paper gives the group's rate as a ratio to the others' (expRNN, scoRNN: a tenth)
+may also have an option `G_lr_factor`: unless `G_lr` is set (not 0), the group's rate is that
+factor times --lr, so the ratio holds at any --lr and through a tuning of --lr. Every group is scaled by the same schedule factor, and weight decay
+applies to all.
 
 >>> optimizer = build(RunConfig(lr=1e-3), model, model.cell, {"angles_lr": 1e-4})
 >>> base = [group["lr"] for group in optimizer.param_groups]  # [0.001, 0.0001]
@@ -66,7 +69,7 @@ def param_groups(config: RunConfig, model: nn.Module, cell: nn.Module | None,
             if id(p) in owner:
                 raise ValueError(f"a parameter is in lr groups {owner[id(p)]!r} and {name!r}; each may be in one")
             owner[id(p)] = name
-        rate = group_rate(name, options)
+        rate = group_rate(name, options, config.lr)
         if rate and params:
             own.append({"params": list(params), "lr": rate, "name": name})
     grouped = {id(p) for g in own for p in g["params"]}
@@ -74,21 +77,22 @@ def param_groups(config: RunConfig, model: nn.Module, cell: nn.Module | None,
     return [{"params": base}] + own
 
 
-def group_rate(name: str, options: Mapping[str, Any]) -> float:
-    """The learning rate the cell spec gives its group `name` (option `name_lr`); 0 = --lr.
+def group_rate(name: str, options: Mapping[str, Any], lr: float) -> float:
+    """The learning rate the cell spec gives its group `name` at run rate `lr`: option `name_lr`,
+    if not 0, else `name_lr_factor` times `lr` if that is not 0, else `lr` (the base group's).
 
-    >>> group_rate("angles", {"angles_lr": 1e-4})
-    0.0001
+    >>> group_rate("angles", {"angles_lr": 1e-4}, 1e-3), group_rate("o", {"o_lr": 0, "o_lr_factor": 0.1}, 1e-3)
+    (0.0001, 0.0001)
     """
-    option = f"{name}_lr"
+    option, factor_option = f"{name}_lr", f"{name}_lr_factor"
     if option not in options:
         raise ValueError(f"the cell declares lr group {name!r}, but its spec has no option {option!r}; "
                          f"give its factory `{option}: float = 0.0` (0 = the run's --lr)")
-    rate = options[option]
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate < 0:
-        raise ValueError(f"cell option {option}={rate!r}: a learning rate must be a finite number >= 0 "
-                         "(0 = the run's --lr)")
-    return float(rate)
+    rate, factor = options[option], options.get(factor_option, 0.0)
+    for key, value in ((option, rate), (factor_option, factor)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"cell option {key}={value!r}: must be a finite number >= 0 (0 = not set)")
+    return float(rate or factor * lr)
 
 
 def learning_rate_factor(config: RunConfig, step: int) -> float:

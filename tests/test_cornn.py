@@ -1,4 +1,4 @@
-"""coRNN: its IMEX step against the equations written out, gradients, initialisation, sizes, the
+"""coRNN: its IMEX and explicit steps against the equations written out, gradients, initialisation, sizes, the
 paper's psMNIST defaults and options."""
 
 import math
@@ -10,9 +10,12 @@ from torch.func import functional_call
 import rnnbench
 
 
-def test_a_step_is_the_imex_scheme_written_out():
+@pytest.mark.parametrize("scheme", ["imex", "explicit"])
+def test_a_step_is_the_scheme_written_out(scheme):
+    """imex: the paper's eq. (3), damping at the new z_n, solved here by fixed-point iteration rather
+    than by the closed form the cell uses; explicit: the authors' code, damping at z_{n-1}."""
     torch.manual_seed(0)
-    cell = rnnbench.build_cell("cornn:dt=0.3:gamma=1.5:epsilon=2", 3, 6).double()
+    cell = rnnbench.build_cell(f"cornn:dt=0.3:gamma=1.5:epsilon=2:scheme={scheme}", 3, 6).double()
     with torch.no_grad():  # larger weights than the init, so that tanh is not near-linear
         for p in cell.parameters():
             p.mul_(4)
@@ -23,10 +26,29 @@ def test_a_step_is_the_imex_scheme_written_out():
     z = torch.zeros(4, 6, dtype=torch.float64)
     expected = []
     for n in range(10):
-        z = z + dt * (torch.tanh(y @ w.T + z @ wz.T + x[:, n] @ v.T + b) - gamma * y - eps * z)
+        drive = torch.tanh(y @ w.T + z @ wz.T + x[:, n] @ v.T + b)
+        if scheme == "explicit":
+            z = z + dt * (drive - gamma * y - eps * z)
+        else:  # z_n = z_{n-1} + dt drive - dt gamma y_{n-1} - dt eps z_n: a contraction for dt eps < 1
+            z_new = z
+            for _ in range(200):
+                z_new = z + dt * drive - dt * gamma * y - dt * eps * z_new
+            z = z_new
         y = y + dt * z
         expected.append(y)
-    torch.testing.assert_close(cell(x), torch.stack(expected, 1), rtol=0, atol=1e-13)
+    torch.testing.assert_close(cell(x), torch.stack(expected, 1), rtol=0, atol=1e-12)
+
+
+def test_the_default_scheme_is_the_papers_imex_step():
+    torch.manual_seed(0)
+    x = torch.randn(2, 30, 1)
+    imex, explicit = (rnnbench.build_cell(f"cornn:scheme={s}", 1, 8) for s in ("imex", "explicit"))
+    explicit.load_state_dict(imex.state_dict())
+    default = rnnbench.build_cell("cornn", 1, 8)
+    default.load_state_dict(imex.state_dict())
+    assert default.scheme == "imex"
+    torch.testing.assert_close(default(x), imex(x), rtol=0, atol=0)
+    assert not torch.allclose(imex(x), explicit(x))
 
 
 def test_gradients_match_finite_differences_in_float64():
@@ -71,6 +93,7 @@ def test_the_defaults_are_the_paper_psmnist_ones():
     ("cornn:dt=-0.1", "dt=-0.1 must be > 0"),
     ("cornn:gamma=-1", "gamma=-1.0 must be >= 0"),
     ("cornn:epsilon=-2", "epsilon=-2.0 must be >= 0"),
+    ("cornn:scheme=rk4", "scheme='rk4' is not one of imex, explicit"),
 ])
 def test_bad_options_are_refused(spec, message):
     with pytest.raises(ValueError, match=message):

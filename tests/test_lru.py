@@ -151,13 +151,30 @@ def test_the_recurrent_group_trains_at_its_own_rate():
     ("lru:r_min=1.5:r_max=2.0", r"r_min=1.5 must be in \(0, 1\)"),
     ("lru:max_phase=0.0", r"max_phase=0.0 must be in \(0, 2 pi"),
     ("lru:max_phase=7.0", r"max_phase=7.0 must be in \(0, 2 pi"),
-    ("lru:recurrent_lr=-0.1", "recurrent_lr=-0.1 must be >= 0"),
+    ("lru:recurrent_lr=-0.1", "recurrent_lr=-0.1: must be a finite number >= 0"),
+    ("lru:r_max=0.99999999", "r_max=0.99999999 is within float32 rounding of 1"),
+    ("lru:max_phase=1e-45", "max_phase=1e-45 is too small for float32"),
     ("lru:mlp=relu", "is not one of glu, gelu"),
     ("lru:impl=fast", "is not one of scan, loop"),
 ])
 def test_bad_options_are_refused(spec, message):
     with pytest.raises(ValueError, match=message):
         rnnbench.build_cell(spec, 1, 8)
+
+
+def test_values_the_spec_parser_cannot_carry_are_refused_by_the_factory():
+    from rnnbench.cells.lru import lru
+
+    with pytest.raises(ValueError, match="recurrent_lr=inf: must be a finite number"):
+        lru(1, 8, recurrent_lr=float("inf"))
+
+
+@pytest.mark.parametrize("r_max, max_phase", [(1 - 3e-8, 2 * math.pi), (0.999, 1e-30)])
+def test_extreme_accepted_options_give_finite_parameters(r_max, max_phase):
+    torch.manual_seed(0)
+    cell = rnnbench.build_cell(f"lru:r_max={r_max!r}:max_phase={max_phase!r}", 1, 512)
+    assert all(torch.isfinite(p).all() for p in cell.parameters())
+    assert (cell.diagonal().abs() < 1).all()
 
 
 def test_a_hidden_size_below_one_is_refused():

@@ -96,6 +96,29 @@ def test_gradcheck(kind, candidate, impl):
     assert torch.autograd.gradcheck(run, (x, *params))
 
 
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_the_decay_keeps_its_relative_precision_when_the_gate_is_nearly_open(kind):
+    """a_t = sigmoid(-d), the decay whose log the log-space scan uses; 1 - sigmoid(d) rounds it to 0
+    in float32 once it is below the epsilon (d >= ~17), and its gradient with it."""
+    torch.manual_seed(0)
+    cell = MinimalRNN(1, 4, kind=kind, layers=1)
+    layer = cell.layers[0]
+    x = torch.linspace(-2, 2, 12).reshape(1, 12, 1)
+    with torch.no_grad():  # gate logits from -60 to 60: decays down to ~1e-26
+        for linear in ([layer.linear_z] if kind == "gru" else [layer.linear_i]):
+            linear.weight.fill_(30.0)
+            linear.bias.zero_()
+        if kind == "lstm":
+            layer.linear_f.weight.fill_(-30.0)
+            layer.linear_f.bias.zero_()
+    a, _ = layer.coefficients(x)
+    d = layer._gate_logit(x).double()
+    expected = torch.sigmoid(-d)
+    tiny = expected < 1e-8
+    assert tiny.any() and (a[tiny] > 0).all()
+    torch.testing.assert_close(a.double(), expected, rtol=1e-5, atol=0)
+
+
 def test_g_and_log_g():
     x = torch.linspace(-50, 50, 10001, dtype=F64)
     assert (g(x) > 0).all()

@@ -50,7 +50,7 @@ def test_recurrent_matrix_stays_orthogonal_after_large_steps(name, optimizer):
     """lr 0.1 is a thousand times the papers' rate for A: the skew entries move by units, and W is
     still orthogonal to float32 precision (the parametrization, not a projection, keeps it)."""
     torch.manual_seed(1)
-    cell = rnnbench.build_cell(f"{name}:orthogonal_lr=0", 3, 16)
+    cell = rnnbench.build_cell(name, 3, 16)
     start = cell.skew.detach().clone()
     opt = optimizer(cell.parameters(), lr=0.1)
     x = torch.randn(8, 20, 3)
@@ -239,17 +239,28 @@ def test_parameter_count_by_hand(name):
 
 
 @pytest.mark.parametrize("name", ["exprnn", "scornn"])
-def test_the_skew_entries_form_the_orthogonal_lr_group(name):
+@pytest.mark.parametrize("lr", [1e-3, 3e-3, 1e-4])
+def test_the_skew_entries_train_at_a_tenth_of_the_run_rate_at_any_rate(name, lr):
+    """The papers' ratio (A at a tenth of the other weights' rate) holds at the run's --lr, whatever it
+    is: the quick preset's 3e-3 gives A 3e-4, not the papers' absolute 1e-4 (1:30)."""
     model = torch.nn.Sequential(rnnbench.build_cell(name, 1, 8))
     cell = model[0]
     assert cell.lr_groups() == {"orthogonal": [cell.skew]}
     spec = rnnbench.parse_cell_spec(name)
-    groups = optim.param_groups(RunConfig(lr=1e-3), model, cell, spec.options)
+    groups = optim.param_groups(RunConfig(lr=lr), model, cell, spec.options)
     assert [g.get("name") for g in groups] == [None, "orthogonal"]
-    assert groups[1]["lr"] == 1e-4 and groups[1]["params"] == [cell.skew]
+    assert groups[1]["lr"] == pytest.approx(lr / 10) and groups[1]["params"] == [cell.skew]
     assert all(p is not cell.skew for p in groups[0]["params"])
-    at_lr = optim.param_groups(RunConfig(lr=1e-3), model, cell, {"orthogonal_lr": 0.0})
-    assert len(at_lr) == 1  # 0: the skew entries train at --lr with the rest
+
+
+@pytest.mark.parametrize("name", ["exprnn", "scornn"])
+def test_an_absolute_rate_or_no_factor_replaces_the_ratio(name):
+    model = torch.nn.Sequential(rnnbench.build_cell(name, 1, 8))
+    cell = model[0]
+    absolute = rnnbench.parse_cell_spec(f"{name}:orthogonal_lr=5e-5").options  # (over the default factor)
+    assert optim.param_groups(RunConfig(lr=1e-3), model, cell, absolute)[1]["lr"] == 5e-5
+    at_lr = rnnbench.parse_cell_spec(f"{name}:orthogonal_lr_factor=0").options
+    assert len(optim.param_groups(RunConfig(lr=1e-3), model, cell, at_lr)) == 1  # both 0: at --lr with the rest
 
 
 @pytest.mark.parametrize("spec, size, message", [
@@ -258,8 +269,9 @@ def test_the_skew_entries_form_the_orthogonal_lr_group(name):
     ("scornn:negative_fraction=1.5", 16, "scornn: negative_fraction=1.5 must be in [0, 1]"),
     ("scornn:negative_fraction=-0.1", 16, "scornn: negative_fraction=-0.1 must be in [0, 1]"),
     ("scornn:negative_ones=3:negative_fraction=0.5", 16, "scornn: give negative_ones=3 or negative_fraction=0.5"),
-    ("scornn:orthogonal_lr=-1", 16, "scornn: orthogonal_lr=-1.0 must be a finite number >= 0"),
-    ("exprnn:orthogonal_lr=-0.001", 16, "exprnn: orthogonal_lr=-0.001 must be a finite number >= 0"),
+    ("scornn:orthogonal_lr=-1", 16, "scornn: cell option orthogonal_lr=-1.0: must be a finite number >= 0"),
+    ("exprnn:orthogonal_lr=-0.001", 16, "exprnn: cell option orthogonal_lr=-0.001: must be a finite number >= 0"),
+    ("exprnn:orthogonal_lr_factor=-0.1", 16, "exprnn: cell option orthogonal_lr_factor=-0.1: must be a finite"),
     ("exprnn", 1, "exprnn: hidden_size=1 is too small"),
     ("scornn", 0, "scornn: hidden_size=0 is too small"),
 ])

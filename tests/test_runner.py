@@ -196,7 +196,10 @@ class FirstSign(Task):
 # at its psMNIST setting (dt 0.076) the state moves by O(dt^2) per step, and 150 steps of training
 # reach 84 % here (600: 91 %). dt = gamma = epsilon = 1 is a stable setting (dt * epsilon < 2) at
 # this task's time scale.
-TIME_SCALE = {"cornn": "cornn:dt=1:gamma=1:epsilon=1"}
+# IndRNN's bound on |u| is gamma^(1/T) for sequences of T steps, and its long-memory init draws the
+# last layer's u from [gamma^(-1/T), gamma^(1/T)]: set for T = 12 (median accuracy 0.96 over seeds 0-7;
+# 0.65 with the bound and init of 784 steps, where no unit can favour the first of 12 inputs).
+TIME_SCALE = {"cornn": "cornn:dt=1:gamma=1:epsilon=1", "indrnn": "indrnn:max_length=12:init=long"}
 
 
 @pytest.mark.parametrize("name", rnnbench.list_cells())
