@@ -162,6 +162,11 @@ print(json.dumps({"measured": max(loaded, status("VmHWM")) - base,
      dict(hidden_size=256, batch_size=200, eval_batch_size=200, steps=2, eval_every=2, warmup_steps=1)),
     ("adding:length=300:n_train=1000:n_valid=200:n_test=200", "eurnn",
      dict(hidden_size=256, batch_size=100, eval_batch_size=200, steps=2, eval_every=2, warmup_steps=1)),
+    # the scan cells of issue 16 keep more than the default a cell is estimated by
+    ("copying:delay=280:n_train=1000:n_valid=200:n_test=200", "minlstm",
+     dict(hidden_size=128, batch_size=100, eval_batch_size=200, steps=2, eval_every=2, warmup_steps=1)),
+    ("copying:delay=280:n_train=1000:n_valid=200:n_test=200", "lru",
+     dict(hidden_size=128, batch_size=100, eval_batch_size=200, steps=2, eval_every=2, warmup_steps=1)),
 ])
 def test_the_memory_estimate_is_within_a_sane_factor_of_the_measured_peak(task_spec, cell, fields):
     """A small run in a fresh process: its peak resident set above what the process held before
@@ -171,7 +176,7 @@ def test_the_memory_estimate_is_within_a_sane_factor_of_the_measured_peak(task_s
     assert out.returncode == 0, out.stderr
     sizes = json.loads(out.stdout.splitlines()[-1])
     ratio = sizes["estimated"] / sizes["measured"]
-    assert 0.8 <= ratio <= 4, sizes
+    assert 1 <= ratio <= 4, sizes
 
 
 def test_the_estimate_counts_weights_optimizer_data_and_activations():
