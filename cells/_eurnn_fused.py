@@ -5,7 +5,8 @@ eurnn.py calls it.)
 The kernel is C++ compiled with torch's extension tools the first time it is used, then cached
 (in $TORCH_EXTENSIONS_DIR/NAME, by default ~/.cache/torch_extensions/NAME). It needs a C++ compiler with
 OpenMP SIMD support (g++ or clang++); building takes about a minute, once per machine type. When no
-compiler is available, `load()` returns None after a single warning, and the cell runs `dense`.
+compiler is available, `load()` returns None after a single warning, and EURNN's impl=auto runs
+`dense` or `reference` instead (impl=fused fails, naming what can run).
 
 The build survives its builder being killed at any moment (SIGTERM, SIGKILL): one process builds,
 under a lock that the operating system releases when its owner dies (fcntl, through filelock), in
@@ -242,8 +243,8 @@ def load():
             reason = (f"{type(error).__name__}: {first_line}; the kernel needs a C++ compiler (g++ or clang++) "
                       "and ninja, see README.md")
         warnings.warn(
-            f"rnnbench could not build the fused EURNN kernel ({reason}). EURNN runs impl='dense' instead, "
-            "with its steps in Python (slower).",
+            f"rnnbench could not build the fused EURNN kernel ({reason}). EURNN with impl=auto runs 'dense' "
+            "(with its steps in Python, slower) or 'reference' instead; impl=fused cannot run.",
             RuntimeWarning,
             stacklevel=2,
         )

@@ -26,7 +26,7 @@ layers that mix units at strides 1, 2, 4, ... (N a power of two).
 sqrt(|z|^2 + 1e-12), smooth at z = 0; `notebook`, |z| + 1e-5, as torch_eunn's ModReLU, which
 the original notebook used (its derivative at z = 0 is taken as 0, as torch's complex abs does).
 
-Three implementations of the same function:
+Four implementations of the same function (IMPLEMENTATIONS: each says where it can run):
   - `reference` applies the mixer layers to the state at every step: O(capacity * N) work
     per step, a dozen small tensor operations per layer;
   - `dense` builds U once per forward pass (capacity * N^2 work, differentiable), then runs
@@ -34,7 +34,11 @@ Three implementations of the same function:
     kernel below is built; a Python loop elsewhere);
   - `fused` (CPU) runs the whole recurrence, forward and backward through time, in one compiled
     C++ kernel per direction with the sparse mixer structure (see _eurnn_fused.py): O(capacity * N)
-    work per step with no per-step tensor operations, and only the states kept for backward.
+    work per step with no per-step tensor operations, and only the states kept for backward;
+  - `triton` (CUDA) does the same in two Triton kernels, one launch per direction (see
+    _eurnn_triton.py); on CPU it runs only under Triton's interpreter, for tests.
+`impl="auto"` picks one for the device (`choose_impl`); a named implementation that cannot run
+on the device fails the forward pass with a message naming those that can.
 
 Initialisation (`init="default"`): angles theta, phi (and the diagonal phases) uniform in
 [0, 2pi), as in the paper; modReLU bias beta uniform in [-0.01, 0.01], so the nonlinearity starts
@@ -49,19 +53,19 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
-from typing import Literal
+from dataclasses import dataclass
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnbench.cells import _eurnn_fused
+from rnnbench.cells import _eurnn_fused, _eurnn_triton
 from rnnbench.registry import register_cell
 
 Style = Literal["tunable", "fft"]
 Output = Literal["real", "abs", "complex"]
-Impl = Literal["auto", "reference", "dense", "fused"]
+Impl = Literal["auto", "reference", "dense", "fused", "triton"]
 Boundary = Literal["periodic", "open"]
 Init = Literal["default", "notebook"]
 ModRelu = Literal["smooth", "notebook"]
@@ -132,7 +136,7 @@ class EURNN(nn.Module):
         super().__init__()
         _check_choice("style", style, ("tunable", "fft"))
         _check_choice("output", output, ("real", "abs", "complex"))
-        _check_choice("impl", impl, ("auto", "reference", "dense", "fused"))
+        _check_choice("impl", impl, ("auto", *IMPLEMENTATIONS))
         _check_choice("boundary", boundary, ("periodic", "open"))
         _check_choice("init", init, ("default", "notebook"))
         _check_choice("modrelu", modrelu, tuple(MODRELU_EPS))
@@ -163,6 +167,7 @@ class EURNN(nn.Module):
         self.last_impl: str | None = None  # what the last forward pass ran
         self.output_size = 2 * n if output == "complex" else n
         self._fused_layout = None  # built on first use of the fused kernel
+        self._triton_tables: dict[torch.device, torch.Tensor] = {}  # the Triton kernels' mixer tables
 
         # Each layer reorders the state to [a-units, b-units, untouched units] with `perm`,
         # mixes, and restores the order with `inv`. Layers share few distinct patterns.
@@ -220,34 +225,11 @@ class EURNN(nn.Module):
         return {"angles": [p for p in (self.theta, self.phi, self.omega) if p is not None]}
 
     def chosen_impl(self, device: torch.device) -> str:
-        """The implementation a forward pass on `device` runs.
-
-        `fused` is a CPU kernel: asked for on another device, or where it cannot be built (no
-        compiler; one warning), `dense` runs instead. `auto` on CUDA is dense (a GEMM is cheap
-        there, the reference path is bound by kernel launches). On CPU, `auto` is fused when the
-        mesh has at most N/5 layers: the fused kernel costs ~ L N per step, dense ~ N^2 at a better
-        rate per operation; measured crossovers against the compiled dense loop (benchmarks/cells.py,
-        2 cores, B=100) lie at L = N/4.5 (N=1024, T=100), N/5 (N=256, T=784) and N/4 (N=64, T=196).
-        Otherwise, or without the kernel, `auto`
-        compares per-step costs fitted on 2 cores (B=50, T=120; N=512..1332, capacity 2..16): dense
-        ~ 0.77 + 5.6e-6 N^2 ms, reference ~ 1.22 + L (0.41 + 9e-4 N) ms. Dense wins at N=512 with
-        capacity 2 (1.3x) and at N=1024 with capacity 8; reference at N=1332 with capacity 2 (2.4x).
-        """
-        n, layers = self.hidden_size, self.capacity + (self.omega is not None)
-        if device.type != "cpu":
-            if self.impl == "fused":
-                _warn_fused_cpu_only(device)
-            return "dense" if self.impl in ("auto", "fused") else self.impl
-        if self.impl == "fused" or (self.impl == "auto" and 5 * layers <= n):
-            if _eurnn_fused.load() is not None:
-                return "fused"
-            if self.impl == "fused":
-                return "dense"
-        if self.impl != "auto":
-            return self.impl
-        dense_ms = 0.77 + 5.6e-6 * n * n
-        reference_ms = 1.22 + layers * (0.41 + 9e-4 * n)
-        return "reference" if reference_ms < dense_ms else "dense"
+        """The implementation a forward pass on `device` runs: `choose_impl` for this mesh, where the
+        fused kernel counts as available once it is built (`_eurnn_fused.load()`). Raises ValueError
+        when the implementation the spec names cannot run on `device`, naming those that can."""
+        layers = self.capacity + (self.omega is not None)
+        return choose_impl(self.impl, device, self.hidden_size, layers)
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, style={self.style}, capacity={self.capacity}, "
@@ -277,22 +259,20 @@ class EURNN(nn.Module):
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, T, input_size) real; h0: optional (B, N) complex initial state (default 0)."""
         self.last_impl = self.chosen_impl(x.device)
-        if self.last_impl == "fused":
-            re, im = self._forward_fused(x, h0)
-        else:
-            xproj = F.linear(x.transpose(0, 1), self.input.weight, self.input.bias)  # (T, B, N)
-            if self.last_impl == "reference":
-                re, im = self._forward_reference(xproj, h0)
-            else:
-                re, im = self._forward_dense(xproj, h0)
+        re, im = IMPLEMENTATIONS[self.last_impl].run(self, x, h0)
         if self.output == "real":
             return re
         if self.output == "complex":
             return torch.cat([re, im], -1)
         return torch.complex(re, im).abs()  # torch's complex abs has gradient 0 at 0, not NaN
 
-    def _forward_reference(self, xproj: torch.Tensor, h0: torch.Tensor | None):
+    def _input_projection(self, x: torch.Tensor) -> torch.Tensor:
+        """W x_t + b for all steps, time first: (T, B, N)."""
+        return F.linear(x.transpose(0, 1), self.input.weight, self.input.bias)
+
+    def _forward_reference(self, x: torch.Tensor, h0: torch.Tensor | None):
         n = self.hidden_size
+        xproj = self._input_projection(x)
         h = xproj.new_zeros(xproj.shape[1], n, dtype=xproj.dtype.to_complex()) if h0 is None else h0
         states = []
         for xp_t in xproj.unbind(0):  # (B, N)
@@ -302,8 +282,9 @@ class EURNN(nn.Module):
         hs = torch.stack(states, 1)  # (B, T, N) complex
         return hs.real, hs.imag
 
-    def _forward_dense(self, xproj: torch.Tensor, h0: torch.Tensor | None):
+    def _forward_dense(self, x: torch.Tensor, h0: torch.Tensor | None):
         n = self.hidden_size
+        xproj = self._input_projection(x)
         u_t = self.recurrent_matrix().transpose(0, 1)  # U^T, (N, N) complex
         # Complex row-vector product h U^T as one real matmul on [Re h, Im h]:
         # [re, im] @ [[A, B], [-B, A]] with U^T = A + iB.
@@ -335,11 +316,86 @@ class EURNN(nn.Module):
         # For output="real" hs is Re h already: slicing it would make backward pad a copy.
         return (hs, None) if real_only else (hs[..., :n], hs[..., n:])
 
+    def _forward_triton(self, x: torch.Tensor, h0: torch.Tensor | None):
+        n = self.hidden_size
+        table = self._triton_tables.get(x.device)
+        if table is None:
+            pairs = mixer_pairs(n, self.style, self.capacity, self.boundary)
+            table = self._triton_tables[x.device] = _eurnn_triton.tables(pairs, n).to(x.device)
+        if h0 is not None:
+            h0 = torch.cat([h0.real, h0.imag], -1).to(x.dtype)
+        xp = F.linear(x, self.input.weight, self.input.bias)  # (B, T, N): one GEMM; autograd takes it back
+        omega = self.omega if self.omega is not None else self.theta.new_empty(0)
+        real_only = self.output == "real"
+        hs = _eurnn_triton.TritonRecurrence.apply(
+            xp, self.theta, self.phi, omega, self.mod_bias, h0, table, real_only,
+            (self.modrelu == "notebook", MODRELU_EPS[self.modrelu]))
+        return (hs, None) if real_only else (hs[..., :n], hs[..., n:])
 
-@functools.cache
-def _warn_fused_cpu_only(device: torch.device) -> None:
-    warnings.warn(f"EURNN impl='fused' is a CPU kernel; on {device} it runs impl='dense'", RuntimeWarning,
-                  stacklevel=4)
+
+@dataclass(frozen=True)
+class Implementation:
+    """One way to run the recurrence: `unavailable(device)` says why it cannot run on `device`
+    (None: it can), `run(cell, x, h0)` returns (Re h, Im h or None) for all steps, (B, T, N)."""
+
+    name: str
+    unavailable: Callable[[torch.device], str | None]
+    run: Callable[[EURNN, torch.Tensor, torch.Tensor | None], tuple]
+
+
+def _fused_unavailable(device: torch.device) -> str | None:
+    if device.type != "cpu":
+        return f"the fused kernel is a CPU kernel; this is {device.type}"
+    if _eurnn_fused.load() is None:
+        return "the fused kernel could not be built here (a C++ compiler and ninja are needed; see README.md)"
+    return None
+
+
+IMPLEMENTATIONS = {
+    "reference": Implementation("reference", lambda device: None, EURNN._forward_reference),
+    "dense": Implementation("dense", lambda device: None, EURNN._forward_dense),
+    "fused": Implementation("fused", _fused_unavailable, EURNN._forward_fused),
+    "triton": Implementation("triton", _eurnn_triton.unavailable, EURNN._forward_triton),
+}
+
+
+def choose_impl(impl: str, device: torch.device, hidden_size: int, layers: int,
+                fused_unavailable: Callable[[torch.device], str | None] = _fused_unavailable) -> str:
+    """The implementation a mesh of `layers` layers (capacity, plus one with the diagonal phase) over
+    N = hidden_size units runs on `device` when the spec asks for `impl`.
+
+    A named implementation runs where it can, else ValueError names those that can. `auto`: on
+    CUDA, triton where Triton is installed, else dense (a GEMM is cheap there; the reference path is
+    bound by kernel launches). On CPU, fused when the mesh has at most N/5 layers and the kernel is
+    built: it costs ~ L N per step, dense ~ N^2 at a better rate per operation; measured crossovers
+    against the compiled dense loop (benchmarks/cells.py, 2 cores, B=100) lie at L = N/4.5 (N=1024,
+    T=100), N/5 (N=256, T=784) and N/4 (N=64, T=196). Otherwise `auto` compares per-step costs
+    fitted on 2 cores (B=50, T=120; N=512..1332, capacity 2..16): dense ~ 0.77 + 5.6e-6 N^2 ms,
+    reference ~ 1.22 + L (0.41 + 9e-4 N) ms. Dense wins at N=512 with capacity 2 (1.3x) and at
+    N=1024 with capacity 8; reference at N=1332 with capacity 2 (2.4x). Elsewhere (MPS...), dense.
+    `fused_unavailable` replaces the fused kernel's check (rnnbench.resources asks without building).
+
+    >>> choose_impl("auto", torch.device("cpu"), 256, 2)
+    'fused'
+    """
+    unavailable = {**{name: entry.unavailable for name, entry in IMPLEMENTATIONS.items()}, "fused": fused_unavailable}
+    if impl != "auto":
+        reason = unavailable[impl](device)
+        if reason is not None:
+            can = [name for name in IMPLEMENTATIONS if unavailable[name](device) is None]
+            raise ValueError(f"EURNN impl={impl!r} cannot run on {device.type}: {reason}. "
+                             f"Implementations that can: {', '.join(can)} (or impl=auto)")
+        return impl
+    if device.type == "cuda":
+        return "triton" if unavailable["triton"](device) is None else "dense"
+    if device.type != "cpu":
+        return "dense"
+    if 5 * layers <= hidden_size and unavailable["fused"](device) is None:
+        return "fused"
+    n = hidden_size
+    dense_ms = 0.77 + 5.6e-6 * n * n
+    reference_ms = 1.22 + layers * (0.41 + 9e-4 * n)
+    return "reference" if reference_ms < dense_ms else "dense"
 
 
 class DenseRecurrence(torch.autograd.Function):

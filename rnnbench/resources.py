@@ -52,10 +52,11 @@ CELL_FLOATS = {
     # Measured the same way (B=100, T=300, N=128) against the default (24, 8), which covers the other
     # cells of issue 16 (estimate / peak: exprnn 3.4, scornn 2.5, cornn 2.6, indrnn 2.1, lmu 1.5) but
     # not the scan cells, which keep every layer's coefficients and the scan's levels: lru 1.17,
-    # mingru 0.95, minlstm 0.88. Raised until each is above 1.1.
+    # mingru 0.95, minlstm 0.88 (its peak varies by 10% from process to process: 750-930 MB here).
+    # Raised until each is above 1.1 at its largest peak.
     "rnnbench.cells.lru.lru": (28, 8),
     "rnnbench.cells.minimal.mingru": (32, 8),
-    "rnnbench.cells.minimal.minlstm": (36, 8),
+    "rnnbench.cells.minimal.minlstm": (48, 8),
 }
 DEFAULT_CELL_FLOATS = (24, 8)  # a cell we know nothing about (a plugin): more than a gated cell needs
 

@@ -1,6 +1,12 @@
 import functools
 import http.server
+import os
 import threading
+
+# impl="triton" runs its Triton kernels in Triton's interpreter on CPU tensors in the tests. Triton
+# reads TRITON_INTERPRET when a kernel is defined (the first time impl="triton" runs), so it is set
+# before any test starts; TRITON_INTERPRET=0 in the environment keeps the compiled kernels (GPU).
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest
 import torch

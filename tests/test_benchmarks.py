@@ -45,3 +45,25 @@ def test_measurement_scripts_run_quickly(script, expected):
     assert out.returncode == 0, out.stderr
     for line in expected:
         assert line in out.stdout
+
+
+@pytest.mark.triton
+def test_gpu_benchmark_dry_run_exercises_every_step_on_cpu(tmp_path):
+    pytest.importorskip("triton")
+    js = tmp_path / "gpu.json"
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu.py"), "--dry-run", "--json", str(js)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    document = json.loads(js.read_text())
+    assert document["dry_run"] is True and document["environment"]["device"] == "cpu"
+    assert document["tests"]["ok"] and "-m cuda" in document["tests"]["command"]
+    rows = {row["cell"]: row for row in document["steps"]["rows"]}
+    assert rows["eurnn:impl=triton"]["impl"] == "triton" and rows["eurnn:impl=dense"]["impl"] == "dense"
+    assert {"rnn", "lstm", "gru", "lmu", "lru", "minlstm"} <= set(rows)
+    assert all(row["forward_ms"] > 0 and row["backward_ms"] > 0 and row["peak_mb"] > 0 for row in rows.values())
+    assert document["run"]["returncode"] == 0
+    assert {row["cell_spec"] for row in document["run"]["rows"]} == {"eurnn", "lstm"}
+    assert all(row["status"] == "ok" for row in document["run"]["rows"])
+    targets = {r["name"]: r["target"] for r in document["ratios"]}
+    assert targets["eurnn (capacity 2, triton) step / nn.RNN step"] == "<= 0.5"
+    assert all(r["value"] is not None and r["value"] > 0 for r in document["ratios"])

@@ -412,11 +412,20 @@ def test_without_the_fused_kernel_auto_picks_the_path_measured_faster(n, capacit
     monkeypatch.setattr(_eurnn_fused, "load", lambda: None)  # as on a machine without a compiler
     cell = EURNN(1, n, capacity=capacity)
     assert cell.chosen_impl(torch.device("cpu")) == expected
-    assert cell.chosen_impl(torch.device("cuda")) == "dense"
     cell(torch.zeros(1, 2, 1))
     assert cell.last_impl == expected
     assert EURNN(1, n, capacity=capacity, impl="reference").chosen_impl(torch.device("cuda")) == "reference"
-    assert EURNN(1, n, capacity=capacity, impl="fused").chosen_impl(torch.device("cpu")) == "dense"
+
+
+def test_a_named_implementation_that_cannot_run_fails_naming_those_that_can(monkeypatch):
+    """No silent substitute: impl=fused on CUDA, or where the kernel cannot be built, stops the run."""
+    with pytest.raises(ValueError, match=r"impl='fused' cannot run on cuda: the fused kernel is a CPU kernel; "
+                                         r"this is cuda\. Implementations that can: reference, dense"):
+        EURNN(1, 8, impl="fused").chosen_impl(torch.device("cuda"))
+    monkeypatch.setattr(_eurnn_fused, "load", lambda: None)
+    cell = EURNN(1, 8, impl="fused")
+    with pytest.raises(ValueError, match=r"impl='fused' cannot run on cpu: the fused kernel could not be built here"):
+        cell(torch.zeros(1, 2, 1))
 
 
 @pytest.mark.fused
@@ -427,7 +436,6 @@ def test_without_the_fused_kernel_auto_picks_the_path_measured_faster(n, capacit
 def test_auto_picks_fused_on_cpu_for_meshes_of_at_most_n_over_5_layers(n, capacity, diag_phase, expected):
     cell = EURNN(1, n, capacity=capacity, diag_phase=diag_phase)
     assert cell.chosen_impl(torch.device("cpu")) == expected
-    assert cell.chosen_impl(torch.device("cuda")) == "dense"
     assert EURNN(1, n, capacity=capacity, impl="fused").chosen_impl(torch.device("cpu")) == "fused"
 
 
@@ -442,7 +450,7 @@ def test_auto_picks_fused_on_cpu_for_meshes_of_at_most_n_over_5_layers(n, capaci
     (dict(style="fft", boundary="open"), "boundary applies to style='tunable' only; got 'open'"),
     (dict(style="butterfly"), "style must be one of tunable, fft; got 'butterfly'"),
     (dict(output="imag"), "output must be one of real, abs, complex; got 'imag'"),
-    (dict(impl="cuda"), "impl must be one of auto, reference, dense, fused; got 'cuda'"),
+    (dict(impl="cuda"), "impl must be one of auto, reference, dense, fused, triton; got 'cuda'"),
     (dict(boundary="closed"), "boundary must be one of periodic, open; got 'closed'"),
     (dict(init="paper"), "init must be one of default, notebook; got 'paper'"),
     (dict(modrelu="tf"), "modrelu must be one of smooth, notebook; got 'tf'"),

@@ -184,19 +184,22 @@ def test_build_name_changes_with_the_source(monkeypatch, tmp_path):
     assert _eurnn_fused.build_name() != name
 
 
-def test_without_a_compiler_the_cell_warns_once_and_runs_dense(tmp_path):
-    """A fresh process where the compiler does not exist: one warning that says what is missing,
-    and the cell still trains, recording the path it ran."""
+def test_without_a_compiler_auto_warns_once_and_runs_dense_and_fused_fails(tmp_path):
+    """A fresh process where the compiler does not exist: one warning that says what is missing; a
+    cell with impl=auto still trains, recording the path it ran; impl=fused stops, naming what can run."""
     script = textwrap.dedent("""
         import warnings
         import torch
         from rnnbench.cells.eurnn import EURNN
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            for impl in ("fused", "auto", "fused"):
+            for impl in ("auto", "fused", "auto"):
                 cell = EURNN(1, 16, capacity=2, impl=impl)
-                cell(torch.randn(2, 5, 1)).sum().backward()
-                print(impl, cell.last_impl)
+                try:
+                    cell(torch.randn(2, 5, 1)).sum().backward()
+                    print(impl, cell.last_impl)
+                except ValueError as error:
+                    print(impl, "ValueError", error)
         for w in caught:
             print("WARNING", w.message)
     """)
@@ -204,7 +207,9 @@ def test_without_a_compiler_the_cell_warns_once_and_runs_dense(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[:3] == ["fused dense", "auto dense", "fused dense"]
+    assert lines[0] == "auto dense" and lines[2] == "auto dense"
+    assert lines[1].startswith("fused ValueError EURNN impl='fused' cannot run on cpu: the fused kernel could not "
+                               "be built here") and "Implementations that can: reference, dense" in lines[1]
     warnings_ = [ln for ln in lines if ln.startswith("WARNING")]
     assert len(warnings_) == 1
     assert "could not build the fused EURNN kernel" in warnings_[0] and "C++ compiler" in warnings_[0]

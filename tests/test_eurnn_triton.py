@@ -1,0 +1,187 @@
+"""impl="triton": the Triton kernels, run by Triton's interpreter on CPU tensors (tests/conftest.py
+sets TRITON_INTERPRET=1), against the reference path to 1e-10 in float64 on random meshes, with
+gradcheck, determinism and blocks of sequences; every kernel configuration that `auto` can choose
+compiled for the H200 (sm_90a) with no register spills; and where impl="triton" cannot run."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from rnnbench.cells import _eurnn_triton
+from rnnbench.cells.eurnn import EURNN, choose_impl, mixer_pairs
+from test_eurnn_fused import NOTEBOOK_CASES, random_case, run
+
+pytest.importorskip("triton")
+pytestmark = pytest.mark.triton
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_triton_equals_reference_on_random_meshes(seed):
+    case = random_case(torch.Generator().manual_seed(1000 + seed))
+    y_ref, g_ref = run("reference", case, seed)
+    y, g = run("triton", case, seed)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-10)
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", NOTEBOOK_CASES, ids=lambda c: "-".join(map(str, c["kwargs"].values())))
+def test_triton_equals_reference_with_the_notebook_options(case):
+    y_ref, g_ref = run("reference", case, seed=6)
+    y, g = run("triton", case, seed=6)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-10)
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+def test_gradcheck_on_a_tiny_mesh_with_every_input():
+    torch.manual_seed(0)
+    cell = EURNN(2, 4, capacity=3, diag_phase=True, output="complex", impl="triton").double()
+    names = [name for name, _ in cell.named_parameters()]
+    x = torch.randn(2, 2, 2, dtype=torch.float64, requires_grad=True)
+    h0 = (0.5 * torch.randn(2, 4, dtype=torch.complex128)).requires_grad_()
+
+    def f(x, h0, *params):
+        return torch.func.functional_call(cell, dict(zip(names, params)), (x,), {"h0": h0})
+
+    params = [p.detach().clone().requires_grad_() for p in cell.parameters()]
+    # fast mode: the Jacobian along random directions, two passes per input rather than per entry
+    assert torch.autograd.gradcheck(f, (x, h0, *params), eps=1e-6, atol=1e-7, fast_mode=True)
+
+
+@pytest.mark.parametrize("rows", [2, 4])
+def test_blocks_of_several_sequences_and_a_ragged_last_block(rows, monkeypatch):
+    """Programs of `rows` sequences (block_rows gives 2 from a batch of 256 on; forced here, as the
+    interpreter runs programs one after another) and a last program with fewer."""
+    monkeypatch.setattr(_eurnn_triton, "block_rows", lambda batch, n: rows)
+    case = {"kwargs": dict(capacity=3, boundary="open", output="complex"), "batch": rows + 1, "steps": 3,
+            "inputs": 2, "n": 8}
+    y_ref, g_ref = run("reference", case, seed=4)
+    y, g = run("triton", case, seed=4)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-10)
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+def test_float32_matches_reference_to_float32_rounding():
+    torch.manual_seed(1)
+    x = torch.rand(3, 12, 1)
+    outs = []
+    for impl in ("reference", "triton"):
+        torch.manual_seed(2)
+        cell = EURNN(1, 32, capacity=4, diag_phase=True, impl=impl)
+        y = cell(x)
+        y[:, -1].sum().backward()
+        assert y.dtype == torch.float32
+        outs.append([y.detach()] + [p.grad for p in cell.parameters()])
+    for a, b in zip(*outs):
+        assert torch.linalg.vector_norm(a - b) <= 1e-5 * torch.linalg.vector_norm(b)
+
+
+def test_the_same_input_gives_bitwise_identical_results():
+    torch.manual_seed(3)
+    cell = EURNN(2, 16, capacity=4, impl="triton")
+    x = torch.randn(3, 6, 2)
+    results = []
+    for _ in range(2):
+        cell.zero_grad()
+        y = cell(x)
+        y.pow(2).mean().backward()
+        results.append([y.detach().clone()] + [p.grad.clone() for p in cell.parameters()])
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+def test_tables_list_each_layers_mixers_and_mark_empty_slots():
+    table = _eurnn_triton.tables(mixer_pairs(6, "tunable", 3, "open"), 6)
+    assert table.shape == (3, 3, 4) and table.dtype == torch.int32  # N/2 = 3 slots, rounded up to 4
+    assert table[0, 0, :3].tolist() == [0, 2, 4] and table[1, 0, :3].tolist() == [1, 3, 5]
+    assert table[0, 1, :2].tolist() == [1, 3] and table[1, 1, :2].tolist() == [2, 4]  # open: 2 mixers
+    assert table[2].tolist() == [[0, 1, 2, -1], [3, 4, -1, -1], [5, 6, 7, -1]]
+
+
+def test_block_rows_depends_on_the_shapes_only_and_bounds_a_programs_units():
+    assert _eurnn_triton.block_rows(100, 256) == 1  # 100 programs for the default batch
+    assert _eurnn_triton.block_rows(300, 8) == 2
+    assert _eurnn_triton.block_rows(1024, 256) == 2  # at most 512 units a program (but a whole sequence)
+    assert _eurnn_triton.block_rows(100_000, 1024) == 1
+    assert _eurnn_triton.block_rows(100_000, 4096) == 1
+    assert [_eurnn_triton.num_warps(1, n) for n in (2, 128, 256, 512, 1000, 4096)] == [4, 4, 8, 16, 16, 16]
+
+
+def test_triton_cannot_run_on_cpu_outside_the_interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    cell = EURNN(1, 8, impl="triton")
+    with pytest.raises(ValueError, match=r"impl='triton' cannot run on cpu: the Triton kernels run on CUDA devices"
+                                         r".*Implementations that can: reference, dense"):
+        cell(torch.zeros(1, 2, 1))
+    assert choose_impl("auto", torch.device("cpu"), 256, 2) != "triton"
+
+
+def test_auto_on_cuda_is_triton_where_triton_is_installed_else_dense(monkeypatch):
+    assert choose_impl("auto", torch.device("cuda"), 256, 2) == "triton"
+    monkeypatch.setattr(_eurnn_triton, "_kernels", lambda: None)  # as without Triton
+    assert choose_impl("auto", torch.device("cuda"), 256, 2) == "dense"
+    with pytest.raises(ValueError, match="impl='triton' cannot run on cuda: Triton is not installed"):
+        choose_impl("triton", torch.device("cuda"), 256, 2)
+
+
+# Every configuration of the kernels that a forward or backward pass can launch, as `auto` chooses
+# it on CUDA: the kernels' code depends on the constexprs (flags, block shape) and the dtype, not on
+# the mesh (its tables are data). Flags all set: the largest code of each shape. Launches of
+# N = 2..1024 at a batch of 100 (1 row per program) and of 10^6 (the most rows a program takes).
+COMPILE = textwrap.dedent("""
+    import json, os, subprocess, sys, tempfile
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from rnnbench.cells import _eurnn_triton, _eurnn_triton_kernels as K
+
+    ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+    report = []
+    shapes = sorted({(_eurnn_triton.block_rows(batch, 2 ** k), 2 ** k) for k in range(1, 11) for batch in (100, 10**6)})
+    for rows, block_n in shapes:
+        for dtype in ("fp32", "fp64"):
+            for kernel in (K.forward_kernel, K.backward_kernel):
+                flags = dict(NOTEBOOK=True, HAS_H0=True, HAS_OMEGA=True, BLOCK_B=rows, BLOCK_N=block_n,
+                             BLOCK_H=max(1, block_n // 2))
+                if kernel is K.backward_kernel:
+                    flags["REAL_ONLY"] = False
+                signature = {}
+                for name in kernel.arg_names:
+                    signature[name] = ("constexpr" if name in flags else "*i32" if name == "table"
+                                       else "i32" if name in ("B", "T", "N", "L", "M") else dtype if name == "shift"
+                                       else "*" + dtype)
+                source = ASTSource(kernel, signature, {(kernel.arg_names.index(k),): v for k, v in flags.items()})
+                options = {"num_warps": _eurnn_triton.num_warps(rows, block_n)}
+                compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
+                with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+                    f.write(compiled.asm["ptx"])
+                out = subprocess.run([ptxas, "-v", "--gpu-name", "sm_90a", f.name, "-o", os.devnull],
+                                     capture_output=True, text=True)
+                os.unlink(f.name)
+                report.append({"kernel": kernel.fn.__name__, "dtype": dtype, "rows": rows, "block_n": block_n,
+                               "num_warps": options["num_warps"],
+                               "returncode": out.returncode, "ptxas": out.stdout + out.stderr})
+    print(json.dumps(report))
+""")
+
+
+def test_every_kernel_configuration_compiles_for_the_h200_without_spills():
+    environment = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", COMPILE], capture_output=True, text=True, env=environment,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.splitlines()[-1])
+    shapes = {(_eurnn_triton.block_rows(batch, 2 ** k), 2 ** k) for k in range(1, 11) for batch in (100, 10**6)}
+    assert len(shapes) == 18 and len(report) == len(shapes) * 2 * 2
+    for entry in report:
+        where = f"{entry['kernel']} {entry['dtype']} rows={entry['rows']} N={entry['block_n']}"
+        assert entry["returncode"] == 0, (where, entry["ptxas"])
+        assert "Used" in entry["ptxas"] and " 0 bytes spill stores, 0 bytes spill loads" in entry["ptxas"], \
+            (where, entry["ptxas"])
