@@ -9,7 +9,8 @@ Four steps, each recorded in the JSON (default results/benchmarks/gpu.json) with
   2. steps: a training step of every cell at N=256, T=784, B=100 (benchmarks/cells.py's step:
      forward with a Linear readout and cross-entropy, backward and an RMSprop update), forward and
      backward timed apart with CUDA events after warm-up, each configuration in a fresh process;
-     then its peak `max_memory_allocated` in another fresh process;
+     then its peak `max_memory_allocated` in another fresh process; and the registers and spills of
+     the Triton kernels at that shape, as ptxas reports them for sm_90a;
   3. run: a short end-to-end `rnnbench run --device cuda` of EURNN and LSTM on the bundled MNIST
      sample (MNIST's own file format; the machine needs no download), its rows kept;
   4. ratios against the targets of issue 17: EURNN (capacity 2, triton) against cuDNN's nn.RNN
@@ -43,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # project's package of cells).
 _spec = importlib.util.spec_from_file_location("rnnbench_bench_cells", Path(__file__).with_name("cells.py"))
 bench_cells = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = bench_cells  # so that its functions pickle into the fresh processes (spawn)
 _spec.loader.exec_module(bench_cells)
 
 CELLS = ["rnn", "lstm", "gru", "eurnn:impl=triton", "eurnn:impl=dense", "eurnn-c4:impl=triton",
@@ -141,6 +143,18 @@ def measure_steps(dry_run: bool, device: str, hidden: int, steps: int, batch: in
     return rows
 
 
+def kernel_registers(hidden: int, batch: int) -> list[dict]:
+    """Registers and spills of the Triton kernels at the measured shape, as ptxas reports them for
+    sm_90a (cells/_eurnn_triton.py, sm90_report), compiled in a process without the interpreter."""
+    code = ("import json; from rnnbench.cells import _eurnn_triton as t; "
+            f"print(json.dumps(t.sm90_report([(t.block_rows({batch}, {hidden}), t._pow2({hidden}))], ('fp32',))))")
+    environment = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, cwd=ROOT)
+    if out.returncode:
+        return [{"error": (out.stdout + out.stderr)[-2000:]}]
+    return [{k: v for k, v in entry.items() if k != "ptxas"} for entry in json.loads(out.stdout.splitlines()[-1])]
+
+
 def end_to_end(dry_run: bool, device: str) -> dict:
     """Step 3: `rnnbench run` of EURNN and LSTM on the MNIST sample; its rows."""
     with tempfile.TemporaryDirectory() as folder:
@@ -215,12 +229,14 @@ def main(dry_run: bool, json_path: Path, repeats: int, warmup: int):
     click.echo(f"    {tests['summary']}", err=True)
     click.echo(f"2/4 training steps at N={hidden}, T={steps}, B={batch}", err=True)
     rows = measure_steps(dry_run, device, hidden, steps, batch, repeats, warmup)
+    registers = kernel_registers(hidden, batch)
+    click.echo(f"    triton kernels at this shape (sm_90a): {registers}", err=True)
     click.echo("3/4 rnnbench run", err=True)
     run = end_to_end(dry_run, device)
     click.echo(f"    exit {run['returncode']}, {len(run['rows'])} rows", err=True)
     document = {"dry_run": dry_run, "environment": environment(device), "tests": tests,
                 "steps": {"hidden": hidden, "steps": steps, "batch": batch, "repeats": repeats, "warmup": warmup,
-                          "rows": rows},
+                          "rows": rows, "triton_registers_sm90": registers},
                 "run": run, "ratios": ratios(rows), "seconds": round(time.monotonic() - started, 1)}
     click.echo("4/4 ratios", err=True)
     for ratio in document["ratios"]:

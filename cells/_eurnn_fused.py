@@ -253,6 +253,16 @@ def load():
         _last_build_seconds = time.monotonic() - start
 
 
+def buildable() -> bool:
+    """Whether `load()` can give the kernel, judged without building it: it loaded already, or its
+    library is built, or a C++ compiler ($CXX, default c++) is on PATH to build it."""
+    info = getattr(load, "cache_info", None)  # (None: load replaced, as tests do)
+    if info is None or info().currsize:
+        return load() is not None
+    return (build_folder(build_name()) / f"{build_name()}.so").exists() or \
+        shutil.which(os.environ.get("CXX", "c++")) is not None
+
+
 def layout(pairs: list[torch.Tensor], n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The kernel's description of the mixer layers: (perm, segments, layers).
 

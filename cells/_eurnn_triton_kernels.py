@@ -48,10 +48,11 @@ def mix_forward(sre, sim, table, cos_t, sin_t, cos_p, sin_p, L, BLOCK_H: tl.cons
 
 @triton.jit
 def forward_kernel(xp, h0, hs, scratch, cos_t, sin_t, cos_p, sin_p, cos_o, sin_o, beta, table,
-                   B, T, N, L, shift,
+                   B, T, N, L, shift_ptr,
                    NOTEBOOK: tl.constexpr, HAS_H0: tl.constexpr, HAS_OMEGA: tl.constexpr,
                    BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr):
-    pid = tl.program_id(0)
+    pid = tl.program_id(0).to(tl.int64)  # (offsets past 2^31: eurnn-full's accumulator rows)
+    shift = tl.load(shift_ptr)  # the modReLU's eps term, in the run's dtype
     local = tl.arange(0, BLOCK_B)
     rows = pid * BLOCK_B + local
     cols = tl.arange(0, BLOCK_N)
@@ -90,13 +91,14 @@ def forward_kernel(xp, h0, hs, scratch, cos_t, sin_t, cos_p, sin_p, cos_o, sin_o
 @triton.jit
 def backward_kernel(xp, h0, hs, g_out, g_xp, g_h0, acc, scratch,
                     cos_t, sin_t, cos_p, sin_p, cos_o, sin_o, beta, table,
-                    B, T, N, L, M, shift,
+                    B, T, N, L, M, shift_ptr,
                     NOTEBOOK: tl.constexpr, HAS_H0: tl.constexpr, HAS_OMEGA: tl.constexpr,
                     REAL_ONLY: tl.constexpr,
                     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr):
     """acc: (programs, 2M + 2N): the program's sums of dL/dtheta, dL/dphi, dL/domega, dL/dbeta.
     scratch: (programs, 4, BLOCK_B, BLOCK_N): state (re, im) and gradient (re, im)."""
-    pid = tl.program_id(0)
+    pid = tl.program_id(0).to(tl.int64)  # (offsets past 2^31: eurnn-full's accumulator rows)
+    shift = tl.load(shift_ptr)  # the modReLU's eps term, in the run's dtype
     local = tl.arange(0, BLOCK_B)
     rows = pid * BLOCK_B + local
     rows64 = rows.to(tl.int64)[:, None]
@@ -127,11 +129,12 @@ def backward_kernel(xp, h0, hs, g_out, g_xp, g_h0, acc, scratch,
             gi += tl.load(go + N, mask=ok, other=0.0)
         # h_{t-1}: the stored state, or at t = 0 the initial one (h0, or 0)
         prev = hs + (rows64 * T + t - 1) * 2 * N + cols[None, :]
-        re = tl.load(prev, mask=ok & (t > 0), other=0.0)
-        im = tl.load(prev + N, mask=ok & (t > 0), other=0.0)
+        step = cols[None, :] * 0 + t  # t as a tensor: a mask must be one (Triton's interpreter)
+        re = tl.load(prev, mask=ok & (step > 0), other=0.0)
+        im = tl.load(prev + N, mask=ok & (step > 0), other=0.0)
         if HAS_H0:
-            re += tl.load(h0 + rows64 * 2 * N + cols[None, :], mask=ok & (t == 0), other=0.0)
-            im += tl.load(h0 + rows64 * 2 * N + N + cols[None, :], mask=ok & (t == 0), other=0.0)
+            re += tl.load(h0 + rows64 * 2 * N + cols[None, :], mask=ok & (step == 0), other=0.0)
+            im += tl.load(h0 + rows64 * 2 * N + N + cols[None, :], mask=ok & (step == 0), other=0.0)
         if HAS_OMEGA:
             re, im = co * re - so * im, so * re + co * im
         tl.debug_barrier()

@@ -259,6 +259,8 @@ class EURNN(nn.Module):
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, T, input_size) real; h0: optional (B, N) complex initial state (default 0)."""
         self.last_impl = self.chosen_impl(x.device)
+        if h0 is not None:  # (1, N) or (N,) broadcast over the batch, as the reference path does
+            h0 = h0.expand(x.shape[0], self.hidden_size)
         re, im = IMPLEMENTATIONS[self.last_impl].run(self, x, h0)
         if self.output == "real":
             return re
@@ -365,8 +367,9 @@ def choose_impl(impl: str, device: torch.device, hidden_size: int, layers: int,
     N = hidden_size units runs on `device` when the spec asks for `impl`.
 
     A named implementation runs where it can, else ValueError names those that can. `auto`: on
-    CUDA, triton where Triton is installed, else dense (a GEMM is cheap there; the reference path is
-    bound by kernel launches). On CPU, fused when the mesh has at most N/5 layers and the kernel is
+    CUDA, triton where Triton is installed and the mesh is shallow (at most N/5 layers, as fused on
+    CPU: each layer is a barrier a step) up to N = 1024 (every launch of it compiled without spills
+    in the tests), else dense (a GEMM is cheap there; the reference path is bound by kernel launches). On CPU, fused when the mesh has at most N/5 layers and the kernel is
     built: it costs ~ L N per step, dense ~ N^2 at a better rate per operation; measured crossovers
     against the compiled dense loop (benchmarks/cells.py, 2 cores, B=100) lie at L = N/4.5 (N=1024,
     T=100), N/5 (N=256, T=784) and N/4 (N=64, T=196). Otherwise `auto` compares per-step costs
@@ -382,12 +385,16 @@ def choose_impl(impl: str, device: torch.device, hidden_size: int, layers: int,
     if impl != "auto":
         reason = unavailable[impl](device)
         if reason is not None:
-            can = [name for name in IMPLEMENTATIONS if unavailable[name](device) is None]
+            # (the fused kernel is listed where it could be built, without building it for a message)
+            can = [name for name in IMPLEMENTATIONS
+                   if (name != "fused" and unavailable[name](device) is None)
+                   or (name == "fused" and device.type == "cpu" and _eurnn_fused.buildable())]
             raise ValueError(f"EURNN impl={impl!r} cannot run on {device.type}: {reason}. "
                              f"Implementations that can: {', '.join(can)} (or impl=auto)")
         return impl
     if device.type == "cuda":
-        return "triton" if unavailable["triton"](device) is None else "dense"
+        shallow = 5 * layers <= hidden_size <= _eurnn_triton.MAX_AUTO_N
+        return "triton" if shallow and unavailable["triton"](device) is None else "dense"
     if device.type != "cpu":
         return "dense"
     if 5 * layers <= hidden_size and unavailable["fused"](device) is None:

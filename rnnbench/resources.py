@@ -17,8 +17,9 @@ The estimate is simple and errs on the large side. In bytes of the run's dtype (
   a cell not listed there). Both count, because what a training step frees stays in the allocator's
   heap while evaluation allocates its large outputs anew.
 
-On CPU all of it is compared with the memory available now (psutil); on CUDA, weights and
-activations with the GPU's free memory, data and checkpoint with the host's.
+On CPU all of it is compared with the memory available now (psutil); on CUDA, weights,
+activations and one copy of the data (the runner moves a run's data to the GPU once) with the GPU's
+free memory, the data as loaded and the checkpoint with the host's.
 
 >>> format_bytes(estimate(build_task("pmnist"), parse_cell_spec("lstm"), preset("default")).total)
 '4.5 GB'
@@ -27,8 +28,6 @@ activations with the GPU's free memory, data and checkpoint with the host's.
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +66,7 @@ def _eurnn_floats(spec: Spec, hidden_size: int, device: torch.device) -> tuple[f
     tensors per mixer layer (31, 80, 130 at capacity 2, 8, 16; 6.9 to evaluate). Which
     implementation runs is eurnn.choose_impl's choice, with the fused kernel counted as available
     where a C++ compiler is (building it here would take a minute)."""
+    from rnnbench.cells import _eurnn_fused
     from rnnbench.cells.eurnn import choose_impl
 
     options, n = spec.options, hidden_size
@@ -78,7 +78,7 @@ def _eurnn_floats(spec: Spec, hidden_size: int, device: torch.device) -> tuple[f
     def fused_unavailable(where: torch.device) -> str | None:
         if where.type != "cpu":
             return f"the fused kernel is a CPU kernel; this is {where.type}"
-        return None if shutil.which(os.environ.get("CXX", "c++")) else "no C++ compiler here"
+        return None if _eurnn_fused.buildable() else "no C++ compiler here"
 
     impl = choose_impl(options.get("impl", "auto"), device, n, layers, fused_unavailable)
     train, evaluation = {"fused": (6, 3), "triton": (7, 4), "dense": (12, 6)}.get(impl, (9 * layers + 18, 8))
@@ -105,6 +105,7 @@ class MemoryEstimate:
     data: int  # the task's tensors (host)
     checkpoint: int  # writing a checkpoint (host)
     params: int  # the parameter count behind `weights`
+    run_data: int = 0  # one run's copy of the data, which the runner moves to its device once
 
     @property
     def activations(self) -> int:
@@ -118,7 +119,7 @@ class MemoryEstimate:
         """Bytes per memory pool: {"host": ...} on CPU; {"device": ..., "host": ...} on CUDA."""
         if device.type == "cpu":
             return {"host": self.total}
-        return {"device": self.weights + self.activations, "host": self.data + self.checkpoint}
+        return {"device": self.weights + self.activations + self.run_data, "host": self.data + self.checkpoint}
 
     def describe(self) -> str:
         parts = {"weights, gradients and optimizer state": self.weights + self.checkpoint,
@@ -152,6 +153,7 @@ def estimate(task: Any, spec: Spec, config: RunConfig, device: torch.device | st
         data=int(task.data_bytes(config)) * data_copies,
         checkpoint=2 * params * (2 + states) * itemsize,
         params=params,
+        run_data=int(task.data_bytes(config)),
     )
 
 

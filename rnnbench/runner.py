@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import statistics
 import sys
@@ -158,6 +159,21 @@ def _checkpoint_state(run_key: str, progress: Progress, model, optimizer, batche
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
+def configure_device(device: torch.device) -> None:
+    """On CUDA, what makes a run repeatable and its timings honest: cuDNN's autotuner off (it picks
+    kernels by timing them, differently from run to run, and its first steps are slow), cuDNN and
+    torch's deterministic algorithms where torch offers them (warn_only: an operation without one
+    warns instead of failing the run), and cuBLAS's fixed workspace, which its determinism needs
+    (CUBLAS_WORKSPACE_CONFIG, read when cuBLAS starts: a run's process sets it before its first
+    matmul; one set by the user is kept). Nothing on other devices."""
+    if device.type != "cuda":
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: torch.device,
           checkpoint: Path | None = None, log: Callable[[str], None] = print, run_key: str = "",
           claim: Any = None, should_stop: Callable[[int, float], bool] | None = None) -> dict[str, Any]:
@@ -168,6 +184,8 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
     asked after every validation, ends the run early with status `pruned` (a study's pruner)."""
     dtype = getattr(torch, config.dtype)
     n_train = len(splits.train)
+    configure_device(device)
+    splits = splits.to(device)  # once: every batch is then taken on the device (nothing per step)
 
     def fresh():
         """Everything a run starts from, from the seed alone."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -64,6 +64,11 @@ class Split:
     def __len__(self) -> int:
         return len(self.y)
 
+    def to(self, device: torch.device) -> Split:
+        """The split on `device` (itself where it is there already)."""
+        lengths = None if self.lengths is None else self.lengths.to(device)
+        return replace(self, x=self.x.to(device), y=self.y.to(device), lengths=lengths)
+
     def take(self, index: torch.Tensor | slice, device: torch.device | None = None) -> Split:
         """The sequences at `index` (on `device`), trimmed to the longest of them: steps that are
         padding in every sequence of the batch are never computed."""
@@ -92,6 +97,11 @@ class Splits:
     test: Split
     identity: dict[str, Any] = field(default_factory=dict)
     baseline_loss: float | None = None
+
+    def to(self, device: torch.device) -> Splits:
+        """The three splits on `device` (the runner moves a run's data once, not batch by batch)."""
+        return replace(self, train=self.train.to(device), valid=self.valid.to(device),
+                                   test=self.test.to(device))
 
     def sizes(self) -> dict[str, int]:
         return {"n_train": len(self.train), "n_valid": len(self.valid), "n_test": len(self.test)}

@@ -3,13 +3,16 @@ import http.server
 import os
 import threading
 
-# impl="triton" runs its Triton kernels in Triton's interpreter on CPU tensors in the tests. Triton
-# reads TRITON_INTERPRET when a kernel is defined (the first time impl="triton" runs), so it is set
-# before any test starts; TRITON_INTERPRET=0 in the environment keeps the compiled kernels (GPU).
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import torch
+
+# Without a GPU, impl="triton" runs its Triton kernels in Triton's interpreter on CPU tensors in the
+# tests. Triton reads TRITON_INTERPRET when a kernel is defined (the first time impl="triton" runs),
+# so it is set before any test starts. With a GPU the compiled kernels run (the cuda tests check
+# them) and the interpreter's tests skip; TRITON_INTERPRET in the environment decides over both.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest
-import torch
 
 # Every cell test runs on the CPU, and on CUDA where a GPU is present (marked `cuda`).
 DEVICES = [

@@ -61,9 +61,26 @@ def test_gpu_benchmark_dry_run_exercises_every_step_on_cpu(tmp_path):
     assert rows["eurnn:impl=triton"]["impl"] == "triton" and rows["eurnn:impl=dense"]["impl"] == "dense"
     assert {"rnn", "lstm", "gru", "lmu", "lru", "minlstm"} <= set(rows)
     assert all(row["forward_ms"] > 0 and row["backward_ms"] > 0 and row["peak_mb"] > 0 for row in rows.values())
+    registers = document["steps"]["triton_registers_sm90"]
+    assert [r["kernel"] for r in registers] == ["forward_kernel", "backward_kernel"]
+    assert all(r["registers"] > 0 and r["spill_stores"] == 0 for r in registers)
     assert document["run"]["returncode"] == 0
     assert {row["cell_spec"] for row in document["run"]["rows"]} == {"eurnn", "lstm"}
     assert all(row["status"] == "ok" for row in document["run"]["rows"])
     targets = {r["name"]: r["target"] for r in document["ratios"]}
     assert targets["eurnn (capacity 2, triton) step / nn.RNN step"] == "<= 0.5"
     assert all(r["value"] is not None and r["value"] > 0 for r in document["ratios"])
+
+
+def test_gpu_benchmark_functions_reach_fresh_processes():
+    """Its GPU run measures each cell in a spawned process: the functions it sends must pickle."""
+    import importlib.util
+    import pickle
+
+    spec = importlib.util.spec_from_file_location("gpu_benchmark", REPO / "benchmarks" / "gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # (its own functions pickle as __main__'s when it runs as a script; benchmarks/cells.py's, which it
+    # loads by path, only if it registers that module)
+    function = module.bench_cells.step_memory
+    assert pickle.loads(pickle.dumps(function)) is function

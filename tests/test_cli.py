@@ -32,7 +32,7 @@ def test_ls_lists_every_cell_with_options_and_defaults_then_tasks_and_presets():
     assert listed(result.output, "presets") == ["default", "torch-eunn", "quick"]
     assert "torch-eunn  sampling=replacement" in result.output
     assert "with presets: quick: data=sample; torch-eunn: protocol=pooled" in result.output
-    assert "capacity: int = 2; output: real|abs|complex = real; impl: auto|reference|dense|fused = auto" in result.output
+    assert "capacity: int = 2; output: real|abs|complex = real; impl: auto|reference|dense|fused|triton = auto" in result.output
     assert "forget_bias: float = 1.0" in result.output
 
 

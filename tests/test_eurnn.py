@@ -473,3 +473,22 @@ def test_invalid_options_raise_value_errors_naming_the_value(kwargs, message):
 def test_invalid_specs_raise_value_errors(spec, hidden, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         rnnbench.build_cell(spec, 1, hidden)
+
+
+@pytest.mark.parametrize("impl", ["reference", "dense", "fused", "triton"])
+def test_an_initial_state_of_one_row_is_every_sequences(impl):
+    """h0 of shape (1, N) broadcasts over the batch in every implementation (the compiled ones read a
+    (B, N) state: given one row, they read past it)."""
+    if impl == "fused" and not _eurnn_fused.buildable():
+        pytest.skip("no C++ compiler for the fused kernel")
+    if impl == "triton":
+        pytest.importorskip("triton")
+        from rnnbench.cells import _eurnn_triton
+
+        if not _eurnn_triton.interpreted():
+            pytest.skip("the compiled Triton kernels run here (a GPU)")
+    torch.manual_seed(0)
+    cell = EURNN(2, 6, capacity=3, output="complex", impl=impl).double()
+    x = torch.randn(3, 4, 2, dtype=torch.float64)
+    h0 = torch.randn(1, 6, dtype=torch.complex128)
+    torch.testing.assert_close(cell(x, h0=h0), cell(x, h0=h0.expand(3, 6)), rtol=0, atol=0)

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
@@ -18,8 +17,13 @@ from test_eurnn_fused import NOTEBOOK_CASES, random_case, run
 
 pytest.importorskip("triton")
 pytestmark = pytest.mark.triton
+# The tests on CPU tensors need the interpreter; with a GPU (tests/conftest.py) the compiled kernels
+# run instead, and the cuda tests at the end check them.
+interpreter = pytest.mark.skipif(not _eurnn_triton.interpreted(),
+                                 reason="the compiled Triton kernels run here (a GPU); the cuda tests check them")
 
 
+@interpreter
 @pytest.mark.parametrize("seed", range(12))
 def test_triton_equals_reference_on_random_meshes(seed):
     case = random_case(torch.Generator().manual_seed(1000 + seed))
@@ -30,6 +34,7 @@ def test_triton_equals_reference_on_random_meshes(seed):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
+@interpreter
 @pytest.mark.parametrize("case", NOTEBOOK_CASES, ids=lambda c: "-".join(map(str, c["kwargs"].values())))
 def test_triton_equals_reference_with_the_notebook_options(case):
     y_ref, g_ref = run("reference", case, seed=6)
@@ -39,6 +44,7 @@ def test_triton_equals_reference_with_the_notebook_options(case):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
+@interpreter
 def test_gradcheck_on_a_tiny_mesh_with_every_input():
     torch.manual_seed(0)
     cell = EURNN(2, 4, capacity=3, diag_phase=True, output="complex", impl="triton").double()
@@ -54,10 +60,11 @@ def test_gradcheck_on_a_tiny_mesh_with_every_input():
     assert torch.autograd.gradcheck(f, (x, h0, *params), eps=1e-6, atol=1e-7, fast_mode=True)
 
 
+@interpreter
 @pytest.mark.parametrize("rows", [2, 4])
 def test_blocks_of_several_sequences_and_a_ragged_last_block(rows, monkeypatch):
-    """Programs of `rows` sequences (block_rows gives 2 from a batch of 256 on; forced here, as the
-    interpreter runs programs one after another) and a last program with fewer."""
+    """Programs of `rows` sequences (block_rows gives several from a batch of 256 on; forced here, as
+    the interpreter runs programs one after another) and a last program with fewer."""
     monkeypatch.setattr(_eurnn_triton, "block_rows", lambda batch, n: rows)
     case = {"kwargs": dict(capacity=3, boundary="open", output="complex"), "batch": rows + 1, "steps": 3,
             "inputs": 2, "n": 8}
@@ -68,6 +75,7 @@ def test_blocks_of_several_sequences_and_a_ragged_last_block(rows, monkeypatch):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
+@interpreter
 def test_float32_matches_reference_to_float32_rounding():
     torch.manual_seed(1)
     x = torch.rand(3, 12, 1)
@@ -83,6 +91,7 @@ def test_float32_matches_reference_to_float32_rounding():
         assert torch.linalg.vector_norm(a - b) <= 1e-5 * torch.linalg.vector_norm(b)
 
 
+@interpreter
 def test_the_same_input_gives_bitwise_identical_results():
     torch.manual_seed(3)
     cell = EURNN(2, 16, capacity=4, impl="triton")
@@ -107,15 +116,16 @@ def test_tables_list_each_layers_mixers_and_mark_empty_slots():
 
 def test_block_rows_depends_on_the_shapes_only_and_bounds_a_programs_units():
     assert _eurnn_triton.block_rows(100, 256) == 1  # 100 programs for the default batch
-    assert _eurnn_triton.block_rows(300, 8) == 2
-    assert _eurnn_triton.block_rows(1024, 256) == 2  # at most 512 units a program (but a whole sequence)
-    assert _eurnn_triton.block_rows(100_000, 1024) == 1
-    assert _eurnn_triton.block_rows(100_000, 4096) == 1
+    assert _eurnn_triton.block_rows(300, 10) == 2  # N rounds up to 16
+    assert _eurnn_triton.block_rows(10**6, 64) == 4  # at most 256 units a program
+    assert _eurnn_triton.block_rows(10**6, 16) == 16  # at most 16 sequences
+    assert _eurnn_triton.block_rows(10**6, 8) == 1  # below N = 16, one
+    assert _eurnn_triton.block_rows(100_000, 1024) == 1 and _eurnn_triton.block_rows(100_000, 4096) == 1
     assert [_eurnn_triton.num_warps(1, n) for n in (2, 128, 256, 512, 1000, 4096)] == [4, 4, 8, 16, 16, 16]
 
 
 def test_triton_cannot_run_on_cpu_outside_the_interpreter(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setattr(_eurnn_triton, "interpreted", lambda: False)
     cell = EURNN(1, 8, impl="triton")
     with pytest.raises(ValueError, match=r"impl='triton' cannot run on cpu: the Triton kernels run on CUDA devices"
                                          r".*Implementations that can: reference, dense"):
@@ -123,8 +133,23 @@ def test_triton_cannot_run_on_cpu_outside_the_interpreter(monkeypatch):
     assert choose_impl("auto", torch.device("cpu"), 256, 2) != "triton"
 
 
-def test_auto_on_cuda_is_triton_where_triton_is_installed_else_dense(monkeypatch):
+def test_the_interpreter_mode_is_the_one_the_kernels_were_defined_in(monkeypatch):
+    """Triton fixes it when the kernels are defined; a later change of TRITON_INTERPRET changes nothing."""
+    _eurnn_triton._kernels()  # defined now (if not before), in the session's mode
+    mode = _eurnn_triton.interpreted()
+    monkeypatch.setenv("TRITON_INTERPRET", "0" if mode else "1")
+    assert _eurnn_triton.interpreted() == mode
+    if mode:
+        assert _eurnn_triton.unavailable(torch.device("cpu")) is None
+        assert "defined for its interpreter" in _eurnn_triton.unavailable(torch.device("cuda"))
+
+
+def test_auto_on_cuda_is_triton_for_shallow_meshes_where_triton_is_installed_else_dense(monkeypatch):
+    monkeypatch.setattr(_eurnn_triton, "interpreted", lambda: False)  # as on a GPU machine
     assert choose_impl("auto", torch.device("cuda"), 256, 2) == "triton"
+    assert choose_impl("auto", torch.device("cuda"), 1024, 16) == "triton"
+    assert choose_impl("auto", torch.device("cuda"), 64, 64) == "dense"  # full capacity: 64 barriers a step
+    assert choose_impl("auto", torch.device("cuda"), 2048, 2) == "dense"  # beyond the compile-checked sizes
     monkeypatch.setattr(_eurnn_triton, "_kernels", lambda: None)  # as without Triton
     assert choose_impl("auto", torch.device("cuda"), 256, 2) == "dense"
     with pytest.raises(ValueError, match="impl='triton' cannot run on cuda: Triton is not installed"):
@@ -132,44 +157,10 @@ def test_auto_on_cuda_is_triton_where_triton_is_installed_else_dense(monkeypatch
 
 
 # Every configuration of the kernels that a forward or backward pass can launch, as `auto` chooses
-# it on CUDA: the kernels' code depends on the constexprs (flags, block shape) and the dtype, not on
-# the mesh (its tables are data). Flags all set: the largest code of each shape. Launches of
-# N = 2..1024 at a batch of 100 (1 row per program) and of 10^6 (the most rows a program takes).
-COMPILE = textwrap.dedent("""
-    import json, os, subprocess, sys, tempfile
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-    from rnnbench.cells import _eurnn_triton, _eurnn_triton_kernels as K
-
-    ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
-    report = []
-    shapes = sorted({(_eurnn_triton.block_rows(batch, 2 ** k), 2 ** k) for k in range(1, 11) for batch in (100, 10**6)})
-    for rows, block_n in shapes:
-        for dtype in ("fp32", "fp64"):
-            for kernel in (K.forward_kernel, K.backward_kernel):
-                flags = dict(NOTEBOOK=True, HAS_H0=True, HAS_OMEGA=True, BLOCK_B=rows, BLOCK_N=block_n,
-                             BLOCK_H=max(1, block_n // 2))
-                if kernel is K.backward_kernel:
-                    flags["REAL_ONLY"] = False
-                signature = {}
-                for name in kernel.arg_names:
-                    signature[name] = ("constexpr" if name in flags else "*i32" if name == "table"
-                                       else "i32" if name in ("B", "T", "N", "L", "M") else dtype if name == "shift"
-                                       else "*" + dtype)
-                source = ASTSource(kernel, signature, {(kernel.arg_names.index(k),): v for k, v in flags.items()})
-                options = {"num_warps": _eurnn_triton.num_warps(rows, block_n)}
-                compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
-                with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
-                    f.write(compiled.asm["ptx"])
-                out = subprocess.run([ptxas, "-v", "--gpu-name", "sm_90a", f.name, "-o", os.devnull],
-                                     capture_output=True, text=True)
-                os.unlink(f.name)
-                report.append({"kernel": kernel.fn.__name__, "dtype": dtype, "rows": rows, "block_n": block_n,
-                               "num_warps": options["num_warps"],
-                               "returncode": out.returncode, "ptxas": out.stdout + out.stderr})
-    print(json.dumps(report))
-""")
+# it on CUDA: the kernels' code depends on the block shape, the flags and the dtype, not on the mesh
+# (its tables are data). N = 2..1024 at a batch of 100 (1 row per program) and of 10^6 (the most rows
+# a program takes), every flag set (the largest code), float32 and float64.
+COMPILE = "import json; from rnnbench.cells import _eurnn_triton as t; print(json.dumps(t.sm90_report(t.launch_shapes())))"
 
 
 def test_every_kernel_configuration_compiles_for_the_h200_without_spills():
@@ -178,10 +169,37 @@ def test_every_kernel_configuration_compiles_for_the_h200_without_spills():
                          timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.splitlines()[-1])
-    shapes = {(_eurnn_triton.block_rows(batch, 2 ** k), 2 ** k) for k in range(1, 11) for batch in (100, 10**6)}
-    assert len(shapes) == 18 and len(report) == len(shapes) * 2 * 2
+    shapes = _eurnn_triton.launch_shapes()
+    assert len(shapes) == 14 and (1, 1024) in shapes and (16, 16) in shapes and len(report) == len(shapes) * 2 * 2
     for entry in report:
         where = f"{entry['kernel']} {entry['dtype']} rows={entry['rows']} N={entry['block_n']}"
         assert entry["returncode"] == 0, (where, entry["ptxas"])
-        assert "Used" in entry["ptxas"] and " 0 bytes spill stores, 0 bytes spill loads" in entry["ptxas"], \
-            (where, entry["ptxas"])
+        assert entry["registers"] and entry["spill_stores"] == 0 and entry["spill_loads"] == 0, (where, entry["ptxas"])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("n, batch, kwargs", [
+    (10, 300, dict(capacity=3, boundary="open", diag_phase=True, output="complex")),  # 2 sequences a program
+    (256, 300, dict(capacity=2, output="real")),
+    (256, 7, dict(style="fft", diag_phase=True, output="abs", modrelu="notebook")),
+])
+def test_the_compiled_kernels_equal_reference_on_the_gpu_in_float64(n, batch, kwargs):
+    """On a GPU: the compiled kernels (races would show here, never in the interpreter) against the
+    reference path on the same GPU, outputs and every gradient, float64."""
+    device = torch.device("cuda")
+    results = []
+    for impl in ("reference", "triton"):
+        torch.manual_seed(5)
+        cell = EURNN(3, n, impl=impl, **kwargs).double().to(device)
+        x = torch.randn(batch, 9, 3, dtype=torch.float64, device=device, requires_grad=True)
+        h0 = (0.5 * torch.randn(batch, n, dtype=torch.complex128, device=device)).requires_grad_()
+        y = cell(x, h0=h0)
+        assert cell.last_impl == impl
+        weights = torch.randn(y.shape, dtype=y.dtype, device=device, generator=torch.Generator(device).manual_seed(1))
+        grads = torch.autograd.grad((y * weights).sum(), [*cell.parameters(), x, h0])
+        results.append((y, grads))
+    (y_ref, g_ref), (y, g) = results
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-10)
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-9)
