@@ -215,12 +215,14 @@ def test_a_sweep_that_does_not_fit_is_refused_naming_the_option_and_the_estimate
                                available={"host": 23 * 10**9})
 
 
-def test_on_cuda_weights_and_activations_count_against_the_gpu_data_against_the_host():
+def test_on_cuda_weights_activations_and_the_runs_data_count_against_the_gpu_data_against_the_host():
     config = RunConfig(device="cuda")
     lstm = rnnbench.parse_cell_spec("lstm")
     estimate = resources.estimate(TASK, lstm, config, "cuda")
     pools = estimate.needs(torch.device("cuda"))
-    assert pools == {"device": estimate.weights + estimate.activations, "host": estimate.data + estimate.checkpoint}
+    assert estimate.run_data == estimate.data > 0  # (one copy: the runner moves it to the GPU once)
+    assert pools == {"device": estimate.weights + estimate.activations + estimate.run_data,
+                     "host": estimate.data + estimate.checkpoint}
     plenty = {"host": 10**12, "device": 10**12}
     resources.check_memory(TASK, "pmnist", [(lstm, 256)], config, "cuda", available=plenty)
     with pytest.raises(ValueError, match=r"the GPU \(cuda\) has 1.0 GB available; lower --hidden or --eval-batch-size"):
