@@ -16,21 +16,30 @@ def modrelu_scale(zr, zi, beta, shift, NOTEBOOK: tl.constexpr):
 
 
 @triton.jit
+def layer_mixers(table, cos_t, sin_t, cos_p, sin_p, layer, L, BLOCK_H: tl.constexpr):
+    """Layer `layer`'s mixer slots from the (3, L, BLOCK_H) table (_eurnn_triton.tables): units a and
+    b (1, BLOCK_H), mixer index m (BLOCK_H,; 0 in empty slots), ok (BLOCK_H,: not empty), and
+    cos theta, sin theta, cos phi, sin phi (1, BLOCK_H)."""
+    k = tl.arange(0, BLOCK_H)
+    pa = tl.load(table + layer * BLOCK_H + k)[None, :]
+    pb = tl.load(table + (L + layer) * BLOCK_H + k)[None, :]
+    mixer = tl.load(table + (2 * L + layer) * BLOCK_H + k)
+    ok = mixer >= 0
+    m = tl.where(ok, mixer, 0)
+    c = tl.load(cos_t + m)[None, :]
+    s = tl.load(sin_t + m)[None, :]
+    cp = tl.load(cos_p + m)[None, :]
+    sp = tl.load(sin_p + m)[None, :]
+    return pa, pb, m, ok, c, s, cp, sp
+
+
+@triton.jit
 def mix_forward(sre, sim, table, cos_t, sin_t, cos_p, sin_p, L, BLOCK_H: tl.constexpr):
     """The L mixer layers applied in place to the program's scratch state (sre, sim: pointers
     to its rows, (BLOCK_B, 1))."""
-    k = tl.arange(0, BLOCK_H)
     for layer in range(L):
         tl.debug_barrier()
-        pa = tl.load(table + layer * BLOCK_H + k)[None, :]
-        pb = tl.load(table + (L + layer) * BLOCK_H + k)[None, :]
-        mixer = tl.load(table + (2 * L + layer) * BLOCK_H + k)
-        ok = mixer >= 0
-        m = tl.where(ok, mixer, 0)
-        c = tl.load(cos_t + m)[None, :]
-        s = tl.load(sin_t + m)[None, :]
-        cp = tl.load(cos_p + m)[None, :]
-        sp = tl.load(sin_p + m)[None, :]
+        pa, pb, m, ok, c, s, cp, sp = layer_mixers(table, cos_t, sin_t, cos_p, sin_p, layer, L, BLOCK_H)
         ok = ok[None, :]
         ar = tl.load(sre + pa)
         ai = tl.load(sim + pa)
@@ -105,7 +114,6 @@ def backward_kernel(xp, h0, hs, g_out, g_xp, g_h0, acc, scratch,
     cols = tl.arange(0, BLOCK_N)
     col_ok = cols < N
     ok = (rows < B)[:, None] & col_ok[None, :]
-    k = tl.arange(0, BLOCK_H)
     plane = BLOCK_B * BLOCK_N
     sre = scratch + pid * 4 * plane + local[:, None] * BLOCK_N
     sim = sre + plane
@@ -163,15 +171,7 @@ def backward_kernel(xp, h0, hs, g_out, g_xp, g_h0, acc, scratch,
         for back in range(L):
             layer = L - 1 - back
             tl.debug_barrier()
-            pa = tl.load(table + layer * BLOCK_H + k)[None, :]
-            pb = tl.load(table + (L + layer) * BLOCK_H + k)[None, :]
-            mixer = tl.load(table + (2 * L + layer) * BLOCK_H + k)
-            mok = mixer >= 0
-            m = tl.where(mok, mixer, 0)
-            c = tl.load(cos_t + m)[None, :]
-            sn = tl.load(sin_t + m)[None, :]
-            cp = tl.load(cos_p + m)[None, :]
-            sp = tl.load(sin_p + m)[None, :]
+            pa, pb, m, mok, c, sn, cp, sp = layer_mixers(table, cos_t, sin_t, cos_p, sin_p, layer, L, BLOCK_H)
             pr = tl.load(sre + pa)  # a', b': the layer's outputs
             pi = tl.load(sim + pa)
             qr = tl.load(sre + pb)

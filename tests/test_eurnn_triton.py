@@ -13,7 +13,7 @@ import torch
 
 from rnnbench.cells import _eurnn_triton
 from rnnbench.cells.eurnn import EURNN, choose_impl, mixer_pairs
-from test_eurnn_fused import NOTEBOOK_CASES, random_case, run
+from test_eurnn_fused import NOTEBOOK_CASES, assert_bitwise_repeatable, random_case, run
 
 pytest.importorskip("triton")
 pytestmark = pytest.mark.triton
@@ -23,10 +23,8 @@ interpreter = pytest.mark.skipif(not _eurnn_triton.interpreted(),
                                  reason="the compiled Triton kernels run here (a GPU); the cuda tests check them")
 
 
-@interpreter
-@pytest.mark.parametrize("seed", range(12))
-def test_triton_equals_reference_on_random_meshes(seed):
-    case = random_case(torch.Generator().manual_seed(1000 + seed))
+def assert_triton_equals_reference(case: dict, seed: int) -> None:
+    """Outputs and every gradient (parameters, x, h0) of triton and reference, to 1e-10 in float64."""
     y_ref, g_ref = run("reference", case, seed)
     y, g = run("triton", case, seed)
     torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-10)
@@ -35,13 +33,16 @@ def test_triton_equals_reference_on_random_meshes(seed):
 
 
 @interpreter
+@pytest.mark.parametrize("seed", range(12))
+def test_triton_equals_reference_on_random_meshes(seed):
+    case = random_case(torch.Generator().manual_seed(1000 + seed))
+    assert_triton_equals_reference(case, seed)
+
+
+@interpreter
 @pytest.mark.parametrize("case", NOTEBOOK_CASES, ids=lambda c: "-".join(map(str, c["kwargs"].values())))
 def test_triton_equals_reference_with_the_notebook_options(case):
-    y_ref, g_ref = run("reference", case, seed=6)
-    y, g = run("triton", case, seed=6)
-    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-10)
-    for a, b in zip(g, g_ref):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+    assert_triton_equals_reference(case, 6)
 
 
 @interpreter
@@ -68,11 +69,7 @@ def test_blocks_of_several_sequences_and_a_ragged_last_block(rows, monkeypatch):
     monkeypatch.setattr(_eurnn_triton, "block_rows", lambda batch, n: rows)
     case = {"kwargs": dict(capacity=3, boundary="open", output="complex"), "batch": rows + 1, "steps": 3,
             "inputs": 2, "n": 8}
-    y_ref, g_ref = run("reference", case, seed=4)
-    y, g = run("triton", case, seed=4)
-    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-10)
-    for a, b in zip(g, g_ref):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+    assert_triton_equals_reference(case, 4)
 
 
 @interpreter
@@ -93,17 +90,7 @@ def test_float32_matches_reference_to_float32_rounding():
 
 @interpreter
 def test_the_same_input_gives_bitwise_identical_results():
-    torch.manual_seed(3)
-    cell = EURNN(2, 16, capacity=4, impl="triton")
-    x = torch.randn(3, 6, 2)
-    results = []
-    for _ in range(2):
-        cell.zero_grad()
-        y = cell(x)
-        y.pow(2).mean().backward()
-        results.append([y.detach().clone()] + [p.grad.clone() for p in cell.parameters()])
-    for a, b in zip(*results):
-        assert torch.equal(a, b)
+    assert_bitwise_repeatable("triton", batch=3, steps=6)
 
 
 def test_tables_list_each_layers_mixers_and_mark_empty_slots():
