@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from rnnbench.config import CHOICES, DEFAULTS, PRESETS, RunConfig, flag, listed, parse_seeds, parse_values, preset
+from rnnbench.config import CHOICES, DEFAULTS, PRESETS, WATCH, RunConfig, flag, listed, parse_seeds, parse_values, preset
 from rnnbench.registry import CELLS, TASKS, RegistryError
 from rnnbench.tune import PRUNERS, SAMPLERS
 
@@ -117,6 +117,10 @@ def config_options(command):
         choices = f" ({', '.join(CHOICES[f.name])})" if f.name in CHOICES else ""
         if listed(f.name):  # a comma-separated list makes a sweep (parsed by config.parse_values)
             kind, choices = str, choices + "; a comma-separated list sweeps over its values"
+        if isinstance(f.default, bool):  # --tensorboard / --no-tensorboard; None: the preset's (or config file's)
+            command = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None,
+                                   help=f"{f.metadata['help']} [default preset: off]")(command)
+            continue
         command = click.option(flag, *ALIASES.get(f.name, []), f.name, type=kind, default=None,
                                help=f"{f.metadata['help']}{choices} [default preset: {f.default}]")(command)
     return command
@@ -430,7 +434,8 @@ def tune_command(cells, task_name, preset_name, data_dir, results, keep_checkpoi
                                keep_checkpoints, log, plugins, where.threads, sized, where.runs_at_once)
         # What defines the study: everything but where it runs, except the threads of each run,
         # which are in the keys of CPU runs (another --jobs would orphan its trials' checkpoints).
-        identity = {k: v for k, v in document.items() if k not in EXECUTOR_KEYS.values()}
+        # (Nor how its runs are logged: WATCH.)
+        identity = {k: v for k, v in document.items() if k not in (*EXECUTOR_KEYS.values(), *WATCH)}
         tuner = tune.Tuner(study, shared, config, where, log, {**identity, "threads": where.threads})
         _keep_config(results, name, document, log)
         if not tuner.tune():
@@ -495,7 +500,10 @@ def status(results, sweep_id):
 @click.option("--status", "statuses", default="ok", show_default=True,
               help="Comma-separated statuses to include (ok, diverged, pruned, failed); a study's trials are "
                    "shown whatever their status.")
-def report(results, out, tasks, cells, statuses):
+@click.option("--html", is_flag=True,
+              help="Also write report.html: the whole report in one page to open or send (figures embedded, "
+                   "sortable tables, every run with its config, status and error, failed ones included).")
+def report(results, out, tasks, cells, statuses, html):
     """Tables (Markdown, LaTeX, CSV) and seaborn figures from every row in --results:
     mean and standard deviation over seeds, per task, data, machine and number of threads;
     and for each tuning study (`rnnbench tune`), its final runs, trials and searched ranges."""
@@ -528,7 +536,9 @@ def report(results, out, tasks, cells, statuses):
         raise click.UsageError(f"no {'/'.join(wanted)} rows in {results}{what}; "
                                f"tasks there: {', '.join(sorted(rows['task'].unique())) or 'none'}")
     try:
-        files, markdown = reporting.write_report(selected, curves, out or results / "report", cards)
+        runs, _ = reporting.select(rows, list(tasks) or None, [c.strip() for c in cells.split(",")] if cells else None,
+                                   records.STATUSES)  # (the page's run lists show every status)
+        files, markdown = reporting.write_report(selected, curves, out or results / "report", cards, html, runs)
     except reporting.ReportError as error:  # a folder that cannot be written, a name that would leave it
         raise click.ClickException(str(error)) from None
     click.echo(markdown)

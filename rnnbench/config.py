@@ -72,6 +72,9 @@ class RunConfig:
                          "0: the task's own target", default=0.0)
     params_budget: int = _doc("0, or give each cell the largest hidden size whose parameter count "
                               "(readout included) fits this budget, instead of hidden_size", default=0)
+    # What a run shows while it trains (WATCH: not part of what defines it, nor of its run key).
+    log_every: int = _doc("log the mean training loss and gradient norm every this many steps", default=50)
+    tensorboard: bool = _doc("also write TensorBoard event files, RESULTS/tb/RUN_ID/", default=False)
 
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with some fields changed (unknown names are an error)."""
@@ -92,8 +95,9 @@ class RunConfig:
 
     def identity(self) -> dict[str, Any]:
         """The fields that differ from RunConfig's defaults: what identifies a run. A field added
-        later, with a default that keeps the old behaviour, changes no existing run key."""
-        return {k: v for k, v in self.as_dict().items() if DEFAULTS[k] != v}
+        later, with a default that keeps the old behaviour, changes no existing run key; the WATCH
+        fields (how a run is logged) are never part of it."""
+        return {k: v for k, v in self.as_dict().items() if DEFAULTS[k] != v and k not in WATCH}
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad value, by its flag (`--lr inf`), and the valid range
@@ -102,7 +106,7 @@ class RunConfig:
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{flag(f.name)} must be a finite number; got {value}")
-        for name in ("hidden_size", "batch_size", "steps", "eval_every", "eval_batch_size"):
+        for name in ("hidden_size", "batch_size", "steps", "eval_every", "eval_batch_size", "log_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{flag(name)} must be a positive integer; got {value!r}")
@@ -117,6 +121,8 @@ class RunConfig:
         if self.params_budget < 0:
             raise ValueError(f"--params must be >= 0 (0 = off); got {self.params_budget!r}")
         check_seed("seed", self.seed)
+        if not isinstance(self.tensorboard, bool):
+            raise ValueError(f"--tensorboard is on or off (true or false); got {self.tensorboard!r}")
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"{flag(name)} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
@@ -146,6 +152,9 @@ class RunConfig:
 
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+# Fields that change what a run shows while it trains, not what it computes: left out of its
+# identity (a sweep resumed with --tensorboard trains nothing again) and never swept over.
+WATCH = ("log_every", "tensorboard")
 
 # A preset is a RunConfig; a task may add option values of its own for a preset (Task.presets:
 # MNIST's quick data is the bundled sample, its torch-eunn split the notebook's).
@@ -173,7 +182,7 @@ def preset(name: str) -> RunConfig:
 # Fields a comma-separated list of values turns into a sweep (their cross product, with cells and
 # seeds): every field but the seed (--seeds takes lists and ranges) and those that change the data
 # or the machine rather than the training (a sweep loads its data once).
-NOT_LISTED = ("seed", "device", "dtype")
+NOT_LISTED = ("seed", "device", "dtype") + WATCH
 
 
 def listed(name: str) -> bool:

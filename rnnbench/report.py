@@ -31,7 +31,7 @@ import textwrap
 import unicodedata
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -63,10 +63,10 @@ class ReportError(ValueError):
 def _config_rest(config_json: str) -> str:
     """The config without the seed and the fields already in the group keys, as canonical JSON
     (fields at their default left out, so rows written before a field existed still match)."""
-    from rnnbench.config import DEFAULTS
+    from rnnbench.config import DEFAULTS, WATCH
 
     config = {k: v for k, v in json.loads(config_json).items() if k not in DEFAULTS or DEFAULTS[k] != v}
-    for key in ("seed", "hidden_size", "device", "warmup_steps", "eval_batch_size"):
+    for key in ("seed", "hidden_size", "device", "warmup_steps", "eval_batch_size", *WATCH):
         config.pop(key, None)
     return json.dumps(config, sort_keys=True)
 
@@ -133,7 +133,7 @@ def _curves_frame(curves: list[dict[str, str]]) -> pd.DataFrame:
     # A run killed between writing its curves and its row writes them again when it resumes.
     frame = pd.DataFrame(curves, columns=records.CURVE_COLUMNS).drop_duplicates(["run_id", "step", "split"],
                                                                                  keep="last")
-    for column in ("step", "wall_time_s", "loss", "acc"):
+    for column in records.CURVE_NUMERIC:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").replace([np.inf, -np.inf], np.nan)
     return frame
 
@@ -1091,6 +1091,12 @@ def _whole(value) -> str:
 def trials_table(trials: pd.DataFrame, dims: list[str], score: str, higher: bool) -> str:
     """The Markdown table of a study's trials: a line per trial row, a column per searched name,
     the seed only where a trial ran on more than one (`| lstm | 1 | 0.01 | 64 | 90.0 | ok | 20 | ✓ |`)."""
+    return _markdown_lines(*trials_cells(trials, dims, score, higher))
+
+
+def trials_cells(trials: pd.DataFrame, dims: list[str], score: str,
+                 higher: bool) -> tuple[list[str], list[list[tuple[str, bool]]]]:
+    """Header and cells (text, bold) of the trials table (trials_table)."""
     digits, _ = _score_digits(trials.assign(n_test=trials["n_valid"]))  # (the validation set's size rules here)
     seeds = trials.groupby(["cell", "trial"])["seed"].nunique().gt(1).any()
     header = ["Cell", "Trial"] + (["Seed"] if seeds else []) + dims \
@@ -1100,7 +1106,7 @@ def trials_table(trials: pd.DataFrame, dims: list[str], score: str, higher: bool
             + [("–" if pd.isna(line.best_valid_acc) else f"{100 * line.best_valid_acc:.{digits}f}", False),
                (line.status, False), (_whole(line.steps_done), False), ("✓" if line.chosen else "", False)]
             for line in trials.itertuples()]
-    return _markdown_lines(header, body)
+    return header, body
 
 
 def trials_csv(trials: pd.DataFrame, dims: list[str]) -> pd.DataFrame:
@@ -1227,11 +1233,13 @@ def _trial_point(ax, x: float, y: float, line, color) -> None:
                zorder=4 if line.chosen else 3)
 
 
-def write_study(stem: str, study: pd.DataFrame, out: Path) -> tuple[list[Path], str]:
+def write_study(stem: str, study: pd.DataFrame, out: Path,
+                sections: list[Section] | None = None) -> tuple[list[Path], str]:
     """One study's files and Markdown section: its final tables (Markdown, LaTeX, CSV), its trials
     (Markdown, CSV) and their figure, what is missing (final runs, a chosen trial) and each chosen
-    value at an edge of what was searched, in words and as a warning:
-    `write_study("study-s-pmnist-v2", study, out)` writes `study-s-pmnist-v2-final.md`, `...-trials.md`..."""
+    value at an edge of what was searched, in words and as a warning (and, to `sections`, its
+    section of the HTML page): `write_study("study-s-pmnist-v2", study, out)` writes
+    `study-s-pmnist-v2-final.md`, `...-trials.md`..."""
     first = study.iloc[0]
     name = first["study"] or "unnamed"
     spaces = study_spaces(study)
@@ -1240,8 +1248,9 @@ def write_study(stem: str, study: pd.DataFrame, out: Path) -> tuple[list[Path], 
     chosen = chosen_trials(study, higher)
     trials = trials_frame(study, chosen)
     score = score_name(study)
-    text = [f"## Study {_markdown(name)}: {_markdown(first['task_spec'])} "
-            f"(task version {int(first['task_version'])})\n", _markdown(study_words(study, higher)) + "\n"]
+    title = f"Study {name}: {first['task_spec']} (task version {int(first['task_version'])})"
+    text = [f"## {_markdown(title)}\n", _markdown(study_words(study, higher)) + "\n"]
+    section = Section("study", stem, _printable(title), [_printable(study_words(study, higher))])
     files: list[Path] = []
     tables = final_tables(study, dims, trials)
     for table_stem, summary, extra in tables:
@@ -1251,22 +1260,29 @@ def write_study(stem: str, study: pd.DataFrame, out: Path) -> tuple[list[Path], 
                   _write_text(out, f"{final}.tex", latex_table(summary, f"tab:{final}", extra)),
                   _write(out, f"{final}-summary.csv", lambda p, s=summary: s.to_csv(p, index=False))]
         text.append(f"### Final runs\n\n{md}")
+        section.tables.append(TableView("Final runs", table_caption(summary, note=extra.note), *_cells(summary, extra)))
     missing = sorted(set(trials["cell"]) - set(study.loc[study["phase"] == "final", "study_cell"]))
     if missing:
-        text.append(_markdown(f"No final runs of {', '.join(missing)} in these rows: tuning is still going or "
-                              "stopped before them (or they did not end ok: see --status).") + "\n")
+        said = (f"No final runs of {', '.join(missing)} in these rows: tuning is still going or stopped before "
+                "them (or they did not end ok: see --status).")
+        text.append(_markdown(said) + "\n")
+        section.words.append(_printable(said))
     for cell in sorted(c for c, trial in chosen.items() if trial is None):
         statuses = Counter(trials.loc[trials["cell"] == cell, "status"])
-        text.append(_markdown(f"{cell}: no trial has a validation score ("
-                              + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + "): nothing chosen.")
-                    + "\n")
+        said = (f"{cell}: no trial has a validation score ("
+                + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + "): nothing chosen.")
+        text.append(_markdown(said) + "\n")
+        section.words.append(_printable(said))
     if len(trials):
         table = trials_table(trials, dims, score, higher)
         files += [_write_text(out, f"{stem}-trials.md", f"{_markdown(TRIALS_NOTE)}\n\n{table}"),
                   _write(out, f"{stem}-trials.csv", lambda p: trials_csv(trials, dims).to_csv(p, index=False))]
         text.append(f"### Trials\n\n{_markdown(TRIALS_NOTE)}\n\n{table}")
+        section.tables.append(TableView("Trials", TRIALS_NOTE, *trials_cells(trials, dims, score, higher)))
         with _drawing():
-            files += _save_all({"trials": study_figure(trials, dims, spaces, score)}, out, stem)
+            figures = _save_all({"trials": study_figure(trials, dims, spaces, score)}, out, stem)
+        files += figures
+        section.figures += [f for f in figures if f.suffix == ".png"]
     else:
         text.append("These rows hold none of its trials.\n")
     notes = [note for cell, trial in chosen.items()
@@ -1275,6 +1291,10 @@ def write_study(stem: str, study: pd.DataFrame, out: Path) -> tuple[list[Path], 
         warnings.warn(f"study {_printable(name)}: {_printable(note)}")
     if notes:
         text.append("Edges:\n\n" + "".join(f"- {_markdown(note)}\n" for note in notes))
+        section.words += [_printable(f"Edge: {note}") for note in notes]
+    section.runs = study
+    if sections is not None:
+        sections.append(section)
     return files, "\n".join(text)
 
 
@@ -1299,27 +1319,54 @@ def study_words(study: pd.DataFrame, higher: bool) -> str:
             f"{'higher' if higher else 'lower'} is better), never by a test score.")
 
 
+@dataclass
+class TableView:
+    """One table as the HTML page shows it: a title, its caption, header and cells (text, bold)."""
+
+    title: str
+    caption: str
+    header: list[str]
+    body: list[list[tuple[str, bool]]]
+
+
+@dataclass
+class Section:
+    """One section of the HTML page: a results table (`kind` "table") or a study ("study"), with
+    its sentences, tables, figures (PNG files) and the rows of its runs."""
+
+    kind: str
+    stem: str
+    title: str
+    words: list[str] = field(default_factory=list)
+    tables: list[TableView] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+    runs: pd.DataFrame | None = None
+
+
 class ReportNotWritten(ReportError):
     """The output folder could not be written (read-only, full, not a folder...)."""
 
 
-def write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path,
-                 cards: list[dict] | None = None) -> tuple[list[Path], str]:
+def write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path, cards: list[dict] | None = None,
+                 html: bool = False, runs: pd.DataFrame | None = None) -> tuple[list[Path], str]:
     """Tables and figures of every group into `out` (and each task's input figure and citation,
-    from `cards`: records.read_task_cards); returns the files and the Markdown text.
+    from `cards`: records.read_task_cards); returns the files and the Markdown text. With `html`,
+    also out/report.html, the whole report in one page (rnnbench.report_html), whose run lists
+    show `runs` (default: `rows`; the CLI gives every status there, failed runs too).
     ReportNotWritten, naming the folder, if it cannot be written."""
     try:
-        return _write_report(rows, curves, out, cards or [])
+        return _write_report(rows, curves, out, cards or [], html, rows if runs is None else runs)
     except OSError as error:
         where = f" ({error.filename})" if error.filename and str(error.filename) != str(out) else ""
         raise ReportNotWritten(f"cannot write the report into {out}: {error.strerror or error}{where}") from error
 
 
-def _write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path, cards: list[dict]) -> tuple[list[Path], str]:
+def _write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path, cards: list[dict], html: bool,
+                  runs: pd.DataFrame) -> tuple[list[Path], str]:
     out.mkdir(parents=True, exist_ok=True)
     results = rows[rows["phase"] != "tune"]  # (a study's trials are how a setting was chosen, not results)
     summary = aggregate(results) if len(results) else None
-    written, markdown = [], []
+    written, markdown, sections = [], [], []
     for stem, part in table_groups(summary) if summary is not None else ():
         if len(commits := mixed_commits(part)) > 1:
             warnings.warn(f"table {stem} mixes rows from {len(commits)} versions of the code: {', '.join(commits)}; "
@@ -1328,22 +1375,44 @@ def _write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path, cards: li
         written += [_write_text(out, f"{stem}.md", md), _write_text(out, f"{stem}.tex", tex),
                     _write(out, f"{stem}-summary.csv", lambda p, part=part: _summary_csv(part).to_csv(p, index=False))]
         group_rows = results[results["task_spec"] == part["task_spec"].iloc[0]]
-        written += plot_group(stem, part, group_rows, curves, out)
+        figures = plot_group(stem, part, group_rows, curves, out)
+        written += figures
         markdown.append(f"## {stem}\n\n{md}")
+        first = part.iloc[0]
+        title = (f"{_printable(first['task_spec'])} (task version {int(first['task_version'])}) "
+                 f"{_where(first, _printable)}")
+        sections.append(Section("table", stem, title, [], [TableView("", table_caption(part), *_cells(part))],
+                                [f for f in figures if f.suffix == ".png"], _runs_of(part, runs)))
     for stem, study in study_groups(rows):
-        files, section = write_study(stem, study, out)
+        files, section = write_study(stem, study, out, sections)
         written += files
         markdown.append(section)
     reported = {(spec, int(version)) for spec, version in zip(rows["task_spec"], rows["task_version"])}
     shown = [c for c in cards if isinstance(c.get("task_version"), int)
              and (c.get("task_spec"), c["task_version"]) in reported]
+    inputs = []  # (title, PNG) of each task's input figure
     for card in shown:
-        written += plot_input(card, out)
+        files = plot_input(card, out)
+        written += files
+        inputs += [(f"{_printable(card['task_spec'])} (task version {card['task_version']})", f)
+                   for f in files if f.suffix == ".png"]
     references = bibliography(shown, {spec for spec, _ in reported}, sorted(set(rows["cell"])))
     if references:
         written.append(_write_text(out, "references.bib", references))
     text = "\n".join(markdown)
-    return written + [_write_text(out, "report.md", text)], text
+    written.append(_write_text(out, "report.md", text))
+    if html:
+        from rnnbench import report_html
+
+        written.append(_write_text(out, "report.html", report_html.render(sections, inputs, references, rows)))
+    return written, text
+
+
+def _runs_of(summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `runs` that belong to a table (its task, data and machine: TABLE_KEYS), a
+    study's trials left out: the page's run list of that table."""
+    keys = summary[TABLE_KEYS].drop_duplicates()
+    return runs[runs["phase"] != "tune"].merge(keys, on=TABLE_KEYS)
 
 
 def _summary_csv(summary: pd.DataFrame) -> pd.DataFrame:

@@ -16,7 +16,6 @@ import math
 import os
 import random
 import statistics
-import sys
 import time
 import uuid
 import warnings
@@ -27,9 +26,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from rnnbench import checkpoints, optim, records
+from rnnbench import checkpoints, monitor, optim, records
 from rnnbench.claims import ClaimLost, LockTimeout
 from rnnbench.config import RunConfig
 from rnnbench.measure import (environment, load_average, peak_memory_mb, peak_reserved_mb, reset_peak_memory,
@@ -135,7 +133,17 @@ class Progress:
     best_valid_step: int = -1
     last_train_loss: float = float("nan")
     time_to_target: float | None = None  # training time when validation accuracy first reached the target
+    # The steps since the last `train` curve point and their sums (a checkpoint between two points keeps them).
+    window_steps: int = 0
+    window_loss: float = 0.0
+    window_grad_norm: float = 0.0
+    window_grad_norm_max: float = 0.0
+    log_time: float = 0.0  # seconds spent logging training steps (outside the clock)
 
+
+# What TensorBoard shows of a finished run next to its hyper-parameters (where they are numbers).
+FINAL_METRICS = ("test_acc", "test_acc_final", "test_loss", "best_valid_acc", "params", "train_time_s", "step_time_ms",
+                 "peak_mem_mb")
 
 save_checkpoint = checkpoints.save  # (the fault tests wrap it)
 
@@ -176,12 +184,14 @@ def configure_device(device: torch.device) -> None:
 
 def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: torch.device,
           checkpoint: Path | None = None, log: Callable[[str], None] = print, run_key: str = "",
-          claim: Any = None, should_stop: Callable[[int, float], bool] | None = None) -> dict[str, Any]:
+          claim: Any = None, should_stop: Callable[[int, float], bool] | None = None,
+          tensorboard: Path | None = None) -> dict[str, Any]:
     """Train one run and return the quality and cost columns of its row (plus `curves`,
     `status` and `error`). With `checkpoint`, resume from it if it fits this run (`run_key`)
     exactly, and write it at every validation; with `claim`, check before every write that
     this process still owns the run (ClaimLost otherwise). `should_stop(step, valid score)`,
-    asked after every validation, ends the run early with status `pruned` (a study's pruner)."""
+    asked after every validation, ends the run early with status `pruned` (a study's pruner).
+    With `tensorboard` (a folder), its event files go to TENSORBOARD/RUN_ID/ (rnnbench.monitor)."""
     dtype = getattr(torch, config.dtype)
     n_train = len(splits.train)
     configure_device(device)
@@ -230,10 +240,10 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
         start = time.perf_counter()
         valid = evaluate(model, task, splits.valid, config.eval_batch_size, device)
         progress.n_evals += 1
-        elapsed = progress.train_time
-        progress.curves.append({"step": progress.step, "wall_time_s": elapsed, "split": "train",
-                                "loss": progress.last_train_loss, "acc": ""})
-        progress.curves.append({"step": progress.step, "wall_time_s": elapsed, "split": "valid", **valid})
+        health = monitor.unitarity_error(cell)
+        point = {"step": progress.step, "wall_time_s": progress.train_time, "split": "valid",
+                 "loss": valid["loss"], "acc": valid["acc"], "unitarity_error": "" if health is None else health}
+        progress.curves.append(point)
         if target and progress.time_to_target is None and ((valid["acc"] >= target) if higher else (valid["acc"] <= target)):
             progress.time_to_target = progress.train_time
         if (valid["acc"] > progress.best_valid_acc) if higher else (valid["acc"] < progress.best_valid_acc):
@@ -243,9 +253,8 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
             if claim is not None:
                 claim.check()
             save_checkpoint(checkpoint, _checkpoint_state(run_key, progress, model, optimizer, batches, best_state))
+        watch.valid_point(point)
         progress.eval_time += time.perf_counter() - start
-        log(f"step {progress.step}: train loss {progress.last_train_loss:.4f}, "
-            f"valid acc {valid['acc']:.4f}, loss {valid['loss']:.4f}")
         return should_stop is not None and progress.step < config.steps and should_stop(progress.step, valid["acc"])
 
     target = config.target or task.target_score
@@ -257,69 +266,96 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
     loads = [load_average()]
     mem_source = reset_peak_memory(device)
     status, error = "ok", ""
-    bar = tqdm(total=config.steps, initial=progress.step, desc=str(spec), unit="step", leave=False,
-               disable=not sys.stderr.isatty(), dynamic_ncols=True)
-    while progress.step < config.steps:
-        batch = splits.train.take(batches.next(), device)
-        optim.set_learning_rates(optimizer, base_lrs, optim.learning_rate_factor(config, progress.step))
+
+    def log_train() -> None:
+        """The `train` curve point of the steps since the last one."""
+        n = progress.window_steps
+        point = {"step": progress.step, "wall_time_s": progress.train_time, "split": "train",
+                 "loss": progress.window_loss / n, "acc": "", "grad_norm": progress.window_grad_norm / n,
+                 "grad_norm_max": progress.window_grad_norm_max}
+        progress.curves.append(point)
+        progress.window_steps, progress.window_loss, progress.window_grad_norm = 0, 0.0, 0.0
+        progress.window_grad_norm_max = 0.0
+        watch.train_point(point)
+
+    watch = monitor.Monitor(monitor.describe(task.name, str(spec), config.hidden_size, config.seed), config.steps,
+                            log, progress.step, tensorboard / progress.run_id if tensorboard is not None else None)
+    try:
+        while progress.step < config.steps:
+            batch = splits.train.take(batches.next(), device)
+            optim.set_learning_rates(optimizer, base_lrs, optim.learning_rate_factor(config, progress.step))
+            synchronize(device)
+            start = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            loss = task.loss(*model(batch))
+            loss_value = loss.item()  # synchronises; and a NaN must stop the run before the update
+            if not math.isfinite(loss_value):
+                status, error = "diverged", f"training loss became {loss_value} at step {progress.step + 1}"
+                break
+            loss.backward()
+            if config.clip > 0:
+                norm = nn.utils.clip_grad_norm_(model.parameters(), config.clip)  # (before clipping)
+            optimizer.step()
+            synchronize(device)
+            elapsed = time.perf_counter() - start
+            logging = time.perf_counter()  # (the clock has stopped: what follows is not in the step's time)
+            norm = float(norm if config.clip > 0 else monitor.grad_norm(model.parameters()))
+            progress.step += 1
+            progress.train_time += elapsed
+            if progress.step <= config.warmup_steps:
+                progress.warmup_time += elapsed
+            else:
+                progress.step_times.append(elapsed)
+            progress.last_train_loss = loss_value
+            progress.window_steps += 1
+            progress.window_loss += loss_value
+            progress.window_grad_norm += norm
+            if not norm <= progress.window_grad_norm_max:  # (a NaN norm too: max() would hide it)
+                progress.window_grad_norm_max = norm
+            if progress.step % config.log_every == 0 or progress.step == config.steps:
+                log_train()
+            watch.step(loss_value, progress.best_valid_acc)
+            progress.log_time += time.perf_counter() - logging
+            if (progress.step % config.eval_every == 0 or progress.step == config.steps) and validate():
+                status, error = "pruned", f"stopped at step {progress.step} of {config.steps} by the study's pruner"
+                break
+        if progress.window_steps:  # (a run that diverged or was pruned between two points)
+            log_train()
+        peak_mb, reserved_mb = peak_memory_mb(device), peak_reserved_mb(device)
+        loads.append(load_average())
+
+        result: dict[str, Any] = {"status": status, "error": error, "run_id": progress.run_id,
+                                  "curves": progress.curves, "steps_done": progress.step}
         synchronize(device)
         start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss = task.loss(*model(batch))
-        loss_value = loss.item()  # synchronises; and a NaN must stop the run before the update
-        if not math.isfinite(loss_value):
-            status, error = "diverged", f"training loss became {loss_value} at step {progress.step + 1}"
-            break
-        loss.backward()
-        if config.clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), config.clip)
-        optimizer.step()
-        synchronize(device)
-        elapsed = time.perf_counter() - start
-        progress.step += 1
-        progress.train_time += elapsed
-        if progress.step <= config.warmup_steps:
-            progress.warmup_time += elapsed
-        else:
-            progress.step_times.append(elapsed)
-        progress.last_train_loss = loss_value
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_value:.3f}", valid=f"{progress.best_valid_acc:.3f}")
-        if (progress.step % config.eval_every == 0 or progress.step == config.steps) and validate():
-            status, error = "pruned", f"stopped at step {progress.step} of {config.steps} by the study's pruner"
-            break
-    bar.close()
-    peak_mb, reserved_mb = peak_memory_mb(device), peak_reserved_mb(device)
-    loads.append(load_average())
-
-    result: dict[str, Any] = {"status": status, "error": error, "run_id": progress.run_id,
-                              "curves": progress.curves, "steps_done": progress.step}
-    synchronize(device)
-    start = time.perf_counter()
-    if status == "ok":
-        final = evaluate(model, task, splits.test, config.eval_batch_size, device)
-        result["test_acc_final"] = final["acc"]
-    if best_state is not None:
-        model.load_state_dict(best_state)
-        best = evaluate(model, task, splits.test, config.eval_batch_size, device)
-        result.update(test_acc=best["acc"], test_loss=best["loss"])
-    progress.eval_time += time.perf_counter() - start
-    times_ms = sorted(t * 1e3 for t in progress.step_times)
-    quartiles = statistics.quantiles(times_ms, n=4) if len(times_ms) >= 2 else [math.nan] * 3
-    result.update(
-        best_valid_acc=progress.best_valid_acc if progress.best_valid_step >= 0 else "",
-        best_valid_step=progress.best_valid_step if progress.best_valid_step >= 0 else "",
-        final_train_loss=progress.last_train_loss,
-        params=sum(p.numel() for p in model.parameters()),
-        impl=getattr(cell, "last_impl", None) or "native",
-        build_time_s=build_time, train_time_s=progress.train_time, warmup_time_s=progress.warmup_time,
-        step_time_ms=statistics.median(times_ms) if times_ms else "",
-        step_time_iqr_ms=quartiles[2] - quartiles[0] if times_ms else "",
-        eval_time_s=progress.eval_time, n_evals=progress.n_evals, target=target or "",
-        time_to_target_s="" if progress.time_to_target is None else progress.time_to_target,
-        timing_note=timing_note(times_ms, loads, torch.get_num_threads()),
-        peak_mem_mb=peak_mb, peak_reserved_mb=reserved_mb, mem_source=mem_source,
-    )
+        if status == "ok":
+            final = evaluate(model, task, splits.test, config.eval_batch_size, device)
+            result["test_acc_final"] = final["acc"]
+        if best_state is not None:
+            model.load_state_dict(best_state)
+            best = evaluate(model, task, splits.test, config.eval_batch_size, device)
+            result.update(test_acc=best["acc"], test_loss=best["loss"])
+        progress.eval_time += time.perf_counter() - start
+        times_ms = sorted(t * 1e3 for t in progress.step_times)
+        quartiles = statistics.quantiles(times_ms, n=4) if len(times_ms) >= 2 else [math.nan] * 3
+        result.update(
+            best_valid_acc=progress.best_valid_acc if progress.best_valid_step >= 0 else "",
+            best_valid_step=progress.best_valid_step if progress.best_valid_step >= 0 else "",
+            final_train_loss=progress.last_train_loss,
+            params=sum(p.numel() for p in model.parameters()),
+            impl=getattr(cell, "last_impl", None) or "native",
+            build_time_s=build_time, train_time_s=progress.train_time, warmup_time_s=progress.warmup_time,
+            step_time_ms=statistics.median(times_ms) if times_ms else "",
+            step_time_iqr_ms=quartiles[2] - quartiles[0] if times_ms else "",
+            eval_time_s=progress.eval_time, n_evals=progress.n_evals, target=target or "",
+            time_to_target_s="" if progress.time_to_target is None else progress.time_to_target,
+            timing_note=timing_note(times_ms, loads, torch.get_num_threads()),
+            peak_mem_mb=peak_mb, peak_reserved_mb=reserved_mb, mem_source=mem_source, log_time_s=progress.log_time,
+        )
+        hparams = {"task": task.name, "cell_spec": str(spec), **config.as_dict()}
+        watch.close(hparams, {k: v for k, v in result.items() if k in FINAL_METRICS})
+    finally:
+        watch.close()  # (after an error: the bar and the event files; nothing if closed above)
     return result
 
 
@@ -352,7 +388,8 @@ def run_planned(run: PlannedRun, splits: Any = None, log: Callable[[str], None] 
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     try:
         result = train(task, spec, run.config, splits, device, checkpoint, log, run.key, claim,
-                       run.pruning.should_stop if run.pruning is not None else None)
+                       run.pruning.should_stop if run.pruning is not None else None,
+                       run.results / "tb" if run.config.tensorboard else None)
     except (ClaimLost, KeyboardInterrupt, SystemExit):
         raise
     except Exception as error:  # noqa: BLE001 - one failed run must not stop the sweep
@@ -371,7 +408,8 @@ def write_row(run: PlannedRun, result: dict[str, Any], splits: Splits, log: Call
     """Append the row (and curves) of a run that ended with `result` (train's, or a failure's:
     status, error, run_id, curves) and print its summary line; returns the row. What the row says
     about the task and the cell comes from the plan (`run`), not from the registry again."""
-    curves = [{"run_id": result["run_id"], **point} for point in result.pop("curves")]
+    curves = [{"run_id": result["run_id"], "cell_spec": run.cell_spec, "hidden_size": run.config.hidden_size,
+               "seed": run.config.seed, **point} for point in result.pop("curves")]
     row = {**{k: v for k, v in run.config.as_dict().items() if k in records.COLUMNS},
            **splits.sizes(), "data_json": data_json(splits.identity), "data_hash": data_hash(splits.identity),
            "baseline_loss": "" if splits.baseline_loss is None else splits.baseline_loss,

@@ -215,6 +215,10 @@ def prepare(task_name: str | Spec, seeds: list[int], config: RunConfig, results:
         raise ValueError("no seeds given")
     for seed in seeds:
         config.replace(seed=seed).validate()
+    if config.tensorboard:
+        from rnnbench.monitor import check_tensorboard
+
+        check_tensorboard()
     records.read_rows(results, task.name)  # a foreign or unreadable file stops the sweep here
     if runs_at_once:  # (0: the runs go to other machines, a SLURM cluster's nodes: not measured here)
         by_config: dict[RunConfig, list[tuple[Spec, int]]] = {}

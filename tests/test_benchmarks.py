@@ -36,7 +36,7 @@ def test_cells_benchmark_quick(tmp_path):
 
 
 @pytest.mark.parametrize("script, expected", [
-    ("overhead.py", ["bare loop", "runner", "overhead"]),
+    ("overhead.py", ["bare loop", "runner", "runner + tb", "overhead", "logging"]),
     ("data.py", ["parse + checksum, gzipped files", "parse + checksum, plain files", "task load"]),
 ])
 def test_measurement_scripts_run_quickly(script, expected):

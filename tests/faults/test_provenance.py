@@ -19,7 +19,7 @@ SWEEP = ["--cells", "rnn,lstm,eurnn", "--task", "copying:delay=5:n_train=64:n_va
 # What may differ between two runs of the same experiment: the run's id, and measurements of time
 # and memory (the process's resident set depends on what ran before in it).
 MEASURED = ["run_id", "build_time_s", "train_time_s", "step_time_ms", "step_time_iqr_ms", "warmup_time_s", "eval_time_s",
-            "time_to_target_s", "timing_note", "peak_mem_mb", "timestamp"]
+            "log_time_s", "time_to_target_s", "timing_note", "peak_mem_mb", "timestamp"]
 
 
 def sweep(results, *extra):

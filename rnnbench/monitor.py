@@ -1,0 +1,178 @@
+"""What a run shows while it trains: its curve points, progress lines and TensorBoard events.
+
+The runner owns the loop and the clock; it hands this module what it measured, always after the
+clock has stopped, so that nothing here is ever inside a timed step. Three views of one run:
+
+- curve points (the curves file): every `log_every` steps a `train` point (the mean training loss
+  over those steps, the mean and largest gradient norm before clipping), and at every evaluation a
+  `valid` point with the task's metrics and, for a cell whose recurrent matrix is unitary or
+  orthogonal by construction (it defines `recurrent_matrix()`), ‖U^H U − I‖_F, which shows
+  numerical drift over a long run;
+- progress: a tqdm bar on a terminal; elsewhere (nohup, SLURM logs) lines that each name the run
+  and say how far it is, with the time elapsed and an estimate of the time left;
+- TensorBoard (`--tensorboard`): the same scalars under RESULTS/tb/RUN_ID/, and at the end the
+  run's config as hyper-parameters with its final metrics.
+
+>>> watch = Monitor("pmnist eurnn N=64 seed 0", steps=300, log=print)
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from tqdm import tqdm
+
+# Progress lines off a terminal: one at the first logged step, then at most one per this many
+# seconds (and one per evaluation), so that a 40,000-step run's log stays readable.
+PROGRESS_SECONDS = 60.0
+# Event files are flushed by the monitor at each logged step, outside the clock; TensorBoard's own
+# writer thread would otherwise wake every 2 minutes, possibly in the middle of a timed step.
+NEVER_SECONDS = 10**9
+
+# The scalars of each kind of point, TensorBoard's tag GROUP/NAME: the curves file's columns.
+TRAIN_SCALARS = ("loss", "grad_norm", "grad_norm_max")
+VALID_SCALARS = ("loss", "acc")
+HEALTH_SCALARS = ("unitarity_error",)  # (of valid points: measured at evaluation)
+
+TENSORBOARD_MISSING = ("--tensorboard needs the tensorboard package: pip install 'rnnbench[tensorboard]' "
+                       "(or pip install tensorboard)")
+
+
+def check_tensorboard() -> None:
+    """ValueError saying how to install TensorBoard, if torch cannot write its event files (a
+    sweep asks before it plans anything)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError as error:
+        raise ValueError(f"{TENSORBOARD_MISSING} ({error})") from error
+
+
+def grad_norm(parameters: Iterable[torch.nn.Parameter]) -> torch.Tensor:
+    """The 2-norm of all gradients together, as clip_grad_norm_ computes it (0 without any)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach()) for g in grads]))
+
+
+@torch.no_grad()
+def unitarity_error(cell: torch.nn.Module) -> float | None:
+    """‖U^H U − I‖_F of the cell's recurrent matrix, for a cell that defines `recurrent_matrix()`
+    (EURNN's unitary U, the orthogonal W of expRNN and scoRNN); None for any other cell.
+
+    >>> unitarity_error(rnnbench.build_cell("eurnn", 1, 8)) < 1e-5
+    True
+    """
+    matrix = getattr(type(cell), "recurrent_matrix", None)  # (the optional part of the cell contract)
+    if matrix is None:
+        return None
+    u = cell.recurrent_matrix()  # (N, N), real or complex
+    eye = torch.eye(u.shape[-1], dtype=u.dtype, device=u.device)
+    return float(torch.linalg.matrix_norm(u.conj().transpose(-2, -1) @ u - eye))
+
+
+def describe(task: str, cell_spec: str, hidden_size: int, seed: int) -> str:
+    """How progress lines name a run: `describe("pmnist", "eurnn", 64, 0) == "pmnist eurnn N=64 seed 0"`."""
+    return f"{task} {cell_spec} N={hidden_size} seed {seed}"
+
+
+def duration(seconds: float) -> str:
+    """`duration(5) == "5 s"`, `duration(125) == "2 min 05 s"`, `duration(7300) == "2 h 01 min"`."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class Monitor:
+    """The live views of one run. The runner calls `train_point` every `log_every` steps,
+    `valid_point` at every evaluation and `close` at the end (also after an error), each outside
+    the clock."""
+
+    def __init__(self, name: str, steps: int, log: Callable[[str], None] = print, start_step: int = 0,
+                 tensorboard: Path | None = None, terminal: bool | None = None):
+        self.name, self.steps, self.log, self.start_step = name, steps, log, start_step
+        self.terminal = sys.stderr.isatty() if terminal is None else terminal
+        self.started = time.perf_counter()
+        self.last_line = -math.inf
+        self.writer = None
+        if tensorboard is not None:
+            check_tensorboard()
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step: a run resumed from its checkpoint at step S hides what it logged after S
+            # (TensorBoard's reader drops those events), which it logs again
+            self.writer = SummaryWriter(str(tensorboard), purge_step=start_step + 1 if start_step else None,
+                                        flush_secs=NEVER_SECONDS)
+        self.bar = tqdm(total=steps, initial=start_step, desc=name, unit="step", leave=False,
+                        disable=not self.terminal, dynamic_ncols=True)
+
+    def step(self, loss: float, best: float) -> None:
+        """One training step done (the terminal's bar; nothing elsewhere)."""
+        if self.terminal:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.3f}", valid=f"{best:.3f}", refresh=False)
+
+    def train_point(self, point: dict[str, Any]) -> None:
+        """A `train` curve point (step, loss, grad_norm, grad_norm_max): TensorBoard, a progress line."""
+        self._scalars("train", point, TRAIN_SCALARS)
+        now = time.perf_counter()
+        if not self.terminal and now - self.last_line >= PROGRESS_SECONDS:
+            self.last_line = now
+            self.log(f"{self._where(point['step'])}; train loss {point['loss']:.4f}, "
+                     f"grad norm {point['grad_norm']:.3g}")
+
+    def valid_point(self, point: dict[str, Any]) -> None:
+        """A `valid` curve point (the task's metrics, unitarity_error where the cell has one): a
+        line in every case, TensorBoard."""
+        self._scalars("valid", point, VALID_SCALARS)
+        self._scalars("health", point, HEALTH_SCALARS)
+        health = f", ‖UᴴU − I‖ {point['unitarity_error']:.2g}" if _number(point.get("unitarity_error")) else ""
+        self.log(f"{self._where(point['step'])}; valid {point['acc']:.4f}, loss {point['loss']:.4f}{health}")
+        self.last_line = time.perf_counter()
+
+    def close(self, hparams: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> None:
+        """End the views (once: a second call does nothing); with `hparams`, TensorBoard gets them
+        with the run's final `metrics` (those that are finite numbers)."""
+        self.bar.close()
+        writer, self.writer = self.writer, None
+        if writer is None:
+            return
+        try:
+            if hparams is not None:
+                finals = {f"final/{k}": float(v) for k, v in (metrics or {}).items() if _number(v)}
+                values = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in hparams.items()}
+                writer.add_hparams(values, finals, run_name=".")  # (".": this run's folder, no subfolder)
+        finally:
+            writer.close()
+
+    def _scalars(self, group: str, point: dict[str, Any], names: Iterable[str]) -> None:
+        if self.writer is None:
+            return
+        for name in names:
+            if _number(point.get(name)):
+                self.writer.add_scalar(f"{group}/{name}", float(point[name]), point["step"])
+        self.writer.flush()
+
+    def _where(self, step: int) -> str:
+        """`pmnist eurnn N=64 seed 0: step 150/300 (50 %), 12 s elapsed, about 12 s left`."""
+        elapsed = time.perf_counter() - self.started
+        done = step - self.start_step
+        left = elapsed / done * (self.steps - step) if done > 0 else math.nan
+        return (f"{self.name}: step {step}/{self.steps} ({100 * step / self.steps:.0f} %), "
+                f"{duration(elapsed)} elapsed, about {duration(left)} left")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

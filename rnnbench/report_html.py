@@ -1,0 +1,142 @@
+"""`rnnbench report --html`: the whole report as one self-contained page, report.html.
+
+The page holds what the report's other files hold (rnnbench.report makes them; this module only
+lays them out): per results table its caption, the table with sortable columns, its figures and
+the list of its runs (config, status, error); per tuning study its final tables, trials and
+figure; the tasks' inputs and the BibTeX. Figures are embedded as PNG data, and the few lines of
+script that sort a column are inline, so that the file opens anywhere, offline, and can be sent
+as it is. The markup is a Jinja2 template (templates/report.html.j2), every value autoescaped.
+
+>>> html = render(sections, inputs=[], references="", rows=rows)
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import struct
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+import rnnbench
+from rnnbench.config import DEFAULTS
+
+# What each figure of a table shows, by the end of its file name (report.plot_group, write_study).
+FIGURE_WORDS = {
+    "valid-acc-vs-step": "Validation score against training step (mean over seeds, band: ±1 standard deviation).",
+    "valid-acc-vs-time": "Validation score against training time (mean over seeds, band: ±1 standard deviation).",
+    "test-acc": "Test score of each cell (mean ± standard deviation; dashed: published results and baselines).",
+    "tradeoff": "Test score (mean ± standard deviation) against parameters and against time per step.",
+    "cost": "Median time per training step and peak memory of each cell.",
+    "trials": "Each trial's validation score against the values it tried; ★ the chosen trial.",
+    "input": "One example of the task's input, as the cell sees it.",
+}
+DISPLAY_SCALE = 0.6  # the PNGs are drawn at 200 dpi: shown at 120 dpi, a column figure is ~400 px wide
+
+
+def render(sections: list, inputs: list[tuple[str, Path]], references: str, rows: pd.DataFrame) -> str:
+    """The page, as text, from report.write_report's sections (report.Section), the tasks' input
+    figures (title, PNG), the BibTeX and every reported row."""
+    import jinja2
+
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("rnnbench", "templates"),
+                                     autoescape=True, undefined=jinja2.StrictUndefined,
+                                     trim_blocks=True, lstrip_blocks=True)
+    dates = sorted(t for t in rows.get("timestamp", pd.Series(dtype=str)).astype(str) if t and t != "nan")
+    return environment.get_template("report.html.j2").render(
+        version=rnnbench.__version__,
+        dates=(dates[0][:10], dates[-1][:10]) if dates else None,
+        n_rows=len(rows), tasks=sorted(set(rows["task"])), cells=sorted(set(rows["cell"])),
+        sections=[_section(s) for s in sections],
+        inputs=[{**_figure(path), "title": title} for title, path in inputs],
+        references=references)
+
+
+def _section(section) -> dict[str, Any]:
+    return {"kind": section.kind, "id": _anchor(section.stem), "stem": section.stem, "title": section.title,
+            "words": section.words,
+            "tables": section.tables, "figures": [_figure(path) for path in section.figures],
+            "runs": _runs(section.runs, study=section.kind == "study")}
+
+
+def _anchor(stem: str) -> str:
+    """An id attribute from a file-name stem (already [A-Za-z0-9._=-]): `_anchor("pmnist-v2-cpu")`."""
+    return "s-" + re.sub(r"[^A-Za-z0-9_-]", "_", stem)
+
+
+def _figure(path: Path) -> dict[str, Any]:
+    """A PNG as the page embeds it: data URI, display width (from its header), alt text, caption."""
+    data = path.read_bytes()
+    width = struct.unpack(">I", data[16:20])[0] if data[:8] == b"\x89PNG\r\n\x1a\n" else 0
+    kind = next((k for k in FIGURE_WORDS if path.stem.endswith(k)), "")
+    return {"src": "data:image/png;base64," + base64.b64encode(data).decode("ascii"),
+            "width": round(width * DISPLAY_SCALE) or None, "alt": path.stem,
+            "caption": FIGURE_WORDS.get(kind, "")}
+
+
+RUN_COLUMNS = [("Run", "run_id"), ("Cell", "cell_spec"), ("N", "hidden_size"), ("Seed", "seed"),
+               ("Status", "status"), ("Test (%)", "test_acc"), ("Train (s)", "train_time_s"),
+               ("Step (ms)", "step_time_ms"), ("Mem. (MiB)", "peak_mem_mb"), ("Date", "timestamp"),
+               ("Commit", "git_commit")]
+STUDY_COLUMNS = [("Phase", "phase"), ("Trial", "trial")]
+
+
+def _runs(rows: pd.DataFrame | None, study: bool = False) -> dict[str, Any] | None:
+    """The run list of a section: a line per row (its config where it differs from the defaults,
+    its error), and how many rows have each status."""
+    if rows is None or rows.empty:
+        return None
+    columns = RUN_COLUMNS[:4] + (STUDY_COLUMNS if study else []) + RUN_COLUMNS[4:]
+    order = [c for c in ("phase", "cell_spec", "hidden_size", "trial", "seed") if c in rows]
+    lines = []
+    for _, row in rows.sort_values(order, kind="stable", na_position="last").iterrows():
+        lines.append({"cells": [_text(key, row.get(key)) for _, key in columns], "status": str(row["status"]),
+                      "config": _config(row.get("config_json")), "options": _options(row.get("options")),
+                      "error": "" if pd.isna(row.get("error")) else str(row.get("error") or "")})
+    counts = rows["status"].value_counts()
+    return {"header": [title for title, _ in columns], "lines": lines,
+            "counts": ", ".join(f"{n} {status}" for status, n in counts.items())}
+
+
+def _text(key: str, value: Any) -> str:
+    """A run list cell: percentages for scores, rounded times, whole numbers, '–' where missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+        return "–"
+    if key == "test_acc":
+        return f"{100 * float(value):.2f}"
+    if key in ("train_time_s", "peak_mem_mb"):
+        return f"{float(value):,.0f}"
+    if key == "step_time_ms":
+        return f"{float(value):.1f}"
+    if key in ("hidden_size", "seed", "trial"):
+        return str(int(float(value)))
+    if key == "timestamp":
+        return str(value)[:16].replace("T", " ")
+    if key == "git_commit":
+        return str(value)[:12]
+    return str(value)
+
+
+def _config(config_json: Any) -> str:
+    """The config fields that differ from RunConfig's defaults: `lr=0.003, steps=300`."""
+    try:
+        config = json.loads(config_json)
+    except (TypeError, ValueError):
+        return ""
+    if not isinstance(config, dict):
+        return ""
+    return ", ".join(f"{k}={v}" for k, v in sorted(config.items())
+                     if k not in ("seed", "hidden_size") and DEFAULTS.get(k, object()) != v)
+
+
+def _options(options: Any) -> str:
+    """The cell's resolved options: `capacity=2, impl=auto`."""
+    try:
+        values = json.loads(options)
+    except (TypeError, ValueError):
+        return ""
+    return ", ".join(f"{k}={v}" for k, v in sorted(values.items())) if isinstance(values, dict) else ""
