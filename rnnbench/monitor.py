@@ -4,7 +4,7 @@ The runner owns the loop and the clock; it hands this module what it measured, a
 clock has stopped, so that nothing here is ever inside a timed step. Three views of one run:
 
 - curve points (the curves file): every `log_every` steps a `train` point (the mean training loss
-  over those steps, the mean and largest gradient norm before clipping), and at every evaluation a
+  over those steps, and the gradient norm before clipping of the last one), and at every evaluation a
   `valid` point with the task's metrics and, for a cell whose recurrent matrix is unitary or
   orthogonal by construction (it defines `recurrent_matrix()`), ‖U^H U − I‖_F, which shows
   numerical drift over a long run;
@@ -35,7 +35,7 @@ PROGRESS_SECONDS = 60.0
 NEVER_SECONDS = 10**9
 
 # The scalars of each kind of point, TensorBoard's tag GROUP/NAME: the curves file's columns.
-TRAIN_SCALARS = ("loss", "grad_norm", "grad_norm_max")
+TRAIN_SCALARS = ("loss", "grad_norm")
 VALID_SCALARS = ("loss", "acc")
 HEALTH_SCALARS = ("unitarity_error",)  # (of valid points: measured at evaluation)
 
@@ -53,11 +53,15 @@ def check_tensorboard() -> None:
 
 
 def grad_norm(parameters: Iterable[torch.nn.Parameter]) -> torch.Tensor:
-    """The 2-norm of all gradients together, as clip_grad_norm_ computes it (0 without any)."""
-    grads = [p.grad for p in parameters if p.grad is not None]
+    """The 2-norm of all gradients together, as clip_grad_norm_ computes it (0 without any):
+    one fused norm over the list where torch has it (as clip_grad_norm_ itself does), the
+    runner calls this after every step without clipping."""
+    grads = [p.grad.detach() for p in parameters if p.grad is not None]
     if not grads:
         return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach()) for g in grads]))
+    foreach = getattr(torch, "_foreach_norm", None)
+    norms = foreach(grads) if foreach is not None else [torch.linalg.vector_norm(g) for g in grads]
+    return torch.linalg.vector_norm(torch.stack(norms))
 
 
 @torch.no_grad()
@@ -125,13 +129,13 @@ class Monitor:
             self.bar.set_postfix(loss=f"{loss:.3f}", valid=f"{best:.3f}", refresh=False)
 
     def train_point(self, point: dict[str, Any]) -> None:
-        """A `train` curve point (step, loss, grad_norm, grad_norm_max): TensorBoard, a progress line."""
+        """A `train` curve point (step, loss, grad_norm): TensorBoard, a progress line."""
         self._scalars("train", point, TRAIN_SCALARS)
         now = time.perf_counter()
         if not self.terminal and now - self.last_line >= PROGRESS_SECONDS:
             self.last_line = now
-            self.log(f"{self._where(point['step'])}; train loss {point['loss']:.4f}, "
-                     f"grad norm {point['grad_norm']:.3g}")
+            norm = f", grad norm {point['grad_norm']:.3g}" if _number(point.get("grad_norm")) else ""
+            self.log(f"{self._where(point['step'])}; train loss {point['loss']:.4f}{norm}")
 
     def valid_point(self, point: dict[str, Any]) -> None:
         """A `valid` curve point (the task's metrics, unitarity_error where the cell has one): a

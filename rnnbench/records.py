@@ -40,11 +40,11 @@ ENVIRONMENT = ["device", "device_name", "num_threads", "torch_version", "cuda_ve
                "numpy_version", "rnnbench_version", "git_commit", "hostname", "timestamp"]
 STATUS = ["status", "error"]
 COLUMNS = IDENTITY + CONFIG + QUALITY + COST + ENVIRONMENT + STATUS
-# Curve points: `train` every log_every steps (loss: the mean over those steps; grad_norm: the mean
-# gradient norm before clipping, grad_norm_max the largest), `valid` at each evaluation (with
+# Curve points: `train` every log_every steps (loss: the mean over those steps; grad_norm: the
+# gradient norm before clipping of the last one), `valid` at each evaluation (with
 # unitarity_error, ‖U^H U − I‖_F, for cells whose recurrent matrix is unitary or orthogonal).
 CURVE_COLUMNS = ["run_id", "cell_spec", "hidden_size", "seed", "step", "wall_time_s", "split", "loss", "acc",
-                 "grad_norm", "grad_norm_max", "unitarity_error"]
+                 "grad_norm", "unitarity_error"]
 STATUSES = ("ok", "diverged", "pruned", "failed")  # pruned: stopped early by a study's pruner
 # A run with a row of these is over, never trained again unless forced: training is deterministic, so
 # a diverged run diverges again (a failed one, which raised, may not fail again: it is retried).
@@ -80,8 +80,7 @@ NUMERIC = ["seed", "trial", "hidden_size", "task_version", "params_budget", "tar
            "best_valid_step", "test_loss", "baseline_loss", "linear_acc", "final_train_loss", "steps_done", "params",
            "build_time_s", "train_time_s", "step_time_ms", "step_time_iqr_ms", "warmup_time_s", "eval_time_s",
            "n_evals", "time_to_target_s", "peak_mem_mb", "peak_reserved_mb", "num_threads"]
-CURVE_NUMERIC = ["hidden_size", "seed", "step", "wall_time_s", "loss", "acc", "grad_norm", "grad_norm_max",
-                 "unitarity_error"]
+CURVE_NUMERIC = ["hidden_size", "seed", "step", "wall_time_s", "loss", "acc", "grad_norm", "unitarity_error"]
 
 
 @dataclass
