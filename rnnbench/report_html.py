@@ -35,7 +35,7 @@ FIGURE_WORDS = {
     "trials": "Each trial's validation score against the values it tried; ★ the chosen trial.",
     "input": "One example of the task's input, as the cell sees it.",
 }
-DISPLAY_SCALE = 0.6  # the PNGs are drawn at 200 dpi: shown at 120 dpi, a column figure is ~400 px wide
+DISPLAY_SCALE = 0.75  # the PNGs are drawn at 200 dpi: shown at 150 dpi, a column figure is ~510 px wide
 
 
 def render(sections: list, inputs: list[tuple[str, Path]], references: str, rows: pd.DataFrame) -> str:
@@ -80,22 +80,35 @@ def _figure(path: Path) -> dict[str, Any]:
 
 RUN_COLUMNS = [("Run", "run_id"), ("Cell", "cell_spec"), ("N", "hidden_size"), ("Seed", "seed"),
                ("Status", "status"), ("Test (%)", "test_acc"), ("Train (s)", "train_time_s"),
-               ("Step (ms)", "step_time_ms"), ("Mem. (MiB)", "peak_mem_mb"), ("Date", "timestamp"),
-               ("Commit", "git_commit")]
+               ("Step (ms)", "step_time_ms"), ("Mem. (MiB)", "peak_mem_mb"), ("Date", "timestamp")]
 STUDY_COLUMNS = [("Phase", "phase"), ("Trial", "trial")]
 
 
 def _runs(rows: pd.DataFrame | None, study: bool = False) -> dict[str, Any] | None:
-    """The run list of a section: a line per row (its config where it differs from the defaults,
-    its error), and how many rows have each status."""
+    """The run list of a section: a line per row, with what sets it apart from the other runs
+    of its cell in this list (`lr=0.003`: the settings a study tried), its error, and its whole
+    setting (the cell's options, the config where it differs from RunConfig's defaults) folded
+    away; and how many rows have each status."""
     if rows is None or rows.empty:
         return None
     columns = RUN_COLUMNS[:4] + (STUDY_COLUMNS if study else []) + RUN_COLUMNS[4:]
     order = [c for c in ("phase", "cell_spec", "hidden_size", "trial", "seed") if c in rows]
+    rows = rows.sort_values(order, kind="stable", na_position="last")
+    options = [_json_dict(text) for text in rows["options"]]
+    configs = [{k: v for k, v in _json_dict(text).items() if k not in ("seed", "hidden_size")
+                and DEFAULTS.get(k, object()) != v} for text in rows["config_json"]]
+    settings = [{**o, **c} for o, c in zip(options, configs)]
+    varying: dict[str, set[str]] = {}  # per cell spec, the keys whose values differ between its runs
+    for cell in set(rows["cell_spec"]):
+        mine = [s for s, c in zip(settings, rows["cell_spec"]) if c == cell]
+        varying[cell] = {k for k in set().union(*mine) if len({json.dumps(s.get(k), default=str) for s in mine}) > 1}
     lines = []
-    for _, row in rows.sort_values(order, kind="stable", na_position="last").iterrows():
+    for (_, row), option, config, setting in zip(rows.iterrows(), options, configs, settings):
+        keys = sorted(varying[row["cell_spec"]])
         lines.append({"cells": [_text(key, row.get(key)) for _, key in columns], "status": str(row["status"]),
-                      "config": _config(row.get("config_json")), "options": _options(row.get("options")),
+                      "differs": ", ".join(f"{k}={setting.get(k, '–')}" for k in keys),
+                      "options": _pairs(option), "config": _pairs(config),
+                      "commit": _text("git_commit", row.get("git_commit")),
                       "error": "" if pd.isna(row.get("error")) else str(row.get("error") or "")})
     counts = rows["status"].value_counts()
     return {"header": [title for title, _ in columns], "lines": lines,
@@ -116,27 +129,18 @@ def _text(key: str, value: Any) -> str:
         return str(int(float(value)))
     if key == "timestamp":
         return str(value)[:16].replace("T", " ")
-    if key == "git_commit":
-        return str(value)[:12]
     return str(value)
 
 
-def _config(config_json: Any) -> str:
-    """The config fields that differ from RunConfig's defaults: `lr=0.003, steps=300`."""
+def _json_dict(text: Any) -> dict[str, Any]:
+    """A JSON object written in a row, {} for anything else (a row from before, a damaged field)."""
     try:
-        config = json.loads(config_json)
-    except (TypeError, ValueError):
-        return ""
-    if not isinstance(config, dict):
-        return ""
-    return ", ".join(f"{k}={v}" for k, v in sorted(config.items())
-                     if k not in ("seed", "hidden_size") and DEFAULTS.get(k, object()) != v)
+        value = json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
-def _options(options: Any) -> str:
-    """The cell's resolved options: `capacity=2, impl=auto`."""
-    try:
-        values = json.loads(options)
-    except (TypeError, ValueError):
-        return ""
-    return ", ".join(f"{k}={v}" for k, v in sorted(values.items())) if isinstance(values, dict) else ""
+def _pairs(values: dict[str, Any]) -> str:
+    """`capacity=2, impl=auto`."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(values.items()))
