@@ -76,12 +76,24 @@ def whoami() -> dict[str, Any]:
     return {"host": socket.gethostname(), "boot": _boot_id(), "pid": os.getpid(), "started": _started(os.getpid())}
 
 
+# How far two readings of one process's start time may differ. psutil derives it from the boot
+# time the kernel reports (/proc/stat btime), which is the wall clock minus the uptime, read once per
+# process: when the clock is adjusted (NTP, a VM's clock sync) a process started later reads a
+# boot time a second off, and so the same process's start a second off (seen here: btime moved
+# from ...699 to ...700 within a session, and every child then took its live parent for gone).
+# Another process given the same pid within this slack is not a real risk.
+START_SLACK_S = 2.0
+
+
 def alive(owner: dict[str, Any]) -> bool | None:
     """Whether the owning process still runs: True/False on this machine (same boot), None for
     another machine, where only the heartbeat can tell."""
     if owner.get("host") != socket.gethostname() or owner.get("boot") != _boot_id():
         return None
-    return _started(int(owner.get("pid", -1))) == owner.get("started")
+    started, recorded = _started(int(owner.get("pid", -1))), owner.get("started")
+    if started is None or not isinstance(recorded, (int, float)):
+        return started == recorded
+    return abs(started - recorded) <= START_SLACK_S
 
 
 def describe(owner: dict[str, Any]) -> str:

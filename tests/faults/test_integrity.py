@@ -126,6 +126,22 @@ def test_a_claim_of_a_dead_process_is_taken_over_at_once(tmp_path):
     assert_each_run_once(tmp_path, 1)
 
 
+def test_a_live_process_stays_alive_when_the_clock_moves_its_start_time(monkeypatch):
+    """psutil derives a start time from the kernel's boot time, the wall clock minus the uptime,
+    read once per process: after a clock adjustment, a child reads its parent's start a second
+    off. Before, the child took its live parent for gone and stopped its run (seen on this VM:
+    every run of a sweep failed "exited with code 0 before writing its row")."""
+    import psutil
+
+    me = claims.whoami()
+    assert claims.alive(me) is True
+    created = psutil.Process.create_time
+    monkeypatch.setattr(psutil.Process, "create_time", lambda self: created(self) + 1.0)  # btime moved by 1 s
+    assert claims.alive(me) is True
+    monkeypatch.setattr(psutil.Process, "create_time", lambda self: created(self) + 30.0)  # another process
+    assert claims.alive(me) is False
+
+
 def test_a_claim_of_another_node_is_waited_on_while_its_heartbeat_is_fresh_then_taken_over(tmp_path):
     (name,) = planned_name(tmp_path, "rnn")
     claim = write_claim(tmp_path, name)
