@@ -10,8 +10,8 @@ clock has stopped, so that nothing here is ever inside a timed step. Three views
   numerical drift over a long run;
 - progress: a tqdm bar on a terminal; elsewhere (nohup, SLURM logs) lines that each name the run
   and say how far it is, with the time elapsed and an estimate of the time left;
-- TensorBoard (`--tensorboard`): the same scalars under RESULTS/tb/RUN_ID/, and at the end the
-  run's config as hyper-parameters with its final metrics.
+- TensorBoard (`--tensorboard`): the same scalars under RESULTS/tb/RUN_ID/, the run's config as
+  hyper-parameters from its start and its final metrics at the end.
 
 >>> watch = Monitor("pmnist eurnn N=64 seed 0", steps=300, log=print)
 """
@@ -38,6 +38,9 @@ NEVER_SECONDS = 10**9
 TRAIN_SCALARS = ("loss", "grad_norm")
 VALID_SCALARS = ("loss", "acc")
 HEALTH_SCALARS = ("unitarity_error",)  # (of valid points: measured at evaluation)
+# What TensorBoard shows of a finished run next to its hyper-parameters (the HPARAMS tab).
+FINAL_METRICS = ("test_acc", "test_acc_final", "test_loss", "best_valid_acc", "params", "train_time_s", "step_time_ms",
+                 "peak_mem_mb")
 
 TENSORBOARD_MISSING = ("--tensorboard needs the tensorboard package: pip install 'rnnbench[tensorboard]' "
                        "(or pip install tensorboard)")
@@ -54,8 +57,7 @@ def check_tensorboard() -> None:
 
 def grad_norm(parameters: Iterable[torch.nn.Parameter]) -> torch.Tensor:
     """The 2-norm of all gradients together, as clip_grad_norm_ computes it (0 without any):
-    one fused norm over the list where torch has it (as clip_grad_norm_ itself does), the
-    runner calls this after every step without clipping."""
+    one fused norm over the list where torch has it (as clip_grad_norm_ itself does)."""
     grads = [p.grad.detach() for p in parameters if p.grad is not None]
     if not grads:
         return torch.zeros(())
@@ -102,23 +104,39 @@ def duration(seconds: float) -> str:
 class Monitor:
     """The live views of one run. The runner calls `train_point` every `log_every` steps,
     `valid_point` at every evaluation and `close` at the end (also after an error), each outside
-    the clock."""
+    the clock. With `tensorboard` (the run's folder), the run's `hparams` are written at once, so
+    that TensorBoard names the run while it trains; a folder that cannot be written (or stops
+    being writable) costs a warning and the TensorBoard view, never the run."""
 
     def __init__(self, name: str, steps: int, log: Callable[[str], None] = print, start_step: int = 0,
-                 tensorboard: Path | None = None, terminal: bool | None = None):
+                 tensorboard: Path | None = None, terminal: bool | None = None,
+                 hparams: dict[str, Any] | None = None):
         self.name, self.steps, self.log, self.start_step = name, steps, log, start_step
         self.terminal = sys.stderr.isatty() if terminal is None else terminal
         self.started = time.perf_counter()
         self.last_line = -math.inf
+        self.last_step = start_step
         self.writer = None
         if tensorboard is not None:
             check_tensorboard()
             from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
-            # purge_step: a run resumed from its checkpoint at step S hides what it logged after S
-            # (TensorBoard's reader drops those events), which it logs again
-            self.writer = SummaryWriter(str(tensorboard), purge_step=start_step + 1 if start_step else None,
-                                        flush_secs=NEVER_SECONDS)
+            values = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in (hparams or {}).items()}
+            # the HPARAMS tab's experiment and session start now, its end in close()
+            self.session = hparams_summaries(values, {f"final/{k}": 0.0 for k in FINAL_METRICS})
+
+            def start() -> None:
+                # purge_step: a run resumed from its checkpoint at step S hides what it logged
+                # after S (TensorBoard's reader drops those events), which it logs again
+                self.writer = SummaryWriter(str(tensorboard), purge_step=start_step + 1 if start_step else None,
+                                            flush_secs=NEVER_SECONDS)
+                self.writer.file_writer.add_summary(self.session[0], start_step)
+                self.writer.file_writer.add_summary(self.session[1], start_step)
+                self.writer.add_text("run", name, start_step)
+                self.writer.flush()
+
+            self._tensorboard(start)
         self.bar = tqdm(total=steps, initial=start_step, desc=name, unit="step", leave=False,
                         disable=not self.terminal, dynamic_ncols=True)
 
@@ -140,34 +158,56 @@ class Monitor:
     def valid_point(self, point: dict[str, Any]) -> None:
         """A `valid` curve point (the task's metrics, unitarity_error where the cell has one): a
         line in every case, TensorBoard."""
-        self._scalars("valid", point, VALID_SCALARS)
-        self._scalars("health", point, HEALTH_SCALARS)
+        self._scalars("valid", point, VALID_SCALARS + HEALTH_SCALARS)
         health = f", ‖UᴴU − I‖ {point['unitarity_error']:.2g}" if _number(point.get("unitarity_error")) else ""
         self.log(f"{self._where(point['step'])}; valid {point['acc']:.4f}, loss {point['loss']:.4f}{health}")
         self.last_line = time.perf_counter()
 
-    def close(self, hparams: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> None:
-        """End the views (once: a second call does nothing); with `hparams`, TensorBoard gets them
-        with the run's final `metrics` (those that are finite numbers)."""
+    def close(self, metrics: dict[str, Any] | None = None) -> None:
+        """End the views (once: a second call does nothing); with `metrics` (the run ended and
+        has its row's numbers), TensorBoard gets the final ones (FINAL_METRICS that are finite
+        numbers) and the session's end."""
         self.bar.close()
         writer, self.writer = self.writer, None
         if writer is None:
             return
-        try:
-            if hparams is not None:
-                finals = {f"final/{k}": float(v) for k, v in (metrics or {}).items() if _number(v)}
-                values = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in hparams.items()}
-                writer.add_hparams(values, finals, run_name=".")  # (".": this run's folder, no subfolder)
-        finally:
-            writer.close()
+
+        def end() -> None:
+            try:
+                if metrics is not None:
+                    for key in FINAL_METRICS:
+                        if _number(metrics.get(key)):
+                            writer.add_scalar(f"final/{key}", float(metrics[key]), self.last_step)
+                    writer.file_writer.add_summary(self.session[2], self.last_step)
+            finally:
+                writer.close()
+
+        self._tensorboard(end)
 
     def _scalars(self, group: str, point: dict[str, Any], names: Iterable[str]) -> None:
+        self.last_step = max(self.last_step, point["step"])
         if self.writer is None:
             return
-        for name in names:
-            if _number(point.get(name)):
-                self.writer.add_scalar(f"{group}/{name}", float(point[name]), point["step"])
-        self.writer.flush()
+        writer = self.writer
+
+        def write() -> None:
+            for name in names:
+                if _number(point.get(name)):
+                    tag = f"{'health' if name in HEALTH_SCALARS else group}/{name}"
+                    writer.add_scalar(tag, float(point[name]), point["step"])
+            writer.flush()
+
+        self._tensorboard(write)
+
+    def _tensorboard(self, write: Callable[[], None]) -> None:
+        """Run a TensorBoard write; an OSError (a folder that cannot be made, a full disk) turns
+        TensorBoard off for this run, with a warning, and the run goes on."""
+        try:
+            write()
+        except OSError as error:
+            self.writer = None
+            self.log(f"warning: {self.name}: TensorBoard stops here, its event files cannot be written "
+                     f"({error}); the run goes on, its curves file has every point")
 
     def _where(self, step: int) -> str:
         """`pmnist eurnn N=64 seed 0: step 150/300 (50 %), 12 s elapsed, about 12 s left`."""

@@ -78,7 +78,7 @@ NUMERIC = ["seed", "trial", "hidden_size", "task_version", "params_budget", "tar
            "lr", "clip", "weight_decay", "lr_warmup_steps", "lr_decay_every", "lr_decay", "n_train", "n_valid",
            "n_test", "test_acc", "test_acc_final", "best_valid_acc",
            "best_valid_step", "test_loss", "baseline_loss", "linear_acc", "final_train_loss", "steps_done", "params",
-           "build_time_s", "train_time_s", "step_time_ms", "step_time_iqr_ms", "warmup_time_s", "eval_time_s",
+           "build_time_s", "train_time_s", "step_time_ms", "step_time_iqr_ms", "warmup_time_s", "eval_time_s", "log_time_s",
            "n_evals", "time_to_target_s", "peak_mem_mb", "peak_reserved_mb", "num_threads"]
 CURVE_NUMERIC = ["hidden_size", "seed", "step", "wall_time_s", "loss", "acc", "grad_norm", "unitarity_error"]
 

@@ -1387,6 +1387,12 @@ def _write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path, cards: li
         files, section = write_study(stem, study, out, sections)
         written += files
         markdown.append(section)
+    listed = {run_id for section in sections if section.runs is not None for run_id in section.runs["run_id"]}
+    unlisted = runs[~runs["run_id"].isin(listed) & (runs["phase"] != "tune")]
+    if len(unlisted):  # (a task none of whose runs ended ok, say: its errors belong on the page)
+        sections.append(Section("runs", "other-runs", "Runs in no table", [
+            "These runs are in no table above: their status is left out of the tables (rnnbench report "
+            "--status), so a task whose runs all failed has its errors here."], runs=unlisted))
     reported = {(spec, int(version)) for spec, version in zip(rows["task_spec"], rows["task_version"])}
     shown = [c for c in cards if isinstance(c.get("task_version"), int)
              and (c.get("task_spec"), c["task_version"]) in reported]

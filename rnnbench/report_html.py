@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 import rnnbench
-from rnnbench.config import DEFAULTS
+from rnnbench.config import DEFAULTS, WATCH
 
 # What each figure of a table shows, by the end of its file name (report.plot_group, write_study).
 FIGURE_WORDS = {
@@ -51,6 +51,7 @@ def render(sections: list, inputs: list[tuple[str, Path]], references: str, rows
         version=rnnbench.__version__,
         dates=(dates[0][:10], dates[-1][:10]) if dates else None,
         n_rows=len(rows), tasks=sorted(set(rows["task"])), cells=sorted(set(rows["cell"])),
+        n_listed=len({run_id for s in sections if s.runs is not None for run_id in s.runs["run_id"]}),
         sections=[_section(s) for s in sections],
         inputs=[{**_figure(path), "title": title} for title, path in inputs],
         references=references)
@@ -74,8 +75,8 @@ def _figure(path: Path) -> dict[str, Any]:
     width = struct.unpack(">I", data[16:20])[0] if data[:8] == b"\x89PNG\r\n\x1a\n" else 0
     kind = next((k for k in FIGURE_WORDS if path.stem.endswith(k)), "")
     return {"src": "data:image/png;base64," + base64.b64encode(data).decode("ascii"),
-            "width": round(width * DISPLAY_SCALE) or None, "alt": path.stem,
-            "caption": FIGURE_WORDS.get(kind, "")}
+            "width": round(width * DISPLAY_SCALE) or None, "caption": FIGURE_WORDS.get(kind, ""),
+            "alt": f"{FIGURE_WORDS[kind]} ({path.stem})" if kind else path.stem}
 
 
 RUN_COLUMNS = [("Run", "run_id"), ("Cell", "cell_spec"), ("N", "hidden_size"), ("Seed", "seed"),
@@ -95,8 +96,8 @@ def _runs(rows: pd.DataFrame | None, study: bool = False) -> dict[str, Any] | No
     order = [c for c in ("phase", "cell_spec", "hidden_size", "trial", "seed") if c in rows]
     rows = rows.sort_values(order, kind="stable", na_position="last")
     options = [_json_dict(text) for text in rows["options"]]
-    configs = [{k: v for k, v in _json_dict(text).items() if k not in ("seed", "hidden_size")
-                and DEFAULTS.get(k, object()) != v} for text in rows["config_json"]]
+    configs = [{k: v for k, v in _json_dict(text).items() if k not in ("seed", "hidden_size", *WATCH)
+                and DEFAULTS.get(k, object()) != v} for text in rows["config_json"]]  # (WATCH: how it was logged)
     settings = [{**o, **c} for o, c in zip(options, configs)]
     varying: dict[str, set[str]] = {}  # per cell spec, the keys whose values differ between its runs
     for cell in set(rows["cell_spec"]):

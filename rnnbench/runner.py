@@ -139,10 +139,6 @@ class Progress:
     log_time: float = 0.0  # seconds spent logging training steps (outside the clock)
 
 
-# What TensorBoard shows of a finished run next to its hyper-parameters (where they are numbers).
-FINAL_METRICS = ("test_acc", "test_acc_final", "test_loss", "best_valid_acc", "params", "train_time_s", "step_time_ms",
-                 "peak_mem_mb")
-
 save_checkpoint = checkpoints.save  # (the fault tests wrap it)
 
 
@@ -192,6 +188,7 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
     With `tensorboard` (a folder), its event files go to TENSORBOARD/RUN_ID/ (rnnbench.monitor)."""
     dtype = getattr(torch, config.dtype)
     n_train = len(splits.train)
+    name = monitor.describe(task.name, str(spec), config.hidden_size, config.seed)  # (how lines name the run)
     configure_device(device)
     splits = splits.to(device)  # once: every batch is then taken on the device (nothing per step)
 
@@ -223,7 +220,7 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
             if state["cuda_rng"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(state["cuda_rng"])
             progress, best_state = Progress(**state["progress"]), state["best_state"]
-            log(f"resuming from step {progress.step} ({checkpoint})")
+            log(f"{name}: resuming from step {progress.step} ({checkpoint})")
         except Exception as error:  # noqa: BLE001 - a torn, foreign or damaged file: start over, never resume wrongly
             warnings.warn(f"ignoring checkpoint {checkpoint} ({type(error).__name__}: {error}); "
                           "the run starts from scratch")
@@ -247,11 +244,11 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
         if (valid["acc"] > progress.best_valid_acc) if higher else (valid["acc"] < progress.best_valid_acc):
             progress.best_valid_acc, progress.best_valid_step = valid["acc"], progress.step
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        watch.valid_point(point)  # (before the checkpoint: a run resumed from it does not log this point again)
         if checkpoint is not None:
             if claim is not None:
                 claim.check()
             save_checkpoint(checkpoint, _checkpoint_state(run_key, progress, model, optimizer, batches, best_state))
-        watch.valid_point(point)
         progress.eval_time += time.perf_counter() - start
         return should_stop is not None and progress.step < config.steps and should_stop(progress.step, valid["acc"])
 
@@ -261,22 +258,25 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
     prepare(model, task, splits.train.take(slice(0, 1), device), device)
     synchronize(device)
     build_time = time.perf_counter() - start
+    # (the views start before peak memory is reset: TensorBoard's writer is no part of the run's memory)
+    watch = monitor.Monitor(name, config.steps, log, progress.step,
+                            tensorboard / progress.run_id if tensorboard is not None else None,
+                            hparams={"task": task.name, "cell_spec": str(spec), **config.as_dict()})
     loads = [load_average()]
     mem_source = reset_peak_memory(device)
     status, error = "ok", ""
 
-    def log_train(grad_norm: float) -> None:
+    def log_train(grad_norm: float | None) -> None:
         """The `train` curve point of the steps since the last one: their mean loss, and the
-        gradient norm (before clipping) of the last one."""
+        gradient norm (before clipping) of the last one (None: not measured; inf and NaN are
+        kept: they say why a run diverged)."""
         point = {"step": progress.step, "wall_time_s": progress.train_time, "split": "train",
                  "loss": progress.window_loss / progress.window_steps, "acc": "",
-                 "grad_norm": grad_norm if math.isfinite(grad_norm) else ""}
+                 "grad_norm": "" if grad_norm is None else grad_norm}
         progress.curves.append(point)
         progress.window_steps, progress.window_loss = 0, 0.0
         watch.train_point(point)
 
-    watch = monitor.Monitor(monitor.describe(task.name, str(spec), config.hidden_size, config.seed), config.steps,
-                            log, progress.step, tensorboard / progress.run_id if tensorboard is not None else None)
     try:
         while progress.step < config.steps:
             batch = splits.train.take(batches.next(), device)
@@ -315,7 +315,7 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
                 status, error = "pruned", f"stopped at step {progress.step} of {config.steps} by the study's pruner"
                 break
         if progress.window_steps:  # (a run that diverged or was pruned between two points: no gradient norm)
-            log_train(math.nan)
+            log_train(None)
         peak_mb, reserved_mb = peak_memory_mb(device), peak_reserved_mb(device)
         loads.append(load_average())
 
@@ -347,8 +347,7 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
             timing_note=timing_note(times_ms, loads, torch.get_num_threads()),
             peak_mem_mb=peak_mb, peak_reserved_mb=reserved_mb, mem_source=mem_source, log_time_s=progress.log_time,
         )
-        hparams = {"task": task.name, "cell_spec": str(spec), **config.as_dict()}
-        watch.close(hparams, {k: v for k, v in result.items() if k in FINAL_METRICS})
+        watch.close(result)
     finally:
         watch.close()  # (after an error: the bar and the event files; nothing if closed above)
     return result

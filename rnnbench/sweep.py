@@ -215,10 +215,11 @@ def prepare(task_name: str | Spec, seeds: list[int], config: RunConfig, results:
         raise ValueError("no seeds given")
     for seed in seeds:
         config.replace(seed=seed).validate()
-    if config.tensorboard:
+    if config.tensorboard:  # (refused before anything runs: not installed, or RESULTS/tb cannot be made)
         from rnnbench.monitor import check_tensorboard
 
         check_tensorboard()
+        (results / "tb").mkdir(parents=True, exist_ok=True)
     records.read_rows(results, task.name)  # a foreign or unreadable file stops the sweep here
     if runs_at_once:  # (0: the runs go to other machines, a SLURM cluster's nodes: not measured here)
         by_config: dict[RunConfig, list[tuple[Spec, int]]] = {}

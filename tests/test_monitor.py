@@ -223,3 +223,46 @@ def test_a_diverged_run_keeps_the_mean_loss_of_its_last_finite_steps(tiny_mnist)
     last = [p for p in result["curves"] if p["split"] == "train"][-1]
     assert last["step"] == 7 and last["loss"] == pytest.approx(sum(task.losses[6:8]) / 2, rel=1e-12)
     assert last["grad_norm"] == ""  # (not measured between two logged steps)
+
+
+def test_a_tensorboard_folder_that_cannot_be_written_costs_a_warning_not_the_run(tiny_mnist, tmp_path):
+    pytest.importorskip("tensorboard")
+    blocked = tmp_path / "tb"
+    blocked.write_text("a file where the folder should be")
+    _, result, lines = _train(tiny_mnist, tensorboard=blocked)
+    assert result["status"] == "ok" and result["test_acc"] >= 0
+    assert any("TensorBoard stops here" in line for line in lines)
+    # the command refuses it before anything trains
+    out = CliRunner().invoke(main, ["run", "--cells", "rnn", "--task", "pmnist", "--preset", "quick", "--device",
+                                    "cpu", "--tensorboard", "--results", str(tmp_path)])
+    assert out.exit_code == 1 and "tb" in out.output and not (tmp_path / "pmnist.csv").exists()
+
+
+def test_tensorboard_keeps_the_evaluation_a_resumed_run_checkpointed_at(tiny_mnist, tmp_path, monkeypatch):
+    """Killed right after its checkpoint at step 8, the run resumes from it: TensorBoard must hold
+    step 8's validation point, logged before the checkpoint, once."""
+    pytest.importorskip("tensorboard")
+    from rnnbench import runner
+
+    config = TINY.replace(eval_every=4)
+    saved = runner.save_checkpoint
+
+    def killed_after_the_second(path, state):
+        saved(path, state)
+        if state["progress"]["step"] == 8:
+            raise KeyboardInterrupt("preempted")
+
+    monkeypatch.setattr(runner, "save_checkpoint", killed_after_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tiny_mnist, config=config, checkpoint=tmp_path / "run.pt", tensorboard=tmp_path / "tb")
+    monkeypatch.setattr(runner, "save_checkpoint", saved)
+    _, result, lines = _train(tiny_mnist, config=config, checkpoint=tmp_path / "run.pt", tensorboard=tmp_path / "tb")
+    assert any("pmnist lstm N=8 seed 0: resuming from step 8" in line for line in lines)
+    (folder,) = (tmp_path / "tb").iterdir()
+    assert folder.name == result["run_id"]
+    scalars, _ = _events(folder)
+    for split, tag in (("valid", "valid/acc"), ("train", "train/loss")):
+        points = [(p["step"], p["acc" if split == "valid" else "loss"]) for p in result["curves"] if p["split"] == split]
+        assert [step for step, _ in scalars[tag]] == [step for step, _ in points] == (
+            [4, 8, 12] if split == "valid" else [5, 10, 12])
+        assert [value for _, value in scalars[tag]] == pytest.approx([value for _, value in points], rel=1e-6)

@@ -58,6 +58,24 @@ def test_text_from_rows_is_escaped_never_markup(tmp_path):
     assert hostile not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
 
 
+def test_runs_of_a_task_with_no_ok_run_are_on_the_page_with_their_errors(results, tmp_path):  # noqa: F811
+    failed = make_row("gru", 0, 0.1, status="failed", error="RuntimeError: out of memory", task="copying",
+                      task_spec="copying")
+    records.append_run(results, "copying", failed, [])
+    html = _report(results, tmp_path / "out").read_text(encoding="utf-8")
+    other = html.split('id="s-other-runs"')[1]
+    assert "Runs in no table" in other and "RuntimeError: out of memory" in other
+    assert "Runs (1: 1 failed)" in other and "<details class=\"runs\" open>" in other
+
+
+def test_how_runs_were_logged_does_not_set_them_apart(tmp_path):
+    folder = tmp_path / "results"
+    for seed, log_every in ((0, 5), (1, 50)):
+        records.append_run(folder, "pmnist", make_row("lstm", seed, 0.5, config={"log_every": log_every}), [])
+    html = _report(folder, tmp_path / "out").read_text(encoding="utf-8")
+    assert "log_every" not in html
+
+
 def test_without_html_no_page_is_written(results, tmp_path):  # noqa: F811
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["report", "--results", str(results), "--out", str(out)])
@@ -128,3 +146,49 @@ def test_a_screenshot_of_the_page_is_saved_to_look_at(results, tmp_path):  # noq
     done = _chromium(f"--screenshot={shot}", "--window-size=1280,2600", "--virtual-time-budget=10000", page.as_uri())
     assert shot.exists() and shot.stat().st_size > 10_000, done.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+RUNS_PROBE = """
+<script>
+window.addEventListener("load", function () {
+  var table = document.querySelector("table.runs");
+  var titles = Array.prototype.map.call(table.tHead.rows[0].cells, function (th) { return th.textContent; });
+  function read(c) {
+    return Array.prototype.map.call(table.tBodies[0].rows, function (r) { return r.cells[c].textContent.trim(); });
+  }
+  var seen = {};
+  ["Differs", "Run", "Date"].forEach(function (title) {
+    var column = titles.indexOf(title);
+    table.tHead.rows[0].cells[column].click();
+    seen[title] = read(column);
+  });
+  var out = document.createElement("pre");
+  out.id = "probe";
+  out.textContent = JSON.stringify(seen);
+  document.body.appendChild(out);
+});
+</script>
+"""
+
+
+@browser
+@pytest.mark.browser
+def test_in_a_browser_settings_sort_by_value_and_ids_and_dates_as_text(tmp_path):
+    folder = tmp_path / "results"
+    for i, (lr, run_id) in enumerate(((0.01, "1e3f00000001"), (0.1, "2a0000000002"), (0.003, "1e20000000aa"),
+                                      (0.0003, "9b0000000003"))):
+        row = make_row("lstm", 0, 0.5, config={"lr": lr}, run_id=run_id, run_key=f"k{i}",
+                       timestamp=f"2026-11-{30 - i:02d}T1{i}:00:00")
+        records.append_run(folder, "pmnist", row, [])
+    page = _report(folder, tmp_path / "out")
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.read_text(encoding="utf-8").replace("</body>", RUNS_PROBE + "</body>"), encoding="utf-8")
+    done = _chromium("--virtual-time-budget=20000", "--dump-dom", probed.as_uri())
+    found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
+    assert found, f"the probe did not run: {done.stderr[-2000:]}"
+    seen = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert seen["Differs"] == ["lr=0.0003", "lr=0.003", "lr=0.01", "lr=0.1"]  # (as numbers, not as text)
+    # ids as text (digit runs compared as numbers, as in names like eurnn-c4 < eurnn-c16); as numbers
+    # they were 2a = 2, 9b = 9, 1e3f = 1000, 1e20 = 1e20
+    assert seen["Run"] == ["1e3f00000001", "1e20000000aa", "2a0000000002", "9b0000000003"]
+    assert seen["Date"] == sorted(seen["Date"]) and len(set(seen["Date"])) == 4

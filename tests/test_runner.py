@@ -125,7 +125,7 @@ def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tiny_mnist, tmp_pa
         train(_CrashAfter(11), spec, config, splits, cpu, checkpoint, log=lambda _: None)  # dies at step 11
     lines = []
     resumed = train(task, spec, config, splits, cpu, checkpoint, log=lines.append)
-    assert lines[0].startswith("resuming from step 8")
+    assert lines[0].startswith(f"pmnist {spec} N=8 seed 0: resuming from step 8")
     for key in ("test_acc", "test_acc_final", "test_loss", "best_valid_acc", "best_valid_step",
                 "final_train_loss", "steps_done", "n_evals"):
         assert resumed[key] == straight[key], key
