@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from rnnbench.config import CHOICES, DEFAULTS, PRESETS, WATCH, RunConfig, flag, listed, parse_seeds, parse_values, preset
+from rnnbench.config import (CHOICES, DEFAULTS, PRESETS, WATCH, RunConfig, flag, listed, parse_seeds, parse_values,
+                             preset)
 from rnnbench.registry import CELLS, TASKS, RegistryError
 from rnnbench.tune import PRUNERS, SAMPLERS
 

@@ -1331,8 +1331,9 @@ class TableView:
 
 @dataclass
 class Section:
-    """One section of the HTML page: a results table (`kind` "table") or a study ("study"), with
-    its sentences, tables, figures (PNG files) and the rows of its runs."""
+    """One section of the HTML page: a results table (`kind` "table"), a study ("study") or the
+    runs in no table ("runs"), with its sentences, tables, figures (PNG files) and the rows of its
+    runs."""
 
     kind: str
     stem: str
