@@ -98,7 +98,7 @@ def linear_accuracy(task: Task, splits: Splits, cache: Path | None = None,
     result = _accuracy(_fit(train_x, train_y, task.num_classes, best), test_x, test_y)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        from rnnbench.claims import write_atomically
+        from rnnbench.store.claims import write_atomically
 
         write_atomically(path, json.dumps({"test_acc": result, "penalty": best, "data": splits.identity},
                                           default=str).encode(), durable=False)

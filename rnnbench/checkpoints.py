@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from rnnbench.claims import write_atomically
+from rnnbench.store.claims import write_atomically
 
 VERSION = 2
 MAGIC = b"rnnbench checkpoint\n"

@@ -21,8 +21,8 @@ import sys
 import warnings
 from typing import Any, Callable
 
-from rnnbench import claims
-from rnnbench.sweep import PlannedRun
+from rnnbench.planned import PlannedRun, load_plugins
+from rnnbench.store import claims
 
 
 def _context():
@@ -42,7 +42,6 @@ def _main(run: PlannedRun, splits: Any, owned: claims.Owned, connection, parent:
     import torch
 
     from rnnbench.runner import run_planned
-    from rnnbench.sweep import load_plugins
 
     def log(line: str) -> None:
         try:
@@ -65,7 +64,7 @@ def _main(run: PlannedRun, splits: Any, owned: claims.Owned, connection, parent:
             pass
 
 
-def train(run: PlannedRun, claim: claims.Claim, splits: Any, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_in_child(run: PlannedRun, claim: claims.Claim, splits: Any, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train `run` in a child process while this one holds its `claim`; returns its row."""
     from rnnbench.runner import failure, write_row
 

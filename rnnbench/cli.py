@@ -28,7 +28,7 @@ def main(plugins: tuple[str, ...]) -> None:
 
     # The `rnnbench` console script, unlike `python -m`, does not put the current folder on
     # sys.path: add it, last, so that `--plugin my_cells` finds ./my_cells.py, and a file here
-    # named like an installed package never shadows it (as sweep.load_plugins does in jobs).
+    # named like an installed package never shadows it (as planned.load_plugins does in jobs).
     if plugins and os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
     for module in plugins:
@@ -345,7 +345,7 @@ def _logging():
 def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_checkpoints, **fields):
     """Train every cell of --cells on --task for every seed, and every combination of the values
     given as lists (--lr 1e-4,1e-3 --hidden 64,128); one CSV row per run."""
-    from rnnbench import records, sweep
+    from rnnbench import planned, records, sweep
 
     options = {name: fields.pop(name) for name in EXECUTOR_OPTIONS}
     results = results.resolve()  # jobs may run in another folder, on another node
@@ -358,7 +358,7 @@ def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_che
         config, grid = config_grid(preset_name, _command_line_wins(fields))
         seed_list = parse_seeds(seeds)
         where = make_executor(options)
-        plugins = sweep.plugin_origins(click.get_current_context().find_root().params["plugins"])
+        plugins = planned.plugin_origins(click.get_current_context().find_root().params["plugins"])
         runs, splits = sweep.plan(task_spec, specs, seed_list, config, results, data_dir,
                                   force, keep_checkpoints, log, grid, plugins, where.threads,
                                   runs_at_once=where.runs_at_once)
@@ -401,7 +401,7 @@ def tune_command(cells, task_name, preset_name, data_dir, results, keep_checkpoi
     """Tune each cell of --cells on --task: the same budget of --trials settings from --space for
     every cell, chosen by validation score only (Optuna; a killed study resumes where it stopped),
     then each cell's chosen setting on --final-seeds (rows with phase `final`)."""
-    from rnnbench import sweep, tune
+    from rnnbench import planned, sweep, tune
 
     options = {name: fields.pop(name) for name in EXECUTOR_OPTIONS}
     results = results.resolve()
@@ -422,7 +422,7 @@ def tune_command(cells, task_name, preset_name, data_dir, results, keep_checkpoi
         study = tune.make_study(name, specs, list(space), trials, sampler, pruner, parse_seeds(tune_seeds),
                                 parse_seeds(final_seeds), log, sampler_seed, config)
         where = make_executor(options, wait=True)
-        plugins = sweep.plugin_origins(click.get_current_context().find_root().params["plugins"])
+        plugins = planned.plugin_origins(click.get_current_context().find_root().params["plugins"])
         document = {"command": "tune", "name": name, "cells": [str(s) for s in specs], "task": str(task_spec),
                     "preset": preset_name, **_config_document(config, {}),
                     "space": tune.space_items(study),

@@ -195,7 +195,7 @@ def write(path: Path, document: dict[str, Any], header: str) -> None:
     as comments, atomically."""
     import tomli_w
 
-    from rnnbench.claims import write_atomically
+    from rnnbench.store.claims import write_atomically
 
     values = {k: v for k, v in document.items() if v is not None and v != [] and v != {}}
     body = "".join(f"# {line}\n" for line in header.splitlines()) + "\n" + tomli_w.dumps(values)

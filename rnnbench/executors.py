@@ -1,12 +1,18 @@
-"""Where the runs of a sweep execute, besides this process: `local` (parallel processes on this
-machine) and `slurm` (one SLURM job array per sweep), both through submitit. No scheduling of our
-own: SLURM schedules, submitit submits, and each job trains one run with runner.run_planned, which
+"""Where the planned runs of a sweep train, each exactly once whoever else uses the folder:
+`inline` (one after another, each in a child process of this one), `local` (parallel processes on
+this machine) and `slurm` (one SLURM job array per sweep), the last two through submitit.
+
+`execute` runs planned runs in this process's care: each run is *claimed* before it trains
+(claims.take), so a second command on the same folder, or a job of another node, never trains it
+at the same time; runs claimed by others are left for later and waited on, with a message, until
+their row appears or their claim goes stale (then this process takes them over). No scheduling of
+our own: SLURM schedules, submitit submits, and each job trains one run with `execute`, which
 appends the run's row to the results file under its lock, like any other process.
 
 A submitted sweep is recorded in `RESULTS/sweeps/ID.json` (its jobs and their run keys), so that
 `rnnbench status` can say which runs are done, running or lost; job files and logs go to
 `RESULTS/logs-USER/JOBID/`, a folder only the user can write (job files are pickles). The results
-folder must be on a filesystem that the nodes share. Each job claims its run (sweep.execute), so a
+folder must be on a filesystem that the nodes share. Each job claims its run (execute), so a
 run submitted twice, or also started inline elsewhere, still trains once.
 
 Waiting uses `squeue` and the results file, never `sacct`: a cluster without an accounting
@@ -30,10 +36,112 @@ from typing import Any, Callable
 
 import submitit
 
-from rnnbench import claims, records
-from rnnbench.sweep import Executor, Inline, PlannedRun, finished
+from rnnbench import checkpoints, child, store
+from rnnbench.planned import PlannedRun, load_plugins
+from rnnbench.runner import run_planned
+from rnnbench.store import claims, layout
 
 EXECUTORS = ("inline", "local", "slurm")
+
+
+def _tidy_checkpoints(run: PlannedRun, rows: Any, log: Callable[[str], None]) -> None:
+    """With the run's claim held: remove what no writer will use any more, that is temporary files
+    of writers that died, and a checkpoint whose run already has its row (a kill between the row
+    and the removal, or --keep-checkpoints before --force)."""
+    for temporary in run.checkpoint.parent.glob(f"{run.checkpoint.name}.*.tmp"):
+        temporary.unlink(missing_ok=True)
+    if not run.checkpoint.exists():
+        return
+    try:
+        run_id = checkpoints.read(run.checkpoint)["progress"]["run_id"]
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint is the runner's to refuse, with a warning
+        return
+    done = rows[(rows["run_id"] == run_id) & rows["status"].isin(store.DONE)]
+    if len(done) and not (run.keep_checkpoints and not run.superseded):
+        run.checkpoint.unlink(missing_ok=True)
+        log(f"removed {run.checkpoint}: its run {run_id} already has its row")
+
+
+def execute(runs: list[PlannedRun], splits: dict[int, Any] | None = None, log: Callable[[str], None] = print,
+            poll_s: float = 2.0, isolate: bool = True) -> list[dict[str, Any]]:
+    """Run each planned run once, unless it is done or claimed by another; returns the row of
+    every run (its latest ok row if it was done already), in plan order. With `isolate`, each run
+    trains in a fresh child process (child.run_in_child), so that its memory and clocks are its own;
+    else in this process."""
+    rows_by_key: dict[str, dict[str, Any]] = {}
+    pending, told = list(runs), set()
+    # Rows that exist now. A row written later by the process this one waited for is that run's
+    # outcome, whatever its status: a run that failed there is not tried again here at once.
+    known = {task: set(store.read_rows(results, task)["run_id"]) for task, results in
+             {(run.task, run.results) for run in runs}}
+    while pending:
+        progressed = False
+        for run in list(pending):
+            existing = store.read_rows(run.results, run.task)
+            row = store.finished(existing, run.key, run.superseded)
+            if row is None and run.key in told:
+                theirs = existing[(existing["run_key"] == run.key) & ~existing["run_id"].isin(known[run.task])]
+                row = theirs.iloc[-1].to_dict() if len(theirs) else None
+            if row is None:
+                claim = claims.take(run.results, run.name, log)
+                if isinstance(claim, claims.Held):
+                    if run.key not in told:
+                        log(f"{run.describe()} is being trained by {claim.describe()}: waiting for its row")
+                        told.add(run.key)
+                    continue
+                with claim:
+                    existing = store.read_rows(run.results, run.task)  # (it may have finished meanwhile)
+                    row = store.finished(existing, run.key, run.superseded)
+                    _tidy_checkpoints(run, existing, log)
+                    if row is None and isolate:
+                        row = child.run_in_child(run, claim, splits[run.config.seed] if splits else None, log)
+                    elif row is None:
+                        row = run_planned(run, splits[run.config.seed] if splits else None, log, claim)
+                    else:
+                        log(f"{run.describe()}: finished by another process")
+            elif run.key in told:
+                log(f"{run.describe()}: ended in another process, {row['status']}")
+            else:
+                log(store.skip_message(run.describe(), row))
+                if run.checkpoint.exists():
+                    claim = claims.take(run.results, run.name, log)
+                    if isinstance(claim, claims.Claim):
+                        with claim:
+                            _tidy_checkpoints(run, existing, log)
+            rows_by_key[run.key] = row
+            pending.remove(run)
+            progressed = True
+        if pending and not progressed:
+            sys.stderr.flush()
+            time.sleep(poll_s)
+    return [rows_by_key[run.key] for run in runs]
+
+
+class Executor(abc.ABC):
+    """Where the planned runs of a sweep train: `Inline` (here), `Local` or `Slurm`. The planner asks `threads` (torch threads per run, which a CPU run's key holds) and
+    `runs_at_once` (runs sharing this machine, for the memory check; 0 for runs that go elsewhere)."""
+
+    threads: int | None = None  # None: this process's
+    runs_at_once: int = 1
+
+    @abc.abstractmethod
+    def run(self, runs: list[PlannedRun], splits: dict[int, Any], log: Callable[[str], None]) -> list[dict] | None:
+        """Run (or submit) the runs; the rows of those that have one, or None when the runs were
+        submitted and not waited for."""
+
+    def complete(self, runs: list[PlannedRun], rows: list[dict]) -> bool:
+        """Whether every run of the sweep ended with a row."""
+        return len(rows) == len(runs)
+
+
+@dataclass
+class Inline(Executor):
+    """One run after another, each in a child process of its own (`isolate`), or in this one."""
+
+    isolate: bool = True
+
+    def run(self, runs: list[PlannedRun], splits: dict[int, Any], log: Callable[[str], None]) -> list[dict]:
+        return execute(runs, splits, log, isolate=self.isolate)
 
 
 @dataclass(frozen=True)
@@ -60,7 +168,7 @@ class SlurmOptions:
 
 
 class RunJob(submitit.helpers.Checkpointable):
-    """What a job runs: one planned run, through sweep.execute (so it is claimed like any other
+    """What a job runs: one planned run, through execute (so it is claimed like any other
     run). When SLURM preempts the job or its time limit comes, submitit calls `checkpoint`
     (inherited: resubmit the same call) and requeues the job; the run then resumes from its own
     checkpoint file, written at every evaluation."""
@@ -69,26 +177,23 @@ class RunJob(submitit.helpers.Checkpointable):
         import torch
 
         import rnnbench
-        from rnnbench import sweep
 
         here = str(Path(rnnbench.__file__).resolve())
         if here != package:
             raise RuntimeError(f"this job imported rnnbench from {here}, not {package} as the submitting process "
                                "did; run the job with the same Python environment")
-        sweep.load_plugins(run.plugins)
+        load_plugins(run.plugins)
         if parent is not None:
             claims.die_with(parent)
         torch.set_num_threads(run.threads)  # the job's share of the node, not every core
-        return sweep.execute([run], isolate=False)[0]["status"]  # (a job is a fresh process already)
+        return execute([run], isolate=False)[0]["status"]  # (a job is a fresh process already)
 
 
 def job_folder(results: Path) -> Path:
     """Where this user's job files go: `RESULTS/logs-USER`, readable and writable by the user
     only. submitit's job files are pickles, and loading a pickle runs code: anyone who could write
     there could run code as the user. Created if missing; refused if someone else could write it."""
-    import getpass
-
-    folder = results / f"logs-{getpass.getuser()}"
+    folder = layout.job_folder(results)
     if not folder.exists():
         results.mkdir(parents=True, exist_ok=True)
         folder.mkdir(mode=0o700)
@@ -132,9 +237,8 @@ def parse_sbatch_options(items: tuple[str, ...]) -> dict[str, str]:
 
 def _record(results: Path, sweep_id: str, executor: str, jobs: list[tuple[str, PlannedRun]], logs: Path,
             extra: dict[str, Any] | None = None) -> Path:
-    folder = results / "sweeps"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{sweep_id}.json"
+    path = layout.sweep_record(results, sweep_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
     document = {"sweep": sweep_id, "executor": executor, "logs": str(logs),
                 "submitted": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "task": jobs[0][1].task if jobs else "", "task_spec": jobs[0][1].task_spec if jobs else "",
@@ -245,9 +349,8 @@ def sweep_status(path: Path) -> list[dict[str, str]]:
     else its state in SLURM's queue (pending, running...), else `lost` (killed or cancelled
     before it wrote a row: submitting the sweep again runs it)."""
     document = json.loads(path.read_text())
-    results = path.parent.parent
-    rows = records.read_rows(results, document["task"])
-    latest = rows.drop_duplicates("run_key", keep="last").set_index("run_key")["status"] if len(rows) else {}
+    rows = store.read_rows(layout.results_of_record(path), document["task"])
+    latest = store.latest(rows).set_index("run_key")["status"] if len(rows) else {}
     ids = [job["job_id"] for job in document["jobs"]]
     queued = queue_states(ids) if document["executor"] == "slurm" and shutil.which("squeue") else {}
     table = []
@@ -260,30 +363,25 @@ def sweep_status(path: Path) -> list[dict[str, str]]:
 
 
 def latest_sweep(results: Path) -> Path:
-    sweeps = sorted((results / "sweeps").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    sweeps = layout.sweep_records(results)
     if not sweeps:
-        raise FileNotFoundError(f"no submitted sweep recorded in {results / 'sweeps'}; "
+        raise FileNotFoundError(f"no submitted sweep recorded in {layout.sweeps_folder(results)}; "
                                 "`rnnbench run --executor local|slurm` records one")
     return sweeps[-1]
 
 
-def rows_of(results: Path, task: str, keys: list[str]) -> list[dict[str, Any]]:
-    """The latest row of each run key, in the order of `keys` (runs without a row left out)."""
-    rows = records.read_rows(results, task)
-    latest = {row["run_key"]: row for row in rows.to_dict("records")}
-    return [latest[key] for key in keys if key in latest]
-
-
 class _Elsewhere(Executor):
     """Runs in other processes, which write their rows themselves: runs that already have a row
-    that finishes them (records.DONE) are skipped here, the rest go to `_start`; the rows are read back from the results file."""
+    that finishes them (store.DONE) are skipped here, the rest go to `_start`; the rows are read back
+    from the results file."""
 
     def run(self, runs: list[PlannedRun], splits: dict[int, Any], log: Callable[[str], None]) -> list[dict] | None:
-        done = {run.key: finished(run, records.read_rows(run.results, run.task)) for run in runs}
+        done = {run.key: store.finished(store.read_rows(run.results, run.task), run.key, run.superseded)
+                for run in runs}
         pending = [run for run in runs if done[run.key] is None]
         for run in runs:
             if run not in pending:
-                log(records.skip_message(run.describe(), done[run.key]))
+                log(store.skip_message(run.describe(), done[run.key]))
         if not runs:
             return []
         results, task = runs[0].results, runs[0].task
@@ -291,10 +389,10 @@ class _Elsewhere(Executor):
             log("nothing to run: every run of this sweep already has an ok row" if all(
                 row["status"] == "ok" for row in done.values()) else "nothing to run: every run of this sweep "
                 "already has its row")
-            return rows_of(results, task, [run.key for run in runs])
+            return store.latest_of(results, task, [run.key for run in runs])
         if not self._start(pending, results, log):
             return None
-        rows = rows_of(results, task, [run.key for run in runs])
+        rows = store.latest_of(results, task, [run.key for run in runs])
         missing = len(runs) - len(rows)
         if missing:
             log(f"{missing} of {len(runs)} runs wrote no row (killed or cancelled); run the same command again to "

@@ -203,3 +203,25 @@ def environment(device: torch.device) -> dict[str, str]:
         "hostname": socket.gethostname(),
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto: CUDA when available; asking for cuda without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for, but torch sees no CUDA device; use --device cpu or auto")
+    return torch.device(name)
+
+
+TENSORBOARD_MISSING = ("--tensorboard needs the tensorboard package: pip install 'rnnbench[tensorboard]' "
+                       "(or pip install tensorboard)")
+
+
+def check_tensorboard() -> None:
+    """ValueError saying how to install TensorBoard, if torch cannot write its event files (a
+    sweep asks before it plans anything)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError as error:
+        raise ValueError(f"{TENSORBOARD_MISSING} ({error})") from error

@@ -27,6 +27,8 @@ from typing import Any, Callable, Iterable
 import torch
 from tqdm import tqdm
 
+from rnnbench import measure
+
 # Progress lines off a terminal: one at the first logged step, then at most one per this many
 # seconds (and one per evaluation), so that a 40,000-step run's log stays readable.
 PROGRESS_SECONDS = 60.0
@@ -41,19 +43,6 @@ HEALTH_SCALARS = ("unitarity_error",)  # (of valid points: measured at evaluatio
 # What TensorBoard shows of a finished run next to its hyper-parameters (the HPARAMS tab).
 FINAL_METRICS = ("test_acc", "test_acc_final", "test_loss", "best_valid_acc", "params", "train_time_s", "step_time_ms",
                  "peak_mem_mb")
-
-TENSORBOARD_MISSING = ("--tensorboard needs the tensorboard package: pip install 'rnnbench[tensorboard]' "
-                       "(or pip install tensorboard)")
-
-
-def check_tensorboard() -> None:
-    """ValueError saying how to install TensorBoard, if torch cannot write its event files (a
-    sweep asks before it plans anything)."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
-    except ImportError as error:
-        raise ValueError(f"{TENSORBOARD_MISSING} ({error})") from error
-
 
 def grad_norm(parameters: Iterable[torch.nn.Parameter]) -> torch.Tensor:
     """The 2-norm of all gradients together, as clip_grad_norm_ computes it (0 without any):
@@ -118,7 +107,7 @@ class Monitor:
         self.last_step = start_step
         self.writer = None
         if tensorboard is not None:
-            check_tensorboard()
+            measure.check_tensorboard()
             from torch.utils.tensorboard import SummaryWriter
             from torch.utils.tensorboard.summary import hparams as hparams_summaries
 

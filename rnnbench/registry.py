@@ -156,12 +156,9 @@ def _summary(factory: Callable[..., Any]) -> str:
     only if given one."""
     if isinstance(factory, functools.partial) and "__doc__" not in vars(factory):
         factory = factory.func
+    from rnnbench.task import doc_summary  # (the task contract imports torch: loaded on first use)
+
     return doc_summary(factory)
-
-
-def doc_summary(thing: Any) -> str:
-    """The first paragraph of `thing`'s docstring, on one line ('' without one)."""
-    return " ".join((inspect.getdoc(thing) or "").split("\n\n")[0].split())
 
 
 class Registry:

@@ -27,16 +27,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from rnnbench import checkpoints, monitor, optim, records
-from rnnbench.claims import ClaimLost, LockTimeout
+from rnnbench import checkpoints, monitor, optim, store
+from rnnbench.store import layout
+from rnnbench.store.claims import ClaimLost, LockTimeout
 from rnnbench.config import RunConfig
 from rnnbench.measure import (environment, load_average, peak_memory_mb, peak_reserved_mb, reset_peak_memory,
-                              synchronize, timing_note)
+                              resolve_device, synchronize, timing_note)
 from rnnbench.registry import Spec, build_cell
-from rnnbench.task import Split, Splits, Task, data_hash, data_json, valid_steps
+from rnnbench.store.schema import data_hash, data_json
+from rnnbench.task import Split, Splits, Task, valid_steps
 
 if TYPE_CHECKING:
-    from rnnbench.sweep import PlannedRun
+    from rnnbench.planned import PlannedRun
 
 
 class SequenceClassifier(nn.Module):
@@ -142,7 +144,7 @@ class Progress:
 save_checkpoint = checkpoints.save  # (the fault tests wrap it)
 
 
-def prepare(model: nn.Module, task: Task, batch: Split, device: torch.device) -> None:
+def build_kernels(model: nn.Module, task: Task, batch: Split, device: torch.device) -> None:
     """One forward and backward pass on one example, before any clock starts: it builds or loads
     every kernel the run needs (the fused EURNN kernel compiles on first use), so that no build
     lands in warm-up, training time or time to target. Weights, optimizer and random state are
@@ -255,7 +257,7 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
     target = config.target or task.target_score
     synchronize(device)
     start = time.perf_counter()
-    prepare(model, task, splits.train.take(slice(0, 1), device), device)
+    build_kernels(model, task, splits.train.take(slice(0, 1), device), device)
     synchronize(device)
     build_time = time.perf_counter() - start
     # (the views start before peak memory is reset: TensorBoard's writer is no part of the run's memory)
@@ -353,19 +355,10 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
     return result
 
 
-def resolve_device(name: str) -> torch.device:
-    """auto: CUDA when available; asking for cuda without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for, but torch sees no CUDA device; use --device cpu or auto")
-    return torch.device(name)
-
-
 def run_planned(run: PlannedRun, splits: Any = None, log: Callable[[str], None] = print,
                 claim: Any = None) -> dict[str, Any]:
     """Train one planned run (resuming from its checkpoint if it fits) and append its row;
-    returns the row. The caller holds the run's `claim` (see sweep.execute). A run that fails
+    returns the row. The caller holds the run's `claim` (see executors.execute). A run that fails
     gets a `failed` row; a row that cannot be written raises (RowNotWritten: the checkpoint is
     kept, so that the run resumes next time), as does a lost claim (ClaimLost: nothing written)."""
     from rnnbench.measure import flush_denormals
@@ -383,7 +376,7 @@ def run_planned(run: PlannedRun, splits: Any = None, log: Callable[[str], None] 
     try:
         result = train(task, spec, run.config, splits, device, checkpoint, log, run.key, claim,
                        run.pruning.should_stop if run.pruning is not None else None,
-                       run.results / "tb" if run.config.tensorboard else None)
+                       layout.tensorboard(run.results) if run.config.tensorboard else None)
     except (ClaimLost, KeyboardInterrupt, SystemExit):
         raise
     except Exception as error:  # noqa: BLE001 - one failed run must not stop the sweep
@@ -404,7 +397,7 @@ def write_row(run: PlannedRun, result: dict[str, Any], splits: Splits, log: Call
     about the task and the cell comes from the plan (`run`), not from the registry again."""
     curves = [{"run_id": result["run_id"], "cell_spec": run.cell_spec, "hidden_size": run.config.hidden_size,
                "seed": run.config.seed, **point} for point in result.pop("curves")]
-    row = {**{k: v for k, v in run.config.as_dict().items() if k in records.COLUMNS},
+    row = {**{k: v for k, v in run.config.as_dict().items() if k in store.COLUMNS},
            **splits.sizes(), "data_json": data_json(splits.identity), "data_hash": data_hash(splits.identity),
            "baseline_loss": "" if splits.baseline_loss is None else splits.baseline_loss,
            "run_key": run.key, "task": run.task, "task_spec": run.task_spec, "task_version": run.task_version,
@@ -416,7 +409,7 @@ def write_row(run: PlannedRun, result: dict[str, Any], splits: Splits, log: Call
            "tuned_json": run.tuned_json, "study_json": run.study_json,
            **environment(resolve_device(run.config.device)), **result}
     try:
-        records.append_run(run.results, run.task, row, curves, check=claim.check if claim is not None else None,
+        store.append_run(run.results, run.task, row, curves, check=claim.check if claim is not None else None,
                            log=log)
     except (OSError, LockTimeout) as error:
         kept = " Its checkpoint is kept: the run resumes from it next time." if run.checkpoint.exists() else ""

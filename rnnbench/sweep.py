@@ -1,93 +1,25 @@
-"""A sweep: planning its runs, and running each exactly once whoever else uses the folder.
+"""A sweep, planned: cell specs x hidden sizes (or parameter budgets) x config grid x seeds,
+de-duplicated, each a PlannedRun with its run key.
 
-`plan` turns cell specs x hidden sizes x seeds into planned runs: everything that can be checked
-before training is checked there (a bad sweep writes nothing), and values given twice are planned
-once. `execute` runs planned runs in this process: each run is *claimed* before it trains
-(claims.take), so a second command on the same folder, or a job of another node, never trains it
-at the same time; runs claimed by others are left for later and waited on, with a message, until
-their row appears or their claim goes stale (then this process takes them over).
+`plan` turns what a command asks for into planned runs: everything that can be checked before
+training is checked there (a bad sweep writes nothing: unknown names, sizes a cell cannot take,
+runs that cannot fit this machine's memory), and values given twice are planned once. `prepare`
+loads what the runs of a sweep share (the task, its data per seed, its linear baseline). Where the
+runs then train is the executors' concern (executors.py); planning imports nothing of execution
+or training.
 """
 
 from __future__ import annotations
 
-import abc
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from rnnbench import checkpoints, claims, records
+from rnnbench import store
 from rnnbench.config import RunConfig, flag
+from rnnbench.planned import PlannedRun
 from rnnbench.registry import Spec
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    """One run of a sweep, as it is handed to an executor: everything a process (here, or a
-    SLURM job on another node) needs to train it and append its row."""
-
-    task: str  # the task's name, which names its results file
-    task_spec: str
-    cell_spec: str
-    config: RunConfig  # with the run's seed and hidden size
-    key: str  # the run_key of its row
-    results: Path
-    threads: int  # torch's CPU threads, which change a CPU run's numbers (its key says so)
-    task_version: int
-    task_json: str  # what the row records about the task (Task.metadata), as JSON
-    cell_version: int
-    cell_options: str  # every option of the cell, resolved, as JSON
-    data_folder: Path | None = None
-    keep_checkpoints: bool = False
-    # --force: rows of this key that existed when the sweep was planned do not count as done.
-    superseded: frozenset[str] = frozenset()  # their run_ids
-    plugins: tuple[tuple[str, str], ...] = field(default=())  # (module, folder it was imported from)
-    linear_acc: float | None = None  # the task's linear baseline on this run's data (baselines.py)
-    # A study's runs (tune.py): its phase (tune or final), name and trial, the searched values
-    # (JSON) and the study as it applies to this cell (JSON); `pruning` lets the run report its
-    # validation curve to the study's pruner (tune.Pruning).
-    phase: str = ""
-    study: str = ""
-    trial: int | None = None
-    tuned_json: str = ""
-    study_json: str = ""
-    pruning: Any = None
-
-    def describe(self) -> str:
-        return f"{self.cell_spec} N={self.config.hidden_size} seed {self.config.seed}"
-
-    @property
-    def name(self) -> str:
-        return f"{self.task}-{self.key}"
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.results / "checkpoints" / f"{self.name}.pt"
-
-
-def load_plugins(plugins: tuple[tuple[str, str], ...]) -> None:
-    """Import the submitting process's plugin modules (module, folder), their folders placed
-    after everything else on sys.path, so that they never shadow an installed package."""
-    import importlib
-
-    for module, folder in plugins:
-        if folder and folder not in sys.path:
-            sys.path.append(folder)
-        importlib.import_module(module)
-
-
-def plugin_origins(modules: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """(module, the sys.path folder it was imported from) for each plugin module already imported
-    here: what a job on another process or node needs to import the same ones."""
-    origins = []
-    for name in modules:
-        module = sys.modules[name]
-        where = Path(getattr(module, "__file__", None) or "").resolve()
-        depth = name.count(".") + (1 if where.name == "__init__.py" else 0)
-        folder = where.parents[depth] if where.name else None
-        origins.append((name, str(folder) if folder else ""))
-    return tuple(origins)
+from rnnbench.store import layout
 
 
 def torch_threads() -> int:
@@ -168,7 +100,7 @@ class Sweep:
 
         from rnnbench.registry import CELLS
 
-        done = records.done_run_ids(records.read_rows(self.results, self.task.name)) if force else {}
+        done = store.done_run_ids(store.read_rows(self.results, self.task.name)) if force else {}
         task_json = json.dumps(self.task.metadata(), sort_keys=True)
         runs: dict[str, PlannedRun] = {}
         for spec, run_config, extra in entries:
@@ -180,7 +112,7 @@ class Sweep:
                         **({"threads": self.threads} if self.device.type == "cpu" else {}),
                         # (version 1 left out, so that the keys of rows written before versions stay)
                         **({"cell_version": version} if version != 1 else {}), **study}
-            key = records.run_key(identity)
+            key = store.run_key(identity)
             run = PlannedRun(self.task.name, str(self.task_spec), str(spec), run_config, key, self.results,
                              self.threads, task_version=self.task.version, task_json=task_json, cell_version=version,
                              cell_options=json.dumps(dict(spec.options), sort_keys=True),
@@ -203,7 +135,7 @@ def prepare(task_name: str | Spec, seeds: list[int], config: RunConfig, results:
     seed and compute the task's linear baseline: everything the runs of a sweep share."""
     from rnnbench.registry import TASKS
     from rnnbench.resources import check_memory
-    from rnnbench.runner import resolve_device
+    from rnnbench.measure import check_tensorboard, resolve_device
     from rnnbench.task import check_task
 
     threads = threads or torch_threads()
@@ -216,11 +148,9 @@ def prepare(task_name: str | Spec, seeds: list[int], config: RunConfig, results:
     for seed in seeds:
         config.replace(seed=seed).validate()
     if config.tensorboard:  # (refused before anything runs: not installed, or RESULTS/tb cannot be made)
-        from rnnbench.monitor import check_tensorboard
-
         check_tensorboard()
-        (results / "tb").mkdir(parents=True, exist_ok=True)
-    records.read_rows(results, task.name)  # a foreign or unreadable file stops the sweep here
+        layout.tensorboard(results).mkdir(parents=True, exist_ok=True)
+    store.read_rows(results, task.name)  # a foreign or unreadable file stops the sweep here
     if runs_at_once:  # (0: the runs go to other machines, a SLURM cluster's nodes: not measured here)
         by_config: dict[RunConfig, list[tuple[Spec, int]]] = {}
         for spec, sized_config in sized or []:
@@ -305,16 +235,16 @@ def plan(task_name: str | Spec, specs: list[Spec], seeds: list[int], config: Run
 
 
 def _keep_task_card(results: Path, task: Any, task_spec: str, log: Callable[[str], None]) -> None:
-    """The task's input example and citation, for the report (records.write_task_card)."""
+    """The task's input example and citation, for the report (store.write_task_card)."""
     import numpy as np
 
     example = task.example()
     card = {"metadata": task.metadata(), "citation": task.citation,
             "example": {str(k): np.round(np.asarray(v, dtype=float), 4).tolist() for k, v in (example or {}).items()}}
     try:
-        records.write_task_card(results, task_spec, task.version, card)
+        store.write_task_card(results, task_spec, task.version, card)
     except OSError as error:  # (only the report's input figure would miss it)
-        log(f"warning: could not keep the task's card in {results / 'tasks'}: {error}")
+        log(f"warning: could not keep the task's card in {results}: {error}")
 
 
 def _linear_baselines(task: Any, splits: dict[int, Any], log: Callable[[str], None]) -> dict[int, float | None]:
@@ -328,114 +258,3 @@ def _linear_baselines(task: Any, splits: dict[int, Any], log: Callable[[str], No
         by_data[id(data)] = baselines.linear_accuracy(task, data, log=log)
         log(f"linear baseline on this data: test {task.score_name} {by_data[id(data)]:.4f}")
     return {seed: by_data[id(s)] for seed, s in splits.items()}
-
-
-def finished(run: PlannedRun, rows: Any) -> dict[str, Any] | None:
-    """The run's latest row that finishes it (records.DONE: ok, diverged, or pruned by a study),
-    unless it is one that --force supersedes."""
-    mine = rows[(rows["run_key"] == run.key) & rows["status"].isin(records.DONE) & ~rows["run_id"].isin(run.superseded)]
-    return mine.iloc[-1].to_dict() if len(mine) else None
-
-
-def _tidy_checkpoints(run: PlannedRun, rows: Any, log: Callable[[str], None]) -> None:
-    """With the run's claim held: remove what no writer will use any more, that is temporary files
-    of writers that died, and a checkpoint whose run already has its row (a kill between the row
-    and the removal, or --keep-checkpoints before --force)."""
-    for temporary in run.checkpoint.parent.glob(f"{run.checkpoint.name}.*.tmp"):
-        temporary.unlink(missing_ok=True)
-    if not run.checkpoint.exists():
-        return
-    try:
-        run_id = checkpoints.read(run.checkpoint)["progress"]["run_id"]
-    except Exception:  # noqa: BLE001 - an unreadable checkpoint is the runner's to refuse, with a warning
-        return
-    done = rows[(rows["run_id"] == run_id) & rows["status"].isin(records.DONE)]
-    if len(done) and not (run.keep_checkpoints and not run.superseded):
-        run.checkpoint.unlink(missing_ok=True)
-        log(f"removed {run.checkpoint}: its run {run_id} already has its row")
-
-
-def execute(runs: list[PlannedRun], splits: dict[int, Any] | None = None, log: Callable[[str], None] = print,
-            poll_s: float = 2.0, isolate: bool = True) -> list[dict[str, Any]]:
-    """Run each planned run once, unless it is done or claimed by another; returns the row of
-    every run (its latest ok row if it was done already), in plan order. With `isolate`, each run
-    trains in a fresh child process (child.train), so that its memory and clocks are its own;
-    else in this process."""
-    from rnnbench import child
-    from rnnbench.runner import run_planned
-
-    rows_by_key: dict[str, dict[str, Any]] = {}
-    pending, told = list(runs), set()
-    # Rows that exist now. A row written later by the process this one waited for is that run's
-    # outcome, whatever its status: a run that failed there is not tried again here at once.
-    known = {task: set(records.read_rows(results, task)["run_id"]) for task, results in
-             {(run.task, run.results) for run in runs}}
-    while pending:
-        progressed = False
-        for run in list(pending):
-            existing = records.read_rows(run.results, run.task)
-            row = finished(run, existing)
-            if row is None and run.key in told:
-                theirs = existing[(existing["run_key"] == run.key) & ~existing["run_id"].isin(known[run.task])]
-                row = theirs.iloc[-1].to_dict() if len(theirs) else None
-            if row is None:
-                claim = claims.take(run.results, run.name, log)
-                if isinstance(claim, claims.Held):
-                    if run.key not in told:
-                        log(f"{run.describe()} is being trained by {claim.describe()}: waiting for its row")
-                        told.add(run.key)
-                    continue
-                with claim:
-                    existing = records.read_rows(run.results, run.task)  # (it may have finished meanwhile)
-                    row = finished(run, existing)
-                    _tidy_checkpoints(run, existing, log)
-                    if row is None and isolate:
-                        row = child.train(run, claim, splits[run.config.seed] if splits else None, log)
-                    elif row is None:
-                        row = run_planned(run, splits[run.config.seed] if splits else None, log, claim)
-                    else:
-                        log(f"{run.describe()}: finished by another process")
-            elif run.key in told:
-                log(f"{run.describe()}: ended in another process, {row['status']}")
-            else:
-                log(records.skip_message(run.describe(), row))
-                if run.checkpoint.exists():
-                    claim = claims.take(run.results, run.name, log)
-                    if isinstance(claim, claims.Claim):
-                        with claim:
-                            _tidy_checkpoints(run, existing, log)
-            rows_by_key[run.key] = row
-            pending.remove(run)
-            progressed = True
-        if pending and not progressed:
-            sys.stderr.flush()
-            time.sleep(poll_s)
-    return [rows_by_key[run.key] for run in runs]
-
-
-class Executor(abc.ABC):
-    """Where the planned runs of a sweep train: `Inline` here (rnnbench.executors has `Local` and
-    `Slurm`). The planner asks `threads` (torch threads per run, which a CPU run's key holds) and
-    `runs_at_once` (runs sharing this machine, for the memory check; 0 for runs that go elsewhere)."""
-
-    threads: int | None = None  # None: this process's
-    runs_at_once: int = 1
-
-    @abc.abstractmethod
-    def run(self, runs: list[PlannedRun], splits: dict[int, Any], log: Callable[[str], None]) -> list[dict] | None:
-        """Run (or submit) the runs; the rows of those that have one, or None when the runs were
-        submitted and not waited for."""
-
-    def complete(self, runs: list[PlannedRun], rows: list[dict]) -> bool:
-        """Whether every run of the sweep ended with a row."""
-        return len(rows) == len(runs)
-
-
-@dataclass
-class Inline(Executor):
-    """One run after another, each in a child process of its own (`isolate`), or in this one."""
-
-    isolate: bool = True
-
-    def run(self, runs: list[PlannedRun], splits: dict[int, Any], log: Callable[[str], None]) -> list[dict]:
-        return execute(runs, splits, log, isolate=self.isolate)

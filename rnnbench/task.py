@@ -21,8 +21,7 @@ sequence.
 
 from __future__ import annotations
 
-import hashlib
-import json
+import inspect
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
-from rnnbench.registry import doc_summary
+from rnnbench.store.schema import data_hash, data_json  # noqa: F401 - (part of the task contract's API)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -139,14 +138,9 @@ def split_sizes(task: str, n_train: int, n_valid: int, n_test: int) -> dict[str,
     return {"train": n_train, "valid": n_valid, "test": n_test}
 
 
-def data_json(identity: dict[str, Any]) -> str:
-    """The canonical JSON of a data identity (what rows store)."""
-    return json.dumps(identity, sort_keys=True, default=str)
-
-
-def data_hash(identity: dict[str, Any]) -> str:
-    """A short hash of a data identity: rows with equal hashes were trained on the same data."""
-    return hashlib.sha256(data_json(identity).encode()).hexdigest()[:12]
+def doc_summary(thing: Any) -> str:
+    """The first paragraph of `thing`'s docstring, on one line ('' without one)."""
+    return " ".join((inspect.getdoc(thing) or "").split("\n\n")[0].split())
 
 
 class Task:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnbench import measure, records
+from rnnbench import measure, store
 
 PLUGINS = Path(__file__).parent / "faults"  # fault_plugin registers the cells `lazy` and `hog`
 TASK = "adding:length=8:n_train=48:n_valid=16:n_test=16"
@@ -27,7 +27,7 @@ def rnnbench(*args, **env):
 
 def test_a_kernel_built_on_first_use_is_timed_apart_from_training(tmp_path):
     rnnbench("run", "--cells", "lazy", *TINY, "--results", tmp_path, RNNBENCH_LAZY_S=3)
-    row = records.read_rows(tmp_path, "adding").iloc[0]
+    row = store.read_rows(tmp_path, "adding").iloc[0]
     assert row.build_time_s >= 3
     assert row.warmup_time_s < 1 and row.train_time_s < 2  # the build is in neither
 
@@ -35,8 +35,8 @@ def test_a_kernel_built_on_first_use_is_timed_apart_from_training(tmp_path):
 def test_a_runs_memory_is_its_own_whatever_ran_before_it_in_the_sweep(tmp_path):
     rnnbench("run", "--cells", "lstm", *TINY, "--results", tmp_path / "alone")
     rnnbench("run", "--cells", "hog,lstm", *TINY, "--results", tmp_path / "after", RNNBENCH_HOG_MB=1000)
-    alone = records.read_rows(tmp_path / "alone", "adding").set_index("cell").peak_mem_mb
-    after = records.read_rows(tmp_path / "after", "adding").set_index("cell").peak_mem_mb
+    alone = store.read_rows(tmp_path / "alone", "adding").set_index("cell").peak_mem_mb
+    after = store.read_rows(tmp_path / "after", "adding").set_index("cell").peak_mem_mb
     assert after["hog"] > alone["lstm"] + 900  # the hog's memory is real...
     assert after["lstm"] == pytest.approx(alone["lstm"], rel=0.10)  # ...and not the next run's
 
@@ -44,7 +44,7 @@ def test_a_runs_memory_is_its_own_whatever_ran_before_it_in_the_sweep(tmp_path):
 def test_in_one_process_what_an_earlier_run_kept_is_counted_in_the_next(tmp_path):
     """What --in-process is for (debugging), and why it is not the default."""
     rnnbench("run", "--cells", "hog,lstm", *TINY, "--results", tmp_path, "--in-process", RNNBENCH_HOG_MB=1000)
-    rows = records.read_rows(tmp_path, "adding").set_index("cell").peak_mem_mb
+    rows = store.read_rows(tmp_path, "adding").set_index("cell").peak_mem_mb
     assert rows["lstm"] > 900
 
 
@@ -60,7 +60,7 @@ def test_a_row_says_when_its_times_deserve_caution(times, loads, threads, note):
 
 def test_rows_record_threads_and_versions_and_the_key_ignores_them(tmp_path):
     rnnbench("run", "--cells", "rnn", *TINY, "--results", tmp_path)
-    row = records.read_rows(tmp_path, "adding").iloc[0]
+    row = store.read_rows(tmp_path, "adding").iloc[0]
     import numpy
     import torch
 

@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 import rnnbench
-from rnnbench import checkpoints, optim, records
+from rnnbench import checkpoints, optim, store
 from rnnbench.cli import main
 from rnnbench.config import PRESETS, RunConfig
 from rnnbench.registry import CELLS
@@ -33,7 +33,7 @@ def test_defaults_keep_every_run_key():
     identity = {"task": "copying", "task_spec": "copying", "task_version": 2, "cell_spec": "eurnn",
                 "config": RunConfig(**old).identity(), "device": "cpu", "threads": 2, "cell_version": 2,
                 "data": {"delay": 100, "generator": "copying", "n_test": 1000, "n_train": 10000, "n_valid": 1000}}
-    assert records.run_key(identity) == "5e5054b2955ee5f7"
+    assert store.run_key(identity) == "5e5054b2955ee5f7"
     assert str(rnnbench.parse_cell_spec("eurnn:angles_lr=0")) == "eurnn"  # the default is left out of specs
 
 

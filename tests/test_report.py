@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from matplotlib.collections import PathCollection
 
 import rnnbench
-from rnnbench import records
+from rnnbench import store
 from rnnbench import report as reporting
 from rnnbench.cli import main
 from rnnbench.task import data_hash
@@ -32,7 +32,7 @@ def identity(perm: str) -> dict:
 
 def make_row(cell, seed, acc, perm="aaaa", status="ok", **extra):
     config = {**CONFIG, "seed": seed, **extra.pop("config", {})}
-    row = {c: "" for c in records.COLUMNS}
+    row = {c: "" for c in store.COLUMNS}
     row.update(run_id=f"{cell}-{seed}-{perm}-{config['lr']}", run_key="", task="pmnist", task_version=2,
                task_spec="pmnist:data=sample", task_json=TASK_JSON, cell=cell.split(":")[0], cell_spec=cell,
                seed=seed, hidden_size=config["hidden_size"], config_json=json.dumps(config), status=status,
@@ -55,8 +55,8 @@ def results(tmp_path):
     for row in rows:
         curves = [{"run_id": row["run_id"], "step": s, "wall_time_s": s / 10, "split": "valid", "loss": 1.0,
                    "acc": row["test_acc"] * s / 20} for s in (10, 20)]
-        records.append_run(folder, "pmnist", row, curves)
-    records.write_task_card(folder, "pmnist:data=sample", 2, {"citation": PMNIST.citation, "example": {
+        store.append_run(folder, "pmnist", row, curves)
+    store.write_task_card(folder, "pmnist:data=sample", 2, {"citation": PMNIST.citation, "example": {
         k: v.tolist() for k, v in PMNIST.example().items()}})
     return folder
 
@@ -78,7 +78,7 @@ def test_aggregation_over_seeds(results):
 def test_different_permutations_or_configs_are_never_merged(tmp_path):
     for row in [make_row("eurnn", 0, 0.5), make_row("eurnn", 1, 0.7, perm="bbbb"),
                 make_row("eurnn", 2, 0.9, config={"lr": 0.01})]:
-        records.append_run(tmp_path, "pmnist", row, [])
+        store.append_run(tmp_path, "pmnist", row, [])
     summary = reporting.aggregate(reporting.read_results(tmp_path)[0])
     assert len(summary) == 3 and set(summary.n) == {1}
     groups = reporting.table_groups(summary)
@@ -87,7 +87,7 @@ def test_different_permutations_or_configs_are_never_merged(tmp_path):
 
 
 def test_malformed_rows_are_skipped_with_the_file_and_line(results):
-    path = records.results_path(results, "pmnist")
+    path = store.layout.rows_csv(results, "pmnist")
     lines = path.read_text().splitlines()
     lines[1] = lines[1].replace(",0.5,", ",abc,", 1)  # test_acc of eurnn seed 0 hand-edited
     lines.append("only,three,fields")
@@ -95,7 +95,7 @@ def test_malformed_rows_are_skipped_with_the_file_and_line(results):
     with pytest.warns(UserWarning) as caught:
         rows, _ = reporting.read_results(results)
     messages = sorted(str(w.message) for w in caught)
-    assert len(messages) == 2, messages  # (the reasons are the shared reader's: records.row_problem)
+    assert len(messages) == 2, messages  # (the reasons are the shared reader's: store.row_problem)
     assert messages[0].startswith(f"{path}:2: skipped, test_acc 'abc' is not a")
     assert messages[1].startswith(f"{path}:8: skipped, ")
     assert len(rows) == 5
@@ -172,7 +172,7 @@ def test_nothing_to_report_exits_2_with_a_reason(results, tmp_path, args, messag
 def summary_of(tmp_path, rows):
     folder = tmp_path / f"results{len(list(tmp_path.glob('results*')))}"
     for row in rows:
-        records.append_run(folder, "pmnist", row, [])
+        store.append_run(folder, "pmnist", row, [])
     summary = reporting.aggregate(reporting.read_results(folder)[0])
     return summary.assign(label=reporting.experiment_labels(summary))
 
@@ -329,7 +329,7 @@ def test_a_table_of_rows_from_two_versions_of_the_code_says_so(tmp_path):
     folder = tmp_path / "results"
     for row in (make_row("eurnn", 0, 0.5, git_commit="aaaaaaaaaaaa"), make_row("eurnn", 1, 0.6, git_commit="bbbbbbbbbbbb"),
                 make_row("lstm", 0, 0.7, git_commit="bbbbbbbbbbbb")):
-        records.append_run(folder, "pmnist", row, [])
+        store.append_run(folder, "pmnist", row, [])
     out = CliRunner().invoke(main, ["report", "--results", str(folder), "--out", str(tmp_path / "out")])
     assert out.exit_code == 0, out.output
     assert "mixes rows from 2 versions of the code: aaaaaaaaaaaa, bbbbbbbbbbbb" in out.output
@@ -362,6 +362,6 @@ def test_rows_written_before_data_identities_still_report(tmp_path):
     assert len(rows) == 4 and set(rows["task_version"]) == {1}
     groups = reporting.table_groups(reporting.aggregate(rows))
     assert sorted(len(part) for _, part in groups) == [1, len(set(r["cell_spec"] for r in old))]
-    files, markdown = reporting.write_report(rows, pd.DataFrame(columns=records.CURVE_COLUMNS), tmp_path / "rep")
+    files, markdown = reporting.write_report(rows, pd.DataFrame(columns=store.CURVE_COLUMNS), tmp_path / "rep")
     assert "data: data=sample, perm_sha256=" in markdown and "protocol=sample" in markdown
     assert "Score (%)" in markdown  # (what the score was, these rows did not record)

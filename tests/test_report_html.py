@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rnnbench import records
+from rnnbench import store
 from rnnbench.cli import main
 from test_report import make_row, results  # noqa: F401 - `results`: a fixture (eurnn 3 seeds, lstm 2 ok + 1 failed)
 
@@ -52,8 +52,8 @@ def test_text_from_rows_is_escaped_never_markup(tmp_path):
     folder = tmp_path / "results"
     hostile = "<img src=x onerror=alert(1)>"
     for seed in (0, 1):
-        records.append_run(folder, "pmnist", make_row("lstm", seed, 0.5), [])
-    records.append_run(folder, "pmnist", make_row("lstm", 2, 0.5, status="failed", error=hostile), [])
+        store.append_run(folder, "pmnist", make_row("lstm", seed, 0.5), [])
+    store.append_run(folder, "pmnist", make_row("lstm", 2, 0.5, status="failed", error=hostile), [])
     html = _report(folder, tmp_path / "out").read_text(encoding="utf-8")
     assert hostile not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
 
@@ -61,7 +61,7 @@ def test_text_from_rows_is_escaped_never_markup(tmp_path):
 def test_runs_of_a_task_with_no_ok_run_are_on_the_page_with_their_errors(results, tmp_path):  # noqa: F811
     failed = make_row("gru", 0, 0.1, status="failed", error="RuntimeError: out of memory", task="copying",
                       task_spec="copying")
-    records.append_run(results, "copying", failed, [])
+    store.append_run(results, "copying", failed, [])
     html = _report(results, tmp_path / "out").read_text(encoding="utf-8")
     other = html.split('id="s-other-runs"')[1]
     assert "Runs in no table" in other and "RuntimeError: out of memory" in other
@@ -71,7 +71,7 @@ def test_runs_of_a_task_with_no_ok_run_are_on_the_page_with_their_errors(results
 def test_how_runs_were_logged_does_not_set_them_apart(tmp_path):
     folder = tmp_path / "results"
     for seed, log_every in ((0, 5), (1, 50)):
-        records.append_run(folder, "pmnist", make_row("lstm", seed, 0.5, config={"log_every": log_every}), [])
+        store.append_run(folder, "pmnist", make_row("lstm", seed, 0.5, config={"log_every": log_every}), [])
     html = _report(folder, tmp_path / "out").read_text(encoding="utf-8")
     assert "log_every" not in html
 
@@ -179,7 +179,7 @@ def test_in_a_browser_settings_sort_by_value_and_ids_and_dates_as_text(tmp_path)
                                       (0.0003, "9b0000000003"))):
         row = make_row("lstm", 0, 0.5, config={"lr": lr}, run_id=run_id, run_key=f"k{i}",
                        timestamp=f"2026-11-{30 - i:02d}T1{i}:00:00")
-        records.append_run(folder, "pmnist", row, [])
+        store.append_run(folder, "pmnist", row, [])
     page = _report(folder, tmp_path / "out")
     probed = tmp_path / "probed.html"
     probed.write_text(page.read_text(encoding="utf-8").replace("</body>", RUNS_PROBE + "</body>"), encoding="utf-8")

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from rnnbench import records
+from rnnbench import store
 from rnnbench import report as reporting
 from rnnbench.cli import main
 
@@ -35,7 +35,7 @@ def row(cell, seed, test=None, valid=None, status="ok", phase="", study="", tria
     values (also in the config, as the tuner sets them) and the study's description."""
     tuned = tuned or {}
     number = next(NUMBERS)
-    out = {c: "" for c in records.COLUMNS}
+    out = {c: "" for c in store.COLUMNS}
     out.update(run_id=f"r{number}", run_key=f"k{number}", task="pmnist", task_spec="pmnist", task_version=2,
                task_json=TASK_JSON, cell=cell.split(":")[0], cell_spec=cell, seed=seed, hidden_size=8,
                config_json=json.dumps({**CONFIG, **tuned, "seed": seed}), status=status, data_hash="ab" * 6,
@@ -88,7 +88,7 @@ def odd_study():
 def write(folder: Path, rows: list[dict]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "pmnist.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, records.COLUMNS)
+        writer = csv.DictWriter(f, store.COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
     return folder
@@ -252,7 +252,7 @@ def test_hand_edited_spaces_and_values_never_crash_the_report(tmp_path):
     frame = reporting._rows_frame(rows)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # (no edge warning, nor any other)
-        files, markdown = reporting.write_report(frame, pd.DataFrame(columns=records.CURVE_COLUMNS), tmp_path)
+        files, markdown = reporting.write_report(frame, pd.DataFrame(columns=store.CURVE_COLUMNS), tmp_path)
     assert "| lstm | 2 | – | – | – | nan | – |" in markdown, markdown  # (the best by validation)
     assert "| lstm | – | – | – | – | – | – |" in markdown
     assert any(p.name.endswith("-trials.png") for p in files)

@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 
 import rnnbench
-from rnnbench import records
+from rnnbench import store
 from rnnbench.cli import main
 from rnnbench.config import RunConfig
 from rnnbench.data import DataFile, write_idx
@@ -59,7 +59,7 @@ def test_run_writes_a_row_per_run_with_every_column_and_curves(tiny_mnist, tmp_p
                  "--results", str(results), *TINY)
     assert out.exit_code == 0, out.output
     rows = pd.read_csv(results / "pmnist.csv")
-    assert list(rows.columns) == records.COLUMNS
+    assert list(rows.columns) == store.COLUMNS
     import json
 
     assert set(rows.task_spec) == {"pmnist"} and set(rows.task_version) == {2}
@@ -135,9 +135,9 @@ def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tiny_mnist, tmp_pa
 
 
 def test_an_older_results_file_gains_new_columns_without_loss(tmp_path):
-    old_columns = [c for c in records.COLUMNS if c != "impl"]
+    old_columns = [c for c in store.COLUMNS if c != "impl"]
     pd.DataFrame([{c: "old" for c in old_columns}]).to_csv(tmp_path / "t.csv", index=False)
-    records.append_run(tmp_path, "t", {c: "new" for c in records.COLUMNS}, [])
+    store.append_run(tmp_path, "t", {c: "new" for c in store.COLUMNS}, [])
     rows = pd.read_csv(tmp_path / "t.csv", dtype=str, keep_default_na=False)
     assert len(rows) == 2 and rows.loc[0, "run_id"] == "old" and rows.loc[0, "impl"] == ""
     assert rows.loc[1, "impl"] == "new"
@@ -206,7 +206,7 @@ TIME_SCALE = {"cornn": "cornn:dt=1:gamma=1:epsilon=1", "indrnn": "indrnn:max_len
 
 @pytest.mark.parametrize("name", rnnbench.list_cells())
 def test_every_cell_learns_a_tiny_sequence_task(name):
-    config = RunConfig(hidden_size=16, batch_size=32, steps=150, eval_every=50, eval_batch_size=256,
+    config = RunConfig(hidden_size=16, batch_size=32, steps=200, eval_every=50, eval_batch_size=256,
                        optimizer="adam", lr=1e-2, device="cpu")
     task = FirstSign()
     result = train(task, rnnbench.parse_cell_spec(TIME_SCALE.get(name, name)), config, task.load(config),

@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rnnbench import records, register_cell, runner
+from rnnbench import register_cell, runner, store
+from rnnbench.store import csvfile
 
 WHERE, _, COUNT = os.environ.get("RNNBENCH_FAULT", ":0").partition(":")
 COUNT = int(COUNT or 0)
@@ -74,7 +75,7 @@ def _write_half_then_die(fd, data):
     _die()
 
 
-_append = records._append
+_append = csvfile.append
 
 
 def append(path, columns, rows, *rest):
@@ -82,14 +83,14 @@ def append(path, columns, rows, *rest):
         _append(path, columns, rows, *rest)
         if _due("curves"):
             _die()
-    elif _due("row"):  # records writes the row with one os.write: this one stops halfway
-        records.os = types.SimpleNamespace(**{**vars(os), "write": _write_half_then_die})
+    elif _due("row"):  # csvfile writes the row with one os.write: this one stops halfway
+        csvfile.os = types.SimpleNamespace(**{**vars(os), "write": _write_half_then_die})
         _append(path, columns, rows, *rest)
     else:
         _append(path, columns, rows, *rest)
 
 
-_append_run = records.append_run
+_append_run = store.append_run
 
 
 def append_run(*args, **kwargs):
@@ -135,5 +136,5 @@ def hog(input_size, hidden_size):
 
 
 runner.save_checkpoint = save_checkpoint
-records._append = append
-records.append_run = append_run
+csvfile.append = append
+store.append_run = append_run

@@ -16,7 +16,8 @@ import torch
 from click.testing import CliRunner
 
 import rnnbench
-from rnnbench import checkpoints, records, runner
+from rnnbench import checkpoints, runner, store
+from rnnbench.store import csvfile
 from rnnbench.cli import main
 from rnnbench.config import RunConfig
 
@@ -90,8 +91,8 @@ def test_a_checkpoint_crafted_to_run_code_is_refused(checkpoint, tmp_path):
 
 def _append_rows(results: str, worker: int, count: int) -> None:
     for i in range(count):
-        row = {column: f"{worker}-{i}" for column in records.COLUMNS}
-        records.append_run(Path(results), "t", row, [{"run_id": f"{worker}-{i}", "step": i}])
+        row = {column: f"{worker}-{i}" for column in store.COLUMNS}
+        store.append_run(Path(results), "t", row, [{"run_id": f"{worker}-{i}", "step": i}])
 
 
 @pytest.mark.parametrize("folder", ["plain", "with spaces and ünïcødé ✓"])
@@ -111,21 +112,21 @@ def test_four_processes_append_25_rows_each_and_every_row_is_whole(tmp_path, fol
 
 
 def _row(name: str) -> dict:
-    return {**{c: "" for c in records.COLUMNS}, "run_id": name, "run_key": name, "status": "ok", "seed": 0,
+    return {**{c: "" for c in store.COLUMNS}, "run_id": name, "run_key": name, "status": "ok", "seed": 0,
             "hidden_size": 4, "task_version": 1, "test_acc": 0.5, "config_json": "{}", "error": "two\nlines"}
 
 
 def test_a_failed_write_leaves_the_file_as_it_was_and_says_so(tmp_path, monkeypatch):
-    records.append_run(tmp_path, "t", _row("first"), [])
+    store.append_run(tmp_path, "t", _row("first"), [])
     before = (tmp_path / "t.csv").read_bytes()
 
     def disk_fills_up(fd, data):
         os.write(fd, data[:10])  # some bytes go through, then the disk is full
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(records, "os", type("os", (), {**vars(os), "write": staticmethod(disk_fills_up)}))
+    monkeypatch.setattr(csvfile, "os", type("os", (), {**vars(os), "write": staticmethod(disk_fills_up)}))
     with pytest.raises(OSError, match=r"could not append to .*t.csv \(No space left on device\); the file is as it"):
-        records.append_run(tmp_path, "t", _row("second"), [])
+        store.append_run(tmp_path, "t", _row("second"), [])
     assert (tmp_path / "t.csv").read_bytes() == before
 
 
@@ -133,19 +134,19 @@ def test_a_full_disk_during_a_sweep_is_reported_and_keeps_rows_and_checkpoint(tm
     results = tmp_path / "r"
     assert invoke("run", "--cells", "rnn", *TINY, "--results", results).exit_code == 0
     before = (results / "adding.csv").read_bytes()
-    real_append = records._append
+    real_append = csvfile.append
 
     def full(path, columns, rows, *rest):
         if not path.name.endswith("-curves.csv"):
             raise OSError(errno.ENOSPC, f"could not append to {path} (No space left on device)")
         real_append(path, columns, rows, *rest)
 
-    monkeypatch.setattr(records, "_append", full)
+    monkeypatch.setattr(csvfile, "append", full)
     out = invoke("run", "--cells", "gru", *TINY, "--results", results, "--in-process")  # (where the patch holds)
     assert out.exit_code == 1 and "No space left on device" in out.output, out.output
     assert (results / "adding.csv").read_bytes() == before  # earlier rows intact
     assert len(list((results / "checkpoints").glob("*.pt"))) == 1  # the finished run's state survives
-    monkeypatch.setattr(records, "_append", real_append)
+    monkeypatch.setattr(csvfile, "append", real_append)
     out = invoke("run", "--cells", "gru", *TINY, "--results", results)
     assert out.exit_code == 0 and "resuming from step 6" in out.output
     assert pd.read_csv(results / "adding.csv").cell.tolist() == ["rnn", "gru"]
@@ -155,7 +156,7 @@ def test_a_full_disk_during_a_sweep_is_reported_and_keeps_rows_and_checkpoint(tm
 def test_a_real_enospc_is_an_error_not_a_crash(tmp_path):
     (tmp_path / "t.csv").symlink_to("/dev/full")
     with pytest.raises(OSError, match="No space left on device"):
-        records.append_run(tmp_path, "t", _row("x"), [])
+        store.append_run(tmp_path, "t", _row("x"), [])
 
 
 def test_out_of_memory_fails_that_run_says_what_to_lower_and_the_sweep_goes_on(tmp_path, scratch_cells):
@@ -210,23 +211,23 @@ def test_a_row_with_an_unknown_status_is_reported_not_crashed_on(tmp_path):
 
 
 def test_a_torn_last_row_is_ignored_by_readers_and_moved_aside_by_the_next_append(tmp_path):
-    records.append_run(tmp_path, "t", _row("first"), [])
+    store.append_run(tmp_path, "t", _row("first"), [])
     whole = (tmp_path / "t.csv").read_bytes()
     with open(tmp_path / "t.csv", "ab") as f:
         f.write(b"second,abc,t,")  # a writer killed mid-row
     with pytest.warns(UserWarning, match="ends in a torn row"):
-        assert records.read_rows(tmp_path, "t").run_id.tolist() == ["first"]
+        assert store.read_rows(tmp_path, "t").run_id.tolist() == ["first"]
     with pytest.warns(UserWarning, match=r"moved it to .*t.csv.torn"):
-        records.append_run(tmp_path, "t", _row("third"), [])
-    assert records.read_rows(tmp_path, "t").run_id.tolist() == ["first", "third"]
+        store.append_run(tmp_path, "t", _row("third"), [])
+    assert store.read_rows(tmp_path, "t").run_id.tolist() == ["first", "third"]
     assert (tmp_path / "t.csv").read_bytes().startswith(whole)
     assert (tmp_path / "t.csv.torn").read_bytes() == b"second,abc,t,\n"
 
 
 def test_line_breaks_in_values_do_not_split_rows(tmp_path):
-    records.append_run(tmp_path, "t", _row("first"), [])
+    store.append_run(tmp_path, "t", _row("first"), [])
     assert (tmp_path / "t.csv").read_bytes().count(b"\n") == 2  # header and one row
-    assert records.read_rows(tmp_path, "t").error.tolist() == ["two lines"]
+    assert store.read_rows(tmp_path, "t").error.tolist() == ["two lines"]
 
 
 def test_results_folder_copied_elsewhere_still_reads(tmp_path):

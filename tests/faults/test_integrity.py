@@ -20,7 +20,8 @@ import psutil
 import pytest
 from click.testing import CliRunner
 
-from rnnbench import checkpoints, claims, records
+from rnnbench import checkpoints, store
+from rnnbench.store import claims
 from rnnbench.cli import main
 
 HERE = Path(__file__).parent
@@ -59,7 +60,7 @@ def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
 
 
 def rows_of(results: Path) -> pd.DataFrame:
-    return records.read_rows(results, "adding")
+    return store.read_rows(results, "adding")
 
 
 def assert_each_run_once(results: Path, runs: int) -> pd.DataFrame:
@@ -385,7 +386,7 @@ def test_a_lock_held_by_a_stopped_process_is_named_and_given_up_on_keeping_the_c
     tmp_path.mkdir(exist_ok=True)
     holder = subprocess.Popen([sys.executable, "-c", f"""
 import time, pathlib
-from rnnbench import claims
+from rnnbench.store import claims
 with claims.folder_lock(pathlib.Path({str(tmp_path / '.adding.lock')!r}), "test"):
     print("held", flush=True)
     time.sleep(600)

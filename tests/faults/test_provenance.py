@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 import rnnbench
-from rnnbench import records
+from rnnbench import store
 from rnnbench import sweep as sweeps
 from rnnbench.cli import main
 from rnnbench.config import RunConfig
@@ -56,7 +56,7 @@ def test_every_row_names_what_produced_it(tmp_path):
     rows = sweep(tmp_path / "a")  # (one sweep for every column: each costs seconds)
     for column in ("run_key", "cell_spec", "task_spec", "task_json", "data_json", "data_hash", "config_json",
                    "torch_version", "rnnbench_version", "git_commit", "impl"):
-        assert column in records.COLUMNS
+        assert column in store.COLUMNS
         assert (rows[column] != "").all() or column == "git_commit", column
     assert json.loads(rows.data_json[0]) == {"generator": "copying", "delay": 5, "n_train": 64, "n_valid": 32,
                                              "n_test": 32}

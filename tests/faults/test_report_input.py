@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rnnbench import records
+from rnnbench import store
 from rnnbench.cli import main
 
 CONFIG = {"hidden_size": 8, "batch_size": 10, "steps": 20, "eval_every": 10, "eval_batch_size": 50,
@@ -24,7 +24,7 @@ CONFIG = {"hidden_size": 8, "batch_size": 10, "steps": 20, "eval_every": 10, "ev
 def row(cell="lstm", seed=0, status="ok", **values):
     """A row as the runner writes it: ok rows have every metric, diverged rows lack the final
     accuracy, failed rows have no metric at all."""
-    out = {c: "" for c in records.COLUMNS}
+    out = {c: "" for c in store.COLUMNS}
     out.update(run_id=f"{cell}-{seed}-{status}", run_key=f"k{seed}", task="pmnist", task_spec="pmnist", task_version=1,
                cell=cell.split(":")[0], cell_spec=cell, seed=seed, hidden_size=8,
                config_json=json.dumps({**CONFIG, "seed": seed}), status=status, data_hash="ab" * 6,
@@ -49,13 +49,13 @@ def write(folder: Path, rows: list[dict], curves: bool = True) -> Path:
     """A results folder with `pmnist.csv` (the schema's columns, then any others the rows have)
     and its curves."""
     folder.mkdir(parents=True, exist_ok=True)
-    header = list(dict.fromkeys(records.COLUMNS + [k for r in rows for k in r]))
+    header = list(dict.fromkeys(store.COLUMNS + [k for r in rows for k in r]))
     with open(folder / "pmnist.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, header)
         writer.writeheader()
         writer.writerows(rows)
     with open(folder / "pmnist-curves.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, records.CURVE_COLUMNS)
+        writer = csv.DictWriter(f, store.CURVE_COLUMNS)
         writer.writeheader()
         writer.writerows({"run_id": r["run_id"], "step": s, "wall_time_s": s / 10, "split": "valid", "loss": 1.0,
                           "acc": 0.05 * s} for r in rows if curves and r["status"] != "failed" for s in (10, 20))
@@ -166,7 +166,7 @@ def test_failed_rows_show_dashes_and_draw_no_empty_figure(tmp_path):
 
 # --- 3. numbers, JSON and text the report must survive ------------------------------------------
 
-# (column, value, a word the reason must contain). The shared reader (records.row_problem) may
+# (column, value, a word the reason must contain). The shared reader (store.row_problem) may
 # give the reason before the report's own check does: the test holds either to file:line and why.
 UNUSABLE = [
     ("test_acc", "inf", "test_acc inf"),
