@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 import rnnbench
-from rnnbench import store
+from rnnbench import executors, store
 from rnnbench import sweep as sweeps
 from rnnbench.cli import main
 from rnnbench.config import RunConfig
@@ -46,7 +46,7 @@ def test_a_row_is_reproduced_from_its_stored_config(tmp_path):
         config = RunConfig(**json.loads(row.config_json))
         runs, splits = sweeps.plan(row.task_spec, [rnnbench.parse_cell_spec(row.cell_spec)], [int(row.seed)], config,
                                    tmp_path / "again", log=lambda _: None)
-        again = sweeps.execute(runs, splits, log=lambda _: None)[0]
+        again = executors.execute(runs, splits, log=lambda _: None)[0]
         assert again["run_key"] == row.run_key
         for metric in ("test_acc", "test_acc_final", "test_loss", "best_valid_acc", "final_train_loss"):
             assert repr(again[metric]) == row[metric] or str(again[metric]) == row[metric], metric
