@@ -1,9 +1,10 @@
 """`rnnbench report --html`: the whole report as one self-contained page, report.html.
 
-The page holds what the report's other files hold (rnnbench.report makes them; this module only
-lays them out): per results table its caption, the table with sortable columns, its figures and
-the list of its runs (config, status, error); per tuning study its final tables, trials and
-figure; the tasks' inputs and the BibTeX. Figures are embedded as PNG data, and the few lines of
+The page holds what the report's other files hold (the rest of rnnbench.report makes them and
+hands them over as `Section`s and `TableView`s, defined here; this module only lays them out): per
+results table its caption, the table with sortable columns, its figures and the list of its runs
+(config, status, error); per tuning study its final tables, trials and figure; the tasks' inputs
+and the BibTeX. Figures are embedded as PNG data, and the few lines of
 script that sort a column are inline, so that the file opens anywhere, offline, and can be sent
 as it is. The markup is a Jinja2 template (templates/report.html.j2), every value autoescaped.
 
@@ -18,15 +19,16 @@ import json
 import math
 import re
 import struct
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 import rnnbench
-from rnnbench.config import DEFAULTS, WATCH
+from rnnbench.report.read import differing_config
 
-# What each figure of a table shows, by the end of its file name (report.plot_group, write_study).
+# What each figure of a table shows, by the end of its file name (figures.plot_group, studies.write_study).
 FIGURE_WORDS = {
     "valid-acc-vs-step": "Validation score against training step (mean over seeds, band: ±1 standard deviation).",
     "valid-acc-vs-time": "Validation score against training time (mean over seeds, band: ±1 standard deviation).",
@@ -39,8 +41,33 @@ FIGURE_WORDS = {
 DISPLAY_SCALE = 0.75  # the PNGs are drawn at 200 dpi: shown at 150 dpi, a column figure is ~510 px wide
 
 
-def render(sections: list, inputs: list[tuple[str, Path]], references: str, rows: pd.DataFrame) -> str:
-    """The page, as text, from report.write_report's sections (report.Section), the tasks' input
+@dataclass
+class TableView:
+    """One table as the HTML page shows it: a title, its caption, header and cells (text, bold)."""
+
+    title: str
+    caption: str
+    header: list[str]
+    body: list[list[tuple[str, bool]]]
+
+
+@dataclass
+class Section:
+    """One section of the HTML page: a results table (`kind` "table"), a study ("study") or the
+    runs in no table ("runs"), with its sentences, tables, figures (PNG files) and the rows of its
+    runs."""
+
+    kind: str
+    stem: str
+    title: str
+    words: list[str] = field(default_factory=list)
+    tables: list[TableView] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+    runs: pd.DataFrame | None = None
+
+
+def render(sections: list[Section], inputs: list[tuple[str, Path]], references: str, rows: pd.DataFrame) -> str:
+    """The page, as text, from write_report's sections (Section), the tasks' input
     figures (title, PNG), the BibTeX and every reported row."""
     import jinja2
 
@@ -108,8 +135,7 @@ def _runs(rows: pd.DataFrame | None, study: bool = False) -> dict[str, Any] | No
     order = [c for c in ("phase", "cell_spec", "hidden_size", "trial", "seed") if c in rows]
     rows = rows.sort_values(order, kind="stable", na_position="last")
     options = [_json_dict(text) for text in rows["options"]]
-    configs = [{k: v for k, v in _json_dict(text).items() if k not in ("seed", "hidden_size", *WATCH)
-                and DEFAULTS.get(k, object()) != v} for text in rows["config_json"]]  # (WATCH: how it was logged)
+    configs = [differing_config(_json_dict(text)) for text in rows["config_json"]]
     settings = [{**o, **c} for o, c in zip(options, configs)]
     varying: dict[str, set[str]] = {}  # per cell spec, the keys whose values differ between its runs
     for cell in set(rows["cell_spec"]):
