@@ -107,7 +107,7 @@ def reported(tmp_path_factory):
 
 
 def study_frame(rows):
-    frame = reporting._rows_frame(rows)
+    frame = reporting.rows_frame(rows)
     return reporting.study_groups(frame)[0][1]
 
 
@@ -249,7 +249,7 @@ def test_hand_edited_spaces_and_values_never_crash_the_report(tmp_path):
               {"wd": float("nan")}, {}]
     rows = [row("lstm", 0, 0.5, 0.1 * i, "ok", "tune", "odd", i if i < 3 else None, v, study_json=json.dumps(odd))
             for i, v in enumerate(values)]
-    frame = reporting._rows_frame(rows)
+    frame = reporting.rows_frame(rows)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # (no edge warning, nor any other)
         files, markdown = reporting.write_report(frame, pd.DataFrame(columns=store.CURVE_COLUMNS), tmp_path)
@@ -273,7 +273,7 @@ def test_the_final_table_of_an_odd_study_compiles(reported, tmp_path):
 def test_study_rows_with_any_status_and_plain_rows_by_status_are_selected():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        frame = reporting._rows_frame(tuned_study() + [row("lstm", 5, None, None, "failed")])
+        frame = reporting.rows_frame(tuned_study() + [row("lstm", 5, None, None, "failed")])
     selected, counts = reporting.select(frame)
     assert counts == {"ok": 6, "failed": 1}  # the final runs, and the plain failed run
     assert set(selected.loc[selected["phase"] == "tune", "status"]) == {"ok", "pruned", "failed"}

@@ -22,7 +22,7 @@ pools, besides its seeds, what should not change its result:
 A study's trials (phase "tune") are how a setting was chosen, never results: no results table
 holds them. Each table states which of its keys it shows.
 
-Row contents are untrusted text: they are checked (`records.row_problem`) before use, escaped for
+Row contents are untrusted text: they are checked (`store.row_problem`) before use, escaped for
 Markdown, LaTeX and matplotlib (text), and never reach a file name unsanitised (`text._name_part`);
 every file is written inside the output folder, through a temporary file (files).
 
@@ -56,7 +56,7 @@ from rnnbench.report.files import _write, _write_text
 from rnnbench.report.grouping import (GROUP_KEYS, TABLE_KEYS, aggregate, experiment_labels, mixed_commits,
                                       score_higher_is_better, score_name, select, table_groups)
 from rnnbench.report.html import Section, TableView, render
-from rnnbench.report.read import _rows_frame, read_results  # noqa: F401 - _rows_frame: for the tests
+from rnnbench.report.read import read_results, rows_frame  # noqa: F401 - rows_frame: for the tests
 from rnnbench.report.studies import chosen_trials, edge_notes, study_groups, write_study
 from rnnbench.report.tables import _cells, _where, latex_table, markdown_table, table_caption
 from rnnbench.report.text import _markdown, _printable  # noqa: F401 - _markdown: for the tests
@@ -71,7 +71,7 @@ __all__ = ["CELL_COLORS", "GROUP_KEYS", "TABLE_KEYS", "ReportError", "ReportNotW
 def write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path, cards: list[dict] | None = None,
                  html: bool = False, runs: pd.DataFrame | None = None) -> tuple[list[Path], str]:
     """Tables and figures of every group into `out` (and each task's input figure and citation,
-    from `cards`: records.read_task_cards); returns the files and the Markdown text. With `html`,
+    from `cards`: store.read_task_cards); returns the files and the Markdown text. With `html`,
     also out/report.html, the whole report in one page (rnnbench.report.html), whose run lists
     show `runs` (default: `rows`; the CLI gives every status there, failed runs too).
     ReportNotWritten, naming the folder, if it cannot be written."""

@@ -1,7 +1,7 @@
 """What the report cites: the short labels a table's caption names its cells by, and references.bib.
 
 The only module of the report that asks rnnbench.cite (and through it the registry, for the cells'
-citations); tasks are cited from their cards (records.read_task_cards), as they recorded it.
+citations); tasks are cited from their cards (store.read_task_cards), as they recorded it.
 """
 
 from __future__ import annotations

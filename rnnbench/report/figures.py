@@ -309,7 +309,7 @@ def plot_group(stem: str, summary: pd.DataFrame, rows: pd.DataFrame, curves: pd.
 
 
 def plot_input(card: dict, out: Path) -> list[Path]:
-    """What the cell sees, from a task card (records.write_task_card): each array of the task's
+    """What the cell sees, from a task card (store.write_task_card): each array of the task's
     example, 2-D ones as images (features down, time along), 1-D ones as curves."""
     import matplotlib
 

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from rnnbench import records
+from rnnbench import store
 from rnnbench.report.read import config_rest
 from rnnbench.report.text import _digest, _name_part, _printable
 
@@ -165,7 +165,7 @@ def table_groups(summary: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         data = f"-data{_name_part(str(k['data_hash'])[:8])}" if k["data_hash"] else ""
         machine = "".join(f"-{p}" for p in map(_name_part, (k["device_name"], k["num_threads"] and
                                                            f"{k['num_threads']}threads")) if p)
-        part = part.assign(_status=part["status"].map(records.STATUSES.index))  # ok first, then the others
+        part = part.assign(_status=part["status"].map(store.STATUSES.index))  # ok first, then the others
         part = part.sort_values(["cell_spec", "hidden_size", "_status", "impl", "config_rest", "study", "phase"]
                                 ).drop(columns="_status")
         groups.append([stem, data, machine, keys, part])

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rnnbench import records
+from rnnbench import store
 from rnnbench.report.figures import COLUMN_WIDTH_IN, _drawing, cell_color
 from rnnbench.report.files import _save_all, _write, _write_text
 from rnnbench.report.grouping import (_distinct, _finite, _json_object, _recorded, aggregate, score_higher_is_better,
@@ -95,7 +95,7 @@ def study_higher_is_better(study: pd.DataFrame) -> bool:
 def chosen_trials(study: pd.DataFrame, higher: bool) -> dict[str, int | None]:
     """Per cell of a study, the trial whose setting was chosen: the one its final runs name, else
     the best by validation score (best_valid_acc, the mean over a trial's seeds; never the test
-    score) among its complete trials (records.trial_state, as the tuner counts them), the lowest
+    score) among its complete trials (store.trial_state, as the tuner counts them), the lowest
     number among equals; None where no trial completed:
     `chosen_trials(study, higher=True) == {"lstm": 3, "eurnn": None}`."""
     chosen: dict[str, int | None] = {}
@@ -105,7 +105,7 @@ def chosen_trials(study: pd.DataFrame, higher: bool) -> dict[str, int | None]:
             chosen[cell] = int(named.iloc[-1])  # (the latest: a study chosen again names its new trial)
             continue
         trials = part[(part["phase"] == "tune") & part["trial"].notna()].groupby("trial")
-        states = trials.apply(lambda t: records.trial_state(list(t["status"]), list(t["best_valid_acc"])))
+        states = trials.apply(lambda t: store.trial_state(list(t["status"]), list(t["best_valid_acc"])))
         scores = trials["best_valid_acc"].mean()[states == "complete"].sort_index()  # (the tuner's rule)
         chosen[cell] = None if scores.empty else int((scores if higher else -scores).idxmax())
     return chosen
@@ -176,7 +176,7 @@ def trials_frame(study: pd.DataFrame, chosen: dict[str, int | None]) -> pd.DataF
     chosen trial, and the validation set's size. No test score: a choice made on validation is not
     to be second-guessed on test."""
     tune = study[study["phase"] == "tune"].sort_values(["study_cell", "trial", "seed"], na_position="last")
-    return pd.DataFrame({  # (trials and seeds are whole numbers: records.row_problem checked them)
+    return pd.DataFrame({  # (trials and seeds are whole numbers: store.row_problem checked them)
         "cell": tune["study_cell"], "trial": tune["trial"].astype("Int64"), "seed": tune["seed"].astype("Int64"),
         "values": [_json_object(text) or {} for text in tune["tuned_json"]],
         "best_valid_acc": tune["best_valid_acc"], "status": tune["status"], "steps_done": tune["steps_done"],

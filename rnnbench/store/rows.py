@@ -42,6 +42,12 @@ def _frame(rows: list[dict[str, str]], header: list[str], kind: str) -> pd.DataF
     return frame
 
 
+def frame(rows: list[dict[str, str]]) -> pd.DataFrame:
+    """Checked rows (dicts of text, as a results file holds them) as every reader sees them:
+    upgraded, typed (see _frame), in their order."""
+    return _frame([upgrade(dict(row)) for row in rows], [], "rows")
+
+
 def read_path(path: Path, kind: str = "rows", warn: bool = True) -> pd.DataFrame:
     """Every usable row of a results (or curves, `kind="curves"`) file, upgraded to this version;
     the others are skipped with a warning naming file and line. ForeignFile if the file is not rnnbench's."""

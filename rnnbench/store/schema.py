@@ -181,11 +181,22 @@ def data_hash(identity: dict[str, Any]) -> str:
 # version as they are. (Rows carry no version number of their own: what a step upgrades is what
 # the row lacks.)
 
-# RunConfig fields that rows written before them lack, with the value those rows ran with (the
-# behaviour before the field existed). A default changed later would make this a new step, not an
-# edit: old rows keep the value they ran with. tests/test_store.py checks these against config.DEFAULTS.
-CONFIG_ADDED = {"weight_decay": 0.0, "lr_schedule": "constant", "lr_warmup_steps": 0, "lr_decay_every": 0,
-                "lr_decay": 0.1, "log_every": 50, "tensorboard": False}
+# RunConfig's fields and their defaults, as this version writes them into config_json: what a value
+# left out of a row's config was, and which values are unremarkable (the report lists what differs).
+# rnnbench.config defines RunConfig; tests/test_store.py keeps the two equal, so that changing a default
+# is a decision about the rows written before (an upgrade step below), never an accident.
+CONFIG_DEFAULTS = {"hidden_size": 256, "batch_size": 100, "steps": 40000, "eval_every": 500, "eval_batch_size": 1000,
+                   "optimizer": "rmsprop", "lr": 0.0001, "clip": 0.0, "weight_decay": 0.0, "lr_schedule": "constant",
+                   "lr_warmup_steps": 0, "lr_decay_every": 0, "lr_decay": 0.1, "seed": 0, "device": "auto",
+                   "dtype": "float32", "sampling": "epochs", "warmup_steps": 3, "target": 0.0, "params_budget": 0,
+                   "log_every": 50, "tensorboard": False}
+# The config fields that say how a run was watched (its logging), never what it ran: in no run key,
+# never swept, pooled by the report (rnnbench.config.WATCH is this).
+CONFIG_WATCH = ("log_every", "tensorboard")
+# RunConfig fields that rows written by 0.1 lack; those rows ran with the value the field has by
+# default (the behaviour before the field existed).
+CONFIG_ADDED = {k: CONFIG_DEFAULTS[k] for k in ("weight_decay", "lr_schedule", "lr_warmup_steps", "lr_decay_every",
+                                                "lr_decay", "log_every", "tensorboard")}
 # Columns this version no longer writes, which held a run's data identity before data_json did:
 # the data source, its split protocol and the pixel order's hash (pMNIST rows of version 0.1).
 RETIRED_DATA_COLUMNS = ("data", "protocol", "perm_sha256")
