@@ -1,11 +1,13 @@
-"""What to cite: the BibTeX every registered cell and task carries, and the short labels the
+"""What to cite: the BibTeX entries of cells and tasks, each once, and the short labels the
 report's captions name them by ("eurnn: Jing et al. 2017").
 
 A cell's citation is given when it is registered (`register_cell(name, citation=...)`), a task's is
-its class attribute `citation`. `rnnbench cite` prints the entries of the cells and tasks a results
-folder used (or of those named); the report lists them under each table and in references.bib.
+its class attribute `citation`; both are kept in the results folder's cards, so this module works
+from citations alone, never the registry: `rnnbench cite` prints the entries of the cells and tasks a
+results folder used (or of those named), the report lists them under each table and in
+references.bib, for plugin cells too without their plugin.
 
->>> label(CELLS.get("lstm").citation)
+>>> label("@article{x, author={Hochreiter, Sepp and Schmidhuber, J{\\\"u}rgen}, year={1997}}")
 'Hochreiter and Schmidhuber 1997'
 """
 
@@ -15,7 +17,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from rnnbench.registry import CELLS, TASKS, RegistryError
 
 _KEY = re.compile(r"@\s*\w+\s*\{\s*([^,\s]+)\s*,")
 _LATEX_COMMAND = re.compile(r"\\[a-zA-Z]+\s*|\\.")
@@ -93,28 +94,15 @@ class Sources:
         return "\n\n".join(f"% {users(by_kind)}\n{entry}" for entry, by_kind in ordered) + "\n" if ordered else ""
 
 
-def cell_citation(name: str) -> str:
-    """The BibTeX of a registered cell ('' without one); RegistryError for an unknown name."""
-    return CELLS.get(name).citation
-
-
-def task_citation(name: str) -> str:
-    """The BibTeX of a registered task ('' without one); RegistryError for an unknown name."""
-    return getattr(TASKS.get(name).factory, "citation", "").strip()
-
-
-def sources(cells: Iterable[str] = (), tasks: Iterable[str] = ()) -> Sources:
-    """The citations of these cells and tasks (names), each entry once; names that are not
-    registered, or registered without a citation, are listed in `missing`."""
+def sources(cells: dict[str, str | None] | None = None, tasks: dict[str, str | None] | None = None) -> Sources:
+    """The citations of these cells and tasks (name -> its BibTeX, '' if it has none, None if
+    nothing is known of it here), each entry once; those without one are listed in `missing`."""
     found = Sources()
-    for kind, names, lookup in (("cell", cells, cell_citation), ("task", tasks, task_citation)):
-        for name in dict.fromkeys(names):
-            try:
-                citation = lookup(name)
-            except RegistryError:
+    for kind, citations in (("cell", cells or {}), ("task", tasks or {})):
+        for name, citation in citations.items():
+            if citation is None:
                 found.missing.append(f"{kind} {name!r} is not registered here (a plugin's? load it with --plugin)")
-                continue
-            if citation:
+            elif citation.strip():
                 found.add(kind, name, citation)
             else:
                 found.missing.append(f"{kind} {name!r} has no citation (register_cell(..., citation=...) "
@@ -122,15 +110,8 @@ def sources(cells: Iterable[str] = (), tasks: Iterable[str] = ()) -> Sources:
     return found
 
 
-def cells_sentence(names: Iterable[str]) -> str:
-    """'Cells: eurnn (Jing et al. 2017), lstm (Hochreiter and Schmidhuber 1997).' for the registered
-    cells with a citation among `names` ('' if none), for a table's caption."""
-    parts = []
-    for name in dict.fromkeys(names):
-        try:
-            citation = cell_citation(name)
-        except RegistryError:
-            continue
-        if citation:
-            parts.append(f"{name} ({label(citation)})")
+def cells_sentence(citations: dict[str, str]) -> str:
+    """'Cells: eurnn (Jing et al. 2017), lstm (Hochreiter and Schmidhuber 1997).' for the cells
+    (name -> BibTeX) with a citation ('' if none), for a table's caption."""
+    parts = [f"{name} ({label(citation)})" for name, citation in citations.items() if citation]
     return f"Cells: {', '.join(parts)}." if parts else ""

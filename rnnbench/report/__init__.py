@@ -48,7 +48,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rnnbench.report.citations import bibliography
+from rnnbench.report.citations import attach, bibliography
 from rnnbench.report.errors import ReportError, ReportNotWritten
 from rnnbench.report.figures import (CELL_COLORS, cell_color, cost_figure, plot_group, plot_input, reference_lines,
                                      test_acc_figure, tradeoff_figure)
@@ -69,14 +69,18 @@ __all__ = ["CELL_COLORS", "GROUP_KEYS", "TABLE_KEYS", "ReportError", "ReportNotW
 
 
 def write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path, cards: list[dict] | None = None,
-                 html: bool = False, runs: pd.DataFrame | None = None) -> tuple[list[Path], str]:
+                 html: bool = False, runs: pd.DataFrame | None = None,
+                 cell_cards: list[dict] | None = None) -> tuple[list[Path], str]:
     """Tables and figures of every group into `out` (and each task's input figure and citation,
-    from `cards`: store.read_task_cards); returns the files and the Markdown text. With `html`,
+    from `cards`: store.read_task_cards; each cell's citation from `cell_cards`:
+    store.read_cell_cards); returns the files and the Markdown text. With `html`,
     also out/report.html, the whole report in one page (rnnbench.report.html), whose run lists
     show `runs` (default: `rows`; the CLI gives every status there, failed runs too).
     ReportNotWritten, naming the folder, if it cannot be written."""
     try:
-        return _write_report(rows, curves, out, cards or [], html, rows if runs is None else runs)
+        runs = rows if runs is None else runs
+        return _write_report(attach(rows, cell_cards or []), curves, out, cards or [], html,
+                             attach(runs, cell_cards or []))
     except OSError as error:
         where = f" ({error.filename})" if error.filename and str(error.filename) != str(out) else ""
         raise ReportNotWritten(f"cannot write the report into {out}: {error.strerror or error}{where}") from error
@@ -123,7 +127,7 @@ def _write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path, cards: li
         written += files
         inputs += [(f"{_printable(card['task_spec'])} (task version {card['task_version']})", f)
                    for f in files if f.suffix == ".png"]
-    references = bibliography(shown, {spec for spec, _ in reported}, sorted(set(rows["cell"])))
+    references = bibliography(shown, {spec for spec, _ in reported}, rows)
     if references:
         written.append(_write_text(out, "references.bib", references))
     text = "\n".join(markdown)

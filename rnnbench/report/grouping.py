@@ -73,7 +73,8 @@ def aggregate(rows: pd.DataFrame, **more: tuple) -> pd.DataFrame:
         n_test=("n_test", "min"), linear_acc=("linear_acc", "median"),
         seeds=("seed", lambda s: ",".join(str(int(v)) for v in sorted(s))),
         commits=("git_commit", lambda s: ",".join(sorted({v for v in s if v}))),
-        task_json=("task_json", "last"), data_json=("data_json", "last"), **more,
+        task_json=("task_json", "last"), data_json=("data_json", "last"),
+        **({"cell_citation": ("cell_citation", "first")} if "cell_citation" in rows else {}), **more,
     ).reset_index()
     # A step time is uncertain by the spread of its seeds and, within a run, of its steps.
     summary["step_time_spread_ms"] = np.fmax(summary["step_time_ms_std"], summary["step_time_iqr_ms"])

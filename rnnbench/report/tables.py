@@ -152,7 +152,7 @@ def table_caption(summary: pd.DataFrame, escape: Callable[[str], str] = _printab
                if pd.notna(first["baseline_loss"]) else "")
             + (f" Caution: rows from {len(commits)} versions of the code ({', '.join(escape(c) for c in commits)})."
                if len(commits := mixed_commits(summary)) > 1 else "")
-            + (f" {escape(cited)}" if (cited := cells_sentence(summary["cell"])) else ""))
+            + (f" {escape(cited)}" if (cited := cells_sentence(summary)) else ""))
 
 
 def markdown_table(summary: pd.DataFrame, extra: Extra = Extra()) -> str:
