@@ -54,7 +54,7 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -68,9 +68,6 @@ DEFAULT_MEMORY = (24, 8)
 DEFAULT_IMPLEMENTATION = "native"  # what rows record in `impl` for a cell with one implementation
 
 Floats = tuple[float, float]  # (training step, evaluation batch), per example, step and unit
-MemoryFunction = Callable[[Mapping[str, Any], int, torch.device], Floats]
-Memory = Union[Floats, MemoryFunction]
-SizeFunction = Callable[[int, int, Mapping[str, Any]], tuple[int, int]]
 
 
 # --- the module's members ---------------------------------------------------------------
