@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 import rnnbench
+from rnnbench.cell import implementation
 from rnnbench.measure import current_memory_mb, flush_denormals, peak_memory_mb, reset_peak_memory
 
 
@@ -87,7 +88,7 @@ def time_train_step(spec: str, hidden: int, steps: int, batch: int, repeats: int
         forward.append((middle - start) * 1e3)
         backward.append((end - middle) * 1e3)
     return {
-        "cell": spec, "impl": getattr(cell, "last_impl", None) or "native", "hidden": hidden, "steps": steps,
+        "cell": spec, "impl": implementation(cell), "hidden": hidden, "steps": steps,
         "batch": batch, "params": sum(p.numel() for p in cell.parameters()),
         "median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times),
         "forward_ms": statistics.median(forward), "backward_ms": statistics.median(backward),

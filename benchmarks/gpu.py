@@ -82,7 +82,7 @@ def time_step_events(spec: str, hidden: int, steps: int, batch: int, repeats: in
         forward.append(f)
         backward.append(b)
     total = [f + b for f, b in zip(forward, backward)]
-    return {"cell": spec, "impl": getattr(cell, "last_impl", None) or "native", "hidden": hidden, "steps": steps,
+    return {"cell": spec, "impl": bench_cells.implementation(cell), "hidden": hidden, "steps": steps,
             "batch": batch, "params": sum(p.numel() for p in cell.parameters()),
             "median_ms": statistics.median(total), "min_ms": min(total), "max_ms": max(total),
             "forward_ms": statistics.median(forward), "backward_ms": statistics.median(backward), "repeats": repeats}

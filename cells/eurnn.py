@@ -54,7 +54,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Any, Callable, Literal, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -514,7 +514,69 @@ CITATION = """@inproceedings{jing2017tunable,
   pages={1733--1741}, year={2017}, note={arXiv:1612.05231}}"""
 
 
-@register_cell("eurnn", version=VERSION, citation=CITATION)
+def _mesh_capacity(variant: str, options: Mapping[str, Any], n: int) -> int:
+    """Mixer layers of a factory's mesh at N = n: the `capacity` option (eurnn), N (eurnn-full),
+    log2 N (eurnn-fft)."""
+    if variant == "full":
+        return n
+    if variant == "fft":
+        return max(1, int(math.log2(max(n, 1))))
+    return options.get("capacity", 2)
+
+
+def eurnn_memory(variant: str, options: Mapping[str, Any], hidden_size: int,
+                 device: torch.device) -> tuple[float, float]:
+    """Floats per example, step and unit (train, eval), for the memory check (rnnbench.cell).
+    EURNN keeps its states (measured: fused 3.4 / 2.0, dense 9.4 / 5.0; triton keeps the states
+    and the input projection, as fused plus N a step) or, in the reference implementation, a dozen
+    tensors per mixer layer (31, 80, 130 at capacity 2, 8, 16; 6.9 to evaluate). Which
+    implementation runs is choose_impl's choice, with the fused kernel counted as available
+    where a C++ compiler is (building it here would take a minute).
+
+    >>> eurnn_memory("tunable", {"impl": "reference", "capacity": 2}, 128, torch.device("cpu"))
+    (36, 8)
+    """
+    n = hidden_size
+    layers = _mesh_capacity(variant, options, n) + bool(options.get("diag_phase"))
+
+    def fused_unavailable(where: torch.device) -> str | None:
+        if where.type != "cpu":
+            return f"the fused kernel is a CPU kernel; this is {where.type}"
+        return None if _eurnn_fused.buildable() else "no C++ compiler here"
+
+    impl = choose_impl(options.get("impl", "auto"), device, n, layers, fused_unavailable)
+    train, evaluation = {"fused": (6, 3), "triton": (7, 4), "dense": (12, 6)}.get(impl, (9 * layers + 18, 8))
+    if options.get("output") == "complex":  # [Re h, Im h] leaves the cell: measured +5.1 / +2.0
+        return train + 6, evaluation + 2
+    return train, evaluation
+
+
+def eurnn_size(variant: str, input_size: int, hidden_size: int, options: Mapping[str, Any]) -> tuple[int, int]:
+    """EURNN's parameters and output size, counted as EURNN allocates them: theta and phi per
+    mixer, mod_bias (and omega with diag_phase) per unit, the input layer. (EURNN cannot be built
+    on torch's meta device: it builds its index tensors from data, which units each layer mixes.)
+
+    >>> eurnn_size("tunable", 1, 8, {"capacity": 2, "boundary": "periodic", "diag_phase": False, "output": "real"})
+    (40, 8)
+    """
+    n = hidden_size
+    if variant == "fft":
+        mixers = int(math.log2(n)) * (n // 2)
+    else:  # even layers mix N/2 pairs; odd layers N/2 (periodic) or N/2 - 1 (open: units 0 and N-1 skip)
+        capacity = _mesh_capacity(variant, options, n)
+        odd = n // 2 if options["boundary"] == "periodic" else n // 2 - 1
+        mixers = (capacity + 1) // 2 * (n // 2) + capacity // 2 * odd
+    params = 2 * mixers + n * (1 + options["diag_phase"]) + (input_size + 1) * n
+    return params, 2 * n if options["output"] == "complex" else n
+
+
+def _declared(variant: str) -> dict[str, Any]:
+    """What each EURNN factory registers besides its name: version, citation, memory and size."""
+    return {"version": VERSION, "citation": CITATION, "memory": functools.partial(eurnn_memory, variant),
+            "size": functools.partial(eurnn_size, variant)}
+
+
+@register_cell("eurnn", **_declared("tunable"))
 def eurnn(
     input_size: int,
     hidden_size: int,
@@ -540,10 +602,10 @@ def eurnn(
 for _capacity in (4, 8, 16):
     _variant = functools.partial(eurnn, capacity=_capacity)
     _variant.__doc__ = f"EURNN, tunable style, capacity {_capacity}."
-    register_cell(f"eurnn-c{_capacity}", version=VERSION, citation=CITATION)(_variant)
+    register_cell(f"eurnn-c{_capacity}", **_declared("tunable"))(_variant)
 
 
-@register_cell("eurnn-full", version=VERSION, citation=CITATION)
+@register_cell("eurnn-full", **_declared("full"))
 def eurnn_full(
     input_size: int,
     hidden_size: int,
@@ -562,7 +624,7 @@ def eurnn_full(
                  diag_phase=diag_phase, boundary=boundary, init=init, modrelu=modrelu, angles_lr=angles_lr)
 
 
-@register_cell("eurnn-fft", version=VERSION, citation=CITATION)
+@register_cell("eurnn-fft", **_declared("fft"))
 def eurnn_fft(
     input_size: int,
     hidden_size: int,

@@ -78,7 +78,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from rnnbench.optim import group_rate
+from rnnbench.cell import group_rate
 from rnnbench.registry import register_cell
 
 ExpInit = Literal["cayley", "henaff"]
@@ -252,7 +252,7 @@ def _check_common(cell: str, hidden_size: int, orthogonal_lr: float, orthogonal_
         raise ValueError(f"{cell}: hidden_size={hidden_size} is too small; an orthogonal recurrence "
                          "needs at least 2 units (A has N(N-1)/2 free entries)")
     # The cell ignores the rates: the runner's optimizer reads them from the spec (rnnbench.optim).
-    # Checked here, by optim's own rule, so that a sweep refuses a bad value while planning.
+    # Checked here, by the optimizer's own rule (group_rate), so that a sweep refuses a bad value while planning.
     try:
         group_rate("orthogonal", {"orthogonal_lr": orthogonal_lr, "orthogonal_lr_factor": orthogonal_lr_factor}, 1.0)
     except ValueError as error:

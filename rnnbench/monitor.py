@@ -28,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from rnnbench import measure
+from rnnbench.cell import recurrent_matrix
 
 # Progress lines off a terminal: one at the first logged step, then at most one per this many
 # seconds (and one per evaluation), so that a 40,000-step run's log stays readable.
@@ -63,10 +64,9 @@ def unitarity_error(cell: torch.nn.Module) -> float | None:
     >>> unitarity_error(rnnbench.build_cell("eurnn", 1, 8)) < 1e-5
     True
     """
-    matrix = getattr(type(cell), "recurrent_matrix", None)  # (the optional part of the cell contract)
-    if matrix is None:
+    u = recurrent_matrix(cell)  # (N, N), real or complex; None: the cell does not define one
+    if u is None:
         return None
-    u = cell.recurrent_matrix()  # (N, N), real or complex
     eye = torch.eye(u.shape[-1], dtype=u.dtype, device=u.device)
     return float(torch.linalg.matrix_norm(u.conj().transpose(-2, -1) @ u - eye))
 

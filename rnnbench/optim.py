@@ -6,7 +6,8 @@ is the schedule (--lr-schedule, --lr-warmup-steps, --lr-decay-every, --lr-decay)
 of the step, so that a resumed run needs no scheduler state in its checkpoint. Before each step
 the runner sets every group's rate to its base rate times that factor (`set_learning_rates`).
 
-Learning-rate groups: a cell module may define `lr_groups(self) -> dict[str, list[Parameter]]`,
+Learning-rate groups (rnnbench/cell.py, the cell contract, has `lr_groups` and `group_rate`): a cell
+module may define `lr_groups(self) -> dict[str, list[Parameter]]`,
 naming groups of its parameters (EURNN: `{"angles": [theta, phi, omega]}`). The rate of group G is
 the cell's option `G_lr` (a float option of its factory, default 0.0), so that it is in the cell
 spec, recorded in rows and tunable: 0 keeps the group at --lr, another value is the group's own
@@ -28,6 +29,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from rnnbench.cell import group_rate, lr_groups
 from rnnbench.config import RunConfig
 
 # (RMSprop and Adam add weight_decay * w to the gradient, an L2 penalty; AdamW decouples it, shrinking
@@ -58,7 +60,7 @@ def param_groups(config: RunConfig, model: nn.Module, cell: nn.Module | None,
     >>> [g.get("name") for g in param_groups(config, model, model.cell, {"angles_lr": 1e-4})]
     [None, 'angles']
     """
-    declared = cell.lr_groups() if cell is not None and hasattr(cell, "lr_groups") else {}
+    declared = lr_groups(cell)
     in_model = {id(p) for p in model.parameters()}
     owner: dict[int, str] = {}  # id(parameter) -> the cell group that named it
     own: list[dict[str, Any]] = []
@@ -75,24 +77,6 @@ def param_groups(config: RunConfig, model: nn.Module, cell: nn.Module | None,
     grouped = {id(p) for g in own for p in g["params"]}
     base = [p for p in model.parameters() if id(p) not in grouped]
     return [{"params": base}] + own
-
-
-def group_rate(name: str, options: Mapping[str, Any], lr: float) -> float:
-    """The learning rate the cell spec gives its group `name` at run rate `lr`: option `name_lr`,
-    if not 0, else `name_lr_factor` times `lr` if that is not 0, else `lr` (the base group's).
-
-    >>> group_rate("angles", {"angles_lr": 1e-4}, 1e-3), group_rate("o", {"o_lr": 0, "o_lr_factor": 0.1}, 1e-3)
-    (0.0001, 0.0001)
-    """
-    option, factor_option = f"{name}_lr", f"{name}_lr_factor"
-    if option not in options:
-        raise ValueError(f"the cell declares lr group {name!r}, but its spec has no option {option!r}; "
-                         f"give its factory `{option}: float = 0.0` (0 = the run's --lr)")
-    rate, factor = options[option], options.get(factor_option, 0.0)
-    for key, value in ((option, rate), (factor_option, factor)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"cell option {key}={value!r}: must be a finite number >= 0 (0 = not set)")
-    return float(rate or factor * lr)
 
 
 def learning_rate_factor(config: RunConfig, step: int) -> float:

@@ -32,6 +32,7 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 OPTION_TYPES = (bool, int, float, str)
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
+Factory = Callable[..., Any]
 
 
 class RegistryError(ValueError):
@@ -98,6 +99,10 @@ class Entry:
     summary: str  # first line of the factory's docstring
     version: int = 1  # bumped when what the factory computes changes: it goes into every run key
     citation: str = ""  # BibTeX of the paper the entry implements (`rnnbench cite`, the report's references)
+    # Cells only (rnnbench.cell reads them): floats kept per example, step and unit, (train, eval) or
+    # a function of the options; and (parameters, output size) counted from the options, without building.
+    memory: Any = None
+    size: Callable[..., tuple[int, int]] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -188,10 +193,10 @@ class Registry:
             raise
         self._state = "loaded"
 
-    def register(self, name: str, stacklevel: int = 1, version: int = 1,
-                 citation: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Decorator registering a factory under `name`, at `version`, citing `citation` (BibTeX);
-        a name can be registered once.
+    def register(self, name: str, stacklevel: int = 1, version: int = 1, citation: str = "", memory: Any = None,
+                 size: Callable[..., tuple[int, int]] | None = None) -> Callable[[Factory], Factory]:
+        """Decorator registering a factory under `name`, at `version`, citing `citation` (BibTeX),
+        with a cell's `memory` and `size` declarations (rnnbench.cell); a name can be registered once.
 
         The place recorded for error messages is the caller's, `stacklevel` frames up.
         """
@@ -218,7 +223,7 @@ class Registry:
                 )
             options = _options_of(factory, f"{self.kind} {name!r}", self.leading)
             self._entries[name] = Entry(name, factory, MappingProxyType(options), where, _summary(factory), version,
-                                        citation.strip())
+                                        citation.strip(), memory, size)
             return factory
 
         return decorate
@@ -272,17 +277,25 @@ CELLS = Registry("cell", builtins="rnnbench.cells")
 TASKS = Registry("task", builtins="rnnbench.tasks", leading=())
 
 
-def register_cell(name: str, version: int = 1,
-                  citation: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a cell factory `build(input_size, hidden_size, **options) -> nn.Module`. Bump
+def register_cell(name: str, version: int = 1, citation: str = "", memory: Any = None,
+                  size: Callable[..., tuple[int, int]] | None = None) -> Callable[[Factory], Factory]:
+    """Register a cell factory `build(input_size, hidden_size, **options) -> nn.Module` (the cell
+    contract, rnnbench/cell.py, says what the module and each argument here mean). Bump
     `version` when what the cell computes changes: the version is part of every run key, so rows
     of the old code are never taken for rows of the new. `citation` is the BibTeX of the paper the
     cell implements: `rnnbench cite` prints it and the report lists it with the tasks' sources.
+    `memory`: floats the cell keeps per example, step and unit, (train, eval) or
+    `memory(options, hidden_size, device) -> (train, eval)`, for the memory check; `size`:
+    `size(input_size, hidden_size, options) -> (parameters, output_size)`, for a cell that cannot
+    be counted on torch's meta device.
 
-    >>> @register_cell("my-rnn", version=2, citation="@article{me2026, author={Me}, year={2026}}")
+    >>> @register_cell("my-rnn", version=2, citation="@article{me2026, author={Me}, year={2026}}", memory=(12, 4))
     ... def my_rnn(input_size, hidden_size, layers: int = 1): ...
     """
-    return CELLS.register(name, stacklevel=2, version=version, citation=citation)
+    from rnnbench.cell import check_declarations  # (the contract needs torch: imported when a cell registers)
+
+    check_declarations(name, memory, size)
+    return CELLS.register(name, stacklevel=2, version=version, citation=citation, memory=memory, size=size)
 
 
 def list_cells(pattern: str = "*") -> list[str]:

@@ -13,9 +13,10 @@ The estimate is simple and errs on the large side. In bytes of the run's dtype (
   that generate their data from the seed (all seeds are loaded when the sweep is planned);
 - activations: a training step, batch x steps x (hidden x F + 4 x classes read at every step),
   where F is what the cell keeps per example, step and unit for backward, plus an evaluation batch,
-  eval batch x steps x hidden x F' (F, F': CELL_FLOATS, measured on CPU and rounded up; 24 and 8 for
-  a cell not listed there). Both count, because what a training step frees stays in the allocator's
-  heap while evaluation allocates its large outputs anew.
+  eval batch x steps x hidden x F' (F, F': the cell's `memory`, declared when it registered and
+  measured on CPU, rounded up: rnnbench.cell.memory_floats; 24 and 8 for a cell that declares none).
+  Both count, because what a training step frees stays in the allocator's heap while evaluation
+  allocates its large outputs anew.
 
 On CPU all of it is compared with the memory available now (psutil); on CUDA, weights,
 activations and one copy of the data (the runner moves a run's data to the GPU once) with the GPU's
@@ -27,72 +28,18 @@ free memory, the data as loaded and the checkpoint with the host's.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import psutil
 import torch
 
+from rnnbench.cell import memory_floats
 from rnnbench.config import RunConfig
 from rnnbench.registry import Spec
-from rnnbench.sizing import check_size, factory_name
+from rnnbench.sizing import check_size
 
 OPTIMIZER_STATES = {"rmsprop": 1, "adam": 2}  # tensors of the parameters' size the optimizer keeps
-# Floats the cell keeps per example, per time step and per hidden unit: (a training step, what
-# forward saves for backward and what backward adds, over several steps, the allocator's keep
-# included; an evaluation batch, run without autograd). Measured as the peak resident set on CPU
-# (B=50-200, T=120-400, N=128-512): rnn 7.7-10 / 3.0, lstm 17.6 / 2.0, gru 14.4 / 5.0; rounded up.
-# EURNN: see _eurnn_floats.
-CELL_FLOATS = {
-    "rnnbench.cells.classic.rnn": (10, 4),
-    "rnnbench.cells.classic.lstm": (20, 3),
-    "rnnbench.cells.classic.gru": (18, 6),
-    # Measured the same way (B=100, T=300, N=128) against the default (24, 8), which covers the other
-    # cells of issue 16 (estimate / peak: exprnn 3.4, scornn 2.5, cornn 2.6, indrnn 2.1, lmu 1.5) but
-    # not the scan cells, which keep every layer's coefficients and the scan's levels: lru 1.17,
-    # mingru 0.95, minlstm 0.88 (its peak varies by 10% from process to process: 750-930 MB here).
-    # Raised until each is above 1.1 at its largest peak.
-    "rnnbench.cells.lru.lru": (28, 8),
-    "rnnbench.cells.minimal.mingru": (32, 8),
-    "rnnbench.cells.minimal.minlstm": (48, 8),
-}
-DEFAULT_CELL_FLOATS = (24, 8)  # a cell we know nothing about (a plugin): more than a gated cell needs
-
-
-def _eurnn_floats(spec: Spec, hidden_size: int, device: torch.device) -> tuple[float, float]:
-    """EURNN keeps its states (measured: fused 3.4 / 2.0, dense 9.4 / 5.0; triton keeps the states
-    and the input projection, as fused plus N a step) or, in the reference implementation, a dozen
-    tensors per mixer layer (31, 80, 130 at capacity 2, 8, 16; 6.9 to evaluate). Which
-    implementation runs is eurnn.choose_impl's choice, with the fused kernel counted as available
-    where a C++ compiler is (building it here would take a minute)."""
-    from rnnbench.cells import _eurnn_fused
-    from rnnbench.cells.eurnn import choose_impl
-
-    options, n = spec.options, hidden_size
-    capacity = {"rnnbench.cells.eurnn.eurnn_full": n,
-                "rnnbench.cells.eurnn.eurnn_fft": max(1, int(math.log2(max(n, 1))))}.get(
-        factory_name(spec), options.get("capacity", 2))
-    layers = capacity + bool(options.get("diag_phase"))
-
-    def fused_unavailable(where: torch.device) -> str | None:
-        if where.type != "cpu":
-            return f"the fused kernel is a CPU kernel; this is {where.type}"
-        return None if _eurnn_fused.buildable() else "no C++ compiler here"
-
-    impl = choose_impl(options.get("impl", "auto"), device, n, layers, fused_unavailable)
-    train, evaluation = {"fused": (6, 3), "triton": (7, 4), "dense": (12, 6)}.get(impl, (9 * layers + 18, 8))
-    if options.get("output") == "complex":  # [Re h, Im h] leaves the cell: measured +5.1 / +2.0
-        return train + 6, evaluation + 2
-    return train, evaluation
-
-
-def cell_floats(spec: Spec, hidden_size: int, device: torch.device) -> tuple[float, float]:
-    """Floats the cell keeps per example, step and hidden unit: (training step, evaluation)."""
-    name = factory_name(spec)
-    if name.startswith("rnnbench.cells.eurnn."):
-        return _eurnn_floats(spec, hidden_size, device)
-    return CELL_FLOATS.get(name, DEFAULT_CELL_FLOATS)
 
 
 @dataclass(frozen=True)
@@ -142,7 +89,7 @@ def estimate(task: Any, spec: Spec, config: RunConfig, device: torch.device | st
     states = OPTIMIZER_STATES.get(config.optimizer, 2)
     length = int(task.length)  # (0: a task that does not say; no activations counted)
     every = task.num_classes * 4 if task.readout == "every" else 0  # logits, grad, softmax
-    train_floats, eval_floats = cell_floats(spec, config.hidden_size, device)
+    train_floats, eval_floats = memory_floats(spec, config.hidden_size, device)
     train = config.batch_size * length * (config.hidden_size * train_floats + every + 2 * task.input_size)
     evaluation = config.eval_batch_size * length * (config.hidden_size * eval_floats + task.num_classes
                                                     + task.input_size)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from rnnbench import checkpoints, monitor, optim, store
+from rnnbench.cell import implementation, init_readout, output_size
 from rnnbench.store import layout
 from rnnbench.store.claims import ClaimLost, LockTimeout
 from rnnbench.config import RunConfig
@@ -48,10 +49,8 @@ class SequenceClassifier(nn.Module):
     def __init__(self, cell: nn.Module, num_classes: int, mode: str):
         super().__init__()
         self.cell, self.mode = cell, mode
-        self.readout = nn.Linear(cell.output_size, num_classes)
-        init_readout = getattr(cell, "init_readout", None)  # a cell may ask for its readout's init (EURNN init=notebook)
-        if init_readout is not None:
-            init_readout(self.readout)
+        self.readout = nn.Linear(output_size(cell), num_classes)
+        init_readout(cell, self.readout)  # a cell may ask for its readout's init (EURNN init=notebook)
 
     def forward(self, batch: Split) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits, targets) of the steps that count: (B, C) and (B,), or (n, C) and (n,)."""
@@ -340,7 +339,7 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
             best_valid_step=progress.best_valid_step if progress.best_valid_step >= 0 else "",
             final_train_loss=progress.last_train_loss,
             params=sum(p.numel() for p in model.parameters()),
-            impl=getattr(cell, "last_impl", None) or "native",
+            impl=implementation(cell),
             build_time_s=build_time, train_time_s=progress.train_time, warmup_time_s=progress.warmup_time,
             step_time_ms=statistics.median(times_ms) if times_ms else "",
             step_time_iqr_ms=quartiles[2] - quartiles[0] if times_ms else "",

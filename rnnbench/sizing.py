@@ -12,47 +12,14 @@ different questions, and papers on unitary RNNs report both.
 from __future__ import annotations
 
 import functools
-import math
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from rnnbench.registry import CELLS, Spec, build_cell
+from rnnbench.cell import analytic_size, output_size
+from rnnbench.registry import Spec, build_cell
 
 MAX_HIDDEN = 1 << 16
-
-
-def factory_name(spec: Spec) -> str:
-    """`module.function` of the factory behind a spec, partials unwrapped (`eurnn-c4` is EURNN's
-    `eurnn`): what the per-cell tables here and in rnnbench.resources are keyed by."""
-    factory = CELLS.get(spec.name).factory
-    while isinstance(factory, functools.partial):
-        factory = factory.func
-    return f"{factory.__module__}.{factory.__qualname__}"
-
-
-def _eurnn_size(input_size: int, hidden_size: int, options: dict[str, Any], style: str,
-                capacity: int) -> tuple[int, int]:
-    """EURNN's parameters and output size, counted as cells/eurnn.py allocates them: theta and phi
-    per mixer, mod_bias (and omega with diag_phase) per unit, the input layer."""
-    n = hidden_size
-    if style == "fft":
-        mixers = int(math.log2(n)) * (n // 2)
-    else:  # even layers mix N/2 pairs; odd layers N/2 (periodic) or N/2 - 1 (open: units 0 and N-1 skip)
-        odd = n // 2 if options["boundary"] == "periodic" else n // 2 - 1
-        mixers = (capacity + 1) // 2 * (n // 2) + capacity // 2 * odd
-    params = 2 * mixers + n * (1 + options["diag_phase"]) + (input_size + 1) * n
-    return params, 2 * n if options["output"] == "complex" else n
-
-
-# Cells whose factories cannot run on the meta device, counted from their options instead. EURNN
-# builds its index tensors from data (which units each layer mixes), which meta tensors do not hold.
-ANALYTIC_SIZES: dict[str, Callable[[int, int, dict[str, Any]], tuple[int, int]]] = {
-    "rnnbench.cells.eurnn.eurnn":
-        lambda i, n, o: _eurnn_size(i, n, o, "tunable", o["capacity"]),
-    "rnnbench.cells.eurnn.eurnn_full": lambda i, n, o: _eurnn_size(i, n, o, "tunable", n),
-    "rnnbench.cells.eurnn.eurnn_fft": lambda i, n, o: _eurnn_size(i, n, o, "fft", 0),
-}
 
 
 def cell_size(spec: Spec, input_size: int, hidden_size: int) -> tuple[int, int]:
@@ -60,8 +27,9 @@ def cell_size(spec: Spec, input_size: int, hidden_size: int) -> tuple[int, int]:
     a size the cell refuses raises its ValueError (odd N for EURNN...).
 
     The cell is built on the meta device (shapes, no memory), which checks its options as a real
-    build would. A cell that cannot be built there, having passed its checks, is counted by
-    ANALYTIC_SIZES; failing that, built for real (its weights allocated, as a last resort).
+    build would. A cell that cannot be built there, having passed its checks, is counted by the
+    `size` it registered (rnnbench.cell.analytic_size: EURNN's); failing that, built for real (its
+    weights allocated, as a last resort).
 
     >>> cell_size(parse_cell_spec("lstm"), 1, 100_000)  # 160 GB of float32 weights, not allocated
     (40001200000, 100000)
@@ -79,18 +47,18 @@ def _cell_size(spec: Spec, input_size: int, hidden_size: int) -> tuple[int, int]
     except ValueError:
         raise
     except Exception:  # noqa: BLE001 - any failure on meta tensors: count another way
-        analytic = ANALYTIC_SIZES.get(factory_name(spec))
-        if analytic is not None:
-            return analytic(input_size, hidden_size, dict(spec.options))
+        counted = analytic_size(spec, input_size, hidden_size)
+        if counted is not None:
+            return counted
         cell = build_cell(spec, input_size, hidden_size)
-    return sum(p.numel() for p in cell.parameters()), cell.output_size
+    return sum(p.numel() for p in cell.parameters()), output_size(cell)
 
 
 def check_size(task: Any, spec: Spec, hidden_size: int) -> int:
     """Parameters of the cell and its readout at `hidden_size`, without allocating them; a size the
     cell refuses raises its ValueError. The planner's check of each (cell, size) of a sweep."""
-    params, output_size = cell_size(spec, task.input_size, hidden_size)
-    return params + (output_size + 1) * task.num_classes
+    params, outputs = cell_size(spec, task.input_size, hidden_size)
+    return params + (outputs + 1) * task.num_classes
 
 
 def count_params(task: Any, spec: Spec, hidden_size: int) -> int | None:
