@@ -6,8 +6,6 @@
 ['eurnn', 'eurnn-c16']
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from rnnbench.registry import (
     CELLS,
     TASKS,
@@ -21,10 +19,7 @@ from rnnbench.registry import (
     register_task,
 )
 
-try:
-    __version__ = version("rnnbench")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+from rnnbench._version import __version__
 
 __all__ = [
     "CELLS",

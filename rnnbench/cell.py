@@ -59,7 +59,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from rnnbench.registry import CELLS, Entry, RegistryError, Spec
+from rnnbench.registry import CELLS, Entry, RegistryError, Spec, is_floats
 
 # Floats per example, step and unit (train, eval) of a cell that declares none (a plugin): more than a
 # gated cell needs. Measured as the peak resident set on CPU (B=100, T=300, N=128), it covers the cells
@@ -152,23 +152,6 @@ def group_rate(name: str, options: Mapping[str, Any], lr: float) -> float:
 
 # --- what the cell registered -----------------------------------------------------------
 
-def check_declarations(name: str, memory: Any, size: Any) -> None:
-    """Refuse (RegistryError) a registration whose `memory` or `size` is not of a form above."""
-    if memory is not None and not callable(memory) and not _is_floats(memory):
-        raise RegistryError(f"cell {name!r}: memory must be (train floats, eval floats), two numbers >= 0, or a "
-                        f"function (options, hidden_size, device) -> that pair; got {memory!r}")
-    if size is not None and not callable(size):
-        raise RegistryError(f"cell {name!r}: size must be a function (input_size, hidden_size, options) -> "
-                        f"(parameters, output_size), or None; got {size!r}")
-
-
-def _is_floats(value: Any) -> bool:
-    """Whether `value` is a (train, eval) pair of finite numbers >= 0."""
-    return (isinstance(value, tuple) and len(value) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-                    for v in value))
-
-
 def _declaring(spec: Spec) -> Entry:
     """The entry whose declarations count for `spec`: its own, unless it declares nothing and its
     factory is a partial of another registered factory, whose entry then counts."""
@@ -195,7 +178,7 @@ def memory_floats(spec: Spec, hidden_size: int, device: torch.device) -> Floats:
     if memory is None:
         return DEFAULT_MEMORY
     floats = memory(spec.options, hidden_size, device) if callable(memory) else memory
-    if not _is_floats(floats):
+    if not is_floats(floats):
         raise TypeError(f"cell {spec.name!r}: its memory function returned {floats!r}; it must return "
                         "(train floats, eval floats), two numbers >= 0")
     return floats
@@ -210,6 +193,19 @@ def analytic_size(spec: Spec, input_size: int, hidden_size: int) -> tuple[int, i
     """
     size = _declaring(spec).size
     return None if size is None else size(input_size, hidden_size, dict(spec.options))
+
+
+def cards(names: list[str], kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The cards of the cells `names`: those `kept` (a results folder's: store.read_cell_cards),
+    and for a cell with none kept (a folder written before cards were), its card from the registry
+    where it is registered here; a cell in neither has none.
+
+    >>> [c["name"] for c in cards(["lstm", "nowhere"], [])]
+    ['lstm']
+    """
+    known = {c["name"] for c in kept}
+    made = [card(name) for name in dict.fromkeys(names) if name not in known and name in CELLS.names()]
+    return kept + made
 
 
 def card(spec: Spec | str) -> dict[str, Any]:

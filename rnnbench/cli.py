@@ -508,19 +508,20 @@ def report(results, out, tasks, cells, statuses, html):
     """Tables (Markdown, LaTeX, CSV) and seaborn figures from every row in --results:
     mean and standard deviation over seeds, per task, data, machine and number of threads;
     and for each tuning study (`rnnbench tune`), its final runs, trials and searched ranges."""
-    from rnnbench import records
+    from rnnbench import cell, store
     from rnnbench import report as reporting
 
     warnings.showwarning = lambda message, *_, **__: click.echo(f"warning: {message}", err=True)
     wanted = tuple(s.strip() for s in statuses.split(",") if s.strip())
-    unknown = [s for s in wanted if s not in records.STATUSES]
+    unknown = [s for s in wanted if s not in store.STATUSES]
     if unknown:
-        raise click.UsageError(f"unknown status {unknown[0]!r}; choose from {', '.join(records.STATUSES)}")
+        raise click.UsageError(f"unknown status {unknown[0]!r}; choose from {', '.join(store.STATUSES)}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             rows, curves = reporting.read_results(results)
-            cards = records.read_task_cards(results)
+            cards = store.read_task_cards(results)
+            cell_cards = cell.cards(sorted(set(rows["cell"])), store.read_cell_cards(results))
         except reporting.ReportError as error:
             raise click.UsageError(str(error)) from None
     for warning in caught:
@@ -538,12 +539,13 @@ def report(results, out, tasks, cells, statuses, html):
                                f"tasks there: {', '.join(sorted(rows['task'].unique())) or 'none'}")
     try:
         runs, _ = reporting.select(rows, list(tasks) or None, [c.strip() for c in cells.split(",")] if cells else None,
-                                   records.STATUSES)  # (the page's run lists show every status)
-        files, markdown = reporting.write_report(selected, curves, out or results / "report", cards, html, runs)
+                                   store.STATUSES)  # (the page's run lists show every status)
+        files, markdown = reporting.write_report(selected, curves, out or store.layout.report_folder(results), cards,
+                                                 html, runs, cell_cards)
     except reporting.ReportError as error:  # a folder that cannot be written, a name that would leave it
         raise click.ClickException(str(error)) from None
     click.echo(markdown)
-    click.echo(f"wrote {len(files)} files to {out or results / 'report'}", err=True)
+    click.echo(f"wrote {len(files)} files to {out or store.layout.report_folder(results)}", err=True)
 
 
 @main.command("cite")

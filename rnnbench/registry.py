@@ -277,6 +277,24 @@ CELLS = Registry("cell", builtins="rnnbench.cells")
 TASKS = Registry("task", builtins="rnnbench.tasks", leading=())
 
 
+def check_declarations(name: str, memory: Any, size: Any) -> None:
+    """Refuse (RegistryError) a registration whose `memory` or `size` is not of a form the cell
+    contract (rnnbench/cell.py) describes."""
+    if memory is not None and not callable(memory) and not is_floats(memory):
+        raise RegistryError(f"cell {name!r}: memory must be (train floats, eval floats), two numbers >= 0, or a "
+                            f"function (options, hidden_size, device) -> that pair; got {memory!r}")
+    if size is not None and not callable(size):
+        raise RegistryError(f"cell {name!r}: size must be a function (input_size, hidden_size, options) -> "
+                            f"(parameters, output_size), or None; got {size!r}")
+
+
+def is_floats(value: Any) -> bool:
+    """Whether `value` is a (train, eval) pair of finite numbers >= 0."""
+    return (isinstance(value, tuple) and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+                    for v in value))
+
+
 def register_cell(name: str, version: int = 1, citation: str = "", memory: Any = None,
                   size: Callable[..., tuple[int, int]] | None = None) -> Callable[[Factory], Factory]:
     """Register a cell factory `build(input_size, hidden_size, **options) -> nn.Module` (the cell
@@ -292,8 +310,6 @@ def register_cell(name: str, version: int = 1, citation: str = "", memory: Any =
     >>> @register_cell("my-rnn", version=2, citation="@article{me2026, author={Me}, year={2026}}", memory=(12, 4))
     ... def my_rnn(input_size, hidden_size, layers: int = 1): ...
     """
-    from rnnbench.cell import check_declarations  # (the contract needs torch: imported when a cell registers)
-
     check_declarations(name, memory, size)
     return CELLS.register(name, stacklevel=2, version=version, citation=citation, memory=memory, size=size)
 

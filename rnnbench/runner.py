@@ -177,6 +177,204 @@ def configure_device(device: torch.device) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+@dataclass
+class Trainee:
+    """What a run trains and how: the cell, the model around it (cell and readout), the optimizer,
+    the order of training batches, and each parameter group's rate before any schedule."""
+
+    cell: nn.Module
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    batches: Batches
+    base_lrs: list[float]
+
+    @classmethod
+    def fresh(cls, task: Task, spec: Spec, config: RunConfig, device: torch.device, n_train: int) -> Trainee:
+        """Everything a run starts from, from the seed alone."""
+        random.seed(config.seed)
+        np.random.seed(config.seed)
+        torch.manual_seed(config.seed)  # all devices
+        cell = build_cell(spec, task.input_size, config.hidden_size)
+        model = SequenceClassifier(cell, task.num_classes, task.readout).to(device=device,
+                                                                            dtype=getattr(torch, config.dtype))
+        optimizer = optim.build(config, model, cell, spec.options)
+        # (the rates are read now: a checkpoint's optimizer state brings the rates of its last step)
+        return cls(cell, model, optimizer, Batches(n_train, config.batch_size, config.sampling, config.seed),
+                   [group["lr"] for group in optimizer.param_groups])
+
+
+def fresh_progress(higher_is_better: bool) -> Progress:
+    return Progress(run_id=uuid.uuid4().hex[:12], best_valid_acc=-math.inf if higher_is_better else math.inf)
+
+
+def resume(trainee: Trainee, checkpoint: Path, run_key: str, name: str,
+           log: Callable[[str], None]) -> tuple[Progress, dict | None]:
+    """Restore a fresh `trainee` from `checkpoint` (weights, optimizer, batch order, random states)
+    and return the progress and best weights it holds. Raises, leaving `trainee` possibly changed
+    in part, if the file does not fit this run exactly (checkpoints.validate)."""
+    state = checkpoints.read(checkpoint)
+    checkpoints.validate(state, run_key, set(Progress.__dataclass_fields__), trainee.model, trainee.optimizer,
+                         trainee.batches.n)
+    trainee.model.load_state_dict(state["model"])
+    trainee.optimizer.load_state_dict(state["optimizer"])
+    trainee.batches.load_state_dict(state["batches"])
+    torch.set_rng_state(state["torch_rng"])
+    random.setstate(state["python_rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    progress = Progress(**state["progress"])
+    log(f"{name}: resuming from step {progress.step} ({checkpoint})")
+    return progress, state["best_state"]
+
+
+def start(task: Task, spec: Spec, config: RunConfig, device: torch.device, n_train: int, checkpoint: Path | None,
+          run_key: str, name: str, log: Callable[[str], None]) -> tuple[Trainee, Progress, dict | None]:
+    """A run's start: from its checkpoint if there is one that fits it, else fresh. A torn, foreign
+    or damaged checkpoint is ignored with a warning: the run starts over, never resumes wrongly."""
+    trainee = Trainee.fresh(task, spec, config, device, n_train)
+    if checkpoint is None or not checkpoint.exists():
+        return trainee, fresh_progress(task.higher_is_better), None
+    try:
+        progress, best_state = resume(trainee, checkpoint, run_key, name, log)
+        return trainee, progress, best_state
+    except Exception as error:  # noqa: BLE001 - a torn, foreign or damaged file: start over, never resume wrongly
+        warnings.warn(f"ignoring checkpoint {checkpoint} ({type(error).__name__}: {error}); "
+                      "the run starts from scratch")
+        # (nothing of the checkpoint survives, even if applied in part)
+        return Trainee.fresh(task, spec, config, device, n_train), fresh_progress(task.higher_is_better), None
+
+
+class Training:
+    """One run as it trains: its trainee, progress and best weights, and the three things it does,
+    each a method a reader can check alone: `step` (one timed training step), `validate` (an
+    evaluation with the clock paused, the best weights kept, a checkpoint) and `result` (the final
+    evaluations and the quality and cost columns of the row)."""
+
+    def __init__(self, task: Task, config: RunConfig, splits: Splits, device: torch.device, trainee: Trainee,
+                 progress: Progress, best_state: dict | None, watch: monitor.Monitor, checkpoint: Path | None,
+                 run_key: str, claim: Any, should_stop: Callable[[int, float], bool] | None):
+        self.task, self.config, self.splits, self.device = task, config, splits, device
+        self.trainee, self.progress, self.best_state, self.watch = trainee, progress, best_state, watch
+        self.checkpoint, self.run_key, self.claim, self.should_stop = checkpoint, run_key, claim, should_stop
+        self.target = config.target or task.target_score
+        self.higher = task.higher_is_better  # which way the score is better (best weights, time to target)
+
+    def _better(self, score: float, than: float) -> bool:
+        return score > than if self.higher else score < than
+
+    def step(self) -> float:
+        """One training step, timed from a synchronised device to a synchronised device; returns its
+        loss (not finite: the step stops before the update, and the run has diverged)."""
+        progress, trainee, config = self.progress, self.trainee, self.config
+        batch = self.splits.train.take(trainee.batches.next(), self.device)
+        optim.set_learning_rates(trainee.optimizer, trainee.base_lrs, optim.learning_rate_factor(config, progress.step))
+        synchronize(self.device)
+        start = time.perf_counter()
+        trainee.optimizer.zero_grad(set_to_none=True)
+        loss = self.task.loss(*trainee.model(batch))
+        loss_value = loss.item()  # synchronises; and a NaN must stop the run before the update
+        if not math.isfinite(loss_value):
+            return loss_value
+        loss.backward()
+        norm = nn.utils.clip_grad_norm_(trainee.model.parameters(), config.clip) if config.clip > 0 else None
+        trainee.optimizer.step()
+        synchronize(self.device)
+        elapsed = time.perf_counter() - start
+        logging = time.perf_counter()  # (the clock has stopped: what follows is not in the step's time)
+        progress.step += 1
+        progress.train_time += elapsed
+        if progress.step <= config.warmup_steps:
+            progress.warmup_time += elapsed
+        else:
+            progress.step_times.append(elapsed)
+        progress.last_train_loss = loss_value
+        progress.window_steps += 1
+        progress.window_loss += loss_value
+        if progress.step % config.log_every == 0 or progress.step == config.steps:
+            # the gradient norm before clipping, of this step (measuring it at every step would
+            # cost ~1 % of a 15 ms step on CPU: see benchmarks/overhead.py)
+            self.log_train(float(norm if norm is not None else monitor.grad_norm(trainee.model.parameters())))
+        self.watch.step(loss_value, progress.best_valid_acc)
+        progress.log_time += time.perf_counter() - logging
+        return loss_value
+
+    def log_train(self, grad_norm: float | None) -> None:
+        """The `train` curve point of the steps since the last one: their mean loss, and the
+        gradient norm (before clipping) of the last one (None: not measured; inf and NaN are
+        kept: they say why a run diverged)."""
+        progress = self.progress
+        point = {"step": progress.step, "wall_time_s": progress.train_time, "split": "train",
+                 "loss": progress.window_loss / progress.window_steps, "acc": "",
+                 "grad_norm": "" if grad_norm is None else grad_norm}
+        progress.curves.append(point)
+        progress.window_steps, progress.window_loss = 0, 0.0
+        self.watch.train_point(point)
+
+    def validate(self) -> bool:
+        """Evaluate on the validation split, keep the best weights, checkpoint; True: stop here
+        (the study's pruner says so)."""
+        progress, model = self.progress, self.trainee.model
+        synchronize(self.device)
+        start = time.perf_counter()
+        valid = evaluate(model, self.task, self.splits.valid, self.config.eval_batch_size, self.device)
+        progress.n_evals += 1
+        health = monitor.unitarity_error(self.trainee.cell)
+        point = {"step": progress.step, "wall_time_s": progress.train_time, "split": "valid",
+                 "loss": valid["loss"], "acc": valid["acc"], "unitarity_error": "" if health is None else health}
+        progress.curves.append(point)
+        if self.target and progress.time_to_target is None and not self._better(self.target, valid["acc"]):
+            progress.time_to_target = progress.train_time
+        if self._better(valid["acc"], progress.best_valid_acc):
+            progress.best_valid_acc, progress.best_valid_step = valid["acc"], progress.step
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.watch.valid_point(point)  # (before the checkpoint: a run resumed from it does not log this point again)
+        if self.checkpoint is not None:
+            if self.claim is not None:
+                self.claim.check()
+            save_checkpoint(self.checkpoint, _checkpoint_state(self.run_key, progress, model, self.trainee.optimizer,
+                                                               self.trainee.batches, self.best_state))
+        progress.eval_time += time.perf_counter() - start
+        return (self.should_stop is not None and progress.step < self.config.steps
+                and self.should_stop(progress.step, valid["acc"]))
+
+    def result(self, status: str, error: str, build_time: float, loads: list[float], mem_source: str) -> dict[str, Any]:
+        """The row's quality and cost columns (and `curves`, `status`, `error`): the test scores of
+        the final weights (an ok run) and of the best validation weights, timed as evaluation."""
+        progress, model, config = self.progress, self.trainee.model, self.config
+        peak_mb, reserved_mb = peak_memory_mb(self.device), peak_reserved_mb(self.device)
+        loads.append(load_average())
+        result: dict[str, Any] = {"status": status, "error": error, "run_id": progress.run_id,
+                                  "curves": progress.curves, "steps_done": progress.step}
+        synchronize(self.device)
+        start = time.perf_counter()
+        if status == "ok":
+            final = evaluate(model, self.task, self.splits.test, config.eval_batch_size, self.device)
+            result["test_acc_final"] = final["acc"]
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+            best = evaluate(model, self.task, self.splits.test, config.eval_batch_size, self.device)
+            result.update(test_acc=best["acc"], test_loss=best["loss"])
+        progress.eval_time += time.perf_counter() - start
+        times_ms = sorted(t * 1e3 for t in progress.step_times)
+        quartiles = statistics.quantiles(times_ms, n=4) if len(times_ms) >= 2 else [math.nan] * 3
+        validated = progress.best_valid_step >= 0
+        result.update(
+            best_valid_acc=progress.best_valid_acc if validated else "",
+            best_valid_step=progress.best_valid_step if validated else "",
+            final_train_loss=progress.last_train_loss,
+            params=sum(p.numel() for p in model.parameters()),
+            impl=implementation(self.trainee.cell),
+            build_time_s=build_time, train_time_s=progress.train_time, warmup_time_s=progress.warmup_time,
+            step_time_ms=statistics.median(times_ms) if times_ms else "",
+            step_time_iqr_ms=quartiles[2] - quartiles[0] if times_ms else "",
+            eval_time_s=progress.eval_time, n_evals=progress.n_evals, target=self.target or "",
+            time_to_target_s="" if progress.time_to_target is None else progress.time_to_target,
+            timing_note=timing_note(times_ms, loads, torch.get_num_threads()),
+            peak_mem_mb=peak_mb, peak_reserved_mb=reserved_mb, mem_source=mem_source, log_time_s=progress.log_time,
+        )
+        return result
+
+
 def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: torch.device,
           checkpoint: Path | None = None, log: Callable[[str], None] = print, run_key: str = "",
           claim: Any = None, should_stop: Callable[[int, float], bool] | None = None,
@@ -187,167 +385,37 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
     this process still owns the run (ClaimLost otherwise). `should_stop(step, valid score)`,
     asked after every validation, ends the run early with status `pruned` (a study's pruner).
     With `tensorboard` (a folder), its event files go to TENSORBOARD/RUN_ID/ (rnnbench.monitor)."""
-    dtype = getattr(torch, config.dtype)
-    n_train = len(splits.train)
     name = monitor.describe(task.name, str(spec), config.hidden_size, config.seed)  # (how lines name the run)
     configure_device(device)
     splits = splits.to(device)  # once: every batch is then taken on the device (nothing per step)
-
-    def fresh():
-        """Everything a run starts from, from the seed alone."""
-        random.seed(config.seed)
-        np.random.seed(config.seed)
-        torch.manual_seed(config.seed)  # all devices
-        cell = build_cell(spec, task.input_size, config.hidden_size)
-        model = SequenceClassifier(cell, task.num_classes, task.readout).to(device=device, dtype=dtype)
-        return (cell, model, optim.build(config, model, cell, spec.options),
-                Batches(n_train, config.batch_size, config.sampling, config.seed))
-
-    higher = task.higher_is_better  # which way the score is better (best weights, time to target)
-    cell, model, optimizer, batches = fresh()
-    # Each group's rate before any schedule; read now, because a checkpoint's optimizer state brings
-    # the rates of its last step (a fresh() below builds the same ones).
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
-    progress, best_state = Progress(run_id=uuid.uuid4().hex[:12], best_valid_acc=-math.inf if higher else math.inf), None
-    if checkpoint is not None and checkpoint.exists():
-        try:
-            state = checkpoints.read(checkpoint)
-            checkpoints.validate(state, run_key, set(Progress.__dataclass_fields__), model, optimizer, n_train)
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            batches.load_state_dict(state["batches"])
-            torch.set_rng_state(state["torch_rng"])
-            random.setstate(state["python_rng"])
-            if state["cuda_rng"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(state["cuda_rng"])
-            progress, best_state = Progress(**state["progress"]), state["best_state"]
-            log(f"{name}: resuming from step {progress.step} ({checkpoint})")
-        except Exception as error:  # noqa: BLE001 - a torn, foreign or damaged file: start over, never resume wrongly
-            warnings.warn(f"ignoring checkpoint {checkpoint} ({type(error).__name__}: {error}); "
-                          "the run starts from scratch")
-            cell, model, optimizer, batches = fresh()  # nothing of the checkpoint survives, even if applied in part
-            progress = Progress(run_id=uuid.uuid4().hex[:12], best_valid_acc=-math.inf if higher else math.inf)
-            best_state = None
-
-    def validate() -> bool:
-        """Evaluate on the validation split, keep the best weights, checkpoint; True: stop here."""
-        nonlocal best_state
-        synchronize(device)
-        start = time.perf_counter()
-        valid = evaluate(model, task, splits.valid, config.eval_batch_size, device)
-        progress.n_evals += 1
-        health = monitor.unitarity_error(cell)
-        point = {"step": progress.step, "wall_time_s": progress.train_time, "split": "valid",
-                 "loss": valid["loss"], "acc": valid["acc"], "unitarity_error": "" if health is None else health}
-        progress.curves.append(point)
-        if target and progress.time_to_target is None and ((valid["acc"] >= target) if higher else (valid["acc"] <= target)):
-            progress.time_to_target = progress.train_time
-        if (valid["acc"] > progress.best_valid_acc) if higher else (valid["acc"] < progress.best_valid_acc):
-            progress.best_valid_acc, progress.best_valid_step = valid["acc"], progress.step
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        watch.valid_point(point)  # (before the checkpoint: a run resumed from it does not log this point again)
-        if checkpoint is not None:
-            if claim is not None:
-                claim.check()
-            save_checkpoint(checkpoint, _checkpoint_state(run_key, progress, model, optimizer, batches, best_state))
-        progress.eval_time += time.perf_counter() - start
-        return should_stop is not None and progress.step < config.steps and should_stop(progress.step, valid["acc"])
-
-    target = config.target or task.target_score
+    trainee, progress, best_state = start(task, spec, config, device, len(splits.train), checkpoint, run_key, name,
+                                          log)
     synchronize(device)
-    start = time.perf_counter()
-    build_kernels(model, task, splits.train.take(slice(0, 1), device), device)
+    begin = time.perf_counter()
+    build_kernels(trainee.model, task, splits.train.take(slice(0, 1), device), device)
     synchronize(device)
-    build_time = time.perf_counter() - start
+    build_time = time.perf_counter() - begin
     # (the views start before peak memory is reset: TensorBoard's writer is no part of the run's memory)
     watch = monitor.Monitor(name, config.steps, log, progress.step,
                             tensorboard / progress.run_id if tensorboard is not None else None,
                             hparams={"task": task.name, "cell_spec": str(spec), **config.as_dict()})
+    training = Training(task, config, splits, device, trainee, progress, best_state, watch, checkpoint, run_key,
+                        claim, should_stop)
     loads = [load_average()]
     mem_source = reset_peak_memory(device)
     status, error = "ok", ""
-
-    def log_train(grad_norm: float | None) -> None:
-        """The `train` curve point of the steps since the last one: their mean loss, and the
-        gradient norm (before clipping) of the last one (None: not measured; inf and NaN are
-        kept: they say why a run diverged)."""
-        point = {"step": progress.step, "wall_time_s": progress.train_time, "split": "train",
-                 "loss": progress.window_loss / progress.window_steps, "acc": "",
-                 "grad_norm": "" if grad_norm is None else grad_norm}
-        progress.curves.append(point)
-        progress.window_steps, progress.window_loss = 0, 0.0
-        watch.train_point(point)
-
     try:
         while progress.step < config.steps:
-            batch = splits.train.take(batches.next(), device)
-            optim.set_learning_rates(optimizer, base_lrs, optim.learning_rate_factor(config, progress.step))
-            synchronize(device)
-            start = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            loss = task.loss(*model(batch))
-            loss_value = loss.item()  # synchronises; and a NaN must stop the run before the update
-            if not math.isfinite(loss_value):
-                status, error = "diverged", f"training loss became {loss_value} at step {progress.step + 1}"
+            loss = training.step()
+            if not math.isfinite(loss):
+                status, error = "diverged", f"training loss became {loss} at step {progress.step + 1}"
                 break
-            loss.backward()
-            if config.clip > 0:
-                norm = nn.utils.clip_grad_norm_(model.parameters(), config.clip)  # (before clipping)
-            optimizer.step()
-            synchronize(device)
-            elapsed = time.perf_counter() - start
-            logging = time.perf_counter()  # (the clock has stopped: what follows is not in the step's time)
-            progress.step += 1
-            progress.train_time += elapsed
-            if progress.step <= config.warmup_steps:
-                progress.warmup_time += elapsed
-            else:
-                progress.step_times.append(elapsed)
-            progress.last_train_loss = loss_value
-            progress.window_steps += 1
-            progress.window_loss += loss_value
-            if progress.step % config.log_every == 0 or progress.step == config.steps:
-                # the gradient norm before clipping, of this step (measuring it at every step would
-                # cost ~1 % of a 15 ms step on CPU: see benchmarks/overhead.py)
-                log_train(float(norm if config.clip > 0 else monitor.grad_norm(model.parameters())))
-            watch.step(loss_value, progress.best_valid_acc)
-            progress.log_time += time.perf_counter() - logging
-            if (progress.step % config.eval_every == 0 or progress.step == config.steps) and validate():
+            if (progress.step % config.eval_every == 0 or progress.step == config.steps) and training.validate():
                 status, error = "pruned", f"stopped at step {progress.step} of {config.steps} by the study's pruner"
                 break
         if progress.window_steps:  # (a run that diverged or was pruned between two points: no gradient norm)
-            log_train(None)
-        peak_mb, reserved_mb = peak_memory_mb(device), peak_reserved_mb(device)
-        loads.append(load_average())
-
-        result: dict[str, Any] = {"status": status, "error": error, "run_id": progress.run_id,
-                                  "curves": progress.curves, "steps_done": progress.step}
-        synchronize(device)
-        start = time.perf_counter()
-        if status == "ok":
-            final = evaluate(model, task, splits.test, config.eval_batch_size, device)
-            result["test_acc_final"] = final["acc"]
-        if best_state is not None:
-            model.load_state_dict(best_state)
-            best = evaluate(model, task, splits.test, config.eval_batch_size, device)
-            result.update(test_acc=best["acc"], test_loss=best["loss"])
-        progress.eval_time += time.perf_counter() - start
-        times_ms = sorted(t * 1e3 for t in progress.step_times)
-        quartiles = statistics.quantiles(times_ms, n=4) if len(times_ms) >= 2 else [math.nan] * 3
-        result.update(
-            best_valid_acc=progress.best_valid_acc if progress.best_valid_step >= 0 else "",
-            best_valid_step=progress.best_valid_step if progress.best_valid_step >= 0 else "",
-            final_train_loss=progress.last_train_loss,
-            params=sum(p.numel() for p in model.parameters()),
-            impl=implementation(cell),
-            build_time_s=build_time, train_time_s=progress.train_time, warmup_time_s=progress.warmup_time,
-            step_time_ms=statistics.median(times_ms) if times_ms else "",
-            step_time_iqr_ms=quartiles[2] - quartiles[0] if times_ms else "",
-            eval_time_s=progress.eval_time, n_evals=progress.n_evals, target=target or "",
-            time_to_target_s="" if progress.time_to_target is None else progress.time_to_target,
-            timing_note=timing_note(times_ms, loads, torch.get_num_threads()),
-            peak_mem_mb=peak_mb, peak_reserved_mb=reserved_mb, mem_source=mem_source, log_time_s=progress.log_time,
-        )
+            training.log_train(None)
+        result = training.result(status, error, build_time, loads, mem_source)
         watch.close(result)
     finally:
         watch.close()  # (after an error: the bar and the event files; nothing if closed above)

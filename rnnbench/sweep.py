@@ -170,7 +170,7 @@ def prepare(task_name: str | Spec, seeds: list[int], config: RunConfig, results:
                              f"({n_train} examples)")
     sweep = Sweep(task, task_spec, splits, results, threads, device, data_folder, keep_checkpoints, plugins,
                   _linear_baselines(task, splits, log))
-    _keep_task_card(results, task, str(task_spec), log)
+    _keep_cards(results, task, str(task_spec), [spec for spec, _ in sized or []], log)
     return sweep
 
 
@@ -234,17 +234,22 @@ def plan(task_name: str | Spec, specs: list[Spec], seeds: list[int], config: Run
     return sweep.runs(entries, force, log), sweep.splits
 
 
-def _keep_task_card(results: Path, task: Any, task_spec: str, log: Callable[[str], None]) -> None:
-    """The task's input example and citation, for the report (store.write_task_card)."""
+def _keep_cards(results: Path, task: Any, task_spec: str, cells: list[Spec], log: Callable[[str], None]) -> None:
+    """The task's input example and citation, and each cell's citation and version, for the report
+    and `rnnbench cite` (store.write_task_card, store.write_cell_card: no registry needed there)."""
     import numpy as np
+
+    from rnnbench import cell
 
     example = task.example()
     card = {"metadata": task.metadata(), "citation": task.citation,
             "example": {str(k): np.round(np.asarray(v, dtype=float), 4).tolist() for k, v in (example or {}).items()}}
     try:
         store.write_task_card(results, task_spec, task.version, card)
-    except OSError as error:  # (only the report's input figure would miss it)
-        log(f"warning: could not keep the task's card in {results}: {error}")
+        for spec in cells:
+            store.write_cell_card(results, cell.card(spec))
+    except OSError as error:  # (only the report's input figure and citations would miss them)
+        log(f"warning: could not keep the task's and cells' cards in {results}: {error}")
 
 
 def _linear_baselines(task: Any, splits: dict[int, Any], log: Callable[[str], None]) -> dict[int, float | None]:

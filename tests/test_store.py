@@ -116,7 +116,7 @@ def test_the_layout_is_one_folder_of_named_parts(tmp_path):
 
 
 def test_cell_cards_are_kept_once_per_cell_and_version(tmp_path):
-    card = {"cell": "my-rnn", "cell_version": 2, "citation": "@misc{me}", "summary": "mine", "options": {}}
+    card = {"name": "my-rnn", "cell_version": 2, "citation": "@misc{me}", "summary": "mine", "options": {}}
     path = store.write_cell_card(tmp_path, card)
     store.write_cell_card(tmp_path, {**card, "summary": "changed"})  # (kept as first written)
     assert store.read_cell_cards(tmp_path) == [card]

@@ -16,7 +16,7 @@ from rnnbench import cite
 def cell_citations(cell_cards: list[dict]) -> dict[str, str]:
     """cell name -> its BibTeX ('' without one), from the cards (the newest version's, if several)."""
     newest = sorted(cell_cards, key=lambda card: int(card.get("cell_version") or 0))
-    return {str(card["cell"]): str(card.get("citation") or "") for card in newest}
+    return {str(card["name"]): str(card.get("citation") or "") for card in newest}
 
 
 def attach(rows: pd.DataFrame, cell_cards: list[dict]) -> pd.DataFrame:

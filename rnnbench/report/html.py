@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-import rnnbench
+from rnnbench._version import __version__
 from rnnbench.report.read import differing_config
 
 # What each figure of a table shows, by the end of its file name (figures.plot_group, studies.write_study).
@@ -76,7 +76,7 @@ def render(sections: list[Section], inputs: list[tuple[str, Path]], references: 
                                      trim_blocks=True, lstrip_blocks=True)
     dates = sorted(t for t in rows.get("timestamp", pd.Series(dtype=str)).astype(str) if t and t != "nan")
     return environment.get_template("report.html.j2").render(
-        version=rnnbench.__version__,
+        version=__version__,
         dates=(dates[0][:10], dates[-1][:10]) if dates else None,
         n_rows=len(rows), tasks=sorted(set(rows["task"])), cells=sorted(set(rows["cell"])),
         n_listed=len({run_id for s in sections if s.runs is not None for run_id in s.runs["run_id"]}),

@@ -48,11 +48,11 @@ def read_task_cards(results: Path) -> list[dict[str, Any]]:
 
 
 def write_cell_card(results: Path, card: dict[str, Any]) -> Path:
-    """Keep a cell's card (`cell`, `cell_version`, citation, summary, options), once per cell and
-    version; written atomically."""
-    return _write(layout.cell_card(results, card["cell"], int(card["cell_version"])), card)
+    """Keep a cell's card (rnnbench.cell.card: `name`, `cell_version`, citation, summary, options),
+    once per cell and version; written atomically."""
+    return _write(layout.cell_card(results, card["name"], int(card["cell_version"])), card)
 
 
 def read_cell_cards(results: Path) -> list[dict[str, Any]]:
     """Every readable cell card of a results folder (others are skipped with a warning)."""
-    return _read(layout.cell_cards(results), "cell", "cell")
+    return _read(layout.cell_cards(results), "cell", "name")
