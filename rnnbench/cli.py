@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from rnnbench.config import (CHOICES, DEFAULTS, PRESETS, WATCH, RunConfig, flag, listed, parse_seeds, parse_values,
-                             preset)
+from rnnbench.config import (CHOICES, DEFAULTS, PRESETS, SIZING, WATCH, RunConfig, command_line_wins, config_grid,
+                             flag, listed, option_flags, parse_seeds, parse_values, preset)
 from rnnbench.registry import CELLS, TASKS, RegistryError
 from rnnbench.tune import PRUNERS, SAMPLERS
 
@@ -106,59 +106,33 @@ def expand_cells(text: str) -> list:
     return specs
 
 
-# One option per RunConfig field (except seed: --seeds). Default None = the preset's value.
-ALIASES = {"hidden_size": ["--hidden"], "params_budget": ["--params"]}
-
-
 def config_options(command):
+    """One option per RunConfig field (except seed: --seeds), with the flags config.option_flags
+    gives it; default None = the preset's value (or the config file's)."""
     for f in reversed([f for f in dataclasses.fields(RunConfig) if f.name != "seed"]):
-        flag = "--" + f.name.replace("_", "-")
+        flags = option_flags(f.name)
         kind = click.Choice(CHOICES[f.name]) if f.name in CHOICES else {int: int, float: float}.get(
             type(f.default), str)
         choices = f" ({', '.join(CHOICES[f.name])})" if f.name in CHOICES else ""
         if listed(f.name):  # a comma-separated list makes a sweep (parsed by config.parse_values)
             kind, choices = str, choices + "; a comma-separated list sweeps over its values"
-        if isinstance(f.default, bool):  # --tensorboard / --no-tensorboard; None: the preset's (or config file's)
-            command = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None,
+        if isinstance(f.default, bool):  # --tensorboard / --no-tensorboard
+            command = click.option(f"{flags[0]}/--no-{flags[0][2:]}", f.name, default=None,
                                    help=f"{f.metadata['help']} [default preset: off]")(command)
             continue
-        command = click.option(flag, *ALIASES.get(f.name, []), f.name, type=kind, default=None,
+        command = click.option(*flags, f.name, type=kind, default=None,
                                help=f"{f.metadata['help']}{choices} [default preset: {f.default}]")(command)
     return command
 
 
 def _command_line_wins(fields: dict) -> dict:
-    """`fields` less a config file's hidden size or parameter budget where the command line gives
-    the other one (a resolved file sets the hidden size: `--params` given with it replaces it)."""
+    """config.command_line_wins, with what click says of where each value came from."""
     from click.core import ParameterSource
 
     context = click.get_current_context()
-    source = {name: context.get_parameter_source(name) for name in ("hidden_size", "params_budget")}
-    typed = [name for name, where in source.items() if where == ParameterSource.COMMANDLINE]
-    if len(typed) == 1 and all(fields.get(name) is not None for name in source):
-        other = "params_budget" if typed[0] == "hidden_size" else "hidden_size"
-        if source[other] == ParameterSource.DEFAULT_MAP:
-            return {**fields, other: None}
-    return fields
-
-
-def config_grid(preset_name: str, fields: dict) -> tuple[RunConfig, dict[str, list]]:
-    """The preset with the single values of `fields` (RunConfig field -> its option's text, None
-    if not given), and the grid of those given as lists (field -> values). ValueError names the
-    flag and value."""
-    single, grid = {}, {}
-    for name, value in fields.items():
-        if value is None:
-            continue
-        values = parse_values(name, value) if listed(name) else [value]
-        if len(values) > 1:
-            grid[name] = values
-        else:
-            single[name] = values[0]
-    budgets = [single.get("params_budget", 0), *grid.get("params_budget", [])]
-    if any(budgets) and ("hidden_size" in single or "hidden_size" in grid):
-        raise ValueError("give a parameter budget (--params) or a hidden size (--hidden), not both")
-    return preset(preset_name).replace(**single), grid
+    source = {name: context.get_parameter_source(name) for name in SIZING}
+    return command_line_wins(fields, {n for n, where in source.items() if where == ParameterSource.COMMANDLINE},
+                             {n for n, where in source.items() if where == ParameterSource.DEFAULT_MAP})
 
 
 def _apply(command, decorators):
