@@ -217,72 +217,11 @@ def executor_options(command):
     ])
 
 
-EXECUTOR_OPTIONS = ("executor", "jobs", "in_process", "wait", "partition", "time_min", "gpus_per_task",
-                    "cpus_per_task", "mem", "account", "qos", "array_parallelism", "sbatch_options")
-
-
 def make_executor(options: dict, wait: bool | None = None):
-    """The executor the options name (rnnbench.executors.make), after refusing options that do
-    not apply to it. `wait`: forced on or off (a study must wait for its trials)."""
+    """executors.from_options, announcing a SLURM submission on stdout."""
     from rnnbench import executors
 
-    executor, jobs, in_process = options["executor"], options["jobs"], options["in_process"]
-    slurm_only = {"--wait": options["wait"], "--partition": options["partition"], "--time": options["time_min"],
-                  "--gpus-per-task": options["gpus_per_task"], "--cpus-per-task": options["cpus_per_task"],
-                  "--mem": options["mem"], "--account": options["account"], "--qos": options["qos"],
-                  "--array-parallelism": options["array_parallelism"], "--sbatch": options["sbatch_options"]}
-    given = [flag for flag, value in slurm_only.items() if value not in (None, False, ())]
-    if executor != "slurm" and given:
-        raise click.UsageError(f"{given[0]} applies to --executor slurm; got --executor {executor}")
-    if executor != "local" and jobs is not None:
-        raise click.UsageError(f"--jobs applies to --executor local; got --executor {executor}")
-    if executor != "inline" and in_process:
-        raise click.UsageError(f"--in-process applies to --executor inline; got --executor {executor}")
-    slurm = None
-    if executor == "slurm":
-        slurm = executors.SlurmOptions(options["partition"], options["time_min"] or 24 * 60, options["gpus_per_task"],
-                                       options["cpus_per_task"], options["mem"], options["account"], options["qos"],
-                                       options["array_parallelism"],
-                                       executors.parse_sbatch_options(options["sbatch_options"]))
-    return executors.make(executor, jobs, in_process, slurm, options["wait"] if wait is None else wait,
-                          announce=click.echo)
-
-
-# An executor option's key in a config file (configfile.option_key: its flag), where it is not its name.
-EXECUTOR_KEYS = {name: {"time_min": "time", "sbatch_options": "sbatch"}.get(name, name) for name in EXECUTOR_OPTIONS}
-
-
-def _executor_document(options: dict) -> dict:
-    """The executor options given, as a config file writes them."""
-    document = {EXECUTOR_KEYS[k]: options[k] for k in EXECUTOR_OPTIONS if options[k] not in (None, False, ())}
-    if "sbatch" in document:
-        document["sbatch"] = list(document["sbatch"])
-    return document
-
-
-def _config_document(config: RunConfig, grid: dict) -> dict:
-    """Every RunConfig field (but the seed) with its value, or its list of values in a grid; of
-    the hidden size and the parameter budget, the one in use."""
-    budget = config.params_budget or grid.get("params_budget")
-    skip = {"seed", "hidden_size" if budget else "params_budget"}
-    return {name: grid.get(name, getattr(config, name)) for name in DEFAULTS if name not in skip}
-
-
-def _keep_config(results: Path, name: str, document: dict, log) -> Path | None:
-    """Write the resolved config of a sweep or study next to its rows (RESULTS/sweeps/NAME.toml)."""
-    from rnnbench import configfile
-
-    path = results / "sweeps" / f"{name}.toml"
-    header = (f"The resolved config of `rnnbench {document['command']}` (written by rnnbench). From the folder\n"
-              f"that holds {results.name}/: rnnbench {document['command']} --config {results.name}/sweeps/{path.name} "
-              f"--results {results.name}\nplans the same runs again (with the same --plugin modules, if any).")
-    try:
-        configfile.write(path, document, header)
-    except OSError as error:
-        log(f"warning: could not keep this config in {path}: {error}")
-        return None
-    log(f"config: {path} (rnnbench {document['command']} --config it to run it again)")
-    return path
+    return executors.from_options(options, wait, announce=click.echo)
 
 
 def _errors(body):
@@ -319,9 +258,9 @@ def _logging():
 def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_checkpoints, **fields):
     """Train every cell of --cells on --task for every seed, and every combination of the values
     given as lists (--lr 1e-4,1e-3 --hidden 64,128); one CSV row per run."""
-    from rnnbench import records, sweep
+    from rnnbench import configfile, executors, records, sweep
 
-    options = {name: fields.pop(name) for name in EXECUTOR_OPTIONS}
+    options = {name: fields.pop(name) for name in executors.EXECUTOR_OPTIONS}
     results = results.resolve()  # jobs may run in another folder, on another node
     data_dir = data_dir.resolve() if data_dir else None
     log = _logging()
@@ -336,10 +275,8 @@ def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_che
         runs, splits = sweep.plan(task_spec, specs, seed_list, config, results, data_dir,
                                   force, keep_checkpoints, log, grid, plugins, where.threads,
                                   runs_at_once=where.runs_at_once)
-        document = {"command": "run", "cells": [str(s) for s in specs], "task": str(task_spec),
-                    "preset": preset_name, "seeds": seed_list, **_config_document(config, grid),
-                    **_executor_document(options)}
-        _keep_config(results, "run-" + records.run_key(document)[:12], document, log)
+        document = configfile.run_document(specs, task_spec, preset_name, seed_list, config, grid, options)
+        configfile.keep(results, "run-" + records.run_key(document)[:12], document, log)
         return runs, where.run(runs, splits, log), where, grid
 
     runs, rows, where, grid = _errors(body)
@@ -375,9 +312,9 @@ def tune_command(cells, task_name, preset_name, data_dir, results, keep_checkpoi
     """Tune each cell of --cells on --task: the same budget of --trials settings from --space for
     every cell, chosen by validation score only (Optuna; a killed study resumes where it stopped),
     then each cell's chosen setting on --final-seeds (rows with phase `final`)."""
-    from rnnbench import sweep, tune
+    from rnnbench import configfile, executors, sweep, tune
 
-    options = {name: fields.pop(name) for name in EXECUTOR_OPTIONS}
+    options = {name: fields.pop(name) for name in executors.EXECUTOR_OPTIONS}
     results = results.resolve()
     data_dir = data_dir.resolve() if data_dir else None
     log = _logging()
@@ -398,11 +335,11 @@ def tune_command(cells, task_name, preset_name, data_dir, results, keep_checkpoi
         where = make_executor(options, wait=True)
         plugins = sweep.plugin_origins(click.get_current_context().find_root().params["plugins"])
         document = {"command": "tune", "name": name, "cells": [str(s) for s in specs], "task": str(task_spec),
-                    "preset": preset_name, **_config_document(config, {}),
+                    "preset": preset_name, **configfile.config_document(config, {}),
                     "space": tune.space_items(study),
                     "trials": trials, "tune_seeds": study.tune_seeds, "final_seeds": study.final_seeds,
                     "sampler": study.sampler, "pruner": pruner, "sampler_seed": sampler_seed,
-                    **_executor_document(options)}
+                    **configfile.executor_document(options)}
         sized = [pair for spec in specs for pair in sweep.size_cells(
             TASKS.build(task_spec), [spec], [tune.largest(study, spec, config)], log)]
         shared = sweep.prepare(task_spec, study.tune_seeds + study.final_seeds, config, results, data_dir,
@@ -410,9 +347,9 @@ def tune_command(cells, task_name, preset_name, data_dir, results, keep_checkpoi
         # What defines the study: everything but where it runs, except the threads of each run,
         # which are in the keys of CPU runs (another --jobs would orphan its trials' checkpoints).
         # (Nor how its runs are logged: WATCH.)
-        identity = {k: v for k, v in document.items() if k not in (*EXECUTOR_KEYS.values(), *WATCH)}
+        identity = {k: v for k, v in configfile.without_executor(document).items() if k not in WATCH}
         tuner = tune.Tuner(study, shared, config, where, log, {**identity, "threads": where.threads})
-        _keep_config(results, name, document, log)
+        configfile.keep(results, name, document, log)
         if not tuner.tune():
             return None, study
         return tuner.final(), study
