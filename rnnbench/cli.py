@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from rnnbench.config import (CHOICES, DEFAULTS, PRESETS, SIZING, WATCH, RunConfig, command_line_wins, config_grid,
-                             flag, listed, option_flags, parse_seeds, parse_values, preset)
+from rnnbench.config import (CHOICES, DEFAULTS, PRESETS, SIZING, RunConfig, command_line_wins, config_grid, listed,
+                             option_flags, parse_seeds, parse_values, preset)
 from rnnbench.registry import CELLS, TASKS, RegistryError
 from rnnbench.tune import PRUNERS, SAMPLERS
 
@@ -217,13 +217,6 @@ def executor_options(command):
     ])
 
 
-def make_executor(options: dict, wait: bool | None = None):
-    """executors.from_options, announcing a SLURM submission on stdout."""
-    from rnnbench import executors
-
-    return executors.from_options(options, wait, announce=click.echo)
-
-
 def _errors(body):
     """Run `body`, turning the library's errors into click's (exit 2 for bad input, 1 otherwise)."""
     from rnnbench import claims, executors
@@ -249,6 +242,40 @@ def _logging():
     return log
 
 
+@dataclasses.dataclass
+class _Sweep:
+    """What `run` and `tune` both make of their options (_sweep)."""
+
+    task: str  # the task's spec, the preset's options applied
+    specs: list
+    config: RunConfig
+    grid: dict
+    executor: object
+    executor_options: dict
+    plugins: tuple
+    results: Path
+    data_dir: Path | None
+    log: object
+
+
+def _sweep(cells, task_name, preset_name, data_dir, results, fields, wait=None) -> _Sweep:
+    """The preamble `run` and `tune` share: the executor options popped from `fields` (the rest are
+    RunConfig fields), the folders made absolute (jobs may run in another folder, on another node),
+    messages to stderr, then the task (an unknown task or option is refused first), the cells, the
+    config and grid, the executor (`wait`: forced, as a study must) and the plugins."""
+    from rnnbench import executors, sweep
+
+    options = {name: fields.pop(name) for name in executors.EXECUTOR_OPTIONS}
+    results, data_dir = results.resolve(), data_dir.resolve() if data_dir else None
+    log = _logging()
+    task_spec = sweep.resolve_task(task_name, preset_name)
+    specs = expand_cells(cells)
+    config, grid = config_grid(preset_name, _command_line_wins(fields))
+    executor = executors.from_options(options, wait, announce=click.echo)
+    plugins = sweep.plugin_origins(click.get_current_context().find_root().params["plugins"])
+    return _Sweep(task_spec, specs, config, grid, executor, options, plugins, results, data_dir, log)
+
+
 @main.command("run")
 @sweep_options
 @click.option("--seeds", default="0", show_default=True,
@@ -258,26 +285,18 @@ def _logging():
 def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_checkpoints, **fields):
     """Train every cell of --cells on --task for every seed, and every combination of the values
     given as lists (--lr 1e-4,1e-3 --hidden 64,128); one CSV row per run."""
-    from rnnbench import configfile, executors, records, sweep
-
-    options = {name: fields.pop(name) for name in executors.EXECUTOR_OPTIONS}
-    results = results.resolve()  # jobs may run in another folder, on another node
-    data_dir = data_dir.resolve() if data_dir else None
-    log = _logging()
+    from rnnbench import configfile, records, sweep
 
     def body():
-        task_spec = sweep.resolve_task(task_name, preset_name)  # an unknown task or option: refused first
-        specs = expand_cells(cells)
-        config, grid = config_grid(preset_name, _command_line_wins(fields))
+        s = _sweep(cells, task_name, preset_name, data_dir, results, fields)
         seed_list = parse_seeds(seeds)
-        where = make_executor(options)
-        plugins = sweep.plugin_origins(click.get_current_context().find_root().params["plugins"])
-        runs, splits = sweep.plan(task_spec, specs, seed_list, config, results, data_dir,
-                                  force, keep_checkpoints, log, grid, plugins, where.threads,
-                                  runs_at_once=where.runs_at_once)
-        document = configfile.run_document(specs, task_spec, preset_name, seed_list, config, grid, options)
-        configfile.keep(results, "run-" + records.run_key(document)[:12], document, log)
-        return runs, where.run(runs, splits, log), where, grid
+        runs, splits = sweep.plan(s.task, s.specs, seed_list, s.config, s.results, s.data_dir, force,
+                                  keep_checkpoints, s.log, s.grid, s.plugins, s.executor.threads,
+                                  runs_at_once=s.executor.runs_at_once)
+        document = configfile.run_document(s.specs, s.task, preset_name, seed_list, s.config, s.grid,
+                                           s.executor_options)
+        configfile.keep(s.results, "run-" + records.run_key(document)[:12], document, s.log)
+        return runs, s.executor.run(runs, splits, s.log), s.executor, s.grid
 
     runs, rows, where, grid = _errors(body)
     if rows is None:  # submitted, not waited for
@@ -312,47 +331,17 @@ def tune_command(cells, task_name, preset_name, data_dir, results, keep_checkpoi
     """Tune each cell of --cells on --task: the same budget of --trials settings from --space for
     every cell, chosen by validation score only (Optuna; a killed study resumes where it stopped),
     then each cell's chosen setting on --final-seeds (rows with phase `final`)."""
-    from rnnbench import configfile, executors, sweep, tune
+    from rnnbench import tune
 
-    options = {name: fields.pop(name) for name in executors.EXECUTOR_OPTIONS}
-    results = results.resolve()
-    data_dir = data_dir.resolve() if data_dir else None
-    log = _logging()
     config_file = click.get_current_context().meta.get("config_file")
 
     def body():
-        task_spec = sweep.resolve_task(task_name, preset_name)
-        specs = expand_cells(cells)
-        config, grid = config_grid(preset_name, _command_line_wins(fields))
-        if grid:
-            name = next(iter(grid))
-            raise ValueError(f"{flag(name)} {','.join(map(str, grid[name]))}: a study searches with "
-                             f"--space {name}=..., not lists")
-        name = study_name or (config_file.stem if config_file else f"{TASKS.parse(task_spec).name}-tuned")
-        specs = sweep.once(specs, "cell", log)
-        study = tune.make_study(name, specs, list(space), trials, sampler, pruner, parse_seeds(tune_seeds),
-                                parse_seeds(final_seeds), log, sampler_seed, config)
-        where = make_executor(options, wait=True)
-        plugins = sweep.plugin_origins(click.get_current_context().find_root().params["plugins"])
-        document = {"command": "tune", "name": name, "cells": [str(s) for s in specs], "task": str(task_spec),
-                    "preset": preset_name, **configfile.config_document(config, {}),
-                    "space": tune.space_items(study),
-                    "trials": trials, "tune_seeds": study.tune_seeds, "final_seeds": study.final_seeds,
-                    "sampler": study.sampler, "pruner": pruner, "sampler_seed": sampler_seed,
-                    **configfile.executor_document(options)}
-        sized = [pair for spec in specs for pair in sweep.size_cells(
-            TASKS.build(task_spec), [spec], [tune.largest(study, spec, config)], log)]
-        shared = sweep.prepare(task_spec, study.tune_seeds + study.final_seeds, config, results, data_dir,
-                               keep_checkpoints, log, plugins, where.threads, sized, where.runs_at_once)
-        # What defines the study: everything but where it runs, except the threads of each run,
-        # which are in the keys of CPU runs (another --jobs would orphan its trials' checkpoints).
-        # (Nor how its runs are logged: WATCH.)
-        identity = {k: v for k, v in configfile.without_executor(document).items() if k not in WATCH}
-        tuner = tune.Tuner(study, shared, config, where, log, {**identity, "threads": where.threads})
-        configfile.keep(results, name, document, log)
-        if not tuner.tune():
-            return None, study
-        return tuner.final(), study
+        s = _sweep(cells, task_name, preset_name, data_dir, results, fields, wait=True)
+        request = tune.Request(study_name or tune.default_name(s.task, config_file), s.specs, s.task, preset_name,
+                               s.config, list(space), s.grid, trials, sampler, pruner, sampler_seed,
+                               parse_seeds(tune_seeds), parse_seeds(final_seeds))
+        return tune.run_study(request, s.executor, s.executor_options, s.results, s.data_dir, keep_checkpoints,
+                              s.plugins, s.log)
 
     rows, study = _errors(body)
     if rows is None:
