@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from rnnbench import _optuna
 from rnnbench.config import DEFAULTS, WATCH, RunConfig, check_budget_or_size, flag, listed
 from rnnbench.registry import Spec
 
 # (optuna and rnnbench.records are imported where they are used: the CLI imports this module for
-# its choices, and starts without pandas or optuna.)
+# its choices, and starts without pandas or optuna. What Optuna offers only privately goes through
+# rnnbench._optuna.)
 
 SAMPLERS = ("grid", "random", "tpe")
 PRUNERS = ("none", "asha")
@@ -288,14 +290,6 @@ def journal_path(results: Path, name: str) -> Path:
     return results / "studies" / f"{name}.journal"
 
 
-def _storage(path: Path) -> Any:
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
-
-
 def _pruner(name: str, eval_every: int = 1) -> Any:
     import optuna
 
@@ -342,14 +336,10 @@ class Pruning:
         key = (self.journal, self.study_name)
         if key not in _LOADED:
             _quiet()
-            _LOADED[key] = optuna.load_study(study_name=self.study_name, storage=_storage(Path(self.journal)),
+            _LOADED[key] = optuna.load_study(study_name=self.study_name, storage=_optuna.storage(Path(self.journal)),
                                              pruner=_pruner(self.pruner, self.eval_every))
-        study = _LOADED[key]
-        storage = study._storage  # (Optuna has no public way to open a running trial by number)
-        trial_id = storage.get_trial_id_from_study_id_trial_number(
-            storage.get_study_id_from_name(self.study_name), self.trial_number)
-        trial = optuna.Trial(study, trial_id)
-        if step not in storage.get_trial(trial_id).intermediate_values:  # (a resumed run reports again)
+        trial, reported = _optuna.open_trial(_LOADED[key], self.trial_number)
+        if step not in reported:  # (a resumed run reports again)
             trial.report(value, step)
         return trial.should_prune()
 
@@ -399,7 +389,7 @@ class Tuner:
         self.study, self.sweep, self.base, self.executor, self.log = study, sweep, base, executor, log
         self.direction = "maximize" if sweep.task.higher_is_better else "minimize"
         self.journal = journal_path(sweep.results, study.name)
-        storage = _storage(self.journal)
+        storage = _optuna.storage(self.journal)
         identity_json = json.dumps(identity or {}, sort_keys=True, default=str)
         known = set(optuna.get_all_study_names(storage))
         for spec in study.cells:  # (all checked before any is created or changed)
@@ -476,19 +466,14 @@ class Tuner:
         try:
             if state in ("failed", "diverged"):
                 reason = next((row.get("error") for row in rows if row.get("error")), state)
-                study._storage.set_trial_user_attr(trial._trial_id, "error", str(reason))  # (why, for the record)
-                study.tell(trial.number, state=TrialState.FAIL)
+                _optuna.set_error(study, trial, str(reason))  # (why, for the record)
+                _optuna.tell(study, trial.number, state=TrialState.FAIL)
             elif state == "pruned":
-                study.tell(trial.number, state=TrialState.PRUNED)
+                _optuna.tell(study, trial.number, state=TrialState.PRUNED)
             else:
-                study.tell(trial.number, statistics.fmean(_float(row[OBJECTIVE]) for row in rows))
-        except ValueError as error:  # (a trial another process running this study told already)
-            if "finished" not in str(error).lower() and "cannot tell" not in str(error).lower():
-                raise
+                _optuna.tell(study, trial.number, statistics.fmean(_float(row[OBJECTIVE]) for row in rows))
+        except _optuna.AlreadyTold:  # (a trial another process running this study told already)
             return "told elsewhere"
-        except RuntimeError as error:  # the grid sampler stops the study after its last point: told anyway
-            if "stop" not in str(error):
-                raise
         return state
 
     def _failures(self, keys: list[str]) -> int:
@@ -505,12 +490,8 @@ class Tuner:
 
         self.log(f"{spec}: trial {trial.number} ({_settings(dict(trial.params))}) cannot run: {error}")
         study = self.optuna[spec]
-        study._storage.set_trial_user_attr(trial._trial_id, "error", str(error))
-        try:
-            study.tell(trial.number, state=TrialState.FAIL)
-        except RuntimeError as stop:  # (the grid's last point)
-            if "stop" not in str(stop):
-                raise
+        _optuna.set_error(study, trial, str(error))
+        _optuna.tell(study, trial.number, state=TrialState.FAIL)
 
     def tune(self) -> bool:
         """Run trials until every cell has its budget; False if some trial wrote no row."""

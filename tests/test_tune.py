@@ -125,7 +125,8 @@ def test_a_study_killed_halfway_resumes_without_repeating_a_trial(tmp_path):
 
     import optuna
 
-    from rnnbench.tune import _storage, journal_path
+    from rnnbench._optuna import storage as _storage
+    from rnnbench.tune import journal_path
     storage = _storage(journal_path(tmp_path, "killed"))
     for cell in ("lstm", "rnn"):
         trials = optuna.load_study(study_name=f"killed:{cell}", storage=storage).trials
@@ -223,7 +224,8 @@ def test_a_cell_spec_with_options_and_a_space_of_its_own_round_trip(tmp_path):
 def test_the_pruner_stops_a_lagging_trial_and_its_row_says_pruned(tmp_path):
     import optuna
 
-    from rnnbench.tune import Pruning, _pruner, _storage, journal_path
+    from rnnbench._optuna import storage as _storage
+    from rnnbench.tune import Pruning, _pruner, journal_path
     storage = _storage(journal_path(tmp_path, "p"))
     study = optuna.create_study(study_name="p:lstm", storage=storage, pruner=_pruner("asha"), direction="maximize")
     for _ in range(4):  # four trials that did well at every step, reported as their runs do
