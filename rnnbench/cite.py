@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable
 
 from rnnbench.registry import CELLS, TASKS, RegistryError
@@ -120,6 +121,25 @@ def sources(cells: Iterable[str] = (), tasks: Iterable[str] = ()) -> Sources:
                 found.missing.append(f"{kind} {name!r} has no citation (register_cell(..., citation=...) "
                                      "or the task class's `citation`)")
     return found
+
+
+def used_in(results: Path) -> tuple[list[str], list[str]]:
+    """The cells and the tasks (names) of every row in a results folder, each file's sorted, in
+    the order of the files; files rnnbench did not write are passed over. `rnnbench cite`:
+    `used_in(Path("results")) == (["eurnn", "lstm"], ["pmnist"])`."""
+    from rnnbench import records
+
+    cells, tasks = [], []
+    for path in sorted(results.glob("*.csv")):
+        if path.name.endswith("-curves.csv"):
+            continue
+        try:
+            rows = records.read_path(path, warn=False)
+        except records.ForeignFile:
+            continue
+        cells += sorted(set(rows.get("cell", ())))
+        tasks += sorted(set(rows.get("task", ())))
+    return cells, tasks
 
 
 def cells_sentence(names: Iterable[str]) -> str:

@@ -455,7 +455,6 @@ def cite(results, cells, tasks):
     """Print the BibTeX of the cells and tasks used in --results (or of those named by --cells and
     --task), each entry once, after a comment saying what cites it."""
     from rnnbench import cite as citing
-    from rnnbench import records
 
     if cells or tasks:
         try:
@@ -467,16 +466,7 @@ def cite(results, cells, tasks):
         if not results.is_dir():
             raise click.UsageError(f"results folder {results} does not exist; name what to cite with --cells "
                                    "and --task, or run `rnnbench run ...` first")
-        cell_names, task_names = [], []
-        for path in sorted(results.glob("*.csv")):
-            if path.name.endswith("-curves.csv"):
-                continue
-            try:
-                rows = records.read_path(path, warn=False)
-            except records.ForeignFile:
-                continue
-            cell_names += sorted(set(rows.get("cell", ())))
-            task_names += sorted(set(rows.get("task", ())))
+        cell_names, task_names = citing.used_in(results)
         if not cell_names and not task_names:
             raise click.UsageError(f"no rows in {results}; name what to cite with --cells and --task")
     found = citing.sources(cell_names, task_names)
