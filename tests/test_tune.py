@@ -280,3 +280,17 @@ def test_a_study_name_is_not_reused_for_another_config(tmp_path):
     assert invoke(*args, "--space", "lr=1e-3,1e-2").exit_code == 0
     out = CliRunner().invoke(main, [*args, "--space", "lr=1e-3,3e-2"])
     assert out.exit_code == 2 and "was started with another config" in out.output and "space" in out.output
+
+
+def test_run_study_refuses_lists_before_anything_is_written_and_names_a_study_by_its_task(tmp_path):
+    from rnnbench import executors, tune
+    from rnnbench.config import preset
+    from rnnbench.registry import CELLS
+
+    request = tune.Request("st", [CELLS.parse("rnn")], "pmnist:data=sample", "quick", preset("quick"),
+                           ["lr=1e-3,1e-2"], grid={"clip": [0.0, 1.0]})
+    with pytest.raises(ValueError, match=r"^--clip 0.0,1.0: a study searches with --space clip=\.\.\., not lists$"):
+        tune.run_study(request, executors.from_options({}), {}, tmp_path)
+    assert not list(tmp_path.iterdir())
+    assert tune.default_name("pmnist:data=sample") == "pmnist-tuned"
+    assert tune.default_name("pmnist", Path("studies/mine.toml")) == "mine"
