@@ -110,6 +110,15 @@ def sources(cells: dict[str, str | None] | None = None, tasks: dict[str, str | N
     return found
 
 
+def of(cells: list[str], tasks: list[str], cell_cards: list[dict], task_cards: list[dict]) -> Sources:
+    """The citations of the cells and tasks (names) from their cards (store.cards, or made from the
+    registry by the caller for what is registered here); a name without a card is not known here."""
+    by_cell = {str(card["name"]): str(card.get("citation") or "") for card in cell_cards}
+    by_task = {str(card["task_spec"]).split(":")[0]: str(card.get("citation") or "") for card in task_cards}
+    return sources({name: by_cell.get(name) for name in dict.fromkeys(cells)},
+                   {name: by_task.get(name) for name in dict.fromkeys(tasks)})
+
+
 def cells_sentence(citations: dict[str, str]) -> str:
     """'Cells: eurnn (Jing et al. 2017), lstm (Hochreiter and Schmidhuber 1997).' for the cells
     (name -> BibTeX) with a citation ('' if none), for a table's caption."""

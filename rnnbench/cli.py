@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from rnnbench.config import (CHOICES, DEFAULTS, PRESETS, WATCH, RunConfig, flag, listed, parse_seeds, parse_values,
-                             preset)
+from rnnbench.config import (CHOICES, DEFAULTS, PRESETS, SIZING, RunConfig, command_line_wins, config_grid, listed,
+                             option_flags, parse_seeds, parse_values, preset)
 from rnnbench.registry import CELLS, TASKS, RegistryError
 from rnnbench.tune import PRUNERS, SAMPLERS
 
@@ -106,59 +106,33 @@ def expand_cells(text: str) -> list:
     return specs
 
 
-# One option per RunConfig field (except seed: --seeds). Default None = the preset's value.
-ALIASES = {"hidden_size": ["--hidden"], "params_budget": ["--params"]}
-
-
 def config_options(command):
+    """One option per RunConfig field (except seed: --seeds), with the flags config.option_flags
+    gives it; default None = the preset's value (or the config file's)."""
     for f in reversed([f for f in dataclasses.fields(RunConfig) if f.name != "seed"]):
-        flag = "--" + f.name.replace("_", "-")
+        flags = option_flags(f.name)
         kind = click.Choice(CHOICES[f.name]) if f.name in CHOICES else {int: int, float: float}.get(
             type(f.default), str)
         choices = f" ({', '.join(CHOICES[f.name])})" if f.name in CHOICES else ""
         if listed(f.name):  # a comma-separated list makes a sweep (parsed by config.parse_values)
             kind, choices = str, choices + "; a comma-separated list sweeps over its values"
-        if isinstance(f.default, bool):  # --tensorboard / --no-tensorboard; None: the preset's (or config file's)
-            command = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None,
+        if isinstance(f.default, bool):  # --tensorboard / --no-tensorboard
+            command = click.option(f"{flags[0]}/--no-{flags[0][2:]}", f.name, default=None,
                                    help=f"{f.metadata['help']} [default preset: off]")(command)
             continue
-        command = click.option(flag, *ALIASES.get(f.name, []), f.name, type=kind, default=None,
+        command = click.option(*flags, f.name, type=kind, default=None,
                                help=f"{f.metadata['help']}{choices} [default preset: {f.default}]")(command)
     return command
 
 
 def _command_line_wins(fields: dict) -> dict:
-    """`fields` less a config file's hidden size or parameter budget where the command line gives
-    the other one (a resolved file sets the hidden size: `--params` given with it replaces it)."""
+    """config.command_line_wins, with what click says of where each value came from."""
     from click.core import ParameterSource
 
     context = click.get_current_context()
-    source = {name: context.get_parameter_source(name) for name in ("hidden_size", "params_budget")}
-    typed = [name for name, where in source.items() if where == ParameterSource.COMMANDLINE]
-    if len(typed) == 1 and all(fields.get(name) is not None for name in source):
-        other = "params_budget" if typed[0] == "hidden_size" else "hidden_size"
-        if source[other] == ParameterSource.DEFAULT_MAP:
-            return {**fields, other: None}
-    return fields
-
-
-def config_grid(preset_name: str, fields: dict) -> tuple[RunConfig, dict[str, list]]:
-    """The preset with the single values of `fields` (RunConfig field -> its option's text, None
-    if not given), and the grid of those given as lists (field -> values). ValueError names the
-    flag and value."""
-    single, grid = {}, {}
-    for name, value in fields.items():
-        if value is None:
-            continue
-        values = parse_values(name, value) if listed(name) else [value]
-        if len(values) > 1:
-            grid[name] = values
-        else:
-            single[name] = values[0]
-    budgets = [single.get("params_budget", 0), *grid.get("params_budget", [])]
-    if any(budgets) and ("hidden_size" in single or "hidden_size" in grid):
-        raise ValueError("give a parameter budget (--params) or a hidden size (--hidden), not both")
-    return preset(preset_name).replace(**single), grid
+    source = {name: context.get_parameter_source(name) for name in SIZING}
+    return command_line_wins(fields, {n for n, where in source.items() if where == ParameterSource.COMMANDLINE},
+                             {n for n, where in source.items() if where == ParameterSource.DEFAULT_MAP})
 
 
 def _apply(command, decorators):
@@ -243,74 +217,6 @@ def executor_options(command):
     ])
 
 
-EXECUTOR_OPTIONS = ("executor", "jobs", "in_process", "wait", "partition", "time_min", "gpus_per_task",
-                    "cpus_per_task", "mem", "account", "qos", "array_parallelism", "sbatch_options")
-
-
-def make_executor(options: dict, wait: bool | None = None):
-    """The executor the options name (rnnbench.executors.make), after refusing options that do
-    not apply to it. `wait`: forced on or off (a study must wait for its trials)."""
-    from rnnbench import executors
-
-    executor, jobs, in_process = options["executor"], options["jobs"], options["in_process"]
-    slurm_only = {"--wait": options["wait"], "--partition": options["partition"], "--time": options["time_min"],
-                  "--gpus-per-task": options["gpus_per_task"], "--cpus-per-task": options["cpus_per_task"],
-                  "--mem": options["mem"], "--account": options["account"], "--qos": options["qos"],
-                  "--array-parallelism": options["array_parallelism"], "--sbatch": options["sbatch_options"]}
-    given = [flag for flag, value in slurm_only.items() if value not in (None, False, ())]
-    if executor != "slurm" and given:
-        raise click.UsageError(f"{given[0]} applies to --executor slurm; got --executor {executor}")
-    if executor != "local" and jobs is not None:
-        raise click.UsageError(f"--jobs applies to --executor local; got --executor {executor}")
-    if executor != "inline" and in_process:
-        raise click.UsageError(f"--in-process applies to --executor inline; got --executor {executor}")
-    slurm = None
-    if executor == "slurm":
-        slurm = executors.SlurmOptions(options["partition"], options["time_min"] or 24 * 60, options["gpus_per_task"],
-                                       options["cpus_per_task"], options["mem"], options["account"], options["qos"],
-                                       options["array_parallelism"],
-                                       executors.parse_sbatch_options(options["sbatch_options"]))
-    return executors.make(executor, jobs, in_process, slurm, options["wait"] if wait is None else wait,
-                          announce=click.echo)
-
-
-# An executor option's key in a config file (configfile.option_key: its flag), where it is not its name.
-EXECUTOR_KEYS = {name: {"time_min": "time", "sbatch_options": "sbatch"}.get(name, name) for name in EXECUTOR_OPTIONS}
-
-
-def _executor_document(options: dict) -> dict:
-    """The executor options given, as a config file writes them."""
-    document = {EXECUTOR_KEYS[k]: options[k] for k in EXECUTOR_OPTIONS if options[k] not in (None, False, ())}
-    if "sbatch" in document:
-        document["sbatch"] = list(document["sbatch"])
-    return document
-
-
-def _config_document(config: RunConfig, grid: dict) -> dict:
-    """Every RunConfig field (but the seed) with its value, or its list of values in a grid; of
-    the hidden size and the parameter budget, the one in use."""
-    budget = config.params_budget or grid.get("params_budget")
-    skip = {"seed", "hidden_size" if budget else "params_budget"}
-    return {name: grid.get(name, getattr(config, name)) for name in DEFAULTS if name not in skip}
-
-
-def _keep_config(results: Path, name: str, document: dict, log) -> Path | None:
-    """Write the resolved config of a sweep or study next to its rows (RESULTS/sweeps/NAME.toml)."""
-    from rnnbench import configfile
-
-    path = results / "sweeps" / f"{name}.toml"
-    header = (f"The resolved config of `rnnbench {document['command']}` (written by rnnbench). From the folder\n"
-              f"that holds {results.name}/: rnnbench {document['command']} --config {results.name}/sweeps/{path.name} "
-              f"--results {results.name}\nplans the same runs again (with the same --plugin modules, if any).")
-    try:
-        configfile.write(path, document, header)
-    except OSError as error:
-        log(f"warning: could not keep this config in {path}: {error}")
-        return None
-    log(f"config: {path} (rnnbench {document['command']} --config it to run it again)")
-    return path
-
-
 def _errors(body):
     """Run `body`, turning the library's errors into click's (exit 2 for bad input, 1 otherwise)."""
     from rnnbench import claims, executors
@@ -336,6 +242,40 @@ def _logging():
     return log
 
 
+@dataclasses.dataclass
+class _Sweep:
+    """What `run` and `tune` both make of their options (_sweep)."""
+
+    task: str  # the task's spec, the preset's options applied
+    specs: list
+    config: RunConfig
+    grid: dict
+    executor: object
+    executor_options: dict
+    plugins: tuple
+    results: Path
+    data_dir: Path | None
+    log: object
+
+
+def _sweep(cells, task_name, preset_name, data_dir, results, fields, wait=None) -> _Sweep:
+    """The preamble `run` and `tune` share: the executor options popped from `fields` (the rest are
+    RunConfig fields), the folders made absolute (jobs may run in another folder, on another node),
+    messages to stderr, then the task (an unknown task or option is refused first), the cells, the
+    config and grid, the executor (`wait`: forced, as a study must) and the plugins."""
+    from rnnbench import executors, planned, sweep
+
+    options = {name: fields.pop(name) for name in executors.EXECUTOR_OPTIONS}
+    results, data_dir = results.resolve(), data_dir.resolve() if data_dir else None
+    log = _logging()
+    task_spec = sweep.resolve_task(task_name, preset_name)
+    specs = expand_cells(cells)
+    config, grid = config_grid(preset_name, _command_line_wins(fields))
+    executor = executors.from_options(options, wait, announce=click.echo)
+    plugins = planned.plugin_origins(click.get_current_context().find_root().params["plugins"])
+    return _Sweep(task_spec, specs, config, grid, executor, options, plugins, results, data_dir, log)
+
+
 @main.command("run")
 @sweep_options
 @click.option("--seeds", default="0", show_default=True,
@@ -345,28 +285,18 @@ def _logging():
 def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_checkpoints, **fields):
     """Train every cell of --cells on --task for every seed, and every combination of the values
     given as lists (--lr 1e-4,1e-3 --hidden 64,128); one CSV row per run."""
-    from rnnbench import planned, records, sweep
-
-    options = {name: fields.pop(name) for name in EXECUTOR_OPTIONS}
-    results = results.resolve()  # jobs may run in another folder, on another node
-    data_dir = data_dir.resolve() if data_dir else None
-    log = _logging()
+    from rnnbench import configfile, store, sweep
 
     def body():
-        task_spec = sweep.resolve_task(task_name, preset_name)  # an unknown task or option: refused first
-        specs = expand_cells(cells)
-        config, grid = config_grid(preset_name, _command_line_wins(fields))
+        s = _sweep(cells, task_name, preset_name, data_dir, results, fields)
         seed_list = parse_seeds(seeds)
-        where = make_executor(options)
-        plugins = planned.plugin_origins(click.get_current_context().find_root().params["plugins"])
-        runs, splits = sweep.plan(task_spec, specs, seed_list, config, results, data_dir,
-                                  force, keep_checkpoints, log, grid, plugins, where.threads,
-                                  runs_at_once=where.runs_at_once)
-        document = {"command": "run", "cells": [str(s) for s in specs], "task": str(task_spec),
-                    "preset": preset_name, "seeds": seed_list, **_config_document(config, grid),
-                    **_executor_document(options)}
-        _keep_config(results, "run-" + records.run_key(document)[:12], document, log)
-        return runs, where.run(runs, splits, log), where, grid
+        runs, splits = sweep.plan(s.task, s.specs, seed_list, s.config, s.results, s.data_dir, force,
+                                  keep_checkpoints, s.log, s.grid, s.plugins, s.executor.threads,
+                                  runs_at_once=s.executor.runs_at_once)
+        document = configfile.run_document(s.specs, s.task, preset_name, seed_list, s.config, s.grid,
+                                           s.executor_options)
+        configfile.keep(s.results, "run-" + store.run_key(document)[:12], document, s.log)
+        return runs, s.executor.run(runs, splits, s.log), s.executor, s.grid
 
     runs, rows, where, grid = _errors(body)
     if rows is None:  # submitted, not waited for
@@ -401,47 +331,17 @@ def tune_command(cells, task_name, preset_name, data_dir, results, keep_checkpoi
     """Tune each cell of --cells on --task: the same budget of --trials settings from --space for
     every cell, chosen by validation score only (Optuna; a killed study resumes where it stopped),
     then each cell's chosen setting on --final-seeds (rows with phase `final`)."""
-    from rnnbench import planned, sweep, tune
+    from rnnbench import tune
 
-    options = {name: fields.pop(name) for name in EXECUTOR_OPTIONS}
-    results = results.resolve()
-    data_dir = data_dir.resolve() if data_dir else None
-    log = _logging()
     config_file = click.get_current_context().meta.get("config_file")
 
     def body():
-        task_spec = sweep.resolve_task(task_name, preset_name)
-        specs = expand_cells(cells)
-        config, grid = config_grid(preset_name, _command_line_wins(fields))
-        if grid:
-            name = next(iter(grid))
-            raise ValueError(f"{flag(name)} {','.join(map(str, grid[name]))}: a study searches with "
-                             f"--space {name}=..., not lists")
-        name = study_name or (config_file.stem if config_file else f"{TASKS.parse(task_spec).name}-tuned")
-        specs = sweep.once(specs, "cell", log)
-        study = tune.make_study(name, specs, list(space), trials, sampler, pruner, parse_seeds(tune_seeds),
-                                parse_seeds(final_seeds), log, sampler_seed, config)
-        where = make_executor(options, wait=True)
-        plugins = planned.plugin_origins(click.get_current_context().find_root().params["plugins"])
-        document = {"command": "tune", "name": name, "cells": [str(s) for s in specs], "task": str(task_spec),
-                    "preset": preset_name, **_config_document(config, {}),
-                    "space": tune.space_items(study),
-                    "trials": trials, "tune_seeds": study.tune_seeds, "final_seeds": study.final_seeds,
-                    "sampler": study.sampler, "pruner": pruner, "sampler_seed": sampler_seed,
-                    **_executor_document(options)}
-        sized = [pair for spec in specs for pair in sweep.size_cells(
-            TASKS.build(task_spec), [spec], [tune.largest(study, spec, config)], log)]
-        shared = sweep.prepare(task_spec, study.tune_seeds + study.final_seeds, config, results, data_dir,
-                               keep_checkpoints, log, plugins, where.threads, sized, where.runs_at_once)
-        # What defines the study: everything but where it runs, except the threads of each run,
-        # which are in the keys of CPU runs (another --jobs would orphan its trials' checkpoints).
-        # (Nor how its runs are logged: WATCH.)
-        identity = {k: v for k, v in document.items() if k not in (*EXECUTOR_KEYS.values(), *WATCH)}
-        tuner = tune.Tuner(study, shared, config, where, log, {**identity, "threads": where.threads})
-        _keep_config(results, name, document, log)
-        if not tuner.tune():
-            return None, study
-        return tuner.final(), study
+        s = _sweep(cells, task_name, preset_name, data_dir, results, fields, wait=True)
+        request = tune.Request(study_name or tune.default_name(s.task, config_file), s.specs, s.task, preset_name,
+                               s.config, list(space), s.grid, trials, sampler, pruner, sampler_seed,
+                               parse_seeds(tune_seeds), parse_seeds(final_seeds))
+        return tune.run_study(request, s.executor, s.executor_options, s.results, s.data_dir, keep_checkpoints,
+                              s.plugins, s.log)
 
     rows, study = _errors(body)
     if rows is None:
@@ -476,12 +376,14 @@ def status(results, sweep_id):
     import pandas as pd
 
     from rnnbench import executors
+    from rnnbench.store import layout
 
     try:
-        path = results / "sweeps" / f"{sweep_id}.json" if sweep_id else executors.latest_sweep(results)
+        path = layout.sweep_record(results, sweep_id) if sweep_id else executors.latest_sweep(results)
         if not path.exists():
-            known = sorted(p.stem for p in (results / "sweeps").glob("*.json"))
-            raise click.UsageError(f"no sweep {sweep_id!r} in {results / 'sweeps'}; known: {', '.join(known) or 'none'}")
+            known = sorted(p.stem for p in layout.sweep_records(results))
+            raise click.UsageError(f"no sweep {sweep_id!r} in {layout.sweeps_folder(results)}; "
+                                   f"known: {', '.join(known) or 'none'}")
         table = pd.DataFrame(executors.sweep_status(path))
     except (FileNotFoundError, RuntimeError) as error:
         raise click.ClickException(str(error)) from None
@@ -556,9 +458,10 @@ def report(results, out, tasks, cells, statuses, html):
 def cite(results, cells, tasks):
     """Print the BibTeX of the cells and tasks used in --results (or of those named by --cells and
     --task), each entry once, after a comment saying what cites it."""
+    from rnnbench import cell, store
     from rnnbench import cite as citing
-    from rnnbench import records
 
+    kept_cells, kept_tasks = [], []
     if cells or tasks:
         try:
             cell_names = [spec.name for spec in expand_cells(cells)] if cells else []
@@ -569,19 +472,14 @@ def cite(results, cells, tasks):
         if not results.is_dir():
             raise click.UsageError(f"results folder {results} does not exist; name what to cite with --cells "
                                    "and --task, or run `rnnbench run ...` first")
-        cell_names, task_names = [], []
-        for path in sorted(results.glob("*.csv")):
-            if path.name.endswith("-curves.csv"):
-                continue
-            try:
-                rows = records.read_path(path, warn=False)
-            except records.ForeignFile:
-                continue
-            cell_names += sorted(set(rows.get("cell", ())))
-            task_names += sorted(set(rows.get("task", ())))
+        cell_names, task_names = store.used(results)
         if not cell_names and not task_names:
             raise click.UsageError(f"no rows in {results}; name what to cite with --cells and --task")
-    found = citing.sources(cell_names, task_names)
+        kept_cells, kept_tasks = store.read_cell_cards(results), store.read_task_cards(results)
+    carded = {str(card["task_spec"]).split(":")[0] for card in kept_tasks}
+    task_cards = kept_tasks + [{"task_spec": name, "citation": getattr(TASKS.get(name).factory, "citation", "")}
+                               for name in dict.fromkeys(task_names) if name not in carded and name in TASKS.names()]
+    found = citing.of(cell_names, task_names, cell.cards(cell_names, kept_cells), task_cards)
     for problem in found.missing:
         click.echo(f"warning: {problem}", err=True)
     click.echo(found.bibtex(), nl=False)

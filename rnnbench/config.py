@@ -1,5 +1,6 @@
 """RunConfig: everything that defines one training run besides the task and the cell, and the
-named presets. CLI flags map one to one onto its fields.
+named presets. CLI flags map one to one onto its fields (`option_flags`); a command line's values,
+one or a list each, become a config and a grid (`config_grid`).
 
 >>> config = preset("quick").replace(seed=3)
 >>> config.validate()
@@ -18,7 +19,8 @@ def _doc(text: str, **kw: Any) -> Any:
 
 
 # The flag that sets each field, where it is not `--` + the name with dashes: errors name the option
-# as the user typed it (`--hidden`, `--seeds`), not the field.
+# as the user typed it (`--hidden`, `--seeds`), not the field. The CLI accepts it besides the long
+# flag (option_flags); the one table of aliases.
 FLAGS = {"hidden_size": "--hidden", "params_budget": "--params", "seed": "--seeds"}
 SEED_LIMIT = 2**32  # numpy's RandomState takes seeds in [0, 2**32)
 SEED_RANGE_LIMIT = 10_000  # seeds one range (--seeds 0-9999) may give: more is a typo, not a sweep
@@ -27,6 +29,14 @@ SEED_RANGE_LIMIT = 10_000  # seeds one range (--seeds 0-9999) may give: more is 
 def flag(name: str) -> str:
     """The command-line option of a RunConfig field: `flag("eval_every") == "--eval-every"`."""
     return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def option_flags(name: str) -> list[str]:
+    """The flags of a RunConfig field's option, the long one first (a config file's key is made
+    from it, configfile.option_key), then its alias: `option_flags("hidden_size") == ["--hidden-size",
+    "--hidden"]`."""
+    long = "--" + name.replace("_", "-")
+    return [long, *([FLAGS[name]] if name in FLAGS else [])]
 
 
 def check_seed(name: str, value: Any) -> None:
@@ -231,3 +241,59 @@ def parse_seeds(text: str) -> list[int]:
                              f"more than the {SEED_RANGE_LIMIT} a sweep may plan")
         seeds += range(first, last + 1)
     return seeds
+
+
+# The two fields that size a run's cell: its hidden size, or the largest one within a parameter budget.
+SIZING = ("hidden_size", "params_budget")
+
+
+def check_budget_or_size(budgets: list[int], sizes: list[int]) -> None:
+    """Refuse cells sized both by a parameter budget (any of `budgets` not 0) and by hidden sizes
+    given (`sizes`): each sizes the cells, so one of them would be silently ignored.
+
+    >>> check_budget_or_size([0], [64])  # a hidden size alone
+    >>> check_budget_or_size([2000], [64])
+    Traceback (most recent call last):
+    ValueError: give a parameter budget (--params) or a hidden size (--hidden), not both
+    """
+    if any(budgets) and sizes:
+        raise ValueError("give a parameter budget (--params) or a hidden size (--hidden), not both")
+
+
+def command_line_wins(fields: dict[str, Any], typed: set[str], from_file: set[str]) -> dict[str, Any]:
+    """`fields` (field -> value or None) less a config file's hidden size or parameter budget where
+    the command line gives the other one: a resolved config file sets the hidden size, and `--params`
+    given with it replaces it (check_budget_or_size would refuse the two). `typed`: the fields given
+    on the command line; `from_file`: those a config file gave.
+
+    >>> command_line_wins({"hidden_size": 64, "params_budget": "2000"}, {"params_budget"}, {"hidden_size"})
+    {'hidden_size': None, 'params_budget': '2000'}
+    """
+    given = [name for name in SIZING if name in typed]
+    if len(given) == 1 and all(fields.get(name) is not None for name in SIZING):
+        other = SIZING[1 - SIZING.index(given[0])]
+        if other in from_file:
+            return {**fields, other: None}
+    return fields
+
+
+def config_grid(preset_name: str, fields: dict[str, Any]) -> tuple[RunConfig, dict[str, list]]:
+    """The preset with the single values of `fields` (RunConfig field -> its option's text, None
+    if not given), and the grid of those given as lists (field -> values). ValueError names the
+    flag and value.
+
+    >>> config_grid("quick", {"lr": "1e-3,1e-2", "steps": "50", "clip": None})[1]
+    {'lr': [0.001, 0.01]}
+    """
+    single, grid = {}, {}
+    for name, value in fields.items():
+        if value is None:
+            continue
+        values = parse_values(name, value) if listed(name) else [value]
+        if len(values) > 1:
+            grid[name] = values
+        else:
+            single[name] = values[0]
+    sizes = [single["hidden_size"]] if "hidden_size" in single else grid.get("hidden_size", [])
+    check_budget_or_size([single.get("params_budget", 0), *grid.get("params_budget", [])], sizes)
+    return preset(preset_name).replace(**single), grid

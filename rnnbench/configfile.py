@@ -8,7 +8,8 @@ line override the file. A file names its command (`command = "run"` or `"tune"`)
 with rnnbench (rnnbench/studies/) are used by name: `--config torch-eunn`.
 
 Every sweep and study writes its resolved config (every value, the preset's included) next to its
-rows, `RESULTS/sweeps/ID.toml`, so that `--config` on that file plans the same runs again.
+rows, `RESULTS/sweeps/NAME.toml` (`keep`; NAME is `run-` and the start of the sweep's key, or the
+study's name), so that `--config` on that file plans the same runs again.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import difflib
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
+
+from rnnbench.store import layout
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,6 +30,9 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 SHIPPED = Path(__file__).with_name("studies")
+# An executor option's key in a config file (option_key: its first long flag), where it is not its
+# parameter name (executors.EXECUTOR_OPTIONS).
+EXECUTOR_KEYS = {"time_min": "time", "sbatch_options": "sbatch"}
 
 
 class ConfigError(click.UsageError):
@@ -201,3 +207,65 @@ def write(path: Path, document: dict[str, Any], header: str) -> None:
     body = "".join(f"# {line}\n" for line in header.splitlines()) + "\n" + tomli_w.dumps(values)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, body.encode())
+
+
+def sweep_path(results: Path, name: str) -> Path:
+    """Where the resolved config of the sweep or study `name` is kept (the one place that says so):
+    `sweep_path(Path("results"), "st") == Path("results/sweeps/st.toml")`."""
+    return layout.sweep_config(results, name)
+
+
+def config_document(config: Any, grid: dict[str, list]) -> dict[str, Any]:
+    """Every RunConfig field (but the seed) with its value, or its list of values in a grid; of
+    the hidden size and the parameter budget, the one in use:
+    `config_document(RunConfig(), {"lr": [1e-3, 1e-2]})["lr"] == [1e-3, 1e-2]`."""
+    from rnnbench.config import DEFAULTS
+
+    budget = config.params_budget or grid.get("params_budget")
+    skip = {"seed", "hidden_size" if budget else "params_budget"}
+    return {name: grid.get(name, getattr(config, name)) for name in DEFAULTS if name not in skip}
+
+
+def executor_document(options: dict[str, Any]) -> dict[str, Any]:
+    """The executor options given (parameter name -> value), as a config file writes them:
+    `executor_document({"executor": "local", "jobs": 2, "wait": False}) == {"executor": "local", "jobs": 2}`."""
+    from rnnbench.executors import EXECUTOR_OPTIONS  # (here: it imports submitit, which reading a file never needs)
+
+    given = [k for k in EXECUTOR_OPTIONS if options.get(k) not in (None, False, ())]
+    document = {EXECUTOR_KEYS.get(k, k): options[k] for k in given}
+    if "sbatch" in document:
+        document["sbatch"] = list(document["sbatch"])
+    return document
+
+
+def without_executor(document: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config less where it runs (its executor options): what defines a study.
+    `without_executor({"lr": 0.1, "executor": "local", "jobs": 2}) == {"lr": 0.1}`."""
+    from rnnbench.executors import EXECUTOR_OPTIONS
+
+    where = {EXECUTOR_KEYS.get(k, k) for k in EXECUTOR_OPTIONS}
+    return {k: v for k, v in document.items() if k not in where}
+
+
+def run_document(specs: list, task_spec: Any, preset_name: str, seeds: list[int], config: Any,
+                 grid: dict[str, list], executor_options: dict[str, Any]) -> dict[str, Any]:
+    """The resolved config of `rnnbench run`: its cells, task, preset and seeds, every RunConfig
+    value (config_document) and the executor options given (executor_document)."""
+    return {"command": "run", "cells": [str(s) for s in specs], "task": str(task_spec), "preset": preset_name,
+            "seeds": seeds, **config_document(config, grid), **executor_document(executor_options)}
+
+
+def keep(results: Path, name: str, document: dict[str, Any], log: Callable[[str], None] = print) -> Path | None:
+    """Write the resolved config of a sweep or study next to its rows (sweep_path), with a header
+    saying how to run it again; a file that cannot be written costs a warning, never the sweep."""
+    path = sweep_path(results, name)
+    header = (f"The resolved config of `rnnbench {document['command']}` (written by rnnbench). From the folder\n"
+              f"that holds {results.name}/: rnnbench {document['command']} --config {path.relative_to(results.parent)} "
+              f"--results {results.name}\nplans the same runs again (with the same --plugin modules, if any).")
+    try:
+        write(path, document, header)
+    except OSError as error:
+        log(f"warning: could not keep this config in {path}: {error}")
+        return None
+    log(f"config: {path} (rnnbench {document['command']} --config it to run it again)")
+    return path

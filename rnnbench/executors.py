@@ -466,3 +466,50 @@ def make(name: str, jobs: int | None = None, in_process: bool = False, slurm: Sl
     if name == "slurm":
         return Slurm(slurm or SlurmOptions(), wait, announce)
     raise ValueError(f"unknown executor {name!r}; choose from {', '.join(EXECUTORS)}")
+
+
+# The executor options of `rnnbench run` and `rnnbench tune`, by parameter name: what from_options takes.
+EXECUTOR_OPTIONS = ("executor", "jobs", "in_process", "wait", "partition", "time_min", "gpus_per_task",
+                    "cpus_per_task", "mem", "account", "qos", "array_parallelism", "sbatch_options")
+# The options that only SLURM uses, with the flag that refusals name.
+SLURM_ONLY = {"wait": "--wait", "partition": "--partition", "time_min": "--time", "gpus_per_task": "--gpus-per-task",
+              "cpus_per_task": "--cpus-per-task", "mem": "--mem", "account": "--account", "qos": "--qos",
+              "array_parallelism": "--array-parallelism", "sbatch_options": "--sbatch"}
+
+
+def _given(value: Any) -> bool:
+    return value not in (None, False, ())
+
+
+def check_options(options: dict[str, Any]) -> None:
+    """Refuse an option that the chosen executor would ignore (ValueError naming its flag), so that
+    no option is silently dropped: `check_options({"executor": "inline", "jobs": 4})` raises
+    "--jobs applies to --executor local; got --executor inline". Missing keys: not given."""
+    executor = options.get("executor", "inline")
+    given = [flag for name, flag in SLURM_ONLY.items() if _given(options.get(name))]
+    if executor != "slurm" and given:
+        raise ValueError(f"{given[0]} applies to --executor slurm; got --executor {executor}")
+    if executor != "local" and options.get("jobs") is not None:
+        raise ValueError(f"--jobs applies to --executor local; got --executor {executor}")
+    if executor != "inline" and options.get("in_process"):
+        raise ValueError(f"--in-process applies to --executor inline; got --executor {executor}")
+
+
+def from_options(options: dict[str, Any], wait: bool | None = None,
+                 announce: Callable[[str], None] = print) -> Executor:
+    """The executor that the command line's options name (parameter name -> value, as in
+    EXECUTOR_OPTIONS; missing keys: not given), after check_options. `wait`: forced on or off
+    (a study must wait for its trials), else --wait's.
+
+    >>> from_options({"executor": "local", "jobs": 4}).runs_at_once
+    4
+    """
+    check_options(options)
+    executor, get = options.get("executor", "inline"), options.get
+    slurm = None
+    if executor == "slurm":
+        slurm = SlurmOptions(get("partition"), get("time_min") or 24 * 60, get("gpus_per_task"), get("cpus_per_task"),
+                             get("mem"), get("account"), get("qos"), get("array_parallelism"),
+                             parse_sbatch_options(get("sbatch_options") or ()))
+    return make(executor, get("jobs"), bool(get("in_process")), slurm, bool(get("wait")) if wait is None else wait,
+                announce=announce)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rnnbench import store
-from rnnbench.config import RunConfig, flag
+from rnnbench.config import RunConfig, check_budget_or_size, flag
 from rnnbench.planned import PlannedRun
 from rnnbench.registry import Spec
 from rnnbench.store import layout
@@ -219,8 +219,7 @@ def plan(task_name: str | Spec, specs: list[Spec], seeds: list[int], config: Run
     from rnnbench.registry import TASKS
 
     grid = dict(grid or {})
-    if (config.params_budget or grid.get("params_budget")) and grid.get("hidden_size"):
-        raise ValueError("give a parameter budget (--params) or hidden sizes (--hidden), not both")
+    check_budget_or_size([config.params_budget, *grid.get("params_budget", [])], grid.get("hidden_size", []))
     configs = expand(config, grid, log)
     for each in configs:
         each.validate()

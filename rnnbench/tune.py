@@ -21,11 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from rnnbench.config import DEFAULTS, RunConfig, flag, listed
+from rnnbench import _optuna, store
+from rnnbench.config import DEFAULTS, WATCH, RunConfig, check_budget_or_size, flag, listed
 from rnnbench.registry import Spec
+from rnnbench.store import layout
 
 # (optuna and rnnbench.records are imported where they are used: the CLI imports this module for
-# its choices, and starts without pandas or optuna.)
+# its choices, and starts without pandas or optuna. What Optuna offers only privately goes through
+# rnnbench._optuna.)
 
 SAMPLERS = ("grid", "random", "tpe")
 PRUNERS = ("none", "asha")
@@ -256,9 +259,12 @@ def _check_values(space: dict[str, dict[str, Dimension]], base: RunConfig) -> No
     `--steps`, a hidden size with a parameter budget...): a trial asked with such a setting
     would fail every time it is taken up."""
     for dims in space.values():
-        if "hidden_size" in dims and base.params_budget:
-            raise ValueError(f"--space hidden_size: the study sizes cells by --params {base.params_budget}; "
-                             "search params_budget instead, or drop --params")
+        if "hidden_size" in dims:
+            try:
+                check_budget_or_size([base.params_budget], [dims["hidden_size"]])
+            except ValueError:  # (the rule, in words that say what to search instead)
+                raise ValueError(f"--space hidden_size: the study sizes cells by --params {base.params_budget}; "
+                                 "search params_budget instead, or drop --params") from None
         for dim in dims.values():
             if dim.name not in DEFAULTS:
                 continue  # (a cell option: the registry checks it when the cell is built)
@@ -282,15 +288,7 @@ def largest(study: Study, spec: Spec, base: RunConfig) -> RunConfig:
 
 
 def journal_path(results: Path, name: str) -> Path:
-    return results / "studies" / f"{name}.journal"
-
-
-def _storage(path: Path) -> Any:
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
+    return layout.journal(results, name)
 
 
 def _pruner(name: str, eval_every: int = 1) -> Any:
@@ -339,14 +337,10 @@ class Pruning:
         key = (self.journal, self.study_name)
         if key not in _LOADED:
             _quiet()
-            _LOADED[key] = optuna.load_study(study_name=self.study_name, storage=_storage(Path(self.journal)),
+            _LOADED[key] = optuna.load_study(study_name=self.study_name, storage=_optuna.storage(Path(self.journal)),
                                              pruner=_pruner(self.pruner, self.eval_every))
-        study = _LOADED[key]
-        storage = study._storage  # (Optuna has no public way to open a running trial by number)
-        trial_id = storage.get_trial_id_from_study_id_trial_number(
-            storage.get_study_id_from_name(self.study_name), self.trial_number)
-        trial = optuna.Trial(study, trial_id)
-        if step not in storage.get_trial(trial_id).intermediate_values:  # (a resumed run reports again)
+        trial, reported = _optuna.open_trial(_LOADED[key], self.trial_number)
+        if step not in reported:  # (a resumed run reports again)
             trial.report(value, step)
         return trial.should_prune()
 
@@ -390,11 +384,13 @@ class Tuner:
                  log: Callable[[str], None] = print, identity: dict[str, Any] | None = None):
         import optuna
 
+        from rnnbench import configfile
+
         _quiet()
         self.study, self.sweep, self.base, self.executor, self.log = study, sweep, base, executor, log
         self.direction = "maximize" if sweep.task.higher_is_better else "minimize"
         self.journal = journal_path(sweep.results, study.name)
-        storage = _storage(self.journal)
+        storage = _optuna.storage(self.journal)
         identity_json = json.dumps(identity or {}, sort_keys=True, default=str)
         known = set(optuna.get_all_study_names(storage))
         for spec in study.cells:  # (all checked before any is created or changed)
@@ -405,7 +401,7 @@ class Tuner:
                     raise ValueError(f"study {study.name!r} in {sweep.results} was started with another config "
                                      f"({_differences(json.loads(before), identity or {})}); give this one "
                                      f"another --name, or continue it with --config "
-                                     f"{sweep.results / 'sweeps' / (study.name + '.toml')}")
+                                     f"{configfile.sweep_path(sweep.results, study.name)}")
         self.optuna = {}
         for spec in study.cells:
             self.optuna[str(spec)] = optuna.create_study(
@@ -455,44 +451,33 @@ class Tuner:
 
     def _tell(self, spec: str, trial: Any, rows: list[dict[str, Any]], n_seeds: int) -> str:
         """Give the study a trial's outcome from its rows (validation only: the mean best
-        validation score over its seeds), by records.trial_state. Rows missing (a killed run):
+        validation score over its seeds), by store.trial_state. Rows missing (a killed run):
         it stays running, for the next `tune` to take up. A run that failed (raised) stays
         running too, and is tried once more; a second failure fails the trial."""
         from optuna.trial import TrialState
 
-        from rnnbench import records
-
         if len(rows) < n_seeds:
             return "no row"
-        state = records.trial_state([row["status"] for row in rows], [_float(row.get(OBJECTIVE)) for row in rows])
+        state = store.trial_state([row["status"] for row in rows], [_float(row.get(OBJECTIVE)) for row in rows])
         if state == "failed" and self._failures([row["run_key"] for row in rows]) < 2:
             return "retry"
         study = self.optuna[spec]
         try:
             if state in ("failed", "diverged"):
                 reason = next((row.get("error") for row in rows if row.get("error")), state)
-                study._storage.set_trial_user_attr(trial._trial_id, "error", str(reason))  # (why, for the record)
-                study.tell(trial.number, state=TrialState.FAIL)
+                _optuna.set_error(study, trial, str(reason))  # (why, for the record)
+                _optuna.tell(study, trial.number, state=TrialState.FAIL)
             elif state == "pruned":
-                study.tell(trial.number, state=TrialState.PRUNED)
+                _optuna.tell(study, trial.number, state=TrialState.PRUNED)
             else:
-                study.tell(trial.number, statistics.fmean(_float(row[OBJECTIVE]) for row in rows))
-        except ValueError as error:  # (a trial another process running this study told already)
-            if "finished" not in str(error).lower() and "cannot tell" not in str(error).lower():
-                raise
+                _optuna.tell(study, trial.number, statistics.fmean(_float(row[OBJECTIVE]) for row in rows))
+        except _optuna.AlreadyTold:  # (a trial another process running this study told already)
             return "told elsewhere"
-        except RuntimeError as error:  # the grid sampler stops the study after its last point: told anyway
-            if "stop" not in str(error):
-                raise
         return state
 
     def _failures(self, keys: list[str]) -> int:
         """The most failed rows any of these runs has."""
-        from rnnbench import records
-
-        rows = records.read_rows(self.sweep.results, self.sweep.task.name)
-        failed = rows[rows["run_key"].isin(keys) & (rows["status"] == "failed")]
-        return int(failed.groupby("run_key").size().max()) if len(failed) else 0
+        return store.failures(self.sweep.results, self.sweep.task.name, keys)
 
     def _refuse(self, spec: str, trial: Any, error: ValueError) -> None:
         """A trial whose setting this cell cannot run (its hidden size, say): failed, with why."""
@@ -500,12 +485,8 @@ class Tuner:
 
         self.log(f"{spec}: trial {trial.number} ({_settings(dict(trial.params))}) cannot run: {error}")
         study = self.optuna[spec]
-        study._storage.set_trial_user_attr(trial._trial_id, "error", str(error))
-        try:
-            study.tell(trial.number, state=TrialState.FAIL)
-        except RuntimeError as stop:  # (the grid's last point)
-            if "stop" not in str(stop):
-                raise
+        _optuna.set_error(study, trial, str(error))
+        _optuna.tell(study, trial.number, state=TrialState.FAIL)
 
     def tune(self) -> bool:
         """Run trials until every cell has its budget; False if some trial wrote no row."""
@@ -563,6 +544,80 @@ class Tuner:
             return []
         runs = self.sweep.runs(entries, log=self.log)
         return self.executor.run(runs, self.sweep.splits, self.log) or []
+
+
+@dataclass(frozen=True)
+class Request:
+    """A study as `rnnbench tune` asks for it, each value parsed but not yet checked (run_study
+    checks them): its name, cells, task (a spec, the preset's options applied: sweep.resolve_task),
+    preset name and config; `grid`: the config values given as lists (refused: a study searches
+    with --space); then what make_study takes."""
+
+    name: str
+    cells: list[Spec]
+    task: str
+    preset: str
+    config: RunConfig
+    space: list[str]
+    grid: dict[str, list] = field(default_factory=dict)
+    trials: int | None = None
+    sampler: str | None = None
+    pruner: str = "none"
+    sampler_seed: int = 0
+    tune_seeds: list[int] = field(default_factory=lambda: [0])
+    final_seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+
+
+def default_name(task: str, config_file: Path | None = None) -> str:
+    """A study's name when none is given: its config file's, else the task's and `-tuned`
+    (`default_name("pmnist:data=sample") == "pmnist-tuned"`)."""
+    from rnnbench.registry import TASKS
+
+    return config_file.stem if config_file else f"{TASKS.parse(task).name}-tuned"
+
+
+def run_study(request: Request, executor: Any, executor_options: dict[str, Any], results: Path,
+              data_dir: Path | None = None, keep_checkpoints: bool = False, plugins: tuple = (),
+              log: Callable[[str], None] = print) -> tuple[list[dict[str, Any]] | None, Study]:
+    """Run (or resume) a study: make it (make_study), size its cells at the largest values it
+    searches, prepare its data, keep its resolved config (RESULTS/sweeps/NAME.toml), tune every
+    cell, then run each cell's chosen setting on the final seeds. Returns the final rows (None
+    when a trial wrote no row: run it again to take it up) and the study. `executor`: where the
+    runs train (made from `executor_options`, which its config records). ValueError: bad input,
+    before anything is written.
+
+    >>> request = Request("st", [CELLS.parse("rnn")], "pmnist", "quick", preset("quick"), ["lr=1e-4:1e-2:log"],
+    ...                   trials=8)  # doctest: +SKIP
+    >>> rows, study = run_study(request, executors.from_options({}), {}, Path("results"))  # doctest: +SKIP
+    """
+    from rnnbench import configfile, sweep
+    from rnnbench.registry import TASKS
+
+    if request.grid:
+        name = next(iter(request.grid))
+        raise ValueError(f"{flag(name)} {','.join(map(str, request.grid[name]))}: a study searches with "
+                         f"--space {name}=..., not lists")
+    config, specs = request.config, sweep.once(request.cells, "cell", log)
+    study = make_study(request.name, specs, request.space, request.trials, request.sampler, request.pruner,
+                       request.tune_seeds, request.final_seeds, log, request.sampler_seed, config)
+    document = {"command": "tune", "name": study.name, "cells": [str(s) for s in specs], "task": str(request.task),
+                "preset": request.preset, **configfile.config_document(config, {}), "space": space_items(study),
+                "trials": request.trials, "tune_seeds": study.tune_seeds, "final_seeds": study.final_seeds,
+                "sampler": study.sampler, "pruner": study.pruner, "sampler_seed": study.sampler_seed,
+                **configfile.executor_document(executor_options)}
+    sized = [pair for spec in specs for pair in sweep.size_cells(
+        TASKS.build(request.task), [spec], [largest(study, spec, config)], log)]
+    shared = sweep.prepare(request.task, study.tune_seeds + study.final_seeds, config, results, data_dir,
+                           keep_checkpoints, log, plugins, executor.threads, sized, executor.runs_at_once)
+    # What defines the study: everything but where it runs and how its runs are logged (WATCH),
+    # except the threads of each run, which are in the keys of CPU runs (another --jobs would
+    # orphan its trials' checkpoints).
+    identity = {k: v for k, v in configfile.without_executor(document).items() if k not in WATCH}
+    tuner = Tuner(study, shared, config, executor, log, {**identity, "threads": executor.threads})
+    configfile.keep(results, study.name, document, log)
+    if not tuner.tune():
+        return None, study
+    return tuner.final(), study
 
 
 def _differences(before: dict[str, Any], now: dict[str, Any]) -> str:

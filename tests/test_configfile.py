@@ -117,3 +117,33 @@ def test_a_missing_file_or_unknown_study_lists_the_shipped_ones(tmp_path):
     out = CliRunner().invoke(main, ["tune", "--config", "no-such-study"])
     assert out.exit_code == 2 and "no such file, nor a study shipped with rnnbench" in out.output
     assert "pmnist-tuned" in out.output and "quick-tuned" in out.output
+
+
+def test_a_sweeps_resolved_config_is_kept_under_sweeps_with_how_to_run_it_again(tmp_path):
+    results = tmp_path / "res"
+    assert configfile.sweep_path(results, "st") == results / "sweeps" / "st.toml"
+    lines = []
+    path = configfile.keep(results, "st", {"command": "tune", "name": "st", "trials": None, "space": []}, lines.append)
+    assert path == results / "sweeps" / "st.toml"
+    assert path.read_text() == ("# The resolved config of `rnnbench tune` (written by rnnbench). From the folder\n"
+                                "# that holds res/: rnnbench tune --config res/sweeps/st.toml --results res\n"
+                                "# plans the same runs again (with the same --plugin modules, if any).\n\n"
+                                'command = "tune"\nname = "st"\n')
+    assert lines == [f"config: {path} (rnnbench tune --config it to run it again)"]
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "sweeps").write_text("a file where the folder should be")  # (root may write read-only folders)
+    assert configfile.keep(blocked, "st", {"command": "tune"}, lines.append) is None
+    assert lines[-1].startswith(f"warning: could not keep this config in {blocked / 'sweeps' / 'st.toml'}: ")
+
+
+def test_a_document_keeps_the_sizing_in_use_and_the_executor_options_given():
+    from rnnbench.config import RunConfig
+
+    document = configfile.config_document(RunConfig(params_budget=500), {"lr": [1e-3, 1e-2]})
+    assert document["lr"] == [1e-3, 1e-2] and document["params_budget"] == 500
+    assert "hidden_size" not in document and "seed" not in document
+    assert "params_budget" not in configfile.config_document(RunConfig(), {})
+    options = {"executor": "slurm", "jobs": None, "in_process": False, "time_min": 30, "sbatch_options": ("a=b",)}
+    assert configfile.executor_document(options) == {"executor": "slurm", "time": 30, "sbatch": ["a=b"]}
+    assert configfile.without_executor({"lr": 0.1, "executor": "slurm", "time": 30, "sbatch": ["a=b"]}) == {"lr": 0.1}

@@ -94,3 +94,30 @@ def test_a_sweep_record_lists_lost_runs(tmp_path):
         {"job_id": "5_0", "run_key": "k0", "run": "rnn N=8 seed 1"}]}))
     assert sweep_status(record) == [{"job": "5_0", "run": "rnn N=8 seed 1", "state": "lost"}]
     assert os.listdir(tmp_path) == ["sweeps"]  # reading writes nothing
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"executor": "inline", "partition": "gpu"}, "--partition applies to --executor slurm; got --executor inline"),
+    ({"executor": "local", "time_min": 30, "sbatch_options": ("a=b",)}, "--time applies to --executor slurm"),
+    ({"executor": "local", "sbatch_options": ("a=b",)}, "--sbatch applies to --executor slurm; got --executor local"),
+    ({"executor": "slurm", "jobs": 4}, "--jobs applies to --executor local; got --executor slurm"),
+    ({"jobs": 4}, "--jobs applies to --executor local; got --executor inline"),
+    ({"executor": "local", "in_process": True}, "--in-process applies to --executor inline; got --executor local"),
+    ({"executor": "slurm", "sbatch_options": ("=5",)}, "--sbatch takes KEY=VALUE"),
+])
+def test_options_the_executor_would_ignore_are_refused_naming_their_flag(options, message):
+    from rnnbench.executors import from_options
+
+    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+        from_options(options)
+
+
+def test_options_make_the_executor_they_name():
+    from rnnbench import executors
+
+    assert executors.from_options({}).isolate  # inline, each run in a child process
+    assert not executors.from_options({"executor": "inline", "in_process": True, "wait": False}).isolate
+    assert executors.from_options({"executor": "local", "jobs": 3}).jobs == 3
+    slurm = executors.from_options({"executor": "slurm", "time_min": None, "mem": "4G", "sbatch_options": ("a=b",)},
+                                   wait=True)
+    assert slurm.options == SlurmOptions(time_min=24 * 60, mem="4G", sbatch={"a": "b"}) and slurm.wait

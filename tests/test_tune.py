@@ -125,7 +125,8 @@ def test_a_study_killed_halfway_resumes_without_repeating_a_trial(tmp_path):
 
     import optuna
 
-    from rnnbench.tune import _storage, journal_path
+    from rnnbench._optuna import storage as _storage
+    from rnnbench.tune import journal_path
     storage = _storage(journal_path(tmp_path, "killed"))
     for cell in ("lstm", "rnn"):
         trials = optuna.load_study(study_name=f"killed:{cell}", storage=storage).trials
@@ -223,7 +224,8 @@ def test_a_cell_spec_with_options_and_a_space_of_its_own_round_trip(tmp_path):
 def test_the_pruner_stops_a_lagging_trial_and_its_row_says_pruned(tmp_path):
     import optuna
 
-    from rnnbench.tune import Pruning, _pruner, _storage, journal_path
+    from rnnbench._optuna import storage as _storage
+    from rnnbench.tune import Pruning, _pruner, journal_path
     storage = _storage(journal_path(tmp_path, "p"))
     study = optuna.create_study(study_name="p:lstm", storage=storage, pruner=_pruner("asha"), direction="maximize")
     for _ in range(4):  # four trials that did well at every step, reported as their runs do
@@ -278,3 +280,17 @@ def test_a_study_name_is_not_reused_for_another_config(tmp_path):
     assert invoke(*args, "--space", "lr=1e-3,1e-2").exit_code == 0
     out = CliRunner().invoke(main, [*args, "--space", "lr=1e-3,3e-2"])
     assert out.exit_code == 2 and "was started with another config" in out.output and "space" in out.output
+
+
+def test_run_study_refuses_lists_before_anything_is_written_and_names_a_study_by_its_task(tmp_path):
+    from rnnbench import executors, tune
+    from rnnbench.config import preset
+    from rnnbench.registry import CELLS
+
+    request = tune.Request("st", [CELLS.parse("rnn")], "pmnist:data=sample", "quick", preset("quick"),
+                           ["lr=1e-3,1e-2"], grid={"clip": [0.0, 1.0]})
+    with pytest.raises(ValueError, match=r"^--clip 0.0,1.0: a study searches with --space clip=\.\.\., not lists$"):
+        tune.run_study(request, executors.from_options({}), {}, tmp_path)
+    assert not list(tmp_path.iterdir())
+    assert tune.default_name("pmnist:data=sample") == "pmnist-tuned"
+    assert tune.default_name("pmnist", Path("studies/mine.toml")) == "mine"

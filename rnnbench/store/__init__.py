@@ -11,12 +11,12 @@ from rnnbench.store import cards, claims, csvfile, layout, rows, schema
 from rnnbench.store.cards import read_cell_cards, read_task_cards, write_cell_card, write_task_card
 from rnnbench.store.csvfile import ForeignFile
 from rnnbench.store.rows import (ResultsMissing, append_run, done_run_ids, failures, finished, latest, latest_of,
-                                 read_all, read_path, read_rows, skip_message)
+                                 read_all, read_path, read_rows, skip_message, used)
 from rnnbench.store.schema import (COLUMNS, CURVE_COLUMNS, DONE, STATUSES, data_hash, data_json, row_problem,
                                    run_key, trial_state)
 
 __all__ = ["cards", "claims", "csvfile", "layout", "rows", "schema", "read_cell_cards", "read_task_cards",
            "write_cell_card", "write_task_card", "ForeignFile", "ResultsMissing", "append_run", "done_run_ids",
-           "failures", "finished", "latest", "latest_of", "read_all", "read_path", "read_rows", "skip_message",
+           "failures", "finished", "latest", "latest_of", "read_all", "read_path", "read_rows", "skip_message", "used",
            "COLUMNS", "CURVE_COLUMNS", "DONE", "STATUSES", "data_hash", "data_json", "row_problem", "run_key",
            "trial_state"]

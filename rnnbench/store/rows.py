@@ -111,6 +111,22 @@ def skip_message(description: str, row: dict[str, Any]) -> str:
             "(--force to run it again)")
 
 
+def used(results: Path) -> tuple[list[str], list[str]]:
+    """The cells and the tasks (names) of every row in a results folder, each file's sorted, in
+    the order of the files; files rnnbench did not write are passed over, and so are problems."""
+    cells, tasks = [], []
+    for path in layout.csv_files(results):
+        if layout.is_curves_csv(path):
+            continue
+        try:
+            rows = read_path(path, warn=False)
+        except csvfile.ForeignFile:
+            continue
+        cells += sorted(set(rows["cell"]) - {""})
+        tasks += sorted(set(rows["task"]) - {""})
+    return cells, tasks
+
+
 def read_all(results: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The result of every run in the folder (its latest row) and every curve point, for the
     report: malformed rows are skipped with a warning naming the file and the line, and so are
