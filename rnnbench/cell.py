@@ -59,7 +59,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from rnnbench.registry import CELLS, Entry, RegistryError, Spec, is_floats
+from rnnbench.registry import CELLS, Entry, Spec, is_floats
 
 # Floats per example, step and unit (train, eval) of a cell that declares none (a plugin): more than a
 # gated cell needs. Measured as the peak resident set on CPU (B=100, T=300, N=128), it covers the cells

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Iterable
 
 
 _KEY = re.compile(r"@\s*\w+\s*\{\s*([^,\s]+)\s*,")

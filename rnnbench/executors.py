@@ -28,6 +28,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
