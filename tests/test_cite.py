@@ -14,7 +14,7 @@ from test_report import results  # noqa: F401 - the fixture (pytest puts tests/ 
 
 @pytest.mark.parametrize("name", rnnbench.list_cells())
 def test_every_cell_cites_its_paper(name):
-    entry = cite.cell_citation(name)
+    entry = rnnbench.CELLS.get(name).citation
     assert entry.startswith("@") and cite.key(entry), name
     assert cite.bibtex_field(entry, "title") and cite.bibtex_field(entry, "year").isdigit(), name
     assert " et al. " in f" {cite.label(entry)}" or cite.label(entry).split()[-1].isdigit()
@@ -22,7 +22,7 @@ def test_every_cell_cites_its_paper(name):
 
 @pytest.mark.parametrize("name", TASKS.names())
 def test_every_task_cites_its_source(name):
-    entry = cite.task_citation(name)
+    entry = TASKS.get(name).factory.citation.strip()
     assert entry.startswith("@") and cite.key(entry) and cite.bibtex_field(entry, "year"), name
 
 
@@ -87,3 +87,27 @@ def test_the_report_names_the_cells_papers(results, tmp_path):  # noqa: F811
     assert all(bib.count(f"{{{k},") == 1 for k in ("jing2017tunable", "hochreiter1997long", "le2015simple"))
     rows, _ = reporting.read_results(results)
     assert "gru" not in set(rows["cell"]) and "cho2014learning" not in bib
+
+
+PLUGIN_CELL = "@article{me2026, title={My cell}, author={Me, Ann and You, Bo}, year={2026}}"
+
+
+def test_a_plugin_cells_folder_is_cited_and_reported_without_the_plugin(tmp_path):
+    """The sweep keeps each cell's card in the results folder (store.write_cell_card), so `cite`
+    and `report` name a plugin cell's paper where the plugin is not loaded."""
+    from rnnbench import cell, store
+    from test_report import make_row
+
+    results = tmp_path / "results"
+    for seed in (0, 1):
+        store.append_run(results, "pmnist", make_row("my-cell", seed, 0.5), [])
+    store.write_cell_card(results, {**cell.card("lstm"), "name": "my-cell", "spec": "my-cell",
+                                    "citation": PLUGIN_CELL, "summary": "A plugin's cell."})
+    assert "my-cell" not in rnnbench.list_cells()
+    out = CliRunner().invoke(main, ["cite", "--results", str(results)])
+    assert out.exit_code == 0, out.output
+    assert "% cell my-cell\n" + PLUGIN_CELL in out.output and "is not registered here" not in out.output
+    out = CliRunner().invoke(main, ["report", "--results", str(results), "--out", str(tmp_path / "rep")])
+    assert out.exit_code == 0, out.output
+    assert "Cells: my-cell (Me and You 2026)." in (tmp_path / "rep" / "report.md").read_text()
+    assert "@article{me2026," in (tmp_path / "rep" / "references.bib").read_text()
