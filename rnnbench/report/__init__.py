@@ -54,7 +54,7 @@ from rnnbench.report.figures import (CELL_COLORS, cell_color, cost_figure, plot_
                                      test_acc_figure, tradeoff_figure)
 from rnnbench.report.files import _write, _write_text
 from rnnbench.report.grouping import (GROUP_KEYS, TABLE_KEYS, aggregate, experiment_labels, mixed_commits,
-                                      score_higher_is_better, score_name, select, table_groups)
+                                      score_higher_is_better, score_name, select, summary_csv, table_groups)
 from rnnbench.report.html import Section, TableView, render
 from rnnbench.report.read import read_results, rows_frame  # noqa: F401 - rows_frame: for the tests
 from rnnbench.report.studies import chosen_trials, edge_notes, study_groups, write_study
@@ -98,7 +98,7 @@ def _write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path, cards: li
                           "`rnnbench run --force` the older ones, or report them apart")
         md, tex = markdown_table(part), latex_table(part, f"tab:{stem}")
         written += [_write_text(out, f"{stem}.md", md), _write_text(out, f"{stem}.tex", tex),
-                    _write(out, f"{stem}-summary.csv", lambda p, part=part: _summary_csv(part).to_csv(p, index=False))]
+                    _write(out, f"{stem}-summary.csv", lambda p, part=part: summary_csv(part).to_csv(p, index=False))]
         group_rows = results[results["task_spec"] == part["task_spec"].iloc[0]]
         figures = plot_group(stem, part, group_rows, curves, out)
         written += figures
@@ -143,8 +143,3 @@ def _runs_of(summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     keys = summary[TABLE_KEYS].drop_duplicates()
     return runs[runs["phase"] != "tune"].merge(keys, on=TABLE_KEYS)
 
-
-def _summary_csv(summary: pd.DataFrame) -> pd.DataFrame:
-    """A results table as its CSV holds it: the study and phase columns only where the table has a
-    study's final runs, so that the tables of plain runs keep the columns they always had."""
-    return summary.drop(columns=[c for c in ("study", "phase") if not summary[c].astype(bool).any()])

@@ -188,3 +188,11 @@ def _distinct(stems: list[str], keys: list) -> list[str]:
         counts = Counter(s.casefold() for s in stems)
         stems = [f"{s}-{_digest([*k, s])}" if counts[s.casefold()] > 1 else s for s, k in zip(stems, keys)]
     return stems
+
+
+def summary_csv(summary: pd.DataFrame) -> pd.DataFrame:
+    """A results table as its CSV holds it: the study and phase columns only where the table has a
+    study's final runs, so that the tables of plain runs keep the columns they always had; the
+    cells' BibTeX (in the captions and references.bib) left out."""
+    empty = [c for c in ("study", "phase") if not summary[c].astype(bool).any()]
+    return summary.drop(columns=[*empty, *(["cell_citation"] if "cell_citation" in summary else [])])

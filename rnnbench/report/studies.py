@@ -20,7 +20,7 @@ from rnnbench import store
 from rnnbench.report.figures import COLUMN_WIDTH_IN, _drawing, cell_color
 from rnnbench.report.files import _save_all, _write, _write_text
 from rnnbench.report.grouping import (_distinct, _finite, _json_object, _recorded, aggregate, score_higher_is_better,
-                                      score_name, table_groups)
+                                      score_name, summary_csv, table_groups)
 from rnnbench.report.html import Section, TableView
 from rnnbench.report.tables import (Extra, _cells, _markdown_lines, _score_digits, latex_table, markdown_table,
                                     table_caption)
@@ -360,7 +360,7 @@ def write_study(stem: str, study: pd.DataFrame, out: Path,
         md = markdown_table(summary, extra)
         files += [_write_text(out, f"{final}.md", md),
                   _write_text(out, f"{final}.tex", latex_table(summary, f"tab:{final}", extra)),
-                  _write(out, f"{final}-summary.csv", lambda p, s=summary: s.to_csv(p, index=False))]
+                  _write(out, f"{final}-summary.csv", lambda p, s=summary: summary_csv(s).to_csv(p, index=False))]
         text.append(f"### Final runs\n\n{md}")
         section.tables.append(TableView("Final runs", table_caption(summary, note=extra.note), *_cells(summary, extra)))
     missing = sorted(set(trials["cell"]) - set(study.loc[study["phase"] == "final", "study_cell"]))
