@@ -30,3 +30,14 @@ def test_importing_a_folder_as_top_level_package_is_refused(folder):
     assert out.returncode != 0
     assert f"ImportError: the {folder}/ folder was imported as '{folder}'" in out.stderr
     assert f"imported as rnnbench.{folder}" in out.stderr
+
+
+def test_every_subpackage_is_listed_for_the_wheel():
+    """pyproject.toml lists packages by name: a subpackage left out is missing from an installed
+    wheel (an editable install finds it anyway, so nothing else would notice)."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"rnnbench." + ".".join(p.parent.relative_to(REPO / "rnnbench").parts)
+             for p in (REPO / "rnnbench").rglob("__init__.py") if p.parent != REPO / "rnnbench"}
+    assert found <= listed, sorted(found - listed)
