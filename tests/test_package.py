@@ -35,7 +35,10 @@ def test_importing_a_folder_as_top_level_package_is_refused(folder):
 def test_every_subpackage_is_listed_for_the_wheel():
     """pyproject.toml lists packages by name: a subpackage left out is missing from an installed
     wheel (an editable install finds it anyway, so nothing else would notice)."""
-    import tomllib
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
 
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {"rnnbench." + ".".join(p.parent.relative_to(REPO / "rnnbench").parts)
