@@ -50,7 +50,7 @@ def runner_loop(task, spec, config: RunConfig, splits, tensorboard: Path | None 
     """rnnbench's runner on the same work: seconds of wall-clock minus evaluation and test, and the
     share of training time it spent logging."""
     start = time.perf_counter()
-    result = train(task, spec, config, splits, torch.device("cpu"), log=lambda _: None, tensorboard=tensorboard)
+    result = train(task, spec, config, splits, torch.device("cpu"), tensorboard=tensorboard)
     return time.perf_counter() - start - result["eval_time_s"], result["log_time_s"] / result["train_time_s"]
 
 

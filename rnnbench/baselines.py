@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from rnnbench.task import Split, Splits, Task, data_json
+
+log = logging.getLogger(__name__)
 
 PENALTIES = (0.0, 1e-4, 1e-3, 1e-2)  # L2 weights on the (standardised) inputs' weights
 ITERATIONS = 100
@@ -71,8 +74,7 @@ def _accuracy(model: torch.nn.Linear, x: torch.Tensor, y: torch.Tensor) -> float
     return float((model(x).argmax(1) == y).double().mean())
 
 
-def linear_accuracy(task: Task, splits: Splits, cache: Path | None = None,
-                    log: Callable[[str], None] = lambda _: None) -> float | None:
+def linear_accuracy(task: Task, splits: Splits, cache: Path | None = None) -> float | None:
     """Test accuracy of the L2-regularised logistic regression on the run's splits (the penalty
     chosen on validation), or None where it does not apply. Cached by the data's hash.
 
@@ -84,7 +86,7 @@ def linear_accuracy(task: Task, splits: Splits, cache: Path | None = None,
     try:
         return float(json.loads(path.read_text())["test_acc"])
     except (OSError, ValueError, KeyError, TypeError):
-        log("computing the linear baseline on this data (logistic regression, L2 chosen on validation; once)")
+        log.info("computing the linear baseline on this data (logistic regression, L2 chosen on validation; once)")
 
     def features(split: Split) -> tuple[torch.Tensor, torch.Tensor]:
         if split.lengths is not None:

@@ -18,9 +18,9 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import sys
-import warnings
-from typing import Any, Callable
+from typing import Any
 
+from rnnbench import logs
 from rnnbench.planned import PlannedRun, load_plugins
 from rnnbench.store import claims
 
@@ -38,23 +38,24 @@ def _context():
 
 
 def _main(run: PlannedRun, splits: Any, owned: claims.Owned, connection, parent: dict[str, Any]) -> None:
-    """The child: train `run` under the parent's claim, sending log lines and the row back."""
+    """The child: train `run` under the parent's claim, sending its log records (Python's warnings
+    among them) and the row back."""
     import torch
 
     from rnnbench.runner import run_planned
 
-    def log(line: str) -> None:
+    def send(record: tuple[str, int, str]) -> None:
         try:
-            connection.send(("log", line))
+            connection.send(("log", record))
         except OSError:  # the parent is gone: stop as Ctrl-C would, writing nothing
             raise KeyboardInterrupt(f"the sweep's process {parent['pid']} is gone") from None
 
-    warnings.showwarning = lambda message, *_, **__: log(f"warning: {message}")
+    logs.forward(send)
     claims.die_with(parent)
     torch.set_num_threads(run.threads)
     try:
         load_plugins(run.plugins)
-        connection.send(("row", run_planned(run, splits, log, owned)))
+        connection.send(("row", run_planned(run, splits, owned)))
     except KeyboardInterrupt:
         pass  # (the parent was interrupted too, and says so)
     except BaseException as error:  # noqa: BLE001 - the parent raises it, as if it had trained the run itself
@@ -64,8 +65,9 @@ def _main(run: PlannedRun, splits: Any, owned: claims.Owned, connection, parent:
             pass
 
 
-def run_in_child(run: PlannedRun, claim: claims.Claim, splits: Any, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train `run` in a child process while this one holds its `claim`; returns its row."""
+def run_in_child(run: PlannedRun, claim: claims.Claim, splits: Any) -> dict[str, Any]:
+    """Train `run` in a child process while this one holds its `claim`; returns its row. The
+    child's log records are logged again here, unchanged (logs.emit)."""
     from rnnbench.runner import failure, write_row
 
     context = _context()
@@ -84,7 +86,7 @@ def run_in_child(run: PlannedRun, claim: claims.Claim, splits: Any, log: Callabl
             except EOFError:  # the child has ended, or closed its end
                 break
             if kind == "log":
-                log(payload)
+                logs.emit(payload)
             elif kind == "row":
                 row = payload
             else:
@@ -106,6 +108,6 @@ def run_in_child(run: PlannedRun, claim: claims.Claim, splits: Any, log: Callabl
             if code == -signal.SIGKILL else ""
         claim.check()
         row = write_row(run, failure(f"the process training this run {how} before writing its row{hint}"),
-                        splits, log, claim)
+                        splits, claim)
     sys.stderr.flush()
     return row

@@ -26,6 +26,10 @@ def main(plugins: tuple[str, ...]) -> None:
     import os
     import sys
 
+    from rnnbench import logs
+
+    logs.to_stream()  # the library's lines and warnings to this invocation's stderr
+
     # The `rnnbench` console script, unlike `python -m`, does not put the current folder on
     # sys.path: add it, last, so that `--plugin my_cells` finds ./my_cells.py, and a file here
     # named like an installed package never shadows it (as planned.load_plugins does in jobs).
@@ -236,12 +240,6 @@ def _errors(body):
         raise click.ClickException(f"{error}; nothing of this run was written") from None
 
 
-def _logging():
-    log = lambda line: click.echo(line, err=True)  # noqa: E731
-    warnings.showwarning = lambda message, *_, **__: log(f"warning: {message}")  # not Python's file:line form
-    return log
-
-
 @dataclasses.dataclass
 class _Sweep:
     """What `run` and `tune` both make of their options (_sweep)."""
@@ -255,25 +253,23 @@ class _Sweep:
     plugins: tuple
     results: Path
     data_dir: Path | None
-    log: object
 
 
 def _sweep(cells, task_name, preset_name, data_dir, results, fields, wait=None) -> _Sweep:
     """The preamble `run` and `tune` share: the executor options popped from `fields` (the rest are
     RunConfig fields), the folders made absolute (jobs may run in another folder, on another node),
-    messages to stderr, then the task (an unknown task or option is refused first), the cells, the
-    config and grid, the executor (`wait`: forced, as a study must) and the plugins."""
+    then the task (an unknown task or option is refused first), the cells, the config and grid,
+    the executor (`wait`: forced, as a study must) and the plugins."""
     from rnnbench import executors, planned, sweep
 
     options = {name: fields.pop(name) for name in executors.EXECUTOR_OPTIONS}
     results, data_dir = results.resolve(), data_dir.resolve() if data_dir else None
-    log = _logging()
     task_spec = sweep.resolve_task(task_name, preset_name)
     specs = expand_cells(cells)
     config, grid = config_grid(preset_name, _command_line_wins(fields))
     executor = executors.from_options(options, wait, announce=click.echo)
     plugins = planned.plugin_origins(click.get_current_context().find_root().params["plugins"])
-    return _Sweep(task_spec, specs, config, grid, executor, options, plugins, results, data_dir, log)
+    return _Sweep(task_spec, specs, config, grid, executor, options, plugins, results, data_dir)
 
 
 @main.command("run")
@@ -291,12 +287,12 @@ def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_che
         s = _sweep(cells, task_name, preset_name, data_dir, results, fields)
         seed_list = parse_seeds(seeds)
         runs, splits = sweep.plan(s.task, s.specs, seed_list, s.config, s.results, s.data_dir, force,
-                                  keep_checkpoints, s.log, s.grid, s.plugins, s.executor.threads,
+                                  keep_checkpoints, s.grid, s.plugins, s.executor.threads,
                                   runs_at_once=s.executor.runs_at_once)
         document = configfile.run_document(s.specs, s.task, preset_name, seed_list, s.config, s.grid,
                                            s.executor_options)
-        configfile.keep(s.results, "run-" + store.run_key(document)[:12], document, s.log)
-        return runs, s.executor.run(runs, splits, s.log), s.executor, s.grid
+        configfile.keep(s.results, "run-" + store.run_key(document)[:12], document)
+        return runs, s.executor.run(runs, splits), s.executor, s.grid
 
     runs, rows, where, grid = _errors(body)
     if rows is None:  # submitted, not waited for
@@ -341,7 +337,7 @@ def tune_command(cells, task_name, preset_name, data_dir, results, keep_checkpoi
                                s.config, list(space), s.grid, trials, sampler, pruner, sampler_seed,
                                parse_seeds(tune_seeds), parse_seeds(final_seeds))
         return tune.run_study(request, s.executor, s.executor_options, s.results, s.data_dir, keep_checkpoints,
-                              s.plugins, s.log)
+                              s.plugins)
 
     rows, study = _errors(body)
     if rows is None:
@@ -413,7 +409,6 @@ def report(results, out, tasks, cells, statuses, html):
     from rnnbench import cell, store
     from rnnbench import report as reporting
 
-    warnings.showwarning = lambda message, *_, **__: click.echo(f"warning: {message}", err=True)
     wanted = tuple(s.strip() for s in statuses.split(",") if s.strip())
     unknown = [s for s in wanted if s not in store.STATUSES]
     if unknown:

@@ -15,10 +15,11 @@ study's name), so that `--config` on that file plans the same runs again.
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -28,6 +29,8 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
+
+log = logging.getLogger(__name__)
 
 SHIPPED = Path(__file__).with_name("studies")
 # An executor option's key in a config file (option_key: its first long flag), where it is not its
@@ -255,7 +258,7 @@ def run_document(specs: list, task_spec: Any, preset_name: str, seeds: list[int]
             "seeds": seeds, **config_document(config, grid), **executor_document(executor_options)}
 
 
-def keep(results: Path, name: str, document: dict[str, Any], log: Callable[[str], None] = print) -> Path | None:
+def keep(results: Path, name: str, document: dict[str, Any]) -> Path | None:
     """Write the resolved config of a sweep or study next to its rows (sweep_path), with a header
     saying how to run it again; a file that cannot be written costs a warning, never the sweep."""
     path = sweep_path(results, name)
@@ -265,7 +268,7 @@ def keep(results: Path, name: str, document: dict[str, Any], log: Callable[[str]
     try:
         write(path, document, header)
     except OSError as error:
-        log(f"warning: could not keep this config in {path}: {error}")
+        log.warning(f"could not keep this config in {path}: {error}")
         return None
-    log(f"config: {path} (rnnbench {document['command']} --config it to run it again)")
+    log.info(f"config: {path} (rnnbench {document['command']} --config it to run it again)")
     return path

@@ -24,6 +24,7 @@ from __future__ import annotations
 import abc
 import datetime
 import json
+import logging
 import os
 import shutil
 import stat
@@ -44,8 +45,10 @@ from rnnbench.store import claims, layout
 
 EXECUTORS = ("inline", "local", "slurm")
 
+log = logging.getLogger(__name__)
 
-def _tidy_checkpoints(run: PlannedRun, rows: Any, log: Callable[[str], None]) -> None:
+
+def _tidy_checkpoints(run: PlannedRun, rows: Any) -> None:
     """With the run's claim held: remove what no writer will use any more, that is temporary files
     of writers that died, and a checkpoint whose run already has its row (a kill between the row
     and the removal, or --keep-checkpoints before --force)."""
@@ -60,11 +63,11 @@ def _tidy_checkpoints(run: PlannedRun, rows: Any, log: Callable[[str], None]) ->
     done = rows[(rows["run_id"] == run_id) & rows["status"].isin(store.DONE)]
     if len(done) and not (run.keep_checkpoints and not run.superseded):
         run.checkpoint.unlink(missing_ok=True)
-        log(f"removed {run.checkpoint}: its run {run_id} already has its row")
+        log.info(f"removed {run.checkpoint}: its run {run_id} already has its row")
 
 
-def execute(runs: list[PlannedRun], splits: dict[int, Any] | None = None, log: Callable[[str], None] = print,
-            poll_s: float = 2.0, isolate: bool = True) -> list[dict[str, Any]]:
+def execute(runs: list[PlannedRun], splits: dict[int, Any] | None = None, poll_s: float = 2.0,
+            isolate: bool = True) -> list[dict[str, Any]]:
     """Run each planned run once, unless it is done or claimed by another; returns the row of
     every run (its latest ok row if it was done already), in plan order. With `isolate`, each run
     trains in a fresh child process (child.run_in_child), so that its memory and clocks are its own;
@@ -84,31 +87,31 @@ def execute(runs: list[PlannedRun], splits: dict[int, Any] | None = None, log: C
                 theirs = existing[(existing["run_key"] == run.key) & ~existing["run_id"].isin(known[run.task])]
                 row = theirs.iloc[-1].to_dict() if len(theirs) else None
             if row is None:
-                claim = claims.take(run.results, run.name, log)
+                claim = claims.take(run.results, run.name)
                 if isinstance(claim, claims.Held):
                     if run.key not in told:
-                        log(f"{run.describe()} is being trained by {claim.describe()}: waiting for its row")
+                        log.info(f"{run.describe()} is being trained by {claim.describe()}: waiting for its row")
                         told.add(run.key)
                     continue
                 with claim:
                     existing = store.read_rows(run.results, run.task)  # (it may have finished meanwhile)
                     row = store.finished(existing, run.key, run.superseded)
-                    _tidy_checkpoints(run, existing, log)
+                    _tidy_checkpoints(run, existing)
                     if row is None and isolate:
-                        row = child.run_in_child(run, claim, splits[run.config.seed] if splits else None, log)
+                        row = child.run_in_child(run, claim, splits[run.config.seed] if splits else None)
                     elif row is None:
-                        row = run_planned(run, splits[run.config.seed] if splits else None, log, claim)
+                        row = run_planned(run, splits[run.config.seed] if splits else None, claim)
                     else:
-                        log(f"{run.describe()}: finished by another process")
+                        log.info(f"{run.describe()}: finished by another process")
             elif run.key in told:
-                log(f"{run.describe()}: ended in another process, {row['status']}")
+                log.info(f"{run.describe()}: ended in another process, {row['status']}")
             else:
-                log(store.skip_message(run.describe(), row))
+                log.info(store.skip_message(run.describe(), row))
                 if run.checkpoint.exists():
-                    claim = claims.take(run.results, run.name, log)
+                    claim = claims.take(run.results, run.name)
                     if isinstance(claim, claims.Claim):
                         with claim:
-                            _tidy_checkpoints(run, existing, log)
+                            _tidy_checkpoints(run, existing)
             rows_by_key[run.key] = row
             pending.remove(run)
             progressed = True
@@ -126,7 +129,7 @@ class Executor(abc.ABC):
     runs_at_once: int = 1
 
     @abc.abstractmethod
-    def run(self, runs: list[PlannedRun], splits: dict[int, Any], log: Callable[[str], None]) -> list[dict] | None:
+    def run(self, runs: list[PlannedRun], splits: dict[int, Any]) -> list[dict] | None:
         """Run (or submit) the runs; the rows of those that have one, or None when the runs were
         submitted and not waited for."""
 
@@ -141,8 +144,8 @@ class Inline(Executor):
 
     isolate: bool = True
 
-    def run(self, runs: list[PlannedRun], splits: dict[int, Any], log: Callable[[str], None]) -> list[dict]:
-        return execute(runs, splits, log, isolate=self.isolate)
+    def run(self, runs: list[PlannedRun], splits: dict[int, Any]) -> list[dict]:
+        return execute(runs, splits, isolate=self.isolate)
 
 
 @dataclass(frozen=True)
@@ -178,11 +181,13 @@ class RunJob(submitit.helpers.Checkpointable):
         import torch
 
         import rnnbench
+        from rnnbench import logs
 
         here = str(Path(rnnbench.__file__).resolve())
         if here != package:
             raise RuntimeError(f"this job imported rnnbench from {here}, not {package} as the submitting process "
                                "did; run the job with the same Python environment")
+        logs.to_stream(sys.stdout)  # (the job's own log file, as its lines always went)
         load_plugins(run.plugins)
         if parent is not None:
             claims.die_with(parent)
@@ -220,7 +225,6 @@ def _executor_python() -> str:
     the job folder before submitit loads anything from it, and imports exactly this rnnbench
     (a script's folder, not the working directory, starts sys.path)."""
     import shlex
-    import sys
 
     return f"{shlex.quote(sys.executable)} -u {shlex.quote(str(Path(__file__).with_name('_job.py')))}"
 
@@ -254,8 +258,7 @@ def local_threads(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
-def run_local(runs: list[PlannedRun], jobs: int, results: Path, log: Callable[[str], None] = print,
-              poll_s: float = 0.5) -> Path:
+def run_local(runs: list[PlannedRun], jobs: int, results: Path, poll_s: float = 0.5) -> Path:
     """Run `runs` in parallel processes on this machine, at most `jobs` at once, each with its
     share of the CPU cores (planned with local_threads(jobs)); returns when all are over. Returns the sweep record. The processes
     end with this one, however it ends (Ctrl-C, SIGTERM or SIGKILL)."""
@@ -273,7 +276,7 @@ def run_local(runs: list[PlannedRun], jobs: int, results: Path, log: Callable[[s
             while waiting and len(running) < jobs:
                 run = waiting.pop(0)
                 job = executor.submit(RunJob(), run, package, me)
-                log(f"started {run.describe()} (process {job.job_id}, log {logs / job.job_id})")
+                log.info(f"started {run.describe()} (process {job.job_id}, log {logs / job.job_id})")
                 running.append((job, run))
                 submitted.append((job.job_id, run))
             time.sleep(poll_s)
@@ -283,8 +286,8 @@ def run_local(runs: list[PlannedRun], jobs: int, results: Path, log: Callable[[s
                     check_private(logs / job.job_id)
                     job.result()
                 except Exception as error:  # noqa: BLE001 - the row (if any) says what happened
-                    log(f"{run.describe()}: the process ended with {type(error).__name__}: {error}; "
-                        f"see {logs / job.job_id}")
+                    log.info(f"{run.describe()}: the process ended with {type(error).__name__}: {error}; "
+                             f"see {logs / job.job_id}")
     except BaseException:  # Ctrl-C, SIGTERM: stop the runs now, they resume from their checkpoints
         for job, _ in running:
             job.cancel(check=False)
@@ -292,8 +295,7 @@ def run_local(runs: list[PlannedRun], jobs: int, results: Path, log: Callable[[s
     return _record(results, sweep_id, "local", submitted, logs)
 
 
-def submit_slurm(runs: list[PlannedRun], options: SlurmOptions, results: Path,
-                 log: Callable[[str], None] = print) -> tuple[Path, list[str]]:
+def submit_slurm(runs: list[PlannedRun], options: SlurmOptions, results: Path) -> tuple[Path, list[str]]:
     """Submit `runs` as one SLURM job array (one run per array task); returns the sweep record
     and the job ids. Uses submitit's SlurmExecutor itself, never auto-detection (which picks
     SLURM whenever `sbatch` is on the PATH, even with no controller)."""
@@ -312,8 +314,8 @@ def submit_slurm(runs: list[PlannedRun], options: SlurmOptions, results: Path,
     ids = [job.job_id for job in jobs]
     array_id = ids[0].split("_")[0]
     path = _record(results, array_id, "slurm", list(zip(ids, runs)), logs, {"options": asdict(options)})
-    log(f"submitted {len(ids)} runs as SLURM job array {array_id}; logs in {logs}/{array_id}_*; "
-        f"`rnnbench status --results {results}` shows their state")
+    log.info(f"submitted {len(ids)} runs as SLURM job array {array_id}; logs in {logs}/{array_id}_*; "
+             f"`rnnbench status --results {results}` shows their state")
     return path, ids
 
 
@@ -328,8 +330,7 @@ def queue_states(job_ids: list[str]) -> dict[str, str]:
     return {job_id: states[job_id] for job_id in job_ids if job_id in states}
 
 
-def wait_slurm(job_ids: list[str], log: Callable[[str], None] = print, poll_s: float = 2.0,
-               timeout_s: float | None = None) -> None:
+def wait_slurm(job_ids: list[str], poll_s: float = 2.0, timeout_s: float | None = None) -> None:
     """Return when none of the jobs is in SLURM's queue any more."""
     start, last = time.monotonic(), None
     while True:
@@ -338,7 +339,7 @@ def wait_slurm(job_ids: list[str], log: Callable[[str], None] = print, poll_s: f
             return
         summary = ", ".join(f"{n} {state.lower()}" for state, n in sorted(Counter(states.values()).items()))
         if summary != last:
-            log(f"waiting for {len(states)} of {len(job_ids)} jobs: {summary}")
+            log.info(f"waiting for {len(states)} of {len(job_ids)} jobs: {summary}")
             last = summary
         if timeout_s is not None and time.monotonic() - start > timeout_s:
             raise TimeoutError(f"jobs still queued after {timeout_s:.0f} s: {summary}")
@@ -376,32 +377,32 @@ class _Elsewhere(Executor):
     that finishes them (store.DONE) are skipped here, the rest go to `_start`; the rows are read back
     from the results file."""
 
-    def run(self, runs: list[PlannedRun], splits: dict[int, Any], log: Callable[[str], None]) -> list[dict] | None:
+    def run(self, runs: list[PlannedRun], splits: dict[int, Any]) -> list[dict] | None:
         done = {run.key: store.finished(store.read_rows(run.results, run.task), run.key, run.superseded)
                 for run in runs}
         pending = [run for run in runs if done[run.key] is None]
         for run in runs:
             if run not in pending:
-                log(store.skip_message(run.describe(), done[run.key]))
+                log.info(store.skip_message(run.describe(), done[run.key]))
         if not runs:
             return []
         results, task = runs[0].results, runs[0].task
         if not pending:
-            log("nothing to run: every run of this sweep already has an ok row" if all(
+            log.info("nothing to run: every run of this sweep already has an ok row" if all(
                 row["status"] == "ok" for row in done.values()) else "nothing to run: every run of this sweep "
                 "already has its row")
             return store.latest_of(results, task, [run.key for run in runs])
-        if not self._start(pending, results, log):
+        if not self._start(pending, results):
             return None
         rows = store.latest_of(results, task, [run.key for run in runs])
         missing = len(runs) - len(rows)
         if missing:
-            log(f"{missing} of {len(runs)} runs wrote no row (killed or cancelled); run the same command again to "
-                "run them, `rnnbench status` to see which")
+            log.info(f"{missing} of {len(runs)} runs wrote no row (killed or cancelled); run the same command again "
+                     "to run them, `rnnbench status` to see which")
         return rows
 
     @abc.abstractmethod
-    def _start(self, pending: list[PlannedRun], results: Path, log: Callable[[str], None]) -> bool:
+    def _start(self, pending: list[PlannedRun], results: Path) -> bool:
         """Run the pending runs; False if they were only submitted (no rows to wait for)."""
 
 
@@ -420,8 +421,8 @@ class Local(_Elsewhere):
     def runs_at_once(self) -> int:
         return self.jobs
 
-    def _start(self, pending: list[PlannedRun], results: Path, log: Callable[[str], None]) -> bool:
-        run_local(pending, self.jobs, results, log)
+    def _start(self, pending: list[PlannedRun], results: Path) -> bool:
+        run_local(pending, self.jobs, results)
         return True
 
 
@@ -439,9 +440,9 @@ class Slurm(_Elsewhere):
     def threads(self) -> int:
         return self.options.cpus_per_task or 1
 
-    def _start(self, pending: list[PlannedRun], results: Path, log: Callable[[str], None]) -> bool:
+    def _start(self, pending: list[PlannedRun], results: Path) -> bool:
         try:
-            _, ids = submit_slurm(pending, self.options, results, log)
+            _, ids = submit_slurm(pending, self.options, results)
         except PermissionError:
             raise
         except Exception as error:  # sbatch refused the job: say why, in its words
@@ -449,7 +450,7 @@ class Slurm(_Elsewhere):
         self.announce("\n".join(f"{job_id}  {run.describe()}" for job_id, run in zip(ids, pending)))
         if not self.wait:
             return False
-        wait_slurm(ids, log)
+        wait_slurm(ids)
         return True
 
 

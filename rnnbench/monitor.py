@@ -9,15 +9,17 @@ clock has stopped, so that nothing here is ever inside a timed step. Three views
   orthogonal by construction (it defines `recurrent_matrix()`), ‖U^H U − I‖_F, which shows
   numerical drift over a long run;
 - progress: a tqdm bar on a terminal; elsewhere (nohup, SLURM logs) lines that each name the run
-  and say how far it is, with the time elapsed and an estimate of the time left;
+  and say how far it is, with the time elapsed and an estimate of the time left (this module's
+  logger, at INFO; where they go is rnnbench.logs's to say);
 - TensorBoard (`--tensorboard`): the same scalars under RESULTS/tb/RUN_ID/, the run's config as
   hyper-parameters from its start and its final metrics at the end.
 
->>> watch = Monitor("pmnist eurnn N=64 seed 0", steps=300, log=print)
+>>> watch = Monitor("pmnist eurnn N=64 seed 0", steps=300)
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -29,6 +31,8 @@ from tqdm import tqdm
 
 from rnnbench import measure
 from rnnbench.cell import recurrent_matrix
+
+log = logging.getLogger(__name__)
 
 # Progress lines off a terminal: one at the first logged step, then at most one per this many
 # seconds (and one per evaluation), so that a 40,000-step run's log stays readable.
@@ -97,10 +101,9 @@ class Monitor:
     that TensorBoard names the run while it trains; a folder that cannot be written (or stops
     being writable) costs a warning and the TensorBoard view, never the run."""
 
-    def __init__(self, name: str, steps: int, log: Callable[[str], None] = print, start_step: int = 0,
-                 tensorboard: Path | None = None, terminal: bool | None = None,
-                 hparams: dict[str, Any] | None = None):
-        self.name, self.steps, self.log, self.start_step = name, steps, log, start_step
+    def __init__(self, name: str, steps: int, start_step: int = 0, tensorboard: Path | None = None,
+                 terminal: bool | None = None, hparams: dict[str, Any] | None = None):
+        self.name, self.steps, self.start_step = name, steps, start_step
         self.terminal = sys.stderr.isatty() if terminal is None else terminal
         self.started = time.perf_counter()
         self.last_line = -math.inf
@@ -142,14 +145,14 @@ class Monitor:
         if not self.terminal and now - self.last_line >= PROGRESS_SECONDS:
             self.last_line = now
             norm = f", grad norm {point['grad_norm']:.3g}" if _number(point.get("grad_norm")) else ""
-            self.log(f"{self._where(point['step'])}; train loss {point['loss']:.4f}{norm}")
+            log.info(f"{self._where(point['step'])}; train loss {point['loss']:.4f}{norm}")
 
     def valid_point(self, point: dict[str, Any]) -> None:
         """A `valid` curve point (the task's metrics, unitarity_error where the cell has one): a
         line in every case, TensorBoard."""
         self._scalars("valid", point, VALID_SCALARS + HEALTH_SCALARS)
         health = f", ‖UᴴU − I‖ {point['unitarity_error']:.2g}" if _number(point.get("unitarity_error")) else ""
-        self.log(f"{self._where(point['step'])}; valid {point['acc']:.4f}, loss {point['loss']:.4f}{health}")
+        log.info(f"{self._where(point['step'])}; valid {point['acc']:.4f}, loss {point['loss']:.4f}{health}")
         self.last_line = time.perf_counter()
 
     def close(self, metrics: dict[str, Any] | None = None) -> None:
@@ -195,8 +198,8 @@ class Monitor:
             write()
         except OSError as error:
             self.writer = None
-            self.log(f"warning: {self.name}: TensorBoard stops here, its event files cannot be written "
-                     f"({error}); the run goes on, its curves file has every point")
+            log.warning(f"{self.name}: TensorBoard stops here, its event files cannot be written ({error}); the run "
+                        "goes on, its curves file has every point")
 
     def _where(self, step: int) -> str:
         """`pmnist eurnn N=64 seed 0: step 150/300 (50 %), 12 s elapsed, about 12 s left`."""

@@ -12,6 +12,7 @@ uninterrupted one.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
@@ -40,6 +41,8 @@ from rnnbench.task import Split, Splits, Task, valid_steps
 
 if TYPE_CHECKING:
     from rnnbench.planned import PlannedRun
+
+log = logging.getLogger(__name__)
 
 
 class SequenceClassifier(nn.Module):
@@ -207,8 +210,7 @@ def fresh_progress(higher_is_better: bool) -> Progress:
     return Progress(run_id=uuid.uuid4().hex[:12], best_valid_acc=-math.inf if higher_is_better else math.inf)
 
 
-def resume(trainee: Trainee, checkpoint: Path, run_key: str, name: str,
-           log: Callable[[str], None]) -> tuple[Progress, dict | None]:
+def resume(trainee: Trainee, checkpoint: Path, run_key: str, name: str) -> tuple[Progress, dict | None]:
     """Restore a fresh `trainee` from `checkpoint` (weights, optimizer, batch order, random states)
     and return the progress and best weights it holds. Raises, leaving `trainee` possibly changed
     in part, if the file does not fit this run exactly (checkpoints.validate)."""
@@ -223,19 +225,19 @@ def resume(trainee: Trainee, checkpoint: Path, run_key: str, name: str,
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     progress = Progress(**state["progress"])
-    log(f"{name}: resuming from step {progress.step} ({checkpoint})")
+    log.info(f"{name}: resuming from step {progress.step} ({checkpoint})")
     return progress, state["best_state"]
 
 
 def start(task: Task, spec: Spec, config: RunConfig, device: torch.device, n_train: int, checkpoint: Path | None,
-          run_key: str, name: str, log: Callable[[str], None]) -> tuple[Trainee, Progress, dict | None]:
+          run_key: str, name: str) -> tuple[Trainee, Progress, dict | None]:
     """A run's start: from its checkpoint if there is one that fits it, else fresh. A torn, foreign
     or damaged checkpoint is ignored with a warning: the run starts over, never resumes wrongly."""
     trainee = Trainee.fresh(task, spec, config, device, n_train)
     if checkpoint is None or not checkpoint.exists():
         return trainee, fresh_progress(task.higher_is_better), None
     try:
-        progress, best_state = resume(trainee, checkpoint, run_key, name, log)
+        progress, best_state = resume(trainee, checkpoint, run_key, name)
         return trainee, progress, best_state
     except Exception as error:  # noqa: BLE001 - a torn, foreign or damaged file: start over, never resume wrongly
         warnings.warn(f"ignoring checkpoint {checkpoint} ({type(error).__name__}: {error}); "
@@ -376,7 +378,7 @@ class Training:
 
 
 def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: torch.device,
-          checkpoint: Path | None = None, log: Callable[[str], None] = print, run_key: str = "",
+          checkpoint: Path | None = None, run_key: str = "",
           claim: Any = None, should_stop: Callable[[int, float], bool] | None = None,
           tensorboard: Path | None = None) -> dict[str, Any]:
     """Train one run and return the quality and cost columns of its row (plus `curves`,
@@ -388,15 +390,14 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
     name = monitor.describe(task.name, str(spec), config.hidden_size, config.seed)  # (how lines name the run)
     configure_device(device)
     splits = splits.to(device)  # once: every batch is then taken on the device (nothing per step)
-    trainee, progress, best_state = start(task, spec, config, device, len(splits.train), checkpoint, run_key, name,
-                                          log)
+    trainee, progress, best_state = start(task, spec, config, device, len(splits.train), checkpoint, run_key, name)
     synchronize(device)
     begin = time.perf_counter()
     build_kernels(trainee.model, task, splits.train.take(slice(0, 1), device), device)
     synchronize(device)
     build_time = time.perf_counter() - begin
     # (the views start before peak memory is reset: TensorBoard's writer is no part of the run's memory)
-    watch = monitor.Monitor(name, config.steps, log, progress.step,
+    watch = monitor.Monitor(name, config.steps, progress.step,
                             tensorboard / progress.run_id if tensorboard is not None else None,
                             hparams={"task": task.name, "cell_spec": str(spec), **config.as_dict()})
     training = Training(task, config, splits, device, trainee, progress, best_state, watch, checkpoint, run_key,
@@ -422,8 +423,7 @@ def train(task: Task, spec: Spec, config: RunConfig, splits: Splits, device: tor
     return result
 
 
-def run_planned(run: PlannedRun, splits: Any = None, log: Callable[[str], None] = print,
-                claim: Any = None) -> dict[str, Any]:
+def run_planned(run: PlannedRun, splits: Any = None, claim: Any = None) -> dict[str, Any]:
     """Train one planned run (resuming from its checkpoint if it fits) and append its row;
     returns the row. The caller holds the run's `claim` (see executors.execute). A run that fails
     gets a `failed` row; a row that cannot be written raises (RowNotWritten: the checkpoint is
@@ -441,7 +441,7 @@ def run_planned(run: PlannedRun, splits: Any = None, log: Callable[[str], None] 
     checkpoint = run.checkpoint
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     try:
-        result = train(task, spec, run.config, splits, device, checkpoint, log, run.key, claim,
+        result = train(task, spec, run.config, splits, device, checkpoint, run.key, claim,
                        run.pruning.should_stop if run.pruning is not None else None,
                        layout.tensorboard(run.results) if run.config.tensorboard else None)
     except (ClaimLost, KeyboardInterrupt, SystemExit):
@@ -451,14 +451,13 @@ def run_planned(run: PlannedRun, splits: Any = None, log: Callable[[str], None] 
         if isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower():
             message += " (lower --batch-size or --hidden)"
         result = failure(message)
-    row = write_row(run, result, splits, log, claim)
+    row = write_row(run, result, splits, claim)
     if result["status"] != "failed" and not run.keep_checkpoints:
         checkpoint.unlink(missing_ok=True)
     return row
 
 
-def write_row(run: PlannedRun, result: dict[str, Any], splits: Splits, log: Callable[[str], None] = print,
-              claim: Any = None) -> dict[str, Any]:
+def write_row(run: PlannedRun, result: dict[str, Any], splits: Splits, claim: Any = None) -> dict[str, Any]:
     """Append the row (and curves) of a run that ended with `result` (train's, or a failure's:
     status, error, run_id, curves) and print its summary line; returns the row. What the row says
     about the task and the cell comes from the plan (`run`), not from the registry again."""
@@ -476,12 +475,11 @@ def write_row(run: PlannedRun, result: dict[str, Any], splits: Splits, log: Call
            "tuned_json": run.tuned_json, "study_json": run.study_json,
            **environment(resolve_device(run.config.device)), **result}
     try:
-        store.append_run(run.results, run.task, row, curves, check=claim.check if claim is not None else None,
-                           log=log)
+        store.append_run(run.results, run.task, row, curves, check=claim.check if claim is not None else None)
     except (OSError, LockTimeout) as error:
         kept = " Its checkpoint is kept: the run resumes from it next time." if run.checkpoint.exists() else ""
         raise RowNotWritten(f"the row of {run.describe()} could not be written: {error}.{kept}") from error
-    log(summary_line(row))
+    log.info(summary_line(row))
     return row
 
 

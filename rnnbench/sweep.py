@@ -11,15 +11,18 @@ or training.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rnnbench import store
 from rnnbench.config import RunConfig, check_budget_or_size, flag
 from rnnbench.planned import PlannedRun
 from rnnbench.registry import Spec
 from rnnbench.store import layout
+
+log = logging.getLogger(__name__)
 
 
 def torch_threads() -> int:
@@ -28,12 +31,12 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def once(values: list, what: str, log: Callable[[str], None]) -> list:
+def once(values: list, what: str) -> list:
     """`values` without repeats (first occurrence kept), saying which were given twice."""
     unique = list(dict.fromkeys(values))
     if len(unique) < len(values):
         repeated = sorted({str(v) for v in values if values.count(v) > 1})
-        log(f"{what} {', '.join(repeated)} given more than once: planned once")
+        log.info(f"{what} {', '.join(repeated)} given more than once: planned once")
     return unique
 
 
@@ -62,16 +65,16 @@ def resolve_task(text: str, preset_name: str | None = None) -> Spec:
     return spec
 
 
-def expand(config: RunConfig, grid: dict[str, list] | None, log: Callable[[str], None] = print) -> list[RunConfig]:
+def expand(config: RunConfig, grid: dict[str, list] | None) -> list[RunConfig]:
     """The configs of a grid: `config` with every combination of the listed values (the cross
     product, in the order given), each value once.
 
-    >>> [c.lr for c in expand(RunConfig(), {"lr": [1e-3, 1e-4]}, log=print)]
+    >>> [c.lr for c in expand(RunConfig(), {"lr": [1e-3, 1e-4]})]
     [0.001, 0.0001]
     """
     combos: list[dict[str, Any]] = [{}]
     for name, values in (grid or {}).items():
-        values = once(list(values), flag(name), log)
+        values = once(list(values), flag(name))
         combos = [{**combo, name: value} for combo in combos for value in values]
     return [config.replace(**combo) for combo in combos]
 
@@ -92,8 +95,7 @@ class Sweep:
     plugins: tuple[tuple[str, str], ...] = ()
     linear: dict[int, float | None] = field(default_factory=dict)
 
-    def runs(self, entries: list[tuple[Spec, RunConfig, dict[str, Any]]], force: bool = False,
-             log: Callable[[str], None] = print) -> list[PlannedRun]:
+    def runs(self, entries: list[tuple[Spec, RunConfig, dict[str, Any]]], force: bool = False) -> list[PlannedRun]:
         """A planned run per (cell spec, run config with its seed and hidden size, extra fields of
         PlannedRun such as phase and study); a run given twice is planned once."""
         import json
@@ -120,14 +122,14 @@ class Sweep:
                              superseded=frozenset(done.get(key, ())), plugins=self.plugins,
                              linear_acc=self.linear.get(run_config.seed), **extra)
             if key in runs:  # (two specs that mean the same cell, e.g. eurnn and eurnn:capacity=2)
-                log(f"{run.describe()} is the same run as {runs[key].describe()}: planned once")
+                log.info(f"{run.describe()} is the same run as {runs[key].describe()}: planned once")
                 continue
             runs[key] = run
         return list(runs.values())
 
 
 def prepare(task_name: str | Spec, seeds: list[int], config: RunConfig, results: Path,
-            data_folder: Path | None = None, keep_checkpoints: bool = False, log: Callable[[str], None] = print,
+            data_folder: Path | None = None, keep_checkpoints: bool = False,
             plugins: tuple[tuple[str, str], ...] = (), threads: int | None = None,
             sized: list[tuple[Spec, RunConfig]] | None = None, runs_at_once: int = 1) -> Sweep:
     """Check the task and seeds, check that the runs `sized` ((cell spec, config with its hidden
@@ -169,16 +171,17 @@ def prepare(task_name: str | Spec, seeds: list[int], config: RunConfig, results:
             raise ValueError(f"--batch-size {sized_config.batch_size} is larger than the training set "
                              f"({n_train} examples)")
     sweep = Sweep(task, task_spec, splits, results, threads, device, data_folder, keep_checkpoints, plugins,
-                  _linear_baselines(task, splits, log))
-    _keep_cards(results, task, str(task_spec), [spec for spec, _ in sized or []], log)
+                  _linear_baselines(task, splits))
+    _keep_cards(results, task, str(task_spec), [spec for spec, _ in sized or []])
     return sweep
 
 
 def size_cells(task: Any, specs: list[Spec], configs: list[RunConfig],
-               log: Callable[[str], None] = print) -> list[tuple[Spec, RunConfig]]:
+               quiet: bool = False) -> list[tuple[Spec, RunConfig]]:
     """(cell spec, config with its hidden size) for each cell and config: config.hidden_size, or
-    with config.params_budget the largest size within that many parameters. An impossible cell
-    (odd N for EURNN...) fails here, counted without allocating anything."""
+    with config.params_budget the largest size within that many parameters, said in a line (at
+    DEBUG level if `quiet`). An impossible cell (odd N for EURNN...) fails here, counted without
+    allocating anything."""
     from rnnbench.sizing import check_size, match_hidden_size
 
     sized = []
@@ -186,7 +189,8 @@ def size_cells(task: Any, specs: list[Spec], configs: list[RunConfig],
         for config in configs:
             if config.params_budget:
                 size, params = match_hidden_size(task, spec, config.params_budget)
-                log(f"{spec}: hidden size {size} ({params} parameters) for --params {config.params_budget}")
+                log.log(logging.DEBUG if quiet else logging.INFO,
+                        f"{spec}: hidden size {size} ({params} parameters) for --params {config.params_budget}")
                 config = config.replace(hidden_size=size)
             else:
                 check_size(task, spec, config.hidden_size)
@@ -196,7 +200,7 @@ def size_cells(task: Any, specs: list[Spec], configs: list[RunConfig],
 
 def plan(task_name: str | Spec, specs: list[Spec], seeds: list[int], config: RunConfig, results: Path,
          data_folder: Path | None = None, force: bool = False, keep_checkpoints: bool = False,
-         log: Callable[[str], None] = print, grid: dict[str, list] | None = None,
+         grid: dict[str, list] | None = None,
          plugins: tuple[tuple[str, str], ...] = (), threads: int | None = None,
          runs_at_once: int = 1) -> tuple[list[PlannedRun], dict[int, Any]]:
     """The runs of a sweep, and the data loaded for them (by seed): every cell of `specs`, with
@@ -220,20 +224,20 @@ def plan(task_name: str | Spec, specs: list[Spec], seeds: list[int], config: Run
 
     grid = dict(grid or {})
     check_budget_or_size([config.params_budget, *grid.get("params_budget", [])], grid.get("hidden_size", []))
-    configs = expand(config, grid, log)
+    configs = expand(config, grid)
     for each in configs:
         each.validate()
-    seeds = once(seeds, "seed", log)
-    specs = once(specs, "cell", log)
+    seeds = once(seeds, "seed")
+    specs = once(specs, "cell")
     task = TASKS.build(task_name)
-    sized = size_cells(task, specs, configs, log)
-    sweep = prepare(task_name, seeds, config, results, data_folder, keep_checkpoints, log, plugins, threads,
-                    sized, runs_at_once)
+    sized = size_cells(task, specs, configs)
+    sweep = prepare(task_name, seeds, config, results, data_folder, keep_checkpoints, plugins, threads, sized,
+                    runs_at_once)
     entries = [(spec, sized_config.replace(seed=seed), {}) for spec, sized_config in sized for seed in seeds]
-    return sweep.runs(entries, force, log), sweep.splits
+    return sweep.runs(entries, force), sweep.splits
 
 
-def _keep_cards(results: Path, task: Any, task_spec: str, cells: list[Spec], log: Callable[[str], None]) -> None:
+def _keep_cards(results: Path, task: Any, task_spec: str, cells: list[Spec]) -> None:
     """The task's input example and citation, and each cell's citation and version, for the report
     and `rnnbench cite` (store.write_task_card, store.write_cell_card: no registry needed there)."""
     import numpy as np
@@ -248,10 +252,10 @@ def _keep_cards(results: Path, task: Any, task_spec: str, cells: list[Spec], log
         for spec in cells:
             store.write_cell_card(results, cell.card(spec))
     except OSError as error:  # (only the report's input figure and citations would miss them)
-        log(f"warning: could not keep the task's and cells' cards in {results}: {error}")
+        log.warning(f"could not keep the task's and cells' cards in {results}: {error}")
 
 
-def _linear_baselines(task: Any, splits: dict[int, Any], log: Callable[[str], None]) -> dict[int, float | None]:
+def _linear_baselines(task: Any, splits: dict[int, Any]) -> dict[int, float | None]:
     """The task's linear baseline on each seed's data (computed once per distinct data)."""
     from rnnbench import baselines
 
@@ -259,6 +263,6 @@ def _linear_baselines(task: Any, splits: dict[int, Any], log: Callable[[str], No
         return {seed: None for seed in splits}
     by_data: dict[int, float | None] = {}
     for data in {id(s): s for s in splits.values()}.values():
-        by_data[id(data)] = baselines.linear_accuracy(task, data, log=log)
-        log(f"linear baseline on this data: test {task.score_name} {by_data[id(data)]:.4f}")
+        by_data[id(data)] = baselines.linear_accuracy(task, data)
+        log.info(f"linear baseline on this data: test {task.score_name} {by_data[id(data)]:.4f}")
     return {seed: by_data[id(s)] for seed, s in splits.items()}

@@ -14,12 +14,13 @@ when the study was killed is taken up again (from its checkpoint), not asked ane
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rnnbench import _optuna, store
 from rnnbench.config import DEFAULTS, WATCH, RunConfig, check_budget_or_size, flag, listed
@@ -29,6 +30,8 @@ from rnnbench.store import layout
 # (optuna and rnnbench.records are imported where they are used: the CLI imports this module for
 # its choices, and starts without pandas or optuna. What Optuna offers only privately goes through
 # rnnbench._optuna.)
+
+log = logging.getLogger(__name__)
 
 SAMPLERS = ("grid", "random", "tpe")
 PRUNERS = ("none", "asha")
@@ -181,8 +184,8 @@ def searchable(specs: list[Spec] | None = None) -> dict[str, type]:
 
 
 def make_study(name: str, specs: list[Spec], items: list[str], trials: int | None, sampler: str | None,
-               pruner: str, tune_seeds: list[int], final_seeds: list[int], log: Callable[[str], None] = print,
-               sampler_seed: int = 0, base: RunConfig | None = None) -> Study:
+               pruner: str, tune_seeds: list[int], final_seeds: list[int], sampler_seed: int = 0,
+               base: RunConfig | None = None) -> Study:
     """A study from the command line's `--space` items. Each cell searches the dimensions given
     for every cell whose name is a RunConfig field or one of its options, then its own
     (`eurnn.angles_lr=...`), which replace a shared one of the same name. The sampler is grid when
@@ -217,7 +220,7 @@ def make_study(name: str, specs: list[Spec], items: list[str], trials: int | Non
                 mine[n] = d
         left_out = sorted(set(shared) - set(mine))
         if left_out:
-            log(f"{spec}: has no option {', '.join(left_out)}; searched without it")
+            log.info(f"{spec}: has no option {', '.join(left_out)}; searched without it")
         if not mine:
             raise ValueError(f"{spec}: nothing to search (none of --space applies to it)")
         space[str(spec)] = mine
@@ -231,7 +234,7 @@ def make_study(name: str, specs: list[Spec], items: list[str], trials: int | Non
         raise ValueError(f"--sampler {sampler} needs --trials (how many settings each cell tries)")
     if trials is not None:
         check_trials(trials)
-    tune_seeds, final_seeds = once(tune_seeds, "tuning seed", log), once(final_seeds, "final seed", log)
+    tune_seeds, final_seeds = once(tune_seeds, "tuning seed"), once(final_seeds, "final seed")
     if pruner != "none" and len(tune_seeds) > 1:  # (Optuna prunes a trial on one curve, not on a mean of several)
         raise ValueError(f"--pruner {pruner} prunes a trial on its validation curve: give one --tune-seeds, "
                          f"not {len(tune_seeds)}")
@@ -381,13 +384,13 @@ class Tuner:
     identity is refused, so that one study's trials never mix with another's."""
 
     def __init__(self, study: Study, sweep: Any, base: RunConfig, executor: Any,
-                 log: Callable[[str], None] = print, identity: dict[str, Any] | None = None):
+                 identity: dict[str, Any] | None = None):
         import optuna
 
         from rnnbench import configfile
 
         _quiet()
-        self.study, self.sweep, self.base, self.executor, self.log = study, sweep, base, executor, log
+        self.study, self.sweep, self.base, self.executor = study, sweep, base, executor
         self.direction = "maximize" if sweep.task.higher_is_better else "minimize"
         self.journal = journal_path(sweep.results, study.name)
         storage = _optuna.storage(self.journal)
@@ -421,7 +424,7 @@ class Tuner:
         cell = with_options(spec, params)
         config = _config(self.base, params)
         config.validate()
-        (_, sized), = size_cells(self.sweep.task, [cell], [config], log=lambda _: None)
+        (_, sized), = size_cells(self.sweep.task, [cell], [config], quiet=True)
         pruning = (Pruning(str(self.journal), f"{self.study.name}:{spec}", trial.number, self.study.pruner,
                            self.base.eval_every) if phase == "tune" and self.study.pruner != "none" else None)
         extra = {"phase": phase, "study": self.study.name, "trial": trial.number,
@@ -483,7 +486,7 @@ class Tuner:
         """A trial whose setting this cell cannot run (its hidden size, say): failed, with why."""
         from optuna.trial import TrialState
 
-        self.log(f"{spec}: trial {trial.number} ({_settings(dict(trial.params))}) cannot run: {error}")
+        log.info(f"{spec}: trial {trial.number} ({_settings(dict(trial.params))}) cannot run: {error}")
         study = self.optuna[spec]
         _optuna.set_error(study, trial, str(error))
         _optuna.tell(study, trial.number, state=TrialState.FAIL)
@@ -502,19 +505,19 @@ class Tuner:
                 except ValueError as error:
                     self._refuse(spec, trial, error)
                     continue
-                planned.append((spec, trial, self.sweep.runs(entries, log=self.log)))
+                planned.append((spec, trial, self.sweep.runs(entries)))
             runs = [run for _, _, trial_runs in planned for run in trial_runs]
-            self.log(f"study {self.study.name}: {len(planned)} trials ({len(runs)} runs)")
-            rows = self.executor.run(runs, self.sweep.splits, self.log) or [] if runs else []
+            log.info(f"study {self.study.name}: {len(planned)} trials ({len(runs)} runs)")
+            rows = self.executor.run(runs, self.sweep.splits) or [] if runs else []
             by_key = {row["run_key"]: row for row in rows}
             outcomes = [self._tell(spec, trial, [by_key[r.key] for r in trial_runs if r.key in by_key], len(seeds))
                         for spec, trial, trial_runs in planned]
             if "no row" in outcomes:
-                self.log(f"study {self.study.name}: {outcomes.count('no row')} trials wrote no row (killed?); "
+                log.info(f"study {self.study.name}: {outcomes.count('no row')} trials wrote no row (killed?); "
                          "run the same command again to take them up")
                 return False
             if "retry" in outcomes:
-                self.log(f"study {self.study.name}: {outcomes.count('retry')} trials failed: trying them once more")
+                log.info(f"study {self.study.name}: {outcomes.count('retry')} trials failed: trying them once more")
 
     def chosen(self) -> dict[str, Outcome | None]:
         """Per cell, its best complete trial by validation score (None: no trial completed)."""
@@ -534,16 +537,16 @@ class Tuner:
         for spec in self.study.cells:
             outcome = chosen[str(spec)]
             if outcome is None:
-                self.log(f"{spec}: no trial completed; no final runs")
+                log.info(f"{spec}: no trial completed; no final runs")
                 continue
-            self.log(f"{spec}: chose trial {outcome.trial} ({_settings(outcome.params)}), validation "
+            log.info(f"{spec}: chose trial {outcome.trial} ({_settings(outcome.params)}), validation "
                      f"{self.sweep.task.score_name} {outcome.value:.4f}")
             trial = self.optuna[str(spec)].get_trials(deepcopy=False)[outcome.trial]
             entries += self._entries(spec, trial, self.study.final_seeds, "final")
         if not entries:
             return []
-        runs = self.sweep.runs(entries, log=self.log)
-        return self.executor.run(runs, self.sweep.splits, self.log) or []
+        runs = self.sweep.runs(entries)
+        return self.executor.run(runs, self.sweep.splits) or []
 
 
 @dataclass(frozen=True)
@@ -577,8 +580,8 @@ def default_name(task: str, config_file: Path | None = None) -> str:
 
 
 def run_study(request: Request, executor: Any, executor_options: dict[str, Any], results: Path,
-              data_dir: Path | None = None, keep_checkpoints: bool = False, plugins: tuple = (),
-              log: Callable[[str], None] = print) -> tuple[list[dict[str, Any]] | None, Study]:
+              data_dir: Path | None = None, keep_checkpoints: bool = False,
+              plugins: tuple = ()) -> tuple[list[dict[str, Any]] | None, Study]:
     """Run (or resume) a study: make it (make_study), size its cells at the largest values it
     searches, prepare its data, keep its resolved config (RESULTS/sweeps/NAME.toml), tune every
     cell, then run each cell's chosen setting on the final seeds. Returns the final rows (None
@@ -597,24 +600,24 @@ def run_study(request: Request, executor: Any, executor_options: dict[str, Any],
         name = next(iter(request.grid))
         raise ValueError(f"{flag(name)} {','.join(map(str, request.grid[name]))}: a study searches with "
                          f"--space {name}=..., not lists")
-    config, specs = request.config, sweep.once(request.cells, "cell", log)
+    config, specs = request.config, sweep.once(request.cells, "cell")
     study = make_study(request.name, specs, request.space, request.trials, request.sampler, request.pruner,
-                       request.tune_seeds, request.final_seeds, log, request.sampler_seed, config)
+                       request.tune_seeds, request.final_seeds, request.sampler_seed, config)
     document = {"command": "tune", "name": study.name, "cells": [str(s) for s in specs], "task": str(request.task),
                 "preset": request.preset, **configfile.config_document(config, {}), "space": space_items(study),
                 "trials": request.trials, "tune_seeds": study.tune_seeds, "final_seeds": study.final_seeds,
                 "sampler": study.sampler, "pruner": study.pruner, "sampler_seed": study.sampler_seed,
                 **configfile.executor_document(executor_options)}
     sized = [pair for spec in specs for pair in sweep.size_cells(
-        TASKS.build(request.task), [spec], [largest(study, spec, config)], log)]
+        TASKS.build(request.task), [spec], [largest(study, spec, config)])]
     shared = sweep.prepare(request.task, study.tune_seeds + study.final_seeds, config, results, data_dir,
-                           keep_checkpoints, log, plugins, executor.threads, sized, executor.runs_at_once)
+                           keep_checkpoints, plugins, executor.threads, sized, executor.runs_at_once)
     # What defines the study: everything but where it runs and how its runs are logged (WATCH),
     # except the threads of each run, which are in the keys of CPU runs (another --jobs would
     # orphan its trials' checkpoints).
     identity = {k: v for k, v in configfile.without_executor(document).items() if k not in WATCH}
-    tuner = Tuner(study, shared, config, executor, log, {**identity, "threads": executor.threads})
-    configfile.keep(results, study.name, document, log)
+    tuner = Tuner(study, shared, config, executor, {**identity, "threads": executor.threads})
+    configfile.keep(results, study.name, document)
     if not tuner.tune():
         return None, study
     return tuner.final(), study

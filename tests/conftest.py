@@ -22,6 +22,28 @@ DEVICES = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _logging_as_a_library_finds_it():
+    """Each test starts and ends with the `rnnbench` logger as library use finds it (no handler of
+    rnnbench.logs, propagating, so that caplog sees its records) and Python's warnings shown
+    Python's way: a CLI test configures both for its invocation's stderr, which is gone after it."""
+    import logging
+    import warnings
+
+    def reset():
+        logger = logging.getLogger("rnnbench")
+        for handler in [h for h in logger.handlers if getattr(h, "rnnbench", False)]:
+            logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+
+    showwarning = warnings.showwarning
+    reset()
+    yield
+    reset()
+    warnings.showwarning = showwarning
+
+
 @pytest.fixture(params=DEVICES)
 def device(request):
     return torch.device(request.param)

@@ -98,3 +98,15 @@ def test_no_module_outside_the_store_names_a_path_under_the_results_folder():
 def test_the_path_rule_catches_a_path_it_should():
     assert RESULTS_PATH.search('folder = results / "sweeps"') and RESULTS_PATH.search("run.results / f'{x}.pt'")
     assert RESULTS_PATH.search('sorted(results.glob("*.csv"))') and not RESULTS_PATH.search("data_folder / name")
+
+
+def test_messages_go_through_logging_not_log_callbacks():
+    """No function of rnnbench takes a `log` callback (each module logs to its logger), and
+    rnnbench.logs, which says where the lines go, imports nothing of rnnbench (anything may use it)."""
+    takers = [f"{path.relative_to(ROOT)}:{node.lineno}"
+              for path in MODULES.values() for node in ast.walk(ast.parse(path.read_text()))
+              if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+              and any(a.arg == "log" and not (a.annotation and ast.unparse(a.annotation) == "bool")  # (a log scale)
+                      for a in node.args.args + node.args.kwonlyargs)]
+    assert not takers, "\n".join(takers)
+    assert GRAPH["rnnbench.logs"] == set()

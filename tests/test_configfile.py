@@ -2,6 +2,7 @@
 options on the command line override the file, shipped studies load by name, and a bad file
 fails with its file, line and key named."""
 
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -74,8 +75,7 @@ def test_every_shipped_study_loads_by_name(name):
     if command.name == "tune":
         study = tune.make_study(name, specs, defaults["space"], int(defaults.get("trials") or 0) or None,
                                 defaults.get("sampler"), defaults.get("pruner", "none"),
-                                parse_seeds(defaults["tune_seeds"]), parse_seeds(defaults["final_seeds"]),
-                                log=lambda _: None)
+                                parse_seeds(defaults["tune_seeds"]), parse_seeds(defaults["final_seeds"]))
         assert study.cells == specs and all(study.space.values())
 
 
@@ -119,22 +119,25 @@ def test_a_missing_file_or_unknown_study_lists_the_shipped_ones(tmp_path):
     assert "pmnist-tuned" in out.output and "quick-tuned" in out.output
 
 
-def test_a_sweeps_resolved_config_is_kept_under_sweeps_with_how_to_run_it_again(tmp_path):
+def test_a_sweeps_resolved_config_is_kept_under_sweeps_with_how_to_run_it_again(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="rnnbench")
     results = tmp_path / "res"
     assert configfile.sweep_path(results, "st") == results / "sweeps" / "st.toml"
-    lines = []
-    path = configfile.keep(results, "st", {"command": "tune", "name": "st", "trials": None, "space": []}, lines.append)
+    path = configfile.keep(results, "st", {"command": "tune", "name": "st", "trials": None, "space": []})
     assert path == results / "sweeps" / "st.toml"
     assert path.read_text() == ("# The resolved config of `rnnbench tune` (written by rnnbench). From the folder\n"
                                 "# that holds res/: rnnbench tune --config res/sweeps/st.toml --results res\n"
                                 "# plans the same runs again (with the same --plugin modules, if any).\n\n"
                                 'command = "tune"\nname = "st"\n')
-    assert lines == [f"config: {path} (rnnbench tune --config it to run it again)"]
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, f"config: {path} (rnnbench tune --config it to run it again)")]
     blocked = tmp_path / "blocked"
     blocked.mkdir()
     (blocked / "sweeps").write_text("a file where the folder should be")  # (root may write read-only folders)
-    assert configfile.keep(blocked, "st", {"command": "tune"}, lines.append) is None
-    assert lines[-1].startswith(f"warning: could not keep this config in {blocked / 'sweeps' / 'st.toml'}: ")
+    assert configfile.keep(blocked, "st", {"command": "tune"}) is None
+    warning = caplog.records[-1]
+    assert warning.levelno == logging.WARNING
+    assert warning.getMessage().startswith(f"could not keep this config in {blocked / 'sweeps' / 'st.toml'}: ")
 
 
 def test_a_document_keeps_the_sizing_in_use_and_the_executor_options_given():

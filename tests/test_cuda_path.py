@@ -20,8 +20,7 @@ CONFIG = RunConfig(hidden_size=8, batch_size=16, steps=6, eval_every=3, eval_bat
 
 def train(**kwargs):
     task = FirstSign()
-    return runner.train(task, rnnbench.parse_cell_spec("gru"), CONFIG, task.load(CONFIG), torch.device("cpu"),
-                        log=lambda _: None, **kwargs)
+    return runner.train(task, rnnbench.parse_cell_spec("gru"), CONFIG, task.load(CONFIG), torch.device("cpu"), **kwargs)
 
 
 def test_every_clock_read_follows_a_synchronisation(monkeypatch):
@@ -106,6 +105,5 @@ def test_on_cuda_the_gpu_must_hold_the_runs_data_too():
 def test_a_cuda_run_takes_its_batches_on_the_gpu():
     task = FirstSign()
     config = CONFIG.replace(device="cuda")
-    result = runner.train(task, rnnbench.parse_cell_spec("eurnn"), config, task.load(config),
-                          torch.device("cuda"), log=lambda _: None)
+    result = runner.train(task, rnnbench.parse_cell_spec("eurnn"), config, task.load(config), torch.device("cuda"))
     assert result["status"] == "ok" and result["impl"] in ("triton", "dense")

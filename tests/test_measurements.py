@@ -155,7 +155,7 @@ def test_a_cells_version_is_part_of_its_run_keys(tmp_path, scratch_cells):
 
     def key():
         config = preset("quick").replace(hidden_size=6, batch_size=16, device="cpu")
-        runs, _ = sweep.plan(TASK, [scratch_cells.parse("versioned")], [0], config, tmp_path, log=lambda _: None)
+        runs, _ = sweep.plan(TASK, [scratch_cells.parse("versioned")], [0], config, tmp_path)
         return runs[0].key
 
     first = key()

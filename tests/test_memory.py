@@ -104,8 +104,7 @@ def test_lstm_beats_the_memoryless_baseline_on_a_short_copy():
     task = rnnbench.build_task("copying:delay=2:n_train=2000:n_valid=200:n_test=200")
     config = RunConfig(hidden_size=32, batch_size=64, steps=800, eval_every=100, eval_batch_size=200,
                        optimizer="adam", lr=1e-2, device="cpu")
-    result = train(task, rnnbench.parse_cell_spec("lstm"), config, task.load(config), torch.device("cpu"),
-                   log=lambda _: None)
+    result = train(task, rnnbench.parse_cell_spec("lstm"), config, task.load(config), torch.device("cpu"))
     assert result["test_loss"] < 0.9 * task.memoryless_loss()
     assert result["test_acc"] > 2 / 8  # recalls well above guessing
 
@@ -115,8 +114,7 @@ def test_a_score_far_below_zero_still_selects_best_weights():
     task = adding(length=10, n=64)
     config = RunConfig(hidden_size=8, batch_size=16, steps=4, eval_every=2, eval_batch_size=64, lr=1e-9,
                        device="cpu")
-    result = train(_Offset(task), rnnbench.parse_cell_spec("rnn"), config, task.load(config),
-                   torch.device("cpu"), log=lambda _: None)
+    result = train(_Offset(task), rnnbench.parse_cell_spec("rnn"), config, task.load(config), torch.device("cpu"))
     assert result["best_valid_acc"] < -1
     assert math.isfinite(result["test_acc"]) and result["test_acc"] < -1  # tested on the best weights
     assert result["best_valid_step"] in (2, 4)

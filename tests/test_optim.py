@@ -1,6 +1,7 @@
 """Optimizers, learning-rate schedules and cell learning-rate groups (rnnbench.optim)."""
 
 import json
+import logging
 import math
 import re
 
@@ -189,19 +190,19 @@ class _CrashAfter(FirstSign):
         return super().loss(logits, y)
 
 
-def test_a_resumed_cosine_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+def test_a_resumed_cosine_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, caplog):
     config = RunConfig(hidden_size=8, batch_size=10, steps=12, eval_every=4, eval_batch_size=20, lr=3e-2,
                        optimizer="adamw", weight_decay=0.1, lr_schedule="cosine", lr_warmup_steps=3, device="cpu")
     spec, cpu, task = rnnbench.parse_cell_spec("eurnn:angles_lr=1e-2"), torch.device("cpu"), FirstSign()
     splits = task.load(config)
     straight = tmp_path / "straight.pt"
-    train(task, spec, config, splits, cpu, straight, log=lambda _: None)
+    train(task, spec, config, splits, cpu, straight)
     resumed = tmp_path / "resumed.pt"
     with pytest.raises(KeyboardInterrupt):
-        train(_CrashAfter(), spec, config, splits, cpu, resumed, log=lambda _: None)  # dies at step 11
-    lines = []
-    train(task, spec, config, splits, cpu, resumed, log=lines.append)
-    assert ": resuming from step 8" in lines[0]
+        train(_CrashAfter(), spec, config, splits, cpu, resumed)  # dies at step 11
+    caplog.set_level(logging.INFO, logger="rnnbench")
+    train(task, spec, config, splits, cpu, resumed)
+    assert ": resuming from step 8" in caplog.messages[0]
     # The checkpoint of the last validation (step 12) holds the final weights and optimizer state.
     a, b = checkpoints.read(straight), checkpoints.read(resumed)
     assert a["progress"]["step"] == b["progress"]["step"] == 12

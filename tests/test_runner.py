@@ -1,6 +1,7 @@
 """The runner and `rnnbench run`, end to end on tiny generated MNIST-format data."""
 
 import hashlib
+import logging
 import math
 from pathlib import Path
 
@@ -111,7 +112,7 @@ class _CrashAfter:
 
 
 @pytest.mark.parametrize("spec", ["eurnn", "lstm"])
-def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tiny_mnist, tmp_path, spec):
+def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tiny_mnist, tmp_path, spec, caplog):
     # (log_every 3: the checkpoint at step 8 falls inside a window of training points, 7-9)
     config = RunConfig(hidden_size=8, batch_size=10, steps=12, eval_every=4, eval_batch_size=7,
                        lr=1e-2, device="cpu", log_every=3)
@@ -119,13 +120,13 @@ def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tiny_mnist, tmp_pa
     splits = task.load(config, tiny_mnist)
     spec = rnnbench.parse_cell_spec(spec)
     cpu = torch.device("cpu")
-    straight = train(task, spec, config, splits, cpu, None, log=lambda _: None)
+    straight = train(task, spec, config, splits, cpu, None)
     checkpoint = tmp_path / "run.pt"
     with pytest.raises(KeyboardInterrupt):
-        train(_CrashAfter(11), spec, config, splits, cpu, checkpoint, log=lambda _: None)  # dies at step 11
-    lines = []
-    resumed = train(task, spec, config, splits, cpu, checkpoint, log=lines.append)
-    assert lines[0].startswith(f"pmnist {spec} N=8 seed 0: resuming from step 8")
+        train(_CrashAfter(11), spec, config, splits, cpu, checkpoint)  # dies at step 11
+    caplog.set_level(logging.INFO, logger="rnnbench")
+    resumed = train(task, spec, config, splits, cpu, checkpoint)
+    assert caplog.messages[0].startswith(f"pmnist {spec} N=8 seed 0: resuming from step 8")
     for key in ("test_acc", "test_acc_final", "test_loss", "best_valid_acc", "best_valid_step",
                 "final_train_loss", "steps_done", "n_evals"):
         assert resumed[key] == straight[key], key
@@ -210,7 +211,7 @@ def test_every_cell_learns_a_tiny_sequence_task(name):
                        optimizer="adam", lr=1e-2, device="cpu")
     task = FirstSign()
     result = train(task, rnnbench.parse_cell_spec(TIME_SCALE.get(name, name)), config, task.load(config),
-                   torch.device("cpu"), log=lambda _: None)
+                   torch.device("cpu"))
     assert result["status"] == "ok"
     assert result["test_acc"] >= 0.9, result["test_acc"]  # chance is 0.5
     assert math.isfinite(result["final_train_loss"])
@@ -255,12 +256,10 @@ def test_time_to_target_is_the_training_time_when_validation_first_reaches_it(ti
                        device="cpu")
     task = rnnbench.build_task("pmnist")
     splits = task.load(config, tiny_mnist)
-    reached = train(task, rnnbench.parse_cell_spec("rnn"), config.replace(target=1e-9), splits,
-                    torch.device("cpu"), log=lambda _: None)
+    reached = train(task, rnnbench.parse_cell_spec("rnn"), config.replace(target=1e-9), splits, torch.device("cpu"))
     first_eval_time = next(p["wall_time_s"] for p in reached["curves"] if p["split"] == "valid")
     assert reached["time_to_target_s"] == first_eval_time and reached["target"] == 1e-9
-    never = train(task, rnnbench.parse_cell_spec("rnn"), config.replace(target=1.0), splits,
-                  torch.device("cpu"), log=lambda _: None)
+    never = train(task, rnnbench.parse_cell_spec("rnn"), config.replace(target=1.0), splits, torch.device("cpu"))
     assert never["time_to_target_s"] == ""
 
 

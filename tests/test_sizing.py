@@ -143,14 +143,14 @@ task, spec = rnnbench.build_task(sys.argv[1]), rnnbench.parse_cell_spec(sys.argv
 config = RunConfig(device="cpu", **json.loads(sys.argv[3]))
 tiny = config.replace(hidden_size=4, batch_size=2, eval_batch_size=2, steps=1, eval_every=1, warmup_steps=0)
 splits = task.load(config)
-train(task, spec, tiny, splits, torch.device("cpu"), None, log=lambda _: None)  # pages the code in
+train(task, spec, tiny, splits, torch.device("cpu"), None)  # pages the code in
 del splits
 base = status("VmRSS")
 Path("/proc/self/clear_refs").write_text("5")
 splits = task.load(config)
 loaded = status("VmHWM")
 with tempfile.TemporaryDirectory() as folder:  # with a checkpoint, as a real run writes
-    train(task, spec, config, splits, torch.device("cpu"), Path(folder) / "run.pt", log=lambda _: None)
+    train(task, spec, config, splits, torch.device("cpu"), Path(folder) / "run.pt")
 print(json.dumps({"measured": max(loaded, status("VmHWM")) - base,
                   "estimated": resources.estimate(task, spec, config).total}))
 """

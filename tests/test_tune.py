@@ -244,7 +244,7 @@ def test_the_pruner_stops_a_lagging_trial_and_its_row_says_pruned(tmp_path):
     config = RunConfig(hidden_size=8, steps=40, eval_every=10, batch_size=20, device="cpu")
     task = build_task("flip-test")
     result = train(task, parse_cell_spec("lstm"), config, task.load(config), __import__("torch").device("cpu"),
-                   log=lambda _: None, should_stop=lambda step, value: step >= 20)
+                   should_stop=lambda step, value: step >= 20)
     assert result["status"] == "pruned" and result["steps_done"] == 20 and "pruner" in result["error"]
     assert result["best_valid_acc"] != "" and "test_acc" in result
 

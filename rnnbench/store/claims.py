@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import logging
 import os
 import socket
 import threading
@@ -30,12 +31,14 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import psutil
 from filelock import FileLock, Timeout
 
 from rnnbench.store import layout
+
+log = logging.getLogger(__name__)
 
 
 def _env_seconds(name: str, default: float) -> float:
@@ -130,12 +133,11 @@ class LockTimeout(TimeoutError):
 
 
 @contextlib.contextmanager
-def folder_lock(path: Path, what: str, log: Callable[[str], None] = print,
-                timeout_s: float | None = None) -> Iterator[None]:
+def folder_lock(path: Path, what: str, timeout_s: float | None = None, quiet: bool = False) -> Iterator[None]:
     """Hold the exclusive lock `path` (for `what`, e.g. "appending to results/pmnist.csv").
 
-    Waits at most `timeout_s` (default lock_timeout_s()), telling `log` once who holds the lock;
-    then raises LockTimeout naming the holder."""
+    Waits at most `timeout_s` (default lock_timeout_s()), saying once who holds the lock (at
+    DEBUG level if `quiet`); then raises LockTimeout naming the holder."""
     timeout_s = lock_timeout_s() if timeout_s is None else timeout_s
     lock = FileLock(str(path), thread_local=False)
     owner_file = path.with_name(path.name + ".owner")
@@ -153,7 +155,8 @@ def folder_lock(path: Path, what: str, log: Callable[[str], None] = print,
                     f"gave up after {waited:.0f} s waiting for the lock {path} ({what}), held by {who}; if that "
                     "process is stopped (Ctrl-Z), resume or end it, then run again") from None
             if not told:
-                log(f"waiting for the lock {path} ({what}): held by {who}; giving up after {timeout_s:.0f} s")
+                log.log(logging.DEBUG if quiet else logging.INFO,
+                        f"waiting for the lock {path} ({what}): held by {who}; giving up after {timeout_s:.0f} s")
                 told = True
     try:
         with contextlib.suppress(OSError):
@@ -231,7 +234,7 @@ class Claim(Owned):
     def release(self) -> None:
         self._stop.set()
         try:
-            with folder_lock(_lock_path(self.path.parent), "releasing a claim", log=lambda _: None):
+            with folder_lock(_lock_path(self.path.parent), "releasing a claim", quiet=True):
                 if self._mine():
                     self.path.unlink(missing_ok=True)
         except LockTimeout:  # (the claim is ours: nobody takes over a claim whose heartbeat is fresh)
@@ -289,13 +292,13 @@ def staleness(owner: dict[str, Any], mtime: float, now: float) -> str:
     return ""
 
 
-def take(results: Path, name: str, log: Callable[[str], None] = print) -> Claim | Held:
+def take(results: Path, name: str) -> Claim | Held:
     """Claim the run `name` (TASK-KEY) in `results`: a Claim, or Held if a live process holds it.
     A stale claim is taken over, with a message saying whose and why."""
     path = layout.claim(results, name)
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
-    with folder_lock(_lock_path(folder), f"claiming {name}", log):
+    with folder_lock(_lock_path(folder), f"claiming {name}"):
         if path.exists():
             owner = _read_json(path)
             try:
@@ -306,7 +309,7 @@ def take(results: Path, name: str, log: Callable[[str], None] = print) -> Claim 
                 why = staleness(owner, mtime, _filesystem_now(folder)) if owner else "it is unreadable"
                 if not why:
                     return Held(path, owner)
-                log(f"taking over {name}: {why}")
+                log.info(f"taking over {name}: {why}")
                 path.unlink(missing_ok=True)
         owner = {**whoami(), "since": time.time(), "token": uuid.uuid4().hex}
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

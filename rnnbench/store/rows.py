@@ -160,12 +160,12 @@ def read_all(results: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def append_run(results: Path, task: str, row: dict[str, Any], curves: list[dict[str, Any]],
-               check: Callable[[], None] | None = None, log: Callable[[str], None] = print) -> None:
+               check: Callable[[], None] | None = None) -> None:
     """Append one run: its curves, then its row (the mark that the run finished), under the task's
     lock. `check` runs under the lock first (the writer still owns the run: claims.Claim.check)."""
     results.mkdir(parents=True, exist_ok=True)
     path = layout.rows_csv(results, task)
-    with claims.folder_lock(layout.append_lock(results, task), f"appending to {path}", log):
+    with claims.folder_lock(layout.append_lock(results, task), f"appending to {path}"):
         if check is not None:
             check()
         csvfile.append(layout.curves_csv(results, task), CURVE_COLUMNS, curves, "curves")

@@ -34,7 +34,7 @@ def train_tiny(checkpoint: Path, steps: int = 6):
     config = RunConfig(hidden_size=4, batch_size=8, steps=steps, eval_every=3, eval_batch_size=16, device="cpu")
     task = rnnbench.build_task(TASK)
     return runner.train(task, rnnbench.parse_cell_spec("rnn"), config, task.load(config), torch.device("cpu"),
-                        checkpoint, log=lambda _: None)
+                        checkpoint)
 
 
 @pytest.fixture

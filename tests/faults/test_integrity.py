@@ -113,7 +113,7 @@ def planned_name(results: Path, *cells) -> list[str]:
 
     config = preset("default").replace(hidden_size=6, steps=12, eval_every=6, batch_size=16, eval_batch_size=16,
                                        lr=0.01, device="cpu")
-    runs, _ = sweep.plan(TASK, expand_cells(",".join(cells)), [0], config, results, log=lambda _: None)
+    runs, _ = sweep.plan(TASK, expand_cells(",".join(cells)), [0], config, results)
     return [run.name for run in runs]
 
 
@@ -161,9 +161,9 @@ def test_a_process_whose_claim_was_taken_over_writes_nothing(tmp_path):
     from rnnbench import sweep
 
     (name,) = planned_name(tmp_path, "rnn")
-    claim = claims.take(tmp_path, name, log=lambda _: None)
+    claim = claims.take(tmp_path, name)
     assert isinstance(claim, claims.Claim)
-    assert isinstance(claims.take(tmp_path, name, log=lambda _: None), claims.Held)
+    assert isinstance(claims.take(tmp_path, name), claims.Held)
     write_claim(tmp_path, name)  # another process took the run over while this one was stopped
     with pytest.raises(claims.ClaimLost, match="taken over by process 1 on elsewhere"):
         claim.check()

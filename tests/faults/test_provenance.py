@@ -45,8 +45,8 @@ def test_a_row_is_reproduced_from_its_stored_config(tmp_path):
         assert row.rnnbench_version == rnnbench.__version__
         config = RunConfig(**json.loads(row.config_json))
         runs, splits = sweeps.plan(row.task_spec, [rnnbench.parse_cell_spec(row.cell_spec)], [int(row.seed)], config,
-                                   tmp_path / "again", log=lambda _: None)
-        again = executors.execute(runs, splits, log=lambda _: None)[0]
+                                   tmp_path / "again")
+        again = executors.execute(runs, splits)[0]
         assert again["run_key"] == row.run_key
         for metric in ("test_acc", "test_acc_final", "test_loss", "best_valid_acc", "final_train_loss"):
             assert repr(again[metric]) == row[metric] or str(again[metric]) == row[metric], metric
