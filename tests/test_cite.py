@@ -98,16 +98,16 @@ def test_a_plugin_cells_folder_is_cited_and_reported_without_the_plugin(tmp_path
     from rnnbench import cell, store
     from test_report import make_row
 
-    results = tmp_path / "results"
+    folder = tmp_path / "results"
     for seed in (0, 1):
-        store.append_run(results, "pmnist", make_row("my-cell", seed, 0.5), [])
-    store.write_cell_card(results, {**cell.card("lstm"), "name": "my-cell", "spec": "my-cell",
+        store.append_run(folder, "pmnist", make_row("my-cell", seed, 0.5), [])
+    store.write_cell_card(folder, {**cell.card("lstm"), "name": "my-cell", "spec": "my-cell",
                                     "citation": PLUGIN_CELL, "summary": "A plugin's cell."})
     assert "my-cell" not in rnnbench.list_cells()
-    out = CliRunner().invoke(main, ["cite", "--results", str(results)])
+    out = CliRunner().invoke(main, ["cite", "--results", str(folder)])
     assert out.exit_code == 0, out.output
     assert "% cell my-cell\n" + PLUGIN_CELL in out.output and "is not registered here" not in out.output
-    out = CliRunner().invoke(main, ["report", "--results", str(results), "--out", str(tmp_path / "rep")])
+    out = CliRunner().invoke(main, ["report", "--results", str(folder), "--out", str(tmp_path / "rep")])
     assert out.exit_code == 0, out.output
     assert "Cells: my-cell (Me and You 2026)." in (tmp_path / "rep" / "report.md").read_text()
     assert "@article{me2026," in (tmp_path / "rep" / "references.bib").read_text()
