@@ -286,13 +286,13 @@ def run(cells, task_name, preset_name, seeds, data_dir, results, force, keep_che
     def body():
         s = _sweep(cells, task_name, preset_name, data_dir, results, fields)
         seed_list = parse_seeds(seeds)
-        runs, splits = sweep.plan(s.task, s.specs, seed_list, s.config, s.results, s.data_dir, force,
+        runs, data = sweep.plan(s.task, s.specs, seed_list, s.config, s.results, s.data_dir, force,
                                   keep_checkpoints, s.grid, s.plugins, s.executor.threads,
                                   runs_at_once=s.executor.runs_at_once)
         document = configfile.run_document(s.specs, s.task, preset_name, seed_list, s.config, s.grid,
                                            s.executor_options)
         configfile.keep(s.results, "run-" + store.run_key(document)[:12], document)
-        return runs, s.executor.run(runs, splits), s.executor, s.grid
+        return runs, s.executor.run(runs, data), s.executor, s.grid
 
     runs, rows, where, grid = _errors(body)
     if rows is None:  # submitted, not waited for

@@ -39,7 +39,7 @@ from typing import Any, Callable
 import submitit
 
 from rnnbench import checkpoints, child, store
-from rnnbench.planned import PlannedRun, load_plugins
+from rnnbench.planned import DataBySeed, PlannedRun, load_plugins
 from rnnbench.runner import run_planned
 from rnnbench.store import claims, layout
 
@@ -66,7 +66,7 @@ def _tidy_checkpoints(run: PlannedRun, rows: Any) -> None:
         log.info(f"removed {run.checkpoint}: its run {run_id} already has its row")
 
 
-def execute(runs: list[PlannedRun], splits: dict[int, Any] | None = None, poll_s: float = 2.0,
+def execute(runs: list[PlannedRun], data: DataBySeed | None = None, poll_s: float = 2.0,
             isolate: bool = True) -> list[dict[str, Any]]:
     """Run each planned run once, unless it is done or claimed by another; returns the row of
     every run (its latest ok row if it was done already), in plan order. With `isolate`, each run
@@ -98,9 +98,9 @@ def execute(runs: list[PlannedRun], splits: dict[int, Any] | None = None, poll_s
                     row = store.finished(existing, run.key, run.superseded)
                     _tidy_checkpoints(run, existing)
                     if row is None and isolate:
-                        row = child.run_in_child(run, claim, splits[run.config.seed] if splits else None)
+                        row = child.run_in_child(run, claim, data[run.config.seed] if data else None)
                     elif row is None:
-                        row = run_planned(run, splits[run.config.seed] if splits else None, claim)
+                        row = run_planned(run, data[run.config.seed] if data else None, claim)
                     else:
                         log.info(f"{run.describe()}: finished by another process")
             elif run.key in told:
@@ -129,7 +129,7 @@ class Executor(abc.ABC):
     runs_at_once: int = 1
 
     @abc.abstractmethod
-    def run(self, runs: list[PlannedRun], splits: dict[int, Any]) -> list[dict] | None:
+    def run(self, runs: list[PlannedRun], data: DataBySeed) -> list[dict] | None:
         """Run (or submit) the runs; the rows of those that have one, or None when the runs were
         submitted and not waited for."""
 
@@ -144,8 +144,8 @@ class Inline(Executor):
 
     isolate: bool = True
 
-    def run(self, runs: list[PlannedRun], splits: dict[int, Any]) -> list[dict]:
-        return execute(runs, splits, isolate=self.isolate)
+    def run(self, runs: list[PlannedRun], data: DataBySeed) -> list[dict]:
+        return execute(runs, data, isolate=self.isolate)
 
 
 @dataclass(frozen=True)
@@ -377,7 +377,7 @@ class _Elsewhere(Executor):
     that finishes them (store.DONE) are skipped here, the rest go to `_start`; the rows are read back
     from the results file."""
 
-    def run(self, runs: list[PlannedRun], splits: dict[int, Any]) -> list[dict] | None:
+    def run(self, runs: list[PlannedRun], data: DataBySeed) -> list[dict] | None:
         done = {run.key: store.finished(store.read_rows(run.results, run.task), run.key, run.superseded)
                 for run in runs}
         pending = [run for run in runs if done[run.key] is None]

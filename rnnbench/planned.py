@@ -9,10 +9,17 @@ import importlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rnnbench.config import RunConfig
 from rnnbench.store import layout
+
+if TYPE_CHECKING:
+    from rnnbench.task import Splits
+
+# What a sweep loads once and its runs share: each seed's data (tasks that generate their data from
+# the seed have one Splits per seed; the others share one). Training takes one Splits, a run's.
+DataBySeed = dict[int, "Splits"]
 
 
 @dataclass(frozen=True)

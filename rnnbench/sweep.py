@@ -18,7 +18,7 @@ from typing import Any
 
 from rnnbench import store
 from rnnbench.config import RunConfig, check_budget_or_size, flag
-from rnnbench.planned import PlannedRun
+from rnnbench.planned import DataBySeed, PlannedRun
 from rnnbench.registry import Spec
 from rnnbench.store import layout
 
@@ -86,7 +86,7 @@ class Sweep:
 
     task: Any
     task_spec: Spec
-    splits: dict[int, Any]
+    data: DataBySeed
     results: Path
     threads: int
     device: Any
@@ -110,7 +110,7 @@ class Sweep:
             study = {k: extra[k] for k in ("phase", "study") if extra.get(k)}  # (absent: the keys of plain runs stay)
             identity = {"task": self.task.name, "task_spec": str(self.task_spec), "task_version": self.task.version,
                         "cell_spec": str(spec), "config": run_config.identity(),
-                        "data": self.splits[run_config.seed].identity, "device": self.device.type,
+                        "data": self.data[run_config.seed].identity, "device": self.device.type,
                         **({"threads": self.threads} if self.device.type == "cpu" else {}),
                         # (version 1 left out, so that the keys of rows written before versions stay)
                         **({"cell_version": version} if version != 1 else {}), **study}
@@ -161,17 +161,17 @@ def prepare(task_name: str | Spec, seeds: list[int], config: RunConfig, results:
             check_memory(task, str(task_spec), cells, shared, device, len(seeds), runs_at_once)
     # Tasks that generate their data from the run's seed (copying, adding) load it per seed.
     if task.data_per_seed:
-        splits = {seed: task.load(config.replace(seed=seed), data_folder) for seed in seeds}
+        data = {seed: task.load(config.replace(seed=seed), data_folder) for seed in seeds}
     else:
         shared_data = task.load(config, data_folder)
-        splits = {seed: shared_data for seed in seeds}
-    n_train = len(splits[seeds[0]].train)
+        data = {seed: shared_data for seed in seeds}
+    n_train = len(data[seeds[0]].train)
     for _, sized_config in sized or [(None, config)]:
         if sized_config.batch_size > n_train:
             raise ValueError(f"--batch-size {sized_config.batch_size} is larger than the training set "
                              f"({n_train} examples)")
-    sweep = Sweep(task, task_spec, splits, results, threads, device, data_folder, keep_checkpoints, plugins,
-                  _linear_baselines(task, splits))
+    sweep = Sweep(task, task_spec, data, results, threads, device, data_folder, keep_checkpoints, plugins,
+                  _linear_baselines(task, data))
     _keep_cards(results, task, str(task_spec), [spec for spec, _ in sized or []])
     return sweep
 
@@ -234,7 +234,7 @@ def plan(task_name: str | Spec, specs: list[Spec], seeds: list[int], config: Run
     sweep = prepare(task_name, seeds, config, results, data_folder, keep_checkpoints, plugins, threads, sized,
                     runs_at_once)
     entries = [(spec, sized_config.replace(seed=seed), {}) for spec, sized_config in sized for seed in seeds]
-    return sweep.runs(entries, force), sweep.splits
+    return sweep.runs(entries, force), sweep.data
 
 
 def _keep_cards(results: Path, task: Any, task_spec: str, cells: list[Spec]) -> None:
@@ -255,14 +255,14 @@ def _keep_cards(results: Path, task: Any, task_spec: str, cells: list[Spec]) -> 
         log.warning(f"could not keep the task's and cells' cards in {results}: {error}")
 
 
-def _linear_baselines(task: Any, splits: dict[int, Any]) -> dict[int, float | None]:
+def _linear_baselines(task: Any, data: DataBySeed) -> dict[int, float | None]:
     """The task's linear baseline on each seed's data (computed once per distinct data)."""
     from rnnbench import baselines
 
     if not baselines.applies(task):
-        return {seed: None for seed in splits}
+        return {seed: None for seed in data}
     by_data: dict[int, float | None] = {}
-    for data in {id(s): s for s in splits.values()}.values():
-        by_data[id(data)] = baselines.linear_accuracy(task, data)
-        log.info(f"linear baseline on this data: test {task.score_name} {by_data[id(data)]:.4f}")
-    return {seed: by_data[id(s)] for seed, s in splits.items()}
+    for splits in {id(s): s for s in data.values()}.values():
+        by_data[id(splits)] = baselines.linear_accuracy(task, splits)
+        log.info(f"linear baseline on this data: test {task.score_name} {by_data[id(splits)]:.4f}")
+    return {seed: by_data[id(s)] for seed, s in data.items()}

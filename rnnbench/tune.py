@@ -508,7 +508,7 @@ class Tuner:
                 planned.append((spec, trial, self.sweep.runs(entries)))
             runs = [run for _, _, trial_runs in planned for run in trial_runs]
             log.info(f"study {self.study.name}: {len(planned)} trials ({len(runs)} runs)")
-            rows = self.executor.run(runs, self.sweep.splits) or [] if runs else []
+            rows = self.executor.run(runs, self.sweep.data) or [] if runs else []
             by_key = {row["run_key"]: row for row in rows}
             outcomes = [self._tell(spec, trial, [by_key[r.key] for r in trial_runs if r.key in by_key], len(seeds))
                         for spec, trial, trial_runs in planned]
@@ -546,7 +546,7 @@ class Tuner:
         if not entries:
             return []
         runs = self.sweep.runs(entries)
-        return self.executor.run(runs, self.sweep.splits) or []
+        return self.executor.run(runs, self.sweep.data) or []
 
 
 @dataclass(frozen=True)
