@@ -27,7 +27,7 @@ from rnnbench.config import DEFAULTS, WATCH, RunConfig, check_budget_or_size, fl
 from rnnbench.registry import Spec
 from rnnbench.store import layout
 
-# (optuna and rnnbench.records are imported where they are used: the CLI imports this module for
+# (optuna and the store's rows are imported where they are used: the CLI imports this module for
 # its choices, and starts without pandas or optuna. What Optuna offers only privately goes through
 # rnnbench._optuna.)
 
