@@ -122,8 +122,9 @@ def execute(runs: list[PlannedRun], data: DataBySeed | None = None, poll_s: floa
 
 
 class Executor(abc.ABC):
-    """Where the planned runs of a sweep train: `Inline` (here), `Local` or `Slurm`. The planner asks `threads` (torch threads per run, which a CPU run's key holds) and
-    `runs_at_once` (runs sharing this machine, for the memory check; 0 for runs that go elsewhere)."""
+    """Where the planned runs of a sweep train: `Inline` (here), `Local` or `Slurm`. The planner
+    asks `threads` (torch threads per run, which a CPU run's key holds) and `runs_at_once` (runs
+    sharing this machine, for the memory check; 0 for runs that go elsewhere)."""
 
     threads: int | None = None  # None: this process's
     runs_at_once: int = 1
