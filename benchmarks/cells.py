@@ -48,7 +48,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _training_step(spec: str, hidden: int, steps: int, batch: int, device: torch.device, num_classes: int = 10):
+def _training_step(
+    spec: str, hidden: int, steps: int, batch: int, device: torch.device, num_classes: int = 10
+):
     """The cell and one training step on random data; the step returns the clock reading
     between forward (with the loss) and backward (with the update)."""
     torch.manual_seed(0)
@@ -70,8 +72,16 @@ def _training_step(spec: str, hidden: int, steps: int, batch: int, device: torch
     return cell, step
 
 
-def time_train_step(spec: str, hidden: int, steps: int, batch: int, repeats: int, warmup: int,
-                    device: torch.device, keep_denormals: bool = False) -> dict:
+def time_train_step(
+    spec: str,
+    hidden: int,
+    steps: int,
+    batch: int,
+    repeats: int,
+    warmup: int,
+    device: torch.device,
+    keep_denormals: bool = False,
+) -> dict:
     """Median and spread, in ms, of one training step of `spec`, and of its two halves."""
     denormals = "kept" if keep_denormals else f"flushed ({flush_denormals()})"
     cell, step = _training_step(spec, hidden, steps, batch, device)
@@ -88,16 +98,30 @@ def time_train_step(spec: str, hidden: int, steps: int, batch: int, repeats: int
         forward.append((middle - start) * 1e3)
         backward.append((end - middle) * 1e3)
     return {
-        "cell": spec, "impl": implementation(cell), "hidden": hidden, "steps": steps,
-        "batch": batch, "params": sum(p.numel() for p in cell.parameters()),
-        "median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times),
-        "forward_ms": statistics.median(forward), "backward_ms": statistics.median(backward),
-        "repeats": repeats, "denormals": denormals,
+        "cell": spec,
+        "impl": implementation(cell),
+        "hidden": hidden,
+        "steps": steps,
+        "batch": batch,
+        "params": sum(p.numel() for p in cell.parameters()),
+        "median_ms": statistics.median(times),
+        "min_ms": min(times),
+        "max_ms": max(times),
+        "forward_ms": statistics.median(forward),
+        "backward_ms": statistics.median(backward),
+        "repeats": repeats,
+        "denormals": denormals,
     }
 
 
-def step_memory(spec: str, hidden: int, steps: int, batch: int, device: torch.device,
-                keep_denormals: bool = False) -> dict:
+def step_memory(
+    spec: str,
+    hidden: int,
+    steps: int,
+    batch: int,
+    device: torch.device,
+    keep_denormals: bool = False,
+) -> dict:
     """Memory of one training step, run alone: the peak (CUDA allocator, or the process's peak
     resident set on CPU) and `step_mb`, what the step needed above the memory held before it.
     On CPU this is only clean in a fresh process, where no earlier step left freed memory."""
@@ -123,23 +147,56 @@ def in_fresh_process(function, *args) -> dict:
 @click.option("--hidden", default=256, show_default=True, help="N for the main comparison.")
 @click.option("--steps", default=784, show_default=True, help="T for the main comparison.")
 @click.option("--batch", default=100, show_default=True)
-@click.option("--capacities", default="2,4,8,16", show_default=True,
-              help="EURNN capacities timed with impl=dense and impl=fused (capacity 2 also with reference; "
-                   "full capacity is always added for fused).")
-@click.option("--full-hidden", default=64, show_default=True, help="N for the full-capacity comparison.")
-@click.option("--full-steps", default=196, show_default=True, help="T for the full-capacity comparison.")
+@click.option(
+    "--capacities",
+    default="2,4,8,16",
+    show_default=True,
+    help="EURNN capacities timed with impl=dense and impl=fused (capacity 2 also with reference; "
+    "full capacity is always added for fused).",
+)
+@click.option(
+    "--full-hidden", default=64, show_default=True, help="N for the full-capacity comparison."
+)
+@click.option(
+    "--full-steps", default=196, show_default=True, help="T for the full-capacity comparison."
+)
 @click.option("--repeats", default=5, show_default=True)
 @click.option("--warmup", default=2, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--quick", is_flag=True,
-              help="Tiny sizes, one repeat, all in this process: checks the script runs, in seconds.")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Also write the table here.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False),
-              help="Also write the table, the ratios and the environment here, as JSON.")
-@click.option("--keep-denormals", is_flag=True,
-              help="Do not flush denormals to zero (CPU): shows what vanishing gradients cost.")
-def main(hidden, steps, batch, capacities, full_hidden, full_steps, repeats, warmup, device, quick,
-         csv_path, json_path, keep_denormals):
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="Tiny sizes, one repeat, all in this process: checks the script runs, in seconds.",
+)
+@click.option(
+    "--csv", "csv_path", type=click.Path(dir_okay=False), help="Also write the table here."
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    help="Also write the table, the ratios and the environment here, as JSON.",
+)
+@click.option(
+    "--keep-denormals",
+    is_flag=True,
+    help="Do not flush denormals to zero (CPU): shows what vanishing gradients cost.",
+)
+def main(
+    hidden,
+    steps,
+    batch,
+    capacities,
+    full_hidden,
+    full_steps,
+    repeats,
+    warmup,
+    device,
+    quick,
+    csv_path,
+    json_path,
+    keep_denormals,
+):
     if quick:
         hidden, steps, batch, full_hidden, full_steps, repeats = 32, 20, 8, 16, 10, 1
     device = torch.device(device)
@@ -147,8 +204,13 @@ def main(hidden, steps, batch, capacities, full_hidden, full_steps, repeats, war
     main_specs = ["rnn", "lstm", "gru", "eurnn:impl=reference"]
     main_specs += [f"eurnn:capacity={c}:impl=dense" for c in caps]
     if device.type == "cpu":  # the fused kernel is a CPU kernel
-        main_specs += [f"eurnn:capacity={c}:impl=fused" for c in caps] + ["eurnn-fft:impl=fused", "eurnn-full:impl=fused"]
-    main_specs += NEW_CELLS + [f"{cell}:impl={impl}" for cell in SCAN_CELLS for impl in ("loop", "scan")]
+        main_specs += [f"eurnn:capacity={c}:impl=fused" for c in caps] + [
+            "eurnn-fft:impl=fused",
+            "eurnn-full:impl=fused",
+        ]
+    main_specs += NEW_CELLS + [
+        f"{cell}:impl={impl}" for cell in SCAN_CELLS for impl in ("loop", "scan")
+    ]
     full_specs = ["eurnn-full:impl=reference", "eurnn-full:impl=dense", "rnn"]
     if device.type == "cpu":
         full_specs.insert(2, "eurnn-full:impl=fused")
@@ -157,17 +219,25 @@ def main(hidden, steps, batch, capacities, full_hidden, full_steps, repeats, war
     for specs, n, t in ((main_specs, hidden, steps), (full_specs, full_hidden, full_steps)):
         for spec in specs:
             if quick:  # --quick checks that everything runs; it doesn't measure
-                row = {**time_train_step(spec, n, t, batch, repeats, warmup, device, keep_denormals),
-                       **step_memory(spec, n, t, batch, device, keep_denormals)}
+                row = {
+                    **time_train_step(spec, n, t, batch, repeats, warmup, device, keep_denormals),
+                    **step_memory(spec, n, t, batch, device, keep_denormals),
+                }
             else:
-                row = {**in_fresh_process(time_train_step, spec, n, t, batch, repeats, warmup, device, keep_denormals),
-                       **in_fresh_process(step_memory, spec, n, t, batch, device, keep_denormals)}
+                row = {
+                    **in_fresh_process(
+                        time_train_step, spec, n, t, batch, repeats, warmup, device, keep_denormals
+                    ),
+                    **in_fresh_process(step_memory, spec, n, t, batch, device, keep_denormals),
+                }
             click.echo(f"{spec:32s} N={n:<4d} T={t:<4d} {row['median_ms']:10.1f} ms", err=True)
             rows.append(row)
     table = pd.DataFrame(rows)
-    click.echo(f"\ntorch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
-               f"B={batch}, warm-up {warmup}, repeats {repeats}"
-               f"{'' if quick else ', one process per configuration'}")
+    click.echo(
+        f"\ntorch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
+        f"B={batch}, warm-up {warmup}, repeats {repeats}"
+        f"{'' if quick else ', one process per configuration'}"
+    )
     click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
 
     def value(spec: str, n: int, column: str = "median_ms") -> float:
@@ -183,22 +253,41 @@ def main(hidden, steps, batch, capacities, full_hidden, full_steps, repeats, war
     at = f"(N={hidden}, T={steps}"
     ratios = [
         (f"eurnn-dense / rnn          {at}, capacity 2)", dense2 / rnn, "<= 3.5"),
-        (f"reference / dense          {at}, capacity 2)", median("eurnn:impl=reference", hidden) / dense2, ">= 2.5"),
-        (f"reference / dense          (N={full_hidden}, T={full_steps}, full capacity)",
-         median("eurnn-full:impl=reference", full_hidden) / median("eurnn-full:impl=dense", full_hidden), ">= 50"),
+        (
+            f"reference / dense          {at}, capacity 2)",
+            median("eurnn:impl=reference", hidden) / dense2,
+            ">= 2.5",
+        ),
+        (
+            f"reference / dense          (N={full_hidden}, T={full_steps}, full capacity)",
+            median("eurnn-full:impl=reference", full_hidden)
+            / median("eurnn-full:impl=dense", full_hidden),
+            ">= 50",
+        ),
         (f"eurnn-fused / rnn          {at}, capacity 2)", fused2 / rnn, "<= 0.6"),
         (f"dense / fused              {at}, capacity 2)", dense2 / fused2, ">= 4"),
         (f"lstm / rnn                 {at})", median("lstm", hidden) / rnn, ""),
         (f"gru / rnn                  {at})", median("gru", hidden) / rnn, ""),
     ]
-    ratios += [(f"{cell} / rnn".ljust(26) + f" {at})", median(cell, hidden) / rnn, "") for cell in NEW_CELLS]
+    ratios += [
+        (f"{cell} / rnn".ljust(26) + f" {at})", median(cell, hidden) / rnn, "")
+        for cell in NEW_CELLS
+    ]
     for cell in SCAN_CELLS:
         scan = median(f"{cell}:impl=scan", hidden)
-        ratios += [(f"{cell} scan / rnn".ljust(26) + f" {at})", scan / rnn, ""),
-                   (f"{cell} loop / scan".ljust(26) + f" {at})", median(f"{cell}:impl=loop", hidden) / scan, "> 1")]
+        ratios += [
+            (f"{cell} scan / rnn".ljust(26) + f" {at})", scan / rnn, ""),
+            (
+                f"{cell} loop / scan".ljust(26) + f" {at})",
+                median(f"{cell}:impl=loop", hidden) / scan,
+                "> 1",
+            ),
+        ]
     rnn_mb = value("rnn", hidden, "step_mb")
     for spec in table.cell[table.impl.eq("fused") & table.hidden.eq(hidden)]:
-        ratios.append((f"step memory {spec} / rnn".ljust(46), value(spec, hidden, "step_mb") / rnn_mb, "<= 1"))
+        ratios.append(
+            (f"step memory {spec} / rnn".ljust(46), value(spec, hidden, "step_mb") / rnn_mb, "<= 1")
+        )
     click.echo("\nratios (median step times; memory: step_mb)")
     for name, ratio, target in ratios:
         click.echo(f"  {name} {ratio:7.2f}   {('target ' + target) if target else ''}")
@@ -206,11 +295,24 @@ def main(hidden, steps, batch, capacities, full_hidden, full_steps, repeats, war
         table.to_csv(csv_path, index=False)
     if json_path:
         document = {
-            "environment": {"torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads(),
-                            "batch": batch, "warmup": warmup, "repeats": repeats, "fresh_processes": not quick},
+            "environment": {
+                "torch": torch.__version__,
+                "device": str(device),
+                "threads": torch.get_num_threads(),
+                "batch": batch,
+                "warmup": warmup,
+                "repeats": repeats,
+                "fresh_processes": not quick,
+            },
             "rows": json.loads(table.to_json(orient="records")),
-            "ratios": [{"name": " ".join(name.split()), "value": r if math.isfinite(r) else None, "target": target or None}
-                       for name, r, target in ratios],
+            "ratios": [
+                {
+                    "name": " ".join(name.split()),
+                    "value": r if math.isfinite(r) else None,
+                    "target": target or None,
+                }
+                for name, r, target in ratios
+            ],
         }
         Path(json_path).write_text(json.dumps(document, indent=1) + "\n")
 

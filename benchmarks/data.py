@@ -35,17 +35,31 @@ def _median_seconds(function, repeats: int) -> float:
 def _generated(folder: Path) -> None:
     """Small files in MNIST's format (with their checksums accepted), for --quick."""
     rng = np.random.default_rng(0)
-    for key, shape in (("train_images", (600, 28, 28)), ("train_labels", (600,)),
-                       ("test_images", (100, 28, 28)), ("test_labels", (100,))):
-        write_idx(folder / f"{mnist_data.MNIST_FILES[key].name}.gz",
-                  rng.integers(0, 256 if "images" in key else 10, shape).astype(np.uint8))
-    mnist_data.MNIST_FILES = {k: mnist_data.DataFile(f.name, None) for k, f in mnist_data.MNIST_FILES.items()}
+    for key, shape in (
+        ("train_images", (600, 28, 28)),
+        ("train_labels", (600,)),
+        ("test_images", (100, 28, 28)),
+        ("test_labels", (100,)),
+    ):
+        write_idx(
+            folder / f"{mnist_data.MNIST_FILES[key].name}.gz",
+            rng.integers(0, 256 if "images" in key else 10, shape).astype(np.uint8),
+        )
+    mnist_data.MNIST_FILES = {
+        k: mnist_data.DataFile(f.name, None) for k, f in mnist_data.MNIST_FILES.items()
+    }
 
 
 @click.command()
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="A folder holding the four files (gzipped).")
-@click.option("--dataset", type=click.Choice(["mnist", "fashion-mnist"]), default="mnist", show_default=True)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="A folder holding the four files (gzipped).",
+)
+@click.option(
+    "--dataset", type=click.Choice(["mnist", "fashion-mnist"]), default="mnist", show_default=True
+)
 @click.option("--repeats", default=5, show_default=True)
 @click.option("--quick", is_flag=True, help="Small generated files: checks the script runs.")
 def main(data_dir, dataset, repeats, quick):
@@ -61,8 +75,12 @@ def main(data_dir, dataset, repeats, quick):
         for path in data_dir.glob("*-ubyte.gz"):
             with gzip.open(path) as source, open(plain / path.name[:-3], "wb") as target:
                 shutil.copyfileobj(source, target)
-        gz_s = _median_seconds(lambda: mnist_data.load_mnist(data_dir, mirrors=[], dataset=dataset), repeats)
-        plain_s = _median_seconds(lambda: mnist_data.load_mnist(plain, mirrors=[], dataset=dataset), repeats)
+        gz_s = _median_seconds(
+            lambda: mnist_data.load_mnist(data_dir, mirrors=[], dataset=dataset), repeats
+        )
+        plain_s = _median_seconds(
+            lambda: mnist_data.load_mnist(plain, mirrors=[], dataset=dataset), repeats
+        )
         task = rnnbench.build_task("pmnist" if dataset == "mnist" else "pfmnist")
         from rnnbench.tasks import mnist as task_module
 
@@ -71,7 +89,9 @@ def main(data_dir, dataset, repeats, quick):
             task.load(RunConfig(), data_dir)
 
         task_s = _median_seconds(task_load, repeats)
-    click.echo(f"{dataset} files in {'generated scratch files' if generated else data_dir}, median of {repeats}")
+    click.echo(
+        f"{dataset} files in {'generated scratch files' if generated else data_dir}, median of {repeats}"
+    )
     click.echo(f"  parse + checksum, gzipped files  {gz_s:7.3f} s")
     click.echo(f"  parse + checksum, plain files    {plain_s:7.3f} s")
     click.echo(f"  task load (split, permute, to tensors)  {task_s:7.3f} s")

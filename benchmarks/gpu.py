@@ -42,14 +42,28 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 # The step and memory measurements of benchmarks/cells.py, loaded by path (the name `cells` is the
 # project's package of cells).
-_spec = importlib.util.spec_from_file_location("rnnbench_bench_cells", Path(__file__).with_name("cells.py"))
+_spec = importlib.util.spec_from_file_location(
+    "rnnbench_bench_cells", Path(__file__).with_name("cells.py")
+)
 bench_cells = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = bench_cells  # so that its functions pickle into the fresh processes (spawn)
+sys.modules[_spec.name] = (
+    bench_cells  # so that its functions pickle into the fresh processes (spawn)
+)
 _spec.loader.exec_module(bench_cells)
 
-CELLS = ["rnn", "lstm", "gru", "eurnn:impl=triton", "eurnn:impl=dense", "eurnn-c4:impl=triton",
-         "eurnn-c16:impl=triton", "eurnn-fft:impl=triton", "eurnn:impl=reference", *bench_cells.NEW_CELLS,
-         *bench_cells.SCAN_CELLS]
+CELLS = [
+    "rnn",
+    "lstm",
+    "gru",
+    "eurnn:impl=triton",
+    "eurnn:impl=dense",
+    "eurnn-c4:impl=triton",
+    "eurnn-c16:impl=triton",
+    "eurnn-fft:impl=triton",
+    "eurnn:impl=reference",
+    *bench_cells.NEW_CELLS,
+    *bench_cells.SCAN_CELLS,
+]
 NOTEBOOK_STEPS = 40_000  # the seed notebook's run: 45.9 hours
 
 
@@ -57,19 +71,36 @@ def run_tests(dry_run: bool) -> dict:
     """Step 1: pytest -m cuda (with --dry-run, only collected: without a GPU they would all skip); its
     exit status and last line."""
     environment = {**os.environ, "TRITON_INTERPRET": "0"}
-    command = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", str(ROOT / "tests")]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-m",
+        "cuda",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        str(ROOT / "tests"),
+    ]
     if dry_run:
         command.append("--collect-only")
     start = time.monotonic()
     out = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=ROOT)
     lines = (out.stdout + out.stderr).strip().splitlines()
     ok = out.returncode == 0
-    return {"command": " ".join(command[1:]), "returncode": out.returncode, "ok": ok,
-            "summary": lines[-1] if lines else "", "seconds": round(time.monotonic() - start, 1),
-            "failures": [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))][:50]}
+    return {
+        "command": " ".join(command[1:]),
+        "returncode": out.returncode,
+        "ok": ok,
+        "summary": lines[-1] if lines else "",
+        "seconds": round(time.monotonic() - start, 1),
+        "failures": [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))][:50],
+    }
 
 
-def time_step_events(spec: str, hidden: int, steps: int, batch: int, repeats: int, warmup: int, device: str) -> dict:
+def time_step_events(
+    spec: str, hidden: int, steps: int, batch: int, repeats: int, warmup: int, device: str
+) -> dict:
     """Median forward and backward times (ms) of a training step, by CUDA events (perf_counter
     around synchronisations on CPU)."""
     device = torch.device(device)
@@ -82,10 +113,20 @@ def time_step_events(spec: str, hidden: int, steps: int, batch: int, repeats: in
         forward.append(f)
         backward.append(b)
     total = [f + b for f, b in zip(forward, backward)]
-    return {"cell": spec, "impl": bench_cells.implementation(cell), "hidden": hidden, "steps": steps,
-            "batch": batch, "params": sum(p.numel() for p in cell.parameters()),
-            "median_ms": statistics.median(total), "min_ms": min(total), "max_ms": max(total),
-            "forward_ms": statistics.median(forward), "backward_ms": statistics.median(backward), "repeats": repeats}
+    return {
+        "cell": spec,
+        "impl": bench_cells.implementation(cell),
+        "hidden": hidden,
+        "steps": steps,
+        "batch": batch,
+        "params": sum(p.numel() for p in cell.parameters()),
+        "median_ms": statistics.median(total),
+        "min_ms": min(total),
+        "max_ms": max(total),
+        "forward_ms": statistics.median(forward),
+        "backward_ms": statistics.median(backward),
+        "repeats": repeats,
+    }
 
 
 def _step_parts(spec, hidden, steps, batch, device):
@@ -127,18 +168,30 @@ def _step_parts(spec, hidden, steps, batch, device):
     return cell, step
 
 
-def measure_steps(dry_run: bool, device: str, hidden: int, steps: int, batch: int, repeats: int, warmup: int) -> list[dict]:
+def measure_steps(
+    dry_run: bool, device: str, hidden: int, steps: int, batch: int, repeats: int, warmup: int
+) -> list[dict]:
     """Step 2: every cell's step time (fresh process each) and peak memory (another fresh process)."""
     rows = []
     for spec in CELLS:
         if dry_run:
-            row = {**time_step_events(spec, hidden, steps, batch, repeats, warmup, device),
-                   **bench_cells.step_memory(spec, hidden, steps, batch, torch.device(device))}
+            row = {
+                **time_step_events(spec, hidden, steps, batch, repeats, warmup, device),
+                **bench_cells.step_memory(spec, hidden, steps, batch, torch.device(device)),
+            }
         else:
-            row = {**bench_cells.in_fresh_process(time_step_events, spec, hidden, steps, batch, repeats, warmup, device),
-                   **bench_cells.in_fresh_process(bench_cells.step_memory, spec, hidden, steps, batch,
-                                                  torch.device(device))}
-        click.echo(f"{spec:28s} {row['impl']:10s} {row['median_ms']:9.2f} ms  peak {row['peak_mb']:8.1f} MiB", err=True)
+            row = {
+                **bench_cells.in_fresh_process(
+                    time_step_events, spec, hidden, steps, batch, repeats, warmup, device
+                ),
+                **bench_cells.in_fresh_process(
+                    bench_cells.step_memory, spec, hidden, steps, batch, torch.device(device)
+                ),
+            }
+        click.echo(
+            f"{spec:28s} {row['impl']:10s} {row['median_ms']:9.2f} ms  peak {row['peak_mb']:8.1f} MiB",
+            err=True,
+        )
         rows.append(row)
     return rows
 
@@ -146,30 +199,71 @@ def measure_steps(dry_run: bool, device: str, hidden: int, steps: int, batch: in
 def kernel_registers(hidden: int, batch: int) -> list[dict]:
     """Registers and spills of the Triton kernels at the measured shape, as ptxas reports them for
     sm_90a (cells/_eurnn_triton.py, sm90_report), compiled in a process without the interpreter."""
-    code = ("import json; from rnnbench.cells import _eurnn_triton as t; "
-            f"print(json.dumps(t.sm90_report([(t.block_rows({batch}, {hidden}), t._pow2({hidden}))], ('fp32',))))")
+    code = (
+        "import json; from rnnbench.cells import _eurnn_triton as t; "
+        f"print(json.dumps(t.sm90_report([(t.block_rows({batch}, {hidden}), t._pow2({hidden}))], ('fp32',))))"
+    )
     environment = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environment, cwd=ROOT
+    )
     if out.returncode:
         return [{"error": (out.stdout + out.stderr)[-2000:]}]
-    return [{k: v for k, v in entry.items() if k != "ptxas"} for entry in json.loads(out.stdout.splitlines()[-1])]
+    return [
+        {k: v for k, v in entry.items() if k != "ptxas"}
+        for entry in json.loads(out.stdout.splitlines()[-1])
+    ]
 
 
 def end_to_end(dry_run: bool, device: str) -> dict:
     """Step 3: `rnnbench run` of EURNN and LSTM on the MNIST sample; its rows."""
     with tempfile.TemporaryDirectory() as folder:
-        command = [sys.executable, "-m", "rnnbench", "run", "--cells", "eurnn,lstm", "--task", "pmnist:data=sample",
-                   "--preset", "quick", "--device", device, "--steps", "4" if dry_run else "200",
-                   "--eval-every", "2" if dry_run else "100", "--results", folder]
+        command = [
+            sys.executable,
+            "-m",
+            "rnnbench",
+            "run",
+            "--cells",
+            "eurnn,lstm",
+            "--task",
+            "pmnist:data=sample",
+            "--preset",
+            "quick",
+            "--device",
+            device,
+            "--steps",
+            "4" if dry_run else "200",
+            "--eval-every",
+            "2" if dry_run else "100",
+            "--results",
+            folder,
+        ]
         environment = {**os.environ, "TRITON_INTERPRET": "0"}
         start = time.monotonic()
         out = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=ROOT)
         rows_path = Path(folder) / "pmnist.csv"
         rows = pd.read_csv(rows_path).to_dict("records") if rows_path.exists() else []
-    keep = ["cell_spec", "impl", "status", "test_acc", "step_time_ms", "train_time_s", "build_time_s", "peak_mem_mb",
-            "mem_source", "device", "device_name", "error"]
-    return {"command": " ".join(command[1:]), "returncode": out.returncode, "seconds": round(time.monotonic() - start, 1),
-            "rows": [{k: row.get(k) for k in keep} for row in rows], "output_tail": (out.stdout + out.stderr)[-3000:]}
+    keep = [
+        "cell_spec",
+        "impl",
+        "status",
+        "test_acc",
+        "step_time_ms",
+        "train_time_s",
+        "build_time_s",
+        "peak_mem_mb",
+        "mem_source",
+        "device",
+        "device_name",
+        "error",
+    ]
+    return {
+        "command": " ".join(command[1:]),
+        "returncode": out.returncode,
+        "seconds": round(time.monotonic() - start, 1),
+        "rows": [{k: row.get(k) for k in keep} for row in rows],
+        "output_tail": (out.stdout + out.stderr)[-3000:],
+    }
 
 
 def ratios(rows: list[dict]) -> list[dict]:
@@ -181,46 +275,86 @@ def ratios(rows: list[dict]) -> list[dict]:
 
     triton = value("eurnn:impl=triton", "median_ms")
     out = [
-        ("eurnn (capacity 2, triton) step / nn.RNN step", triton / value("rnn", "median_ms"), "<= 0.5"),
-        ("eurnn (capacity 2, triton) step / eurnn dense step", triton / value("eurnn:impl=dense", "median_ms"), "<= 0.1"),
-        ("the notebook's 40,000 steps at the triton step time (minutes)", NOTEBOOK_STEPS * triton / 60_000, "<= 10"),
-        ("eurnn (capacity 2, triton) peak memory / nn.RNN's", value("eurnn:impl=triton", "peak_mb") / value("rnn", "peak_mb"),
-         "<= 1"),
+        (
+            "eurnn (capacity 2, triton) step / nn.RNN step",
+            triton / value("rnn", "median_ms"),
+            "<= 0.5",
+        ),
+        (
+            "eurnn (capacity 2, triton) step / eurnn dense step",
+            triton / value("eurnn:impl=dense", "median_ms"),
+            "<= 0.1",
+        ),
+        (
+            "the notebook's 40,000 steps at the triton step time (minutes)",
+            NOTEBOOK_STEPS * triton / 60_000,
+            "<= 10",
+        ),
+        (
+            "eurnn (capacity 2, triton) peak memory / nn.RNN's",
+            value("eurnn:impl=triton", "peak_mb") / value("rnn", "peak_mb"),
+            "<= 1",
+        ),
     ]
-    return [{"name": name, "value": v if math.isfinite(v) else None, "target": target} for name, v, target in out]
+    return [
+        {"name": name, "value": v if math.isfinite(v) else None, "target": target}
+        for name, v, target in out
+    ]
 
 
 def environment(device: str) -> dict:
     import importlib.metadata as metadata
 
-    env = {"torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
-           "device": device, "host_cpu": platform.processor() or platform.machine()}
+    env = {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "device": device,
+        "host_cpu": platform.processor() or platform.machine(),
+    }
     try:
         env["triton"] = metadata.version("triton")
     except metadata.PackageNotFoundError:
         env["triton"] = None
     if device.startswith("cuda") and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(torch.device(device))
-        env.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
-                   capability=f"{props.major}.{props.minor}", multiprocessors=props.multi_processor_count)
+        env.update(
+            gpu=props.name,
+            gpu_memory_gib=round(props.total_memory / 2**30, 1),
+            capability=f"{props.major}.{props.minor}",
+            multiprocessors=props.multi_processor_count,
+        )
     return env
 
 
 @click.command()
-@click.option("--dry-run", is_flag=True, help="Every step on the CPU at tiny sizes: checks the script, measures nothing.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where the JSON goes [default: results/benchmarks/gpu.json; with --dry-run, gpu-dry-run.json in "
-                   "the temporary folder]")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Every step on the CPU at tiny sizes: checks the script, measures nothing.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where the JSON goes [default: results/benchmarks/gpu.json; with --dry-run, gpu-dry-run.json in "
+    "the temporary folder]",
+)
 @click.option("--repeats", default=10, show_default=True)
 @click.option("--warmup", default=3, show_default=True)
 def main(dry_run: bool, json_path: Path, repeats: int, warmup: int):
     if dry_run:
         device, hidden, steps, batch, repeats, warmup = "cpu", 16, 4, 2, 1, 1
-        os.environ["TRITON_INTERPRET"] = "1"  # impl=triton on CPU (read when its kernels are defined)
+        os.environ["TRITON_INTERPRET"] = (
+            "1"  # impl=triton on CPU (read when its kernels are defined)
+        )
         json_path = json_path or Path(tempfile.gettempdir()) / "gpu-dry-run.json"
     else:
         if not torch.cuda.is_available():
-            raise click.UsageError("no CUDA device here; run with --dry-run to check the script on CPU")
+            raise click.UsageError(
+                "no CUDA device here; run with --dry-run to check the script on CPU"
+            )
         device, hidden, steps, batch = "cuda", 256, 784, 100
         json_path = json_path or ROOT / "results" / "benchmarks" / "gpu.json"
     started = time.monotonic()
@@ -234,10 +368,23 @@ def main(dry_run: bool, json_path: Path, repeats: int, warmup: int):
     click.echo("3/4 rnnbench run", err=True)
     run = end_to_end(dry_run, device)
     click.echo(f"    exit {run['returncode']}, {len(run['rows'])} rows", err=True)
-    document = {"dry_run": dry_run, "environment": environment(device), "tests": tests,
-                "steps": {"hidden": hidden, "steps": steps, "batch": batch, "repeats": repeats, "warmup": warmup,
-                          "rows": rows, "triton_registers_sm90": registers},
-                "run": run, "ratios": ratios(rows), "seconds": round(time.monotonic() - started, 1)}
+    document = {
+        "dry_run": dry_run,
+        "environment": environment(device),
+        "tests": tests,
+        "steps": {
+            "hidden": hidden,
+            "steps": steps,
+            "batch": batch,
+            "repeats": repeats,
+            "warmup": warmup,
+            "rows": rows,
+            "triton_registers_sm90": registers,
+        },
+        "run": run,
+        "ratios": ratios(rows),
+        "seconds": round(time.monotonic() - started, 1),
+    }
     click.echo("4/4 ratios", err=True)
     for ratio in document["ratios"]:
         shown = "n/a" if ratio["value"] is None else f"{ratio['value']:.3g}"

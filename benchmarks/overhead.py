@@ -32,8 +32,11 @@ from rnnbench.runner import Batches, SequenceClassifier, train
 def bare_loop(task, spec, config: RunConfig, splits) -> float:
     """The 20-line loop: seconds for config.steps training steps."""
     torch.manual_seed(config.seed)
-    model = SequenceClassifier(rnnbench.build_cell(spec, task.input_size, config.hidden_size),
-                               task.num_classes, task.readout)
+    model = SequenceClassifier(
+        rnnbench.build_cell(spec, task.input_size, config.hidden_size),
+        task.num_classes,
+        task.readout,
+    )
     optimizer = optim.build(config, model)
     batches = Batches(len(splits.train), config.batch_size, config.sampling, config.seed)
     start = time.perf_counter()
@@ -46,12 +49,16 @@ def bare_loop(task, spec, config: RunConfig, splits) -> float:
     return time.perf_counter() - start
 
 
-def runner_loop(task, spec, config: RunConfig, splits, tensorboard: Path | None = None) -> tuple[float, float]:
+def runner_loop(
+    task, spec, config: RunConfig, splits, tensorboard: Path | None = None
+) -> tuple[float, float]:
     """rnnbench's runner on the same work: seconds of wall-clock minus evaluation and test, and the
     share of training time it spent logging."""
     start = time.perf_counter()
     result = train(task, spec, config, splits, torch.device("cpu"), tensorboard=tensorboard)
-    return time.perf_counter() - start - result["eval_time_s"], result["log_time_s"] / result["train_time_s"]
+    return time.perf_counter() - start - result["eval_time_s"], result["log_time_s"] / result[
+        "train_time_s"
+    ]
 
 
 @click.command()
@@ -60,15 +67,24 @@ def runner_loop(task, spec, config: RunConfig, splits, tensorboard: Path | None 
 @click.option("--steps", default=200, show_default=True)
 @click.option("--batch", default=50, show_default=True)
 @click.option("--repeats", default=3, show_default=True, help="Alternating runs of each loop.")
-@click.option("--log-every", default=50, show_default=True, help="Steps between training curve points.")
+@click.option(
+    "--log-every", default=50, show_default=True, help="Steps between training curve points."
+)
 @click.option("--quick", is_flag=True, help="Tiny sizes: checks the script runs.")
 def main(cell, hidden, steps, batch, repeats, log_every, quick):
     if quick:
         hidden, steps, batch, repeats, log_every = 16, 6, 10, 1, 2
     flush_denormals()
     task = rnnbench.build_task("pmnist:data=sample")
-    config = RunConfig(hidden_size=hidden, batch_size=batch, steps=steps, eval_every=steps, eval_batch_size=500,
-                       device="cpu", log_every=log_every)
+    config = RunConfig(
+        hidden_size=hidden,
+        batch_size=batch,
+        steps=steps,
+        eval_every=steps,
+        eval_batch_size=500,
+        device="cpu",
+        log_every=log_every,
+    )
     splits = task.load(config)
     spec = rnnbench.parse_cell_spec(cell)
     warm = config.replace(steps=2, eval_every=2)  # first calls pay one-off costs: pay them untimed
@@ -83,20 +99,33 @@ def main(cell, hidden, steps, batch, repeats, log_every, quick):
         seconds, share = runner_loop(task, spec, config, splits, events)
         board.append(seconds)
         board_logging.append(share)
-    bare_s, runner_s, board_s = statistics.median(bare), statistics.median(runner), statistics.median(board)
-    click.echo(f"{cell}, N={hidden}, {steps} steps of batch {batch} on pmnist (784 steps per sequence), "
-               f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {repeats}")
+    bare_s, runner_s, board_s = (
+        statistics.median(bare),
+        statistics.median(runner),
+        statistics.median(board),
+    )
+    click.echo(
+        f"{cell}, N={hidden}, {steps} steps of batch {batch} on pmnist (784 steps per sequence), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {repeats}"
+    )
+
     def spread(times: list[float]) -> str:
         return f"(min {1e3 * min(times) / steps:.2f}, max {1e3 * max(times) / steps:.2f})"
 
     click.echo(f"  bare loop   {1e3 * bare_s / steps:9.2f} ms/step {spread(bare)}")
     click.echo(f"  runner      {1e3 * runner_s / steps:9.2f} ms/step {spread(runner)}")
-    click.echo(f"  runner + tb {1e3 * board_s / steps:9.2f} ms/step {spread(board)} (--tensorboard)")
-    click.echo(f"  overhead    {100 * (runner_s / bare_s - 1):+9.1f} % (medians; compare with the spreads), "
-               f"{100 * (board_s / bare_s - 1):+.1f} % with --tensorboard")
-    click.echo(f"  logging     {100 * statistics.median(logging):9.3f} % of training time (a curve point every "
-               f"{log_every} steps), {100 * statistics.median(board_logging):.3f} % with --tensorboard "
-               "(each run's log_time_s / train_time_s; budget 1 %)")
+    click.echo(
+        f"  runner + tb {1e3 * board_s / steps:9.2f} ms/step {spread(board)} (--tensorboard)"
+    )
+    click.echo(
+        f"  overhead    {100 * (runner_s / bare_s - 1):+9.1f} % (medians; compare with the spreads), "
+        f"{100 * (board_s / bare_s - 1):+.1f} % with --tensorboard"
+    )
+    click.echo(
+        f"  logging     {100 * statistics.median(logging):9.3f} % of training time (a curve point every "
+        f"{log_every} steps), {100 * statistics.median(board_logging):.3f} % with --tensorboard "
+        "(each run's log_time_s / train_time_s; budget 1 %)"
+    )
 
 
 if __name__ == "__main__":

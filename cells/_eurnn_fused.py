@@ -53,8 +53,15 @@ def _cpu_signature() -> str:
 
 def build_name() -> str:
     """The extension's name: changes with the source, the flags, the CPU, Python and torch."""
-    key = "\n".join([SOURCE.read_text(), " ".join(CFLAGS), _cpu_signature(), sys.implementation.cache_tag,
-                     torch.__version__])
+    key = "\n".join(
+        [
+            SOURCE.read_text(),
+            " ".join(CFLAGS),
+            _cpu_signature(),
+            sys.implementation.cache_tag,
+            torch.__version__,
+        ]
+    )
     return "rnnbench_eurnn_fused_" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
@@ -63,7 +70,10 @@ def build_folder(name: str) -> Path:
     lock and, while a build runs, the builder's private folder."""
     from torch.utils import cpp_extension
 
-    return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()) / name
+    return (
+        Path(os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root())
+        / name
+    )
 
 
 # How long a loader waits for another process's build before it gives up (and the cell runs dense).
@@ -137,7 +147,7 @@ def _remove_dead_builders(folder: Path) -> None:
     host = platform.node()
     for entry in folder.glob(PRIVATE_PREFIX + "*"):
         try:
-            owner, pid, _ = entry.name[len(PRIVATE_PREFIX):].rsplit("-", 2)
+            owner, pid, _ = entry.name[len(PRIVATE_PREFIX) :].rsplit("-", 2)
             dead = owner == host and not _alive(int(pid))
         except ValueError:
             continue
@@ -164,10 +174,13 @@ def _acquire(lock, folder: Path) -> None:
             if waited >= timeout:
                 raise BuildLockTimeout(
                     f"gave up after waiting {waited:.0f} s ({LOCK_TIMEOUT_ENV}={timeout:g}) for the build lock "
-                    f"{folder / 'build.lock'}, held by {_holder(folder)}") from None
+                    f"{folder / 'build.lock'}, held by {_holder(folder)}"
+                ) from None
             if waited >= notice_at:
-                announce(f"waiting for the fused EURNN kernel, built by {_holder(folder)} "
-                         f"(lock {folder / 'build.lock'}; giving up after {LOCK_TIMEOUT_ENV}={timeout:g} s)")
+                announce(
+                    f"waiting for the fused EURNN kernel, built by {_holder(folder)} "
+                    f"(lock {folder / 'build.lock'}; giving up after {LOCK_TIMEOUT_ENV}={timeout:g} s)"
+                )
                 notice_at = waited + LOCK_NOTICE_EVERY_S
             attempt = max(0.0, min(timeout - waited, 1.0))
 
@@ -185,12 +198,20 @@ def _build(name: str, folder: Path, library: Path):
     try:
         # torch renames a build it has already made in this process with other arguments
         # (NAME_v1); this one must be NAME (its module's init function has that name).
-        getattr(getattr(cpp_extension, "JIT_EXTENSION_VERSIONER", None), "entries", {}).pop(name, None)
+        getattr(getattr(cpp_extension, "JIT_EXTENSION_VERSIONER", None), "entries", {}).pop(
+            name, None
+        )
         # Build there (torch's own lock file, which waits forever on a lock left by a killed
         # process, is in the private folder, where no one else waits); is_python_module=False
         # only loads the library, its module is imported from the published path.
-        cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS, build_directory=str(private),
-                           verbose=False, is_python_module=False)
+        cpp_extension.load(
+            name=name,
+            sources=[str(SOURCE)],
+            extra_cflags=CFLAGS,
+            build_directory=str(private),
+            verbose=False,
+            is_python_module=False,
+        )
         os.replace(private / f"{name}.so", library)  # atomic: readers see the whole library or none
     finally:
         shutil.rmtree(private, ignore_errors=True)
@@ -240,8 +261,10 @@ def load():
         else:
             lines = str(error).strip().splitlines() or [type(error).__name__]
             first_line = next((ln for ln in lines if "error:" in ln), lines[0])[:300]
-            reason = (f"{type(error).__name__}: {first_line}; the kernel needs a C++ compiler (g++ or clang++) "
-                      "and ninja, see README.md")
+            reason = (
+                f"{type(error).__name__}: {first_line}; the kernel needs a C++ compiler (g++ or clang++) "
+                "and ninja, see README.md"
+            )
         warnings.warn(
             f"rnnbench could not build the fused EURNN kernel ({reason}). EURNN with impl=auto runs 'dense' "
             "(with its steps in Python, slower) or 'reference' instead; impl=fused cannot run.",
@@ -259,8 +282,9 @@ def buildable() -> bool:
     info = getattr(load, "cache_info", None)  # (None: load replaced, as tests do)
     if info is None or info().currsize:
         return load() is not None
-    return (build_folder(build_name()) / f"{build_name()}.so").exists() or \
-        shutil.which(os.environ.get("CXX", "c++")) is not None
+    return (build_folder(build_name()) / f"{build_name()}.so").exists() or shutil.which(
+        os.environ.get("CXX", "c++")
+    ) is not None
 
 
 def layout(pairs: list[torch.Tensor], n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -293,7 +317,11 @@ def layout(pairs: list[torch.Tensor], n: int) -> tuple[torch.Tensor, torch.Tenso
         if best is None or len(segments) < len(best[1]):
             best = (perm, segments, layers)
     perm, segments, layers = best
-    return perm, torch.tensor(segments, dtype=torch.long).reshape(-1, 4), torch.tensor(layers, dtype=torch.long)
+    return (
+        perm,
+        torch.tensor(segments, dtype=torch.long).reshape(-1, 4),
+        torch.tensor(layers, dtype=torch.long),
+    )
 
 
 class FusedRecurrence(torch.autograd.Function):
@@ -309,7 +337,9 @@ class FusedRecurrence(torch.autograd.Function):
     def forward(ctx, x, w, b, theta, phi, omega, beta, h0, kernel, lay, real_only, modrelu):
         perm, segments, layers = lay
         threads = torch.get_num_threads()
-        hs = kernel.forward(x, w, b, theta, phi, omega, beta, *modrelu, h0, perm, segments, layers, threads)
+        hs = kernel.forward(
+            x, w, b, theta, phi, omega, beta, *modrelu, h0, perm, segments, layers, threads
+        )
         ctx.save_for_backward(x, w, b, theta, phi, omega, beta, h0, hs)
         ctx.kernel, ctx.lay, ctx.real_only, ctx.modrelu = kernel, lay, real_only, modrelu
         return hs[..., : w.shape[0]] if real_only else hs
@@ -319,8 +349,37 @@ class FusedRecurrence(torch.autograd.Function):
     def backward(ctx, g_out):
         x, w, b, theta, phi, omega, beta, h0, hs = ctx.saved_tensors
         perm, segments, layers = ctx.lay
-        grads = ctx.kernel.backward(g_out, x, w, b, theta, phi, omega, beta, *ctx.modrelu, h0, hs, perm, segments,
-                                    layers, ctx.real_only, ctx.needs_input_grad[0], torch.get_num_threads())
+        grads = ctx.kernel.backward(
+            g_out,
+            x,
+            w,
+            b,
+            theta,
+            phi,
+            omega,
+            beta,
+            *ctx.modrelu,
+            h0,
+            hs,
+            perm,
+            segments,
+            layers,
+            ctx.real_only,
+            ctx.needs_input_grad[0],
+            torch.get_num_threads(),
+        )
         g_x, g_w, g_b, g_theta, g_phi, g_omega, g_beta, g_h0 = grads
-        return (g_x if ctx.needs_input_grad[0] else None, g_w, g_b, g_theta, g_phi,
-                g_omega if omega.numel() else None, g_beta, g_h0 if h0 is not None else None, None, None, None, None)
+        return (
+            g_x if ctx.needs_input_grad[0] else None,
+            g_w,
+            g_b,
+            g_theta,
+            g_phi,
+            g_omega if omega.numel() else None,
+            g_beta,
+            g_h0 if h0 is not None else None,
+            None,
+            None,
+            None,
+            None,
+        )

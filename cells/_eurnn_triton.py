@@ -72,8 +72,10 @@ def unavailable(device: torch.device) -> str | None:
         return None
     if device.type == "cuda":
         return f"the Triton kernels were defined for its interpreter ({INTERPRET_ENV}=1), which runs them on CPU"
-    return (f"the Triton kernels run on CUDA devices (on CPU only under Triton's interpreter, "
-            f"{INTERPRET_ENV}=1, for tests); this is {device.type}")
+    return (
+        f"the Triton kernels run on CUDA devices (on CPU only under Triton's interpreter, "
+        f"{INTERPRET_ENV}=1, for tests); this is {device.type}"
+    )
 
 
 def tables(pairs: list[torch.Tensor], n: int) -> torch.Tensor:
@@ -139,14 +141,20 @@ def num_warps(rows: int, n: int) -> int:
     return max(4, min(16, rows * _pow2(n) // 32))
 
 
-def launch_shapes(batches: tuple[int, ...] = (100, 10**6), max_n: int = 1024) -> list[tuple[int, int]]:
+def launch_shapes(
+    batches: tuple[int, ...] = (100, 10**6), max_n: int = 1024
+) -> list[tuple[int, int]]:
     """The (sequences per program, N rounded up to a power of two) block shapes a launch takes for
     N = 2 .. max_n at these batch sizes: the kernels' code depends on these and on the flags and
     dtype, never on the mesh (its tables are data)."""
-    return sorted({(block_rows(batch, 2**k), 2**k) for k in range(1, max_n.bit_length()) for batch in batches})
+    return sorted(
+        {(block_rows(batch, 2**k), 2**k) for k in range(1, max_n.bit_length()) for batch in batches}
+    )
 
 
-def sm90_report(shapes: list[tuple[int, int]], dtypes: tuple[str, ...] = ("fp32", "fp64")) -> list[dict]:
+def sm90_report(
+    shapes: list[tuple[int, int]], dtypes: tuple[str, ...] = ("fp32", "fp64")
+) -> list[dict]:
     """Each kernel compiled for the H200's architecture (sm_90a) at each block shape and dtype, with
     every flag set (the largest code), and what `ptxas -v` (shipped in Triton's wheel) says of it:
     registers, spill stores and loads, and its whole output. Runs on a machine without a GPU; needs
@@ -172,32 +180,64 @@ def sm90_report(shapes: list[tuple[int, int]], dtypes: tuple[str, ...] = ("fp32"
     for rows, block_n in shapes:
         for dtype in dtypes:
             for kernel in (kernels.forward_kernel, kernels.backward_kernel):
-                flags = dict(NOTEBOOK=True, HAS_H0=True, HAS_OMEGA=True, BLOCK_B=rows, BLOCK_N=block_n,
-                             BLOCK_H=max(1, block_n // 2))
+                flags = dict(
+                    NOTEBOOK=True,
+                    HAS_H0=True,
+                    HAS_OMEGA=True,
+                    BLOCK_B=rows,
+                    BLOCK_N=block_n,
+                    BLOCK_H=max(1, block_n // 2),
+                )
                 if "REAL_ONLY" in kernel.arg_names:
                     flags["REAL_ONLY"] = False
-                signature = {name: ("constexpr" if name in flags else "*i32" if name == "table"
-                                    else "i32" if name in ("B", "T", "N", "L", "M") else "*" + dtype) for name in kernel.arg_names}
-                source = ASTSource(kernel, signature, {(kernel.arg_names.index(k),): v for k, v in flags.items()})
+                signature = {
+                    name: (
+                        "constexpr"
+                        if name in flags
+                        else "*i32"
+                        if name == "table"
+                        else "i32"
+                        if name in ("B", "T", "N", "L", "M")
+                        else "*" + dtype
+                    )
+                    for name in kernel.arg_names
+                }
+                source = ASTSource(
+                    kernel, signature, {(kernel.arg_names.index(k),): v for k, v in flags.items()}
+                )
                 warps = num_warps(rows, block_n)
-                compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
+                compiled = triton.compile(
+                    source, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps}
+                )
                 with tempfile.TemporaryDirectory() as folder:
                     ptx = os.path.join(folder, "kernel.ptx")
                     with open(ptx, "w") as f:
                         f.write(compiled.asm["ptx"])
-                    out = subprocess.run([ptxas, "-v", "--gpu-name", "sm_90a", ptx, "-o", os.devnull],
-                                         capture_output=True, text=True)
+                    out = subprocess.run(
+                        [ptxas, "-v", "--gpu-name", "sm_90a", ptx, "-o", os.devnull],
+                        capture_output=True,
+                        text=True,
+                    )
                 text = out.stdout + out.stderr
 
                 def number(pattern: str) -> int | None:
                     found = re.search(pattern, text)
                     return int(found.group(1)) if found else None
 
-                report.append({"kernel": kernel.fn.__name__, "dtype": dtype, "rows": rows, "block_n": block_n,
-                               "num_warps": warps, "returncode": out.returncode,
-                               "registers": number(r"Used (\d+) registers"),
-                               "spill_stores": number(r"(\d+) bytes spill stores"),
-                               "spill_loads": number(r"(\d+) bytes spill loads"), "ptxas": text})
+                report.append(
+                    {
+                        "kernel": kernel.fn.__name__,
+                        "dtype": dtype,
+                        "rows": rows,
+                        "block_n": block_n,
+                        "num_warps": warps,
+                        "returncode": out.returncode,
+                        "registers": number(r"Used (\d+) registers"),
+                        "spill_stores": number(r"(\d+) bytes spill stores"),
+                        "spill_loads": number(r"(\d+) bytes spill loads"),
+                        "ptxas": text,
+                    }
+                )
     return report
 
 
@@ -216,8 +256,14 @@ def _shift(modrelu: tuple[bool, float], like: torch.Tensor) -> torch.Tensor:
 def _trig(theta, phi, omega):
     cos_o = torch.cos(omega) if omega.numel() else theta.new_ones(1)
     sin_o = torch.sin(omega) if omega.numel() else theta.new_zeros(1)
-    return (torch.cos(theta).contiguous(), torch.sin(theta).contiguous(), torch.cos(phi).contiguous(),
-            torch.sin(phi).contiguous(), cos_o.contiguous(), sin_o.contiguous())
+    return (
+        torch.cos(theta).contiguous(),
+        torch.sin(theta).contiguous(),
+        torch.cos(phi).contiguous(),
+        torch.sin(phi).contiguous(),
+        cos_o.contiguous(),
+        sin_o.contiguous(),
+    )
 
 
 class TritonRecurrence(torch.autograd.Function):
@@ -244,10 +290,26 @@ class TritonRecurrence(torch.autograd.Function):
         if steps:
             with _on(xp.device):
                 forward_kernel[(programs,)](
-                    xp, h0c if h0c is not None else xp, hs, scratch, *trig, beta.contiguous(), table,
-                    batch, steps, n, layers, _shift(modrelu, xp),
-                    NOTEBOOK=modrelu[0], HAS_H0=h0c is not None, HAS_OMEGA=omega.numel() > 0,
-                    BLOCK_B=rows, BLOCK_N=block_n, BLOCK_H=table.shape[2], num_warps=num_warps(rows, n))
+                    xp,
+                    h0c if h0c is not None else xp,
+                    hs,
+                    scratch,
+                    *trig,
+                    beta.contiguous(),
+                    table,
+                    batch,
+                    steps,
+                    n,
+                    layers,
+                    _shift(modrelu, xp),
+                    NOTEBOOK=modrelu[0],
+                    HAS_H0=h0c is not None,
+                    HAS_OMEGA=omega.numel() > 0,
+                    BLOCK_B=rows,
+                    BLOCK_N=block_n,
+                    BLOCK_H=table.shape[2],
+                    num_warps=num_warps(rows, n),
+                )
         ctx.save_for_backward(xp, theta, phi, omega, beta, h0c, hs, table)
         ctx.real_only, ctx.modrelu = real_only, modrelu
         return hs[..., :n] if real_only else hs
@@ -268,13 +330,34 @@ class TritonRecurrence(torch.autograd.Function):
         if steps:
             with _on(xp.device):
                 backward_kernel[(programs,)](
-                    xp, h0 if h0 is not None else xp, hs, g_out.contiguous(), g_xp, g_h0 if g_h0 is not None else xp,
-                    acc, scratch, *_trig(theta, phi, omega), beta.contiguous(), table,
-                    batch, steps, n, table.shape[1], mixers, _shift(ctx.modrelu, xp),
-                    NOTEBOOK=ctx.modrelu[0], HAS_H0=h0 is not None, HAS_OMEGA=omega.numel() > 0, REAL_ONLY=ctx.real_only,
-                    BLOCK_B=rows, BLOCK_N=block_n, BLOCK_H=table.shape[2], num_warps=num_warps(rows, n))
+                    xp,
+                    h0 if h0 is not None else xp,
+                    hs,
+                    g_out.contiguous(),
+                    g_xp,
+                    g_h0 if g_h0 is not None else xp,
+                    acc,
+                    scratch,
+                    *_trig(theta, phi, omega),
+                    beta.contiguous(),
+                    table,
+                    batch,
+                    steps,
+                    n,
+                    table.shape[1],
+                    mixers,
+                    _shift(ctx.modrelu, xp),
+                    NOTEBOOK=ctx.modrelu[0],
+                    HAS_H0=h0 is not None,
+                    HAS_OMEGA=omega.numel() > 0,
+                    REAL_ONLY=ctx.real_only,
+                    BLOCK_B=rows,
+                    BLOCK_N=block_n,
+                    BLOCK_H=table.shape[2],
+                    num_warps=num_warps(rows, n),
+                )
         total = acc.sum(0)  # over programs, in a fixed order
-        g_theta, g_phi = total[:mixers], total[mixers:2 * mixers]
-        g_omega = total[2 * mixers:2 * mixers + n] if omega.numel() else None
-        g_beta = total[2 * mixers + n:]
+        g_theta, g_phi = total[:mixers], total[mixers : 2 * mixers]
+        g_omega = total[2 * mixers : 2 * mixers + n] if omega.numel() else None
+        g_beta = total[2 * mixers + n :]
         return g_xp, g_theta, g_phi, g_omega, g_beta, g_h0, None, None, None

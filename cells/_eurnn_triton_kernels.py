@@ -39,7 +39,9 @@ def mix_forward(sre, sim, table, cos_t, sin_t, cos_p, sin_p, L, BLOCK_H: tl.cons
     to its rows, (BLOCK_B, 1))."""
     for layer in range(L):
         tl.debug_barrier()
-        pa, pb, m, ok, c, s, cp, sp = layer_mixers(table, cos_t, sin_t, cos_p, sin_p, layer, L, BLOCK_H)
+        pa, pb, m, ok, c, s, cp, sp = layer_mixers(
+            table, cos_t, sin_t, cos_p, sin_p, layer, L, BLOCK_H
+        )
         ok = ok[None, :]
         ar = tl.load(sre + pa)
         ai = tl.load(sim + pa)
@@ -56,10 +58,31 @@ def mix_forward(sre, sim, table, cos_t, sin_t, cos_p, sin_p, L, BLOCK_H: tl.cons
 
 
 @triton.jit
-def forward_kernel(xp, h0, hs, scratch, cos_t, sin_t, cos_p, sin_p, cos_o, sin_o, beta, table,
-                   B, T, N, L, shift_ptr,
-                   NOTEBOOK: tl.constexpr, HAS_H0: tl.constexpr, HAS_OMEGA: tl.constexpr,
-                   BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr):
+def forward_kernel(
+    xp,
+    h0,
+    hs,
+    scratch,
+    cos_t,
+    sin_t,
+    cos_p,
+    sin_p,
+    cos_o,
+    sin_o,
+    beta,
+    table,
+    B,
+    T,
+    N,
+    L,
+    shift_ptr,
+    NOTEBOOK: tl.constexpr,
+    HAS_H0: tl.constexpr,
+    HAS_OMEGA: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+):
     pid = tl.program_id(0).to(tl.int64)  # (offsets past 2^31: eurnn-full's accumulator rows)
     shift = tl.load(shift_ptr)  # the modReLU's eps term, in the run's dtype
     local = tl.arange(0, BLOCK_B)
@@ -87,7 +110,9 @@ def forward_kernel(xp, h0, hs, scratch, cos_t, sin_t, cos_p, sin_p, cos_o, sin_o
         tl.store(sre + cols[None, :], re)
         tl.store(sim + cols[None, :], im)
         mix_forward(sre, sim, table, cos_t, sin_t, cos_p, sin_p, L, BLOCK_H)
-        zr = tl.load(sre + cols[None, :]) + tl.load(xp + (rows64 * T + t) * N + cols[None, :], mask=ok, other=0.0)
+        zr = tl.load(sre + cols[None, :]) + tl.load(
+            xp + (rows64 * T + t) * N + cols[None, :], mask=ok, other=0.0
+        )
         zi = tl.load(sim + cols[None, :])
         s, inv_r = modrelu_scale(zr, zi, bt, shift, NOTEBOOK)
         re = tl.where(ok, zr * s, 0.0)
@@ -98,12 +123,37 @@ def forward_kernel(xp, h0, hs, scratch, cos_t, sin_t, cos_p, sin_p, cos_o, sin_o
 
 
 @triton.jit
-def backward_kernel(xp, h0, hs, g_out, g_xp, g_h0, acc, scratch,
-                    cos_t, sin_t, cos_p, sin_p, cos_o, sin_o, beta, table,
-                    B, T, N, L, M, shift_ptr,
-                    NOTEBOOK: tl.constexpr, HAS_H0: tl.constexpr, HAS_OMEGA: tl.constexpr,
-                    REAL_ONLY: tl.constexpr,
-                    BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr):
+def backward_kernel(
+    xp,
+    h0,
+    hs,
+    g_out,
+    g_xp,
+    g_h0,
+    acc,
+    scratch,
+    cos_t,
+    sin_t,
+    cos_p,
+    sin_p,
+    cos_o,
+    sin_o,
+    beta,
+    table,
+    B,
+    T,
+    N,
+    L,
+    M,
+    shift_ptr,
+    NOTEBOOK: tl.constexpr,
+    HAS_H0: tl.constexpr,
+    HAS_OMEGA: tl.constexpr,
+    REAL_ONLY: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+):
     """acc: (programs, 2M + 2N): the program's sums of dL/dtheta, dL/dphi, dL/domega, dL/dbeta.
     scratch: (programs, 4, BLOCK_B, BLOCK_N): state (re, im) and gradient (re, im)."""
     pid = tl.program_id(0).to(tl.int64)  # (offsets past 2^31: eurnn-full's accumulator rows)
@@ -149,7 +199,9 @@ def backward_kernel(xp, h0, hs, g_out, g_xp, g_h0, acc, scratch,
         tl.store(sre + cols[None, :], re)
         tl.store(sim + cols[None, :], im)
         mix_forward(sre, sim, table, cos_t, sin_t, cos_p, sin_p, L, BLOCK_H)  # U h_{t-1}
-        zr = tl.load(sre + cols[None, :]) + tl.load(xp + (rows64 * T + t) * N + cols[None, :], mask=ok, other=0.0)
+        zr = tl.load(sre + cols[None, :]) + tl.load(
+            xp + (rows64 * T + t) * N + cols[None, :], mask=ok, other=0.0
+        )
         zi = tl.load(sim + cols[None, :])
         # Back through modReLU h = s z (see csrc/eurnn_fused.cpp, modrelu_backward):
         # dh/dz . g = s g - beta q^2 k (g . z) z,  dh/dbeta . g = q (g . z), q = 1[s > 0] / r.
@@ -171,7 +223,9 @@ def backward_kernel(xp, h0, hs, g_out, g_xp, g_h0, acc, scratch,
         for back in range(L):
             layer = L - 1 - back
             tl.debug_barrier()
-            pa, pb, m, mok, c, sn, cp, sp = layer_mixers(table, cos_t, sin_t, cos_p, sin_p, layer, L, BLOCK_H)
+            pa, pb, m, mok, c, sn, cp, sp = layer_mixers(
+                table, cos_t, sin_t, cos_p, sin_p, layer, L, BLOCK_H
+            )
             pr = tl.load(sre + pa)  # a', b': the layer's outputs
             pi = tl.load(sim + pa)
             qr = tl.load(sre + pb)
@@ -186,7 +240,9 @@ def backward_kernel(xp, h0, hs, g_out, g_xp, g_h0, acc, scratch,
             ui = cp * pi - sp * pr
             gur = cp * gpr + sp * gpi  # dL/du
             gui = cp * gpi - sp * gpr
-            g_theta = tl.sum(gqr * ur + gqi * ui - gur * qr - gui * qi, 0)  # du/dtheta = -b', db'/dtheta = u
+            g_theta = tl.sum(
+                gqr * ur + gqi * ui - gur * qr - gui * qi, 0
+            )  # du/dtheta = -b', db'/dtheta = u
             tl.store(accp + m, tl.load(accp + m, mask=mok, other=0.0) + g_theta, mask=mok)
             tl.store(accp + M + m, tl.load(accp + M + m, mask=mok, other=0.0) + g_phi, mask=mok)
             mok = mok[None, :]

@@ -47,18 +47,26 @@ def _time_varying(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Whether a holds one coefficient per step (shape of b) or one for all steps (fewer dims);
     a ValueError for shapes that are neither."""
     if b.dim() < 2:
-        raise ValueError(f"scan: b must be (B, T, ...) with time on dim 1; got shape {tuple(b.shape)}")
+        raise ValueError(
+            f"scan: b must be (B, T, ...) with time on dim 1; got shape {tuple(b.shape)}"
+        )
     if a.dim() == b.dim():
         if a.shape != b.shape:
-            raise ValueError(f"scan: a time-varying a must have b's shape {tuple(b.shape)}; got {tuple(a.shape)}")
+            raise ValueError(
+                f"scan: a time-varying a must have b's shape {tuple(b.shape)}; got {tuple(a.shape)}"
+            )
         return True
     try:
-        fits = a.dim() <= b.dim() - 2 and torch.broadcast_shapes(a.shape, b.shape[2:]) == b.shape[2:]
+        fits = (
+            a.dim() <= b.dim() - 2 and torch.broadcast_shapes(a.shape, b.shape[2:]) == b.shape[2:]
+        )
     except RuntimeError:  # (shapes that do not broadcast at all)
         fits = False
     if not fits:
-        raise ValueError(f"scan: a time-invariant a must broadcast over b's trailing dims {tuple(b.shape[2:])}; "
-                         f"got {tuple(a.shape)}")
+        raise ValueError(
+            f"scan: a time-invariant a must broadcast over b's trailing dims {tuple(b.shape[2:])}; "
+            f"got {tuple(a.shape)}"
+        )
     return False
 
 
@@ -76,15 +84,19 @@ def _forward(links: torch.Tensor, b: torch.Tensor, out: torch.Tensor, varying: b
         return
     n = steps // 2
     if varying:
-        half_links = links[:, 2:2 * n - 1:2] * links[:, 1:2 * n - 2:2]  # (B, n-1, ...)
-        half_b = torch.addcmul(b[:, 1:2 * n:2], links[:, 0:2 * n - 1:2], b[:, 0:2 * n:2])  # (B, n, ...)
+        half_links = links[:, 2 : 2 * n - 1 : 2] * links[:, 1 : 2 * n - 2 : 2]  # (B, n-1, ...)
+        half_b = torch.addcmul(
+            b[:, 1 : 2 * n : 2], links[:, 0 : 2 * n - 1 : 2], b[:, 0 : 2 * n : 2]
+        )  # (B, n, ...)
     else:
         half_links = links * links
-        half_b = torch.addcmul(b[:, 1:2 * n:2], links, b[:, 0:2 * n:2])
+        half_b = torch.addcmul(b[:, 1 : 2 * n : 2], links, b[:, 0 : 2 * n : 2])
     _forward(half_links, half_b, out[:, 1::2], varying)
     out[:, 0].copy_(b[:, 0])
     if steps > 2:
-        torch.addcmul(b[:, 2::2], links[:, 1::2] if varying else links, out[:, 1:-1:2], out=out[:, 2::2])
+        torch.addcmul(
+            b[:, 2::2], links[:, 1::2] if varying else links, out[:, 1:-1:2], out=out[:, 2::2]
+        )
 
 
 def _reverse(links: torch.Tensor, g: torch.Tensor, out: torch.Tensor, varying: bool) -> None:
@@ -100,16 +112,20 @@ def _reverse(links: torch.Tensor, g: torch.Tensor, out: torch.Tensor, varying: b
     n = steps // 2
     p = steps - 2 * n
     if varying:
-        half_links = links[:, p:steps - 3:2] * links[:, p + 1:steps - 2:2]  # (B, n-1, ...)
-        half_g = torch.addcmul(g[:, p::2], links[:, p::2], g[:, p + 1::2])  # (B, n, ...)
+        half_links = links[:, p : steps - 3 : 2] * links[:, p + 1 : steps - 2 : 2]  # (B, n-1, ...)
+        half_g = torch.addcmul(g[:, p::2], links[:, p::2], g[:, p + 1 :: 2])  # (B, n, ...)
     else:
         half_links = links * links
-        half_g = torch.addcmul(g[:, p::2], links, g[:, p + 1::2])
+        half_g = torch.addcmul(g[:, p::2], links, g[:, p + 1 :: 2])
     _reverse(half_links, half_g, out[:, p::2], varying)
     out[:, steps - 1].copy_(g[:, steps - 1])
     if steps > 2:
-        torch.addcmul(g[:, p + 1:steps - 1:2], links[:, p + 1::2] if varying else links, out[:, p + 2::2],
-                      out=out[:, p + 1:steps - 1:2])
+        torch.addcmul(
+            g[:, p + 1 : steps - 1 : 2],
+            links[:, p + 1 :: 2] if varying else links,
+            out[:, p + 2 :: 2],
+            out=out[:, p + 1 : steps - 1 : 2],
+        )
     if p:
         torch.addcmul(g[:, 0], links[:, 0] if varying else links, out[:, 1], out=out[:, 0])
 
@@ -171,7 +187,9 @@ def loop_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     [1.0, 1.5, 1.75]
     """
     varying = _time_varying(a, b)
-    steps = b.unbind(1)  # (unbind, not b[:, t]: its backward is one stack, not T zero-filled copies)
+    steps = b.unbind(
+        1
+    )  # (unbind, not b[:, t]: its backward is one stack, not T zero-filled copies)
     coefficients = a.unbind(1) if varying else [a] * len(steps)
     h = torch.zeros_like(b[:, 0], dtype=torch.promote_types(a.dtype, b.dtype))
     states = []
@@ -194,7 +212,9 @@ def log_scan(log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
     True
     """
     if log_a.is_complex() or log_b.is_complex():
-        raise ValueError("log_scan: takes the real logarithms of positive a and b; use linear_scan for complex values")
+        raise ValueError(
+            "log_scan: takes the real logarithms of positive a and b; use linear_scan for complex values"
+        )
     if _time_varying(log_a, log_b):
         a_star = torch.cumsum(log_a, 1)  # (B, T, ...): log(a_0 a_1 ... a_t)
     else:

@@ -58,8 +58,15 @@ CITATION = """@inproceedings{rusch2021coupled,
 class CoRNN(nn.Module):
     """Coupled oscillatory RNN. `forward(x: (B, T, input_size)) -> (B, T, hidden_size)`, the positions y."""
 
-    def __init__(self, input_size: int, hidden_size: int, dt: float = 0.076, gamma: float = 0.4,
-                 epsilon: float = 8.0, scheme: str = "imex"):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        dt: float = 0.076,
+        gamma: float = 0.4,
+        epsilon: float = 8.0,
+        scheme: str = "imex",
+    ):
         super().__init__()
         if not (math.isfinite(dt) and dt > 0):
             raise ValueError(f"cornn: dt={dt} must be > 0")
@@ -83,21 +90,35 @@ class CoRNN(nn.Module):
                 p.uniform_(-bound, bound)
 
     def extra_repr(self) -> str:
-        return (f"{self.input_size}, {self.hidden_size}, dt={self.dt}, gamma={self.gamma}, "
-                f"epsilon={self.epsilon}, scheme={self.scheme}")
+        return (
+            f"{self.input_size}, {self.hidden_size}, dt={self.dt}, gamma={self.gamma}, "
+            f"epsilon={self.epsilon}, scheme={self.scheme}"
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, dt = self.hidden_size, self.dt
         xp = F.linear(x.transpose(0, 1), self.input.weight, self.input.bias)  # (T, B, n): V u_n + b
-        recurrent = torch.cat([self.weight_y, self.weight_z], 1).t()  # (2n, n): [y, z] -> W y + Wz z
+        recurrent = torch.cat(
+            [self.weight_y, self.weight_z], 1
+        ).t()  # (2n, n): [y, z] -> W y + Wz z
         y = z = xp.new_zeros(xp.shape[1:])  # (B, n)
         ys = []
         for xp_t in xp.unbind(0):
             drive = torch.tanh(torch.addmm(xp_t, torch.cat([y, z], 1), recurrent))  # (B, n)
-            if self.scheme == "imex":  # damping at z_n: z_n (1 + dt eps) = z_{n-1} + dt (drive - gamma y)
-                z = z.add(drive, alpha=dt).add_(y, alpha=-dt * self.gamma).div_(1 + dt * self.epsilon)
+            if (
+                self.scheme == "imex"
+            ):  # damping at z_n: z_n (1 + dt eps) = z_{n-1} + dt (drive - gamma y)
+                z = (
+                    z.add(drive, alpha=dt)
+                    .add_(y, alpha=-dt * self.gamma)
+                    .div_(1 + dt * self.epsilon)
+                )
             else:  # damping at z_{n-1}
-                z = z.mul(1 - dt * self.epsilon).add_(y, alpha=-dt * self.gamma).add_(drive, alpha=dt)
+                z = (
+                    z.mul(1 - dt * self.epsilon)
+                    .add_(y, alpha=-dt * self.gamma)
+                    .add_(drive, alpha=dt)
+                )
             y = torch.add(y, z, alpha=dt)
             ys.append(y)
         return torch.stack(ys, 1)  # (B, T, n)
@@ -105,8 +126,14 @@ class CoRNN(nn.Module):
 
 # version 2: the paper's IMEX step by default (was the authors' explicit one)
 @register_cell("cornn", version=2, citation=CITATION)
-def cornn(input_size: int, hidden_size: int, dt: float = 0.076, gamma: float = 0.4, epsilon: float = 8.0,
-          scheme: Scheme = "imex") -> CoRNN:
+def cornn(
+    input_size: int,
+    hidden_size: int,
+    dt: float = 0.076,
+    gamma: float = 0.4,
+    epsilon: float = 8.0,
+    scheme: Scheme = "imex",
+) -> CoRNN:
     """coRNN: coupled damped oscillators y'' = tanh(W y + Wz y' + V u + b) - gamma y - epsilon y', step dt.
 
     Defaults: the paper's psMNIST hyper-parameters (dt 0.076, gamma 0.4, epsilon 8). `scheme`: imex

@@ -84,7 +84,9 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"EURNN {name} must be one of {', '.join(choices)}; got {value!r}")
 
 
-def modrelu_scale(re: torch.Tensor, im: torch.Tensor, bias: torch.Tensor, form: str = "smooth") -> torch.Tensor:
+def modrelu_scale(
+    re: torch.Tensor, im: torch.Tensor, bias: torch.Tensor, form: str = "smooth"
+) -> torch.Tensor:
     """The real factor s with modReLU(z) = s * z, from the parts of z.
 
     s = relu(|z| + bias) / |z| = relu(1 + bias / |z|), the second form in fewer operations,
@@ -142,17 +144,23 @@ class EURNN(nn.Module):
         _check_choice("modrelu", modrelu, tuple(MODRELU_EPS))
         n = hidden_size
         if n < 2 or n % 2:
-            raise ValueError(f"EURNN needs an even hidden size >= 2 (units are mixed in pairs); got {n}")
+            raise ValueError(
+                f"EURNN needs an even hidden size >= 2 (units are mixed in pairs); got {n}"
+            )
         if style == "fft":
             if n & (n - 1):
-                raise ValueError(f"EURNN style='fft' needs a hidden size that is a power of two; got {n}")
+                raise ValueError(
+                    f"EURNN style='fft' needs a hidden size that is a power of two; got {n}"
+                )
             if capacity is not None:
                 raise ValueError(
                     f"EURNN style='fft' has log2(N) = {int(math.log2(n))} layers; capacity must be "
                     f"left unset, got {capacity}"
                 )
             if boundary != "periodic":
-                raise ValueError(f"EURNN boundary applies to style='tunable' only; got {boundary!r}")
+                raise ValueError(
+                    f"EURNN boundary applies to style='tunable' only; got {boundary!r}"
+                )
             capacity = int(math.log2(n))
         else:
             capacity = 2 if capacity is None else capacity
@@ -167,7 +175,9 @@ class EURNN(nn.Module):
         self.last_impl: str | None = None  # what the last forward pass ran
         self.output_size = 2 * n if output == "complex" else n
         self._fused_layout = None  # built on first use of the fused kernel
-        self._triton_tables: dict[torch.device, torch.Tensor] = {}  # the Triton kernels' mixer tables
+        self._triton_tables: dict[
+            torch.device, torch.Tensor
+        ] = {}  # the Triton kernels' mixer tables
 
         # Each layer reorders the state to [a-units, b-units, untouched units] with `perm`,
         # mixes, and restores the order with `inv`. Layers share few distinct patterns.
@@ -232,9 +242,11 @@ class EURNN(nn.Module):
         return choose_impl(self.impl, device, self.hidden_size, layers)
 
     def extra_repr(self) -> str:
-        return (f"{self.input_size}, {self.hidden_size}, style={self.style}, capacity={self.capacity}, "
-                f"boundary={self.boundary}, diag_phase={self.omega is not None}, "
-                f"output={self.output}, impl={self.impl}, init={self.init}, modrelu={self.modrelu}")
+        return (
+            f"{self.input_size}, {self.hidden_size}, style={self.style}, capacity={self.capacity}, "
+            f"boundary={self.boundary}, diag_phase={self.omega is not None}, "
+            f"output={self.output}, impl={self.impl}, init={self.init}, modrelu={self.modrelu}"
+        )
 
     def _rotate(self, h: torch.Tensor) -> torch.Tensor:
         """h U^T for complex rows h: (..., N): the diagonal phase (if any), then the mixer layers
@@ -243,8 +255,13 @@ class EURNN(nn.Module):
             h = h * torch.polar(torch.ones_like(self.omega), self.omega)
         cos, sin = torch.cos(self.theta), torch.sin(self.theta)
         phase = torch.polar(torch.ones_like(self.phi), self.phi)  # e^{i phi}
-        for m, c, s, e, p in zip(self.layer_sizes, cos.split(self.layer_sizes), sin.split(self.layer_sizes),
-                                 phase.split(self.layer_sizes), self._layer_pattern):
+        for m, c, s, e, p in zip(
+            self.layer_sizes,
+            cos.split(self.layer_sizes),
+            sin.split(self.layer_sizes),
+            phase.split(self.layer_sizes),
+            self._layer_pattern,
+        ):
             hp = h.index_select(-1, getattr(self, f"perm{p}"))  # (..., N) as [a, b, rest]
             ha, hb, rest = hp[..., :m], hp[..., m : 2 * m], hp[..., 2 * m :]
             mixed = torch.cat([e * (c * ha - s * hb), s * ha + c * hb, rest], -1)
@@ -253,7 +270,9 @@ class EURNN(nn.Module):
 
     def recurrent_matrix(self) -> torch.Tensor:
         """U as a complex (N, N) tensor (differentiable), with h_t = modReLU(U h_{t-1} + ...)."""
-        eye = torch.eye(self.hidden_size, dtype=self.theta.dtype.to_complex(), device=self.theta.device)
+        eye = torch.eye(
+            self.hidden_size, dtype=self.theta.dtype.to_complex(), device=self.theta.device
+        )
         return self._rotate(eye).transpose(0, 1)  # rows of eye U^T are the columns of U
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
@@ -299,9 +318,10 @@ class EURNN(nn.Module):
         # For output="real" the function returns Re h only, so that no gradient of zeros has to
         # be built for Im h: (T, B, N) or (T, B, 2N).
         real_only = self.output == "real"
-        hs = DenseRecurrence.apply(xproj, m, self.mod_bias, h0, real_only, self.modrelu).transpose(0, 1)
+        hs = DenseRecurrence.apply(xproj, m, self.mod_bias, h0, real_only, self.modrelu).transpose(
+            0, 1
+        )
         return hs[..., :n], None if real_only else hs[..., n:]
-
 
     def _forward_fused(self, x: torch.Tensor, h0: torch.Tensor | None):
         n = self.hidden_size
@@ -313,8 +333,19 @@ class EURNN(nn.Module):
         omega = self.omega if self.omega is not None else self.theta.new_empty(0)
         real_only = self.output == "real"
         hs = _eurnn_fused.FusedRecurrence.apply(
-            x, self.input.weight, self.input.bias, self.theta, self.phi, omega, self.mod_bias, h0,
-            _eurnn_fused.load(), self._fused_layout, real_only, (self.modrelu == "notebook", MODRELU_EPS[self.modrelu]))
+            x,
+            self.input.weight,
+            self.input.bias,
+            self.theta,
+            self.phi,
+            omega,
+            self.mod_bias,
+            h0,
+            _eurnn_fused.load(),
+            self._fused_layout,
+            real_only,
+            (self.modrelu == "notebook", MODRELU_EPS[self.modrelu]),
+        )
         # For output="real" hs is Re h already: slicing it would make backward pad a copy.
         return (hs, None) if real_only else (hs[..., :n], hs[..., n:])
 
@@ -326,12 +357,22 @@ class EURNN(nn.Module):
             table = self._triton_tables[x.device] = _eurnn_triton.tables(pairs, n).to(x.device)
         if h0 is not None:
             h0 = torch.cat([h0.real, h0.imag], -1).to(x.dtype)
-        xp = F.linear(x, self.input.weight, self.input.bias)  # (B, T, N): one GEMM; autograd takes it back
+        xp = F.linear(
+            x, self.input.weight, self.input.bias
+        )  # (B, T, N): one GEMM; autograd takes it back
         omega = self.omega if self.omega is not None else self.theta.new_empty(0)
         real_only = self.output == "real"
         hs = _eurnn_triton.TritonRecurrence.apply(
-            xp, self.theta, self.phi, omega, self.mod_bias, h0, table, real_only,
-            (self.modrelu == "notebook", MODRELU_EPS[self.modrelu]))
+            xp,
+            self.theta,
+            self.phi,
+            omega,
+            self.mod_bias,
+            h0,
+            table,
+            real_only,
+            (self.modrelu == "notebook", MODRELU_EPS[self.modrelu]),
+        )
         return (hs, None) if real_only else (hs[..., :n], hs[..., n:])
 
 
@@ -361,8 +402,13 @@ IMPLEMENTATIONS = {
 }
 
 
-def choose_impl(impl: str, device: torch.device, hidden_size: int, layers: int,
-                fused_unavailable: Callable[[torch.device], str | None] = _fused_unavailable) -> str:
+def choose_impl(
+    impl: str,
+    device: torch.device,
+    hidden_size: int,
+    layers: int,
+    fused_unavailable: Callable[[torch.device], str | None] = _fused_unavailable,
+) -> str:
     """The implementation a mesh of `layers` layers (capacity, plus one with the diagonal phase) over
     N = hidden_size units runs on `device` when the spec asks for `impl`.
 
@@ -381,16 +427,24 @@ def choose_impl(impl: str, device: torch.device, hidden_size: int, layers: int,
     >>> choose_impl("auto", torch.device("cpu"), 256, 2)
     'fused'
     """
-    unavailable = {**{name: entry.unavailable for name, entry in IMPLEMENTATIONS.items()}, "fused": fused_unavailable}
+    unavailable = {
+        **{name: entry.unavailable for name, entry in IMPLEMENTATIONS.items()},
+        "fused": fused_unavailable,
+    }
     if impl != "auto":
         reason = unavailable[impl](device)
         if reason is not None:
             # (the fused kernel is listed where it could be built, without building it for a message)
-            can = [name for name in IMPLEMENTATIONS
-                   if (name != "fused" and unavailable[name](device) is None)
-                   or (name == "fused" and device.type == "cpu" and _eurnn_fused.buildable())]
-            raise ValueError(f"EURNN impl={impl!r} cannot run on {device.type}: {reason}. "
-                             f"Implementations that can: {', '.join(can)} (or impl=auto)")
+            can = [
+                name
+                for name in IMPLEMENTATIONS
+                if (name != "fused" and unavailable[name](device) is None)
+                or (name == "fused" and device.type == "cpu" and _eurnn_fused.buildable())
+            ]
+            raise ValueError(
+                f"EURNN impl={impl!r} cannot run on {device.type}: {reason}. "
+                f"Implementations that can: {', '.join(can)} (or impl=auto)"
+            )
         return impl
     if device.type == "cuda":
         shallow = 5 * layers <= hidden_size <= _eurnn_triton.MAX_AUTO_N
@@ -425,7 +479,9 @@ class DenseRecurrence(torch.autograd.Function):
         ctx.kernel = _eurnn_fused.load() if xproj.device.type == "cpu" else None
         ctx.real_only, ctx.form = real_only, form
         if ctx.kernel is not None:
-            z, hs = ctx.kernel.dense_forward(xproj, m, bias, form == "notebook", MODRELU_EPS[form], h0)
+            z, hs = ctx.kernel.dense_forward(
+                xproj, m, bias, form == "notebook", MODRELU_EPS[form], h0
+            )
             ctx.save_for_backward(z, hs, m, bias, h0)
             return hs[..., :n] if real_only else hs
         z = xproj.new_empty(steps, batch, 2 * n)  # pre-activations
@@ -435,8 +491,11 @@ class DenseRecurrence(torch.autograd.Function):
             torch.mm(h, m, out=z[t])
             zt = z[t].view(batch, 2, n)
             zt[:, 0] += xproj[t]  # the input is real: it moves the real half only
-            torch.mul(zt, modrelu_scale(zt[:, 0], zt[:, 1], bias, form).unsqueeze(1),
-                      out=hs[t].view(batch, 2, n))
+            torch.mul(
+                zt,
+                modrelu_scale(zt[:, 0], zt[:, 1], bias, form).unsqueeze(1),
+                out=hs[t].view(batch, 2, n),
+            )
             h = hs[t]
         ctx.save_for_backward(z, hs, m, bias, h0)
         return hs[..., :n] if real_only else hs
@@ -447,7 +506,16 @@ class DenseRecurrence(torch.autograd.Function):
         z, hs, m, bias, h0 = ctx.saved_tensors
         if ctx.kernel is not None:
             g_xproj, g_m, g_bias, g_h0 = ctx.kernel.dense_backward(
-                g_out, z, hs, m, bias, ctx.form == "notebook", MODRELU_EPS[ctx.form], h0, ctx.real_only)
+                g_out,
+                z,
+                hs,
+                m,
+                bias,
+                ctx.form == "notebook",
+                MODRELU_EPS[ctx.form],
+                h0,
+                ctx.real_only,
+            )
             return g_xproj, g_m, g_bias, g_h0, None, None
         steps, batch, n2 = z.shape
         n = n2 // 2
@@ -486,7 +554,9 @@ class DenseRecurrence(torch.autograd.Function):
             dot = (g_ht * zt).sum(1)  # (B, N)
             g_bias.addcmul_(dot, q)
             coef = (q * q).mul_(k).mul_(dot).mul_(neg_bias)
-            torch.addcmul(g_ht * s.unsqueeze(1), coef.unsqueeze(1), zt, out=g_z[t].view(batch, 2, n))
+            torch.addcmul(
+                g_ht * s.unsqueeze(1), coef.unsqueeze(1), zt, out=g_z[t].view(batch, 2, n)
+            )
             g_h = g_z[t] @ m_t  # carried to h_{t-1}
             if t > 0:
                 g_h = output_gradient(t - 1, g_h)
@@ -524,8 +594,9 @@ def _mesh_capacity(variant: str, options: Mapping[str, Any], n: int) -> int:
     return options.get("capacity", 2)
 
 
-def eurnn_memory(variant: str, options: Mapping[str, Any], hidden_size: int,
-                 device: torch.device) -> tuple[float, float]:
+def eurnn_memory(
+    variant: str, options: Mapping[str, Any], hidden_size: int, device: torch.device
+) -> tuple[float, float]:
     """Floats per example, step and unit (train, eval), for the memory check (rnnbench.cell).
     EURNN keeps its states (measured: fused 3.4 / 2.0, dense 9.4 / 5.0; triton keeps the states
     and the input projection, as fused plus N a step) or, in the reference implementation, a dozen
@@ -545,13 +616,17 @@ def eurnn_memory(variant: str, options: Mapping[str, Any], hidden_size: int,
         return None if _eurnn_fused.buildable() else "no C++ compiler here"
 
     impl = choose_impl(options.get("impl", "auto"), device, n, layers, fused_unavailable)
-    train, evaluation = {"fused": (6, 3), "triton": (7, 4), "dense": (12, 6)}.get(impl, (9 * layers + 18, 8))
+    train, evaluation = {"fused": (6, 3), "triton": (7, 4), "dense": (12, 6)}.get(
+        impl, (9 * layers + 18, 8)
+    )
     if options.get("output") == "complex":  # [Re h, Im h] leaves the cell: measured +5.1 / +2.0
         return train + 6, evaluation + 2
     return train, evaluation
 
 
-def eurnn_size(variant: str, input_size: int, hidden_size: int, options: Mapping[str, Any]) -> tuple[int, int]:
+def eurnn_size(
+    variant: str, input_size: int, hidden_size: int, options: Mapping[str, Any]
+) -> tuple[int, int]:
     """EURNN's parameters and output size, counted as EURNN allocates them: theta and phi per
     mixer, mod_bias (and omega with diag_phase) per unit, the input layer. (EURNN cannot be built
     on torch's meta device: it builds its index tensors from data, which units each layer mixes.)
@@ -572,8 +647,12 @@ def eurnn_size(variant: str, input_size: int, hidden_size: int, options: Mapping
 
 def _declared(variant: str) -> dict[str, Any]:
     """What each EURNN factory registers besides its name: version, citation, memory and size."""
-    return {"version": VERSION, "citation": CITATION, "memory": functools.partial(eurnn_memory, variant),
-            "size": functools.partial(eurnn_size, variant)}
+    return {
+        "version": VERSION,
+        "citation": CITATION,
+        "memory": functools.partial(eurnn_memory, variant),
+        "size": functools.partial(eurnn_size, variant),
+    }
 
 
 @register_cell("eurnn", **_declared("tunable"))
@@ -595,8 +674,18 @@ def eurnn(
     omega: `EURNN.lr_groups`); 0 = the run's --lr. Unitary RNN papers train them at their own rate.
     """
     _check_angles_lr(angles_lr)
-    return EURNN(input_size, hidden_size, capacity=capacity, style="tunable", output=output,
-                 impl=impl, diag_phase=diag_phase, boundary=boundary, init=init, modrelu=modrelu)
+    return EURNN(
+        input_size,
+        hidden_size,
+        capacity=capacity,
+        style="tunable",
+        output=output,
+        impl=impl,
+        diag_phase=diag_phase,
+        boundary=boundary,
+        init=init,
+        modrelu=modrelu,
+    )
 
 
 for _capacity in (4, 8, 16):
@@ -620,8 +709,18 @@ def eurnn_full(
     """EURNN, tunable style at full capacity (capacity = hidden size): spans all unitaries.
 
     With boundary="open", only with diag_phase=True (without it: N^2 - N angles, too few)."""
-    return eurnn(input_size, hidden_size, capacity=hidden_size, output=output, impl=impl,
-                 diag_phase=diag_phase, boundary=boundary, init=init, modrelu=modrelu, angles_lr=angles_lr)
+    return eurnn(
+        input_size,
+        hidden_size,
+        capacity=hidden_size,
+        output=output,
+        impl=impl,
+        diag_phase=diag_phase,
+        boundary=boundary,
+        init=init,
+        modrelu=modrelu,
+        angles_lr=angles_lr,
+    )
 
 
 @register_cell("eurnn-fft", **_declared("fft"))
@@ -637,5 +736,13 @@ def eurnn_fft(
 ) -> EURNN:
     """EURNN, FFT style: log2(N) layers mixing units at strides 1, 2, 4, ... (N a power of 2)."""
     _check_angles_lr(angles_lr)
-    return EURNN(input_size, hidden_size, style="fft", output=output, impl=impl,
-                 diag_phase=diag_phase, init=init, modrelu=modrelu)
+    return EURNN(
+        input_size,
+        hidden_size,
+        style="fft",
+        output=output,
+        impl=impl,
+        diag_phase=diag_phase,
+        init=init,
+        modrelu=modrelu,
+    )

@@ -143,8 +143,15 @@ class IndRNN(nn.Module):
     Example: `IndRNN(1, 64, layers=2)(torch.randn(8, 100, 1)).shape == (8, 100, 64)`.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, layers: int = 6, max_length: int = 784,
-                 max_gain: float = 2.0, init: str = "uniform"):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        layers: int = 6,
+        max_length: int = 784,
+        max_gain: float = 2.0,
+        init: str = "uniform",
+    ):
         super().__init__()
         if layers < 1:
             raise ValueError(f"indrnn: layers={layers} must be >= 1")
@@ -153,14 +160,17 @@ class IndRNN(nn.Module):
         if max_length < 1:
             raise ValueError(f"indrnn: max_length={max_length} must be >= 1")
         if not (math.isfinite(max_gain) and max_gain >= 1):
-            raise ValueError(f"indrnn: max_gain={max_gain} must be >= 1 (the bound max_gain^(1/max_length) "
-                             "on |u| is then >= 1)")
+            raise ValueError(
+                f"indrnn: max_gain={max_gain} must be >= 1 (the bound max_gain^(1/max_length) "
+                "on |u| is then >= 1)"
+            )
         self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, hidden_size
         self.layers, self.max_length, self.max_gain, self.init = layers, max_length, max_gain, init
         self.bound = max_gain ** (1 / max_length)  # |u| <= bound
         # W_l, b_l: layer 1 reads the input, every later layer the states of the one below
-        self.inputs = nn.ModuleList(nn.Linear(input_size if l == 0 else hidden_size, hidden_size)
-                                    for l in range(layers))
+        self.inputs = nn.ModuleList(
+            nn.Linear(input_size if l == 0 else hidden_size, hidden_size) for l in range(layers)
+        )
         self.recurrent = nn.Parameter(torch.empty(layers, hidden_size))  # u_l, one row per layer
         with torch.no_grad():
             self.recurrent.uniform_(0.0, 1.0)
@@ -176,8 +186,10 @@ class IndRNN(nn.Module):
         return ProjectedClamp.apply(self.recurrent, self.bound)
 
     def extra_repr(self) -> str:
-        return (f"{self.input_size}, {self.hidden_size}, layers={self.layers}, max_length={self.max_length}, "
-                f"max_gain={self.max_gain}, bound={self.bound:.6g}, init={self.init}")
+        return (
+            f"{self.input_size}, {self.hidden_size}, layers={self.layers}, max_length={self.max_length}, "
+            f"max_gain={self.max_gain}, bound={self.bound:.6g}, init={self.init}"
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         states = x.transpose(0, 1)  # (T, B, input_size): the layer below's outputs, time first
@@ -189,11 +201,19 @@ class IndRNN(nn.Module):
 
 # version 2: the authors' input-weight init (was nn.Linear's, which explodes at init)
 @register_cell("indrnn", version=2, citation=CITATION)
-def indrnn(input_size: int, hidden_size: int, layers: int = 6, max_length: int = 784, max_gain: float = 2.0,
-           init: Init = "uniform") -> IndRNN:
+def indrnn(
+    input_size: int,
+    hidden_size: int,
+    layers: int = 6,
+    max_length: int = 784,
+    max_gain: float = 2.0,
+    init: Init = "uniform",
+) -> IndRNN:
     """IndRNN: a stack of `layers` ReLU layers, each unit with one recurrent weight u, |u| <= max_gain^(1/max_length).
 
     `init`: u uniform in [0, 1] (`uniform`), or the last layer's in [max_gain^(-1/max_length),
     max_gain^(1/max_length)] (`long`).
     """
-    return IndRNN(input_size, hidden_size, layers=layers, max_length=max_length, max_gain=max_gain, init=init)
+    return IndRNN(
+        input_size, hidden_size, layers=layers, max_length=max_length, max_gain=max_gain, init=init
+    )

@@ -98,8 +98,14 @@ def zero_order_hold(order: int, theta: float) -> tuple[torch.Tensor, torch.Tenso
 class LMU(nn.Module):
     """Legendre Memory Unit. `forward(x: (B, T, input_size)) -> (B, T, hidden_size)`."""
 
-    def __init__(self, input_size: int, hidden_size: int, order: int = 256, theta: float = 784.0,
-                 init: str = "default"):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        order: int = 256,
+        theta: float = 784.0,
+        init: str = "default",
+    ):
         super().__init__()
         if init not in ("default", "psmnist"):
             raise ValueError(f"lmu: init={init!r} must be one of default, psmnist")
@@ -110,7 +116,13 @@ class LMU(nn.Module):
         if hidden_size < 1:
             raise ValueError(f"lmu: hidden_size={hidden_size} must be >= 1")
         n, d = hidden_size, order
-        self.input_size, self.hidden_size, self.order, self.theta, self.init = input_size, n, d, theta, init
+        self.input_size, self.hidden_size, self.order, self.theta, self.init = (
+            input_size,
+            n,
+            d,
+            theta,
+            init,
+        )
         self.output_size = n
 
         # Float64, whatever the default dtype: `.to(dtype)` casts them with the parameters, and a
@@ -143,7 +155,10 @@ class LMU(nn.Module):
                 nn.init.zeros_(self.input_kernel)
                 nn.init.zeros_(self.hidden_kernel)
                 return
-            for encoder in (self.input_encoder, self.hidden_encoder):  # LeCun uniform, fan_in = its length
+            for encoder in (
+                self.input_encoder,
+                self.hidden_encoder,
+            ):  # LeCun uniform, fan_in = its length
                 bound = math.sqrt(3 / encoder.numel())
                 encoder.uniform_(-bound, bound)
             nn.init.xavier_normal_(self.input_kernel)
@@ -163,8 +178,9 @@ class LMU(nn.Module):
         p = a_bar.t() + torch.outer(self.memory_encoder, b_bar)  # (d, d)
         q = torch.outer(self.hidden_encoder, b_bar)  # (n, d)
         w_m = self.memory_kernel.t()  # (d, n)
-        return torch.cat([torch.cat([p, p @ w_m], 1),
-                          torch.cat([q, self.hidden_kernel.t() + q @ w_m], 1)], 0)
+        return torch.cat(
+            [torch.cat([p, p @ w_m], 1), torch.cat([q, self.hidden_kernel.t() + q @ w_m], 1)], 0
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, steps, _ = x.shape
@@ -174,8 +190,9 @@ class LMU(nn.Module):
         xt = x.transpose(0, 1)  # (T, B, input_size)
         u_x = (xt @ self.input_encoder).unsqueeze(-1)  # (T, B, 1): e_x . x_t
         # x_t's part of [m_t, z_t]: u_x B_bar, and W_x x_t + u_x W_m B_bar.
-        inputs = torch.cat([u_x * b_bar, F.linear(xt, self.input_kernel) + u_x * (self.memory_kernel @ b_bar)],
-                           -1)  # (T, B, d + n)
+        inputs = torch.cat(
+            [u_x * b_bar, F.linear(xt, self.input_kernel) + u_x * (self.memory_kernel @ b_bar)], -1
+        )  # (T, B, d + n)
         state = x.new_zeros(batch, d + self.hidden_size)  # [m, h]
         hs = []
         for inputs_t in inputs.unbind(0):
@@ -187,7 +204,13 @@ class LMU(nn.Module):
 
 
 @register_cell("lmu", citation=CITATION)
-def lmu(input_size: int, hidden_size: int, order: int = 256, theta: float = 784.0, init: Init = "default") -> LMU:
+def lmu(
+    input_size: int,
+    hidden_size: int,
+    order: int = 256,
+    theta: float = 784.0,
+    init: Init = "default",
+) -> LMU:
     """Legendre Memory Unit: a fixed Legendre delay memory of `order` dims over a `theta`-step window, tanh cell.
 
     hidden_size is the tanh cell's size; the memory (order dims) adds to the state, not to hidden_size.

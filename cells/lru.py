@@ -80,8 +80,16 @@ CITATION = """@inproceedings{orvieto2023resurrecting,
 class LRU(nn.Module):
     """Linear Recurrent Unit plus its position-wise nonlinearity. `forward(x: (B, T, I)) -> (B, T, N)`."""
 
-    def __init__(self, input_size: int, hidden_size: int, r_min: float = 0.9, r_max: float = 0.999,
-                 max_phase: float = 2 * math.pi, mlp: str = "glu", impl: str = "scan"):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        r_min: float = 0.9,
+        r_max: float = 0.999,
+        max_phase: float = 2 * math.pi,
+        mlp: str = "glu",
+        impl: str = "scan",
+    ):
         super().__init__()
         n = hidden_size
         if not 0 < r_min < 1:
@@ -95,11 +103,17 @@ class LRU(nn.Module):
         # The init runs in float32 (the parameters' dtype): a ring reaching 1, or phases reaching 0, there
         # would give nu_log or theta_log = -inf, refused here for every seed rather than for some draws.
         if torch.tensor(r_max**2, dtype=torch.float32) >= 1:
-            raise ValueError(f"lru: r_max={r_max} is within float32 rounding of 1 (r_max^2 rounds to 1); "
-                             "take r_max <= 1 - 1e-7")
-        if torch.tensor(max_phase, dtype=torch.float32) * 2.0**-24 == 0:  # its smallest draw, 2^-24 max_phase
-            raise ValueError(f"lru: max_phase={max_phase} is too small for float32 (its smallest phases round "
-                             "to 0); take max_phase >= 1e-30")
+            raise ValueError(
+                f"lru: r_max={r_max} is within float32 rounding of 1 (r_max^2 rounds to 1); "
+                "take r_max <= 1 - 1e-7"
+            )
+        if (
+            torch.tensor(max_phase, dtype=torch.float32) * 2.0**-24 == 0
+        ):  # its smallest draw, 2^-24 max_phase
+            raise ValueError(
+                f"lru: max_phase={max_phase} is too small for float32 (its smallest phases round "
+                "to 0); take max_phase >= 1e-30"
+            )
         if mlp not in ("glu", "gelu"):
             raise ValueError(f"lru: mlp={mlp!r} is not one of glu, gelu")
         if impl not in ("scan", "loop"):
@@ -107,7 +121,13 @@ class LRU(nn.Module):
         if n < 1:
             raise ValueError(f"lru: hidden_size={n} must be at least 1")
         self.input_size, self.hidden_size, self.output_size = input_size, n, n
-        self.r_min, self.r_max, self.max_phase, self.mlp, self.impl = r_min, r_max, max_phase, mlp, impl
+        self.r_min, self.r_max, self.max_phase, self.mlp, self.impl = (
+            r_min,
+            r_max,
+            max_phase,
+            mlp,
+            impl,
+        )
         self.last_impl = impl  # (what rows record in their `impl` column, as for EURNN)
 
         u1, u2 = torch.rand(n), 1 - torch.rand(n)  # u2 in (0, 1]: a finite theta_log
@@ -116,21 +136,31 @@ class LRU(nn.Module):
         self.theta_log = nn.Parameter(torch.log(max_phase * u2))
         # log sqrt(1 - |lambda|^2) of the lambda the rounded nu_log gives, 1 - |lambda|^2 as -expm1 (exact
         # near |lambda| = 1, where 1 - exp(...) would cancel)
-        self.gamma_log = nn.Parameter(0.5 * torch.log(-torch.expm1(-2 * torch.exp(self.nu_log.detach()))))
+        self.gamma_log = nn.Parameter(
+            0.5 * torch.log(-torch.expm1(-2 * torch.exp(self.nu_log.detach())))
+        )
         self.B_re = nn.Parameter(torch.randn(n, input_size) / math.sqrt(2 * input_size))
         self.B_im = nn.Parameter(torch.randn(n, input_size) / math.sqrt(2 * input_size))
         self.C_re = nn.Parameter(torch.randn(n, n) / math.sqrt(n))
         self.C_im = nn.Parameter(torch.randn(n, n) / math.sqrt(n))
         self.D = nn.Parameter(torch.randn(n, input_size) / math.sqrt(input_size))
         self.glu = nn.Linear(n, 2 * n) if mlp == "glu" else None  # [W_1; W_2]: value, gate
-        for name in ("nu_log", "theta_log", "gamma_log"):  # (the checks above should make this unreachable)
+        for name in (
+            "nu_log",
+            "theta_log",
+            "gamma_log",
+        ):  # (the checks above should make this unreachable)
             if not torch.isfinite(getattr(self, name)).all():
-                raise ValueError(f"lru: r_min={r_min}, r_max={r_max}, max_phase={max_phase} give a non-finite "
-                                 f"initial {name} in float32")
+                raise ValueError(
+                    f"lru: r_min={r_min}, r_max={r_max}, max_phase={max_phase} give a non-finite "
+                    f"initial {name} in float32"
+                )
 
     def extra_repr(self) -> str:
-        return (f"{self.input_size}, {self.hidden_size}, r_min={self.r_min}, r_max={self.r_max}, "
-                f"max_phase={self.max_phase}, mlp={self.mlp}, impl={self.impl}")
+        return (
+            f"{self.input_size}, {self.hidden_size}, r_min={self.r_min}, r_max={self.r_max}, "
+            f"max_phase={self.max_phase}, mlp={self.mlp}, impl={self.impl}"
+        )
 
     def diagonal(self) -> torch.Tensor:
         """lambda = exp(-exp(nu_log) + i exp(theta_log)), the complex (N,) diagonal of the recurrence
@@ -188,4 +218,6 @@ def lru(
         group_rate("recurrent", {"recurrent_lr": recurrent_lr}, 1.0)
     except ValueError as error:
         raise ValueError(f"lru: {error}") from None
-    return LRU(input_size, hidden_size, r_min=r_min, r_max=r_max, max_phase=max_phase, mlp=mlp, impl=impl)
+    return LRU(
+        input_size, hidden_size, r_min=r_min, r_max=r_max, max_phase=max_phase, mlp=mlp, impl=impl
+    )

@@ -135,8 +135,15 @@ class MinimalRNN(nn.Module):
     """minGRU or minLSTM, `layers` deep (each layer's states the next one's input).
     `forward(x: (B, T, input_size)) -> (B, T, hidden_size)`."""
 
-    def __init__(self, input_size: int, hidden_size: int, kind: str = "gru", candidate: str = "g",
-                 impl: str = "scan", layers: int = 1):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        kind: str = "gru",
+        candidate: str = "g",
+        impl: str = "scan",
+        layers: int = 1,
+    ):
         super().__init__()
         name = f"min{kind}"
         if kind not in ("gru", "lstm"):
@@ -146,8 +153,10 @@ class MinimalRNN(nn.Module):
         if impl not in ("scan", "log-scan", "loop"):
             raise ValueError(f"{name}: impl={impl!r} is not one of scan, log-scan, loop")
         if impl == "log-scan" and candidate != "g":
-            raise ValueError(f"{name}: impl='log-scan' takes logarithms of the candidate, which needs "
-                             f"candidate='g' (positive); got candidate={candidate!r}")
+            raise ValueError(
+                f"{name}: impl='log-scan' takes logarithms of the candidate, which needs "
+                f"candidate='g' (positive); got candidate={candidate!r}"
+            )
         if hidden_size < 1:
             raise ValueError(f"{name}: hidden_size={hidden_size} must be at least 1")
         if layers < 1:
@@ -155,12 +164,16 @@ class MinimalRNN(nn.Module):
         self.kind, self.candidate, self.impl = kind, candidate, impl
         self.last_impl = impl  # (what rows record in their `impl` column, as for EURNN)
         self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, hidden_size
-        self.layers = nn.ModuleList(MinimalLayer(input_size if i == 0 else hidden_size, hidden_size, kind, candidate,
-                                                 impl) for i in range(layers))
+        self.layers = nn.ModuleList(
+            MinimalLayer(input_size if i == 0 else hidden_size, hidden_size, kind, candidate, impl)
+            for i in range(layers)
+        )
 
     def extra_repr(self) -> str:
-        return (f"{self.input_size}, {self.hidden_size}, candidate={self.candidate}, impl={self.impl}, "
-                f"layers={len(self.layers)}")
+        return (
+            f"{self.input_size}, {self.hidden_size}, candidate={self.candidate}, impl={self.impl}, "
+            f"layers={len(self.layers)}"
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
@@ -177,8 +190,13 @@ MINGRU_MEMORY, MINLSTM_MEMORY = (32, 8), (48, 8)
 
 
 @register_cell("mingru", citation=CITATION, memory=MINGRU_MEMORY)
-def mingru(input_size: int, hidden_size: int, candidate: Candidate = "g", impl: Impl = "scan",
-           layers: int = 3) -> MinimalRNN:
+def mingru(
+    input_size: int,
+    hidden_size: int,
+    candidate: Candidate = "g",
+    impl: Impl = "scan",
+    layers: int = 3,
+) -> MinimalRNN:
     """minGRU (Feng et al. 2024): a GRU whose update gate and candidate see the input only.
 
     `candidate`: g, the paper's positive g(x) (its log-space version, what it trains), or linear
@@ -190,8 +208,13 @@ def mingru(input_size: int, hidden_size: int, candidate: Candidate = "g", impl: 
 
 
 @register_cell("minlstm", citation=CITATION, memory=MINLSTM_MEMORY)
-def minlstm(input_size: int, hidden_size: int, candidate: Candidate = "g", impl: Impl = "scan",
-            layers: int = 3) -> MinimalRNN:
+def minlstm(
+    input_size: int,
+    hidden_size: int,
+    candidate: Candidate = "g",
+    impl: Impl = "scan",
+    layers: int = 3,
+) -> MinimalRNN:
     """minLSTM (Feng et al. 2024): forget and input gates of the input only, normalised to sum to 1.
 
     Options as mingru's.

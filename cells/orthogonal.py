@@ -149,7 +149,11 @@ class ModReLURecurrence(torch.autograd.Function):
             torch.mul(g_h, passes[t], out=g_z[t])
             if t > 0:
                 carried = g_z[t] @ w  # z_t = h_{t-1} W^T + u_t
-        g_w = g_z[1:].reshape(-1, n).t() @ hs[:-1].reshape(-1, n) if steps > 1 else torch.zeros_like(w)
+        g_w = (
+            g_z[1:].reshape(-1, n).t() @ hs[:-1].reshape(-1, n)
+            if steps > 1
+            else torch.zeros_like(w)
+        )
         g_bias = (g_z * z.sign()).sum((0, 1))  # d modReLU / db = sign(z) where it passes
         return g_z, g_w, g_bias
 
@@ -218,7 +222,9 @@ class ExpRNN(OrthogonalRNN):
         super().__init__(input_size, hidden_size)
         self.init = init
         with torch.no_grad():
-            self.skew[block_index(hidden_size).to(self.skew.device)] = block_angles(hidden_size, init, self.skew)
+            self.skew[block_index(hidden_size).to(self.skew.device)] = block_angles(
+                hidden_size, init, self.skew
+            )
             nn.init.kaiming_normal_(self.input.weight, nonlinearity="relu")
             self.mod_bias.uniform_(-MODRELU_BIAS_BOUND, MODRELU_BIAS_BOUND)
 
@@ -236,7 +242,9 @@ class ScoRNN(OrthogonalRNN):
         d = torch.cat([torch.ones(hidden_size - negative_ones), -torch.ones(negative_ones)])
         self.register_buffer("d_signs", d)  # the diagonal of D, fixed
         with torch.no_grad():
-            self.skew[block_index(hidden_size).to(self.skew.device)] = block_angles(hidden_size, "cayley", self.skew)
+            self.skew[block_index(hidden_size).to(self.skew.device)] = block_angles(
+                hidden_size, "cayley", self.skew
+            )
             self.input.weight.uniform_(-SCORNN_INPUT_BOUND, SCORNN_INPUT_BOUND)
             self.mod_bias.zero_()
 
@@ -247,22 +255,35 @@ class ScoRNN(OrthogonalRNN):
         return torch.linalg.solve(eye + a, eye - a) * self.d_signs  # (.) D scales column k by D_kk
 
 
-def _check_common(cell: str, hidden_size: int, orthogonal_lr: float, orthogonal_lr_factor: float) -> None:
+def _check_common(
+    cell: str, hidden_size: int, orthogonal_lr: float, orthogonal_lr_factor: float
+) -> None:
     if hidden_size < 2:
-        raise ValueError(f"{cell}: hidden_size={hidden_size} is too small; an orthogonal recurrence "
-                         "needs at least 2 units (A has N(N-1)/2 free entries)")
+        raise ValueError(
+            f"{cell}: hidden_size={hidden_size} is too small; an orthogonal recurrence "
+            "needs at least 2 units (A has N(N-1)/2 free entries)"
+        )
     # The cell ignores the rates: the runner's optimizer reads them from the spec (rnnbench.optim).
     # Checked here, by the optimizer's own rule (group_rate), so that a sweep refuses a bad value while planning.
     try:
-        group_rate("orthogonal", {"orthogonal_lr": orthogonal_lr, "orthogonal_lr_factor": orthogonal_lr_factor}, 1.0)
+        group_rate(
+            "orthogonal",
+            {"orthogonal_lr": orthogonal_lr, "orthogonal_lr_factor": orthogonal_lr_factor},
+            1.0,
+        )
     except ValueError as error:
         raise ValueError(f"{cell}: {error}") from None
 
 
 # version 2: A trains at a tenth of --lr (was an absolute 1e-4)
 @register_cell("exprnn", version=2, citation=EXPRNN_CITATION)
-def exprnn(input_size: int, hidden_size: int, init: ExpInit = "cayley",
-           orthogonal_lr: float = 0.0, orthogonal_lr_factor: float = ORTHOGONAL_LR_FACTOR) -> ExpRNN:
+def exprnn(
+    input_size: int,
+    hidden_size: int,
+    init: ExpInit = "cayley",
+    orthogonal_lr: float = 0.0,
+    orthogonal_lr_factor: float = ORTHOGONAL_LR_FACTOR,
+) -> ExpRNN:
     """expRNN: orthogonal recurrence W = exp(A), A skew-symmetric, modReLU (N >= 2).
 
     `init`: the initial skew matrix, `cayley` (the paper's for (p)MNIST) or `henaff` (its copying
@@ -277,9 +298,14 @@ def exprnn(input_size: int, hidden_size: int, init: ExpInit = "cayley",
 
 # version 2: A trains at a tenth of --lr (was an absolute 1e-4)
 @register_cell("scornn", version=2, citation=SCORNN_CITATION)
-def scornn(input_size: int, hidden_size: int, negative_fraction: float = NEGATIVE_FRACTION,
-           negative_ones: int = -1, orthogonal_lr: float = 0.0,
-           orthogonal_lr_factor: float = ORTHOGONAL_LR_FACTOR) -> ScoRNN:
+def scornn(
+    input_size: int,
+    hidden_size: int,
+    negative_fraction: float = NEGATIVE_FRACTION,
+    negative_ones: int = -1,
+    orthogonal_lr: float = 0.0,
+    orthogonal_lr_factor: float = ORTHOGONAL_LR_FACTOR,
+) -> ScoRNN:
     """scoRNN: scaled Cayley orthogonal recurrence W = (I + A)^-1 (I - A) D, modReLU (N >= 2).
 
     D has rho entries -1: `negative_ones` if >= 0, else round(negative_fraction * N); the default
@@ -291,11 +317,17 @@ def scornn(input_size: int, hidden_size: int, negative_fraction: float = NEGATIV
     if not (math.isfinite(negative_fraction) and 0 <= negative_fraction <= 1):
         raise ValueError(f"scornn: negative_fraction={negative_fraction!r} must be in [0, 1]")
     if negative_ones < -1:
-        raise ValueError(f"scornn: negative_ones={negative_ones} must be >= 0 (-1: from negative_fraction)")
+        raise ValueError(
+            f"scornn: negative_ones={negative_ones} must be >= 0 (-1: from negative_fraction)"
+        )
     if negative_ones > hidden_size:
-        raise ValueError(f"scornn: negative_ones={negative_ones} must be at most hidden_size={hidden_size}")
+        raise ValueError(
+            f"scornn: negative_ones={negative_ones} must be at most hidden_size={hidden_size}"
+        )
     if negative_ones >= 0 and negative_fraction != NEGATIVE_FRACTION:
-        raise ValueError(f"scornn: give negative_ones={negative_ones} or negative_fraction={negative_fraction}, "
-                         "not both")
+        raise ValueError(
+            f"scornn: give negative_ones={negative_ones} or negative_fraction={negative_fraction}, "
+            "not both"
+        )
     rho = negative_ones if negative_ones >= 0 else math.floor(negative_fraction * hidden_size + 0.5)
     return ScoRNN(input_size, hidden_size, negative_ones=rho)

@@ -46,7 +46,9 @@ def open_trial(study: Any, number: int) -> tuple[Any, dict[int, float]]:
     import optuna
 
     store = study._storage
-    trial_id = store.get_trial_id_from_study_id_trial_number(store.get_study_id_from_name(study.study_name), number)
+    trial_id = store.get_trial_id_from_study_id_trial_number(
+        store.get_study_id_from_name(study.study_name), number
+    )
     return optuna.Trial(study, trial_id), store.get_trial(trial_id).intermediate_values
 
 
@@ -71,10 +73,14 @@ def tell(study: Any, number: int, value: float | None = None, state: Any = None)
 def _recognised() -> Iterator[None]:
     try:
         yield
-    except ValueError as error:  # "Cannot tell a COMPLETE trial." (older Optuna: "... already finished")
+    except (
+        ValueError
+    ) as error:  # "Cannot tell a COMPLETE trial." (older Optuna: "... already finished")
         if "finished" not in str(error).lower() and "cannot tell" not in str(error).lower():
             raise
         raise AlreadyTold(str(error)) from error
-    except RuntimeError as error:  # "`Study.stop` is supposed to be invoked inside an objective function..."
+    except (
+        RuntimeError
+    ) as error:  # "`Study.stop` is supposed to be invoked inside an objective function..."
         if "stop" not in str(error):
             raise

@@ -56,12 +56,15 @@ def _cache(folder: Path | None) -> Path:
 def _fit(x: torch.Tensor, y: torch.Tensor, classes: int, penalty: float) -> torch.nn.Linear:
     torch.manual_seed(0)
     model = torch.nn.Linear(x.shape[1], classes, dtype=torch.float64)
-    optimizer = torch.optim.LBFGS(model.parameters(), max_iter=ITERATIONS, history_size=20,
-                                  line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        model.parameters(), max_iter=ITERATIONS, history_size=20, line_search_fn="strong_wolfe"
+    )
 
     def closure():
         optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(x), y) + penalty * model.weight.square().sum()
+        loss = (
+            torch.nn.functional.cross_entropy(model(x), y) + penalty * model.weight.square().sum()
+        )
         loss.backward()
         return loss
 
@@ -86,24 +89,39 @@ def linear_accuracy(task: Task, splits: Splits, cache: Path | None = None) -> fl
     try:
         return float(json.loads(path.read_text())["test_acc"])
     except (OSError, ValueError, KeyError, TypeError):
-        log.info("computing the linear baseline on this data (logistic regression, L2 chosen on validation; once)")
+        log.info(
+            "computing the linear baseline on this data (logistic regression, L2 chosen on validation; once)"
+        )
 
     def features(split: Split) -> tuple[torch.Tensor, torch.Tensor]:
         if split.lengths is not None:
             raise ValueError(f"task {task.name}: a linear baseline needs sequences of one length")
         return split.x.reshape(len(split), -1).to(torch.float64), split.y.long()
 
-    (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = map(features, (splits.train, splits.valid, splits.test))
-    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)  # standardised, as the penalty assumes
+    (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = map(
+        features, (splits.train, splits.valid, splits.test)
+    )
+    mean, std = (
+        train_x.mean(0),
+        train_x.std(0).clamp_min(1e-6),
+    )  # standardised, as the penalty assumes
     train_x, valid_x, test_x = ((x - mean) / std for x in (train_x, valid_x, test_x))
-    best = max(PENALTIES, key=lambda p: _accuracy(_fit(train_x, train_y, task.num_classes, p), valid_x, valid_y))
+    best = max(
+        PENALTIES,
+        key=lambda p: _accuracy(_fit(train_x, train_y, task.num_classes, p), valid_x, valid_y),
+    )
     result = _accuracy(_fit(train_x, train_y, task.num_classes, best), test_x, test_y)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         from rnnbench.store.claims import write_atomically
 
-        write_atomically(path, json.dumps({"test_acc": result, "penalty": best, "data": splits.identity},
-                                          default=str).encode(), durable=False)
+        write_atomically(
+            path,
+            json.dumps(
+                {"test_acc": result, "penalty": best, "data": splits.identity}, default=str
+            ).encode(),
+            durable=False,
+        )
     except OSError:
         pass  # (a cache that cannot be written only costs time)
     return result

@@ -72,6 +72,7 @@ Floats = tuple[float, float]  # (training step, evaluation batch), per example, 
 
 # --- the module's members ---------------------------------------------------------------
 
+
 def output_size(cell: nn.Module) -> int:
     """Features per step of the cell's output (required); TypeError naming the cell without one.
 
@@ -83,8 +84,10 @@ def output_size(cell: nn.Module) -> int:
         if isinstance(size, bool) or operator.index(size) < 1:
             raise TypeError
     except TypeError:
-        raise TypeError(f"cell {type(cell).__name__} must have an attribute output_size, a positive int "
-                        f"(features per step of its output); got {size!r}") from None
+        raise TypeError(
+            f"cell {type(cell).__name__} must have an attribute output_size, a positive int "
+            f"(features per step of its output); got {size!r}"
+        ) from None
     return operator.index(size)
 
 
@@ -141,22 +144,36 @@ def group_rate(name: str, options: Mapping[str, Any], lr: float) -> float:
     """
     option, factor_option = f"{name}_lr", f"{name}_lr_factor"
     if option not in options:
-        raise ValueError(f"the cell declares lr group {name!r}, but its spec has no option {option!r}; "
-                         f"give its factory `{option}: float = 0.0` (0 = the run's --lr)")
+        raise ValueError(
+            f"the cell declares lr group {name!r}, but its spec has no option {option!r}; "
+            f"give its factory `{option}: float = 0.0` (0 = the run's --lr)"
+        )
     rate, factor = options[option], options.get(factor_option, 0.0)
     for key, value in ((option, rate), (factor_option, factor)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"cell option {key}={value!r}: must be a finite number >= 0 (0 = not set)")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise ValueError(
+                f"cell option {key}={value!r}: must be a finite number >= 0 (0 = not set)"
+            )
     return float(rate or factor * lr)
 
 
 # --- what the cell registered -----------------------------------------------------------
 
+
 def _declaring(spec: Spec) -> Entry:
     """The entry whose declarations count for `spec`: its own, unless it declares nothing and its
     factory is a partial of another registered factory, whose entry then counts."""
     entry = CELLS.get(spec.name)
-    if entry.memory is not None or entry.size is not None or not isinstance(entry.factory, functools.partial):
+    if (
+        entry.memory is not None
+        or entry.size is not None
+        or not isinstance(entry.factory, functools.partial)
+    ):
         return entry
     base = entry.factory
     while isinstance(base, functools.partial):
@@ -179,8 +196,10 @@ def memory_floats(spec: Spec, hidden_size: int, device: torch.device) -> Floats:
         return DEFAULT_MEMORY
     floats = memory(spec.options, hidden_size, device) if callable(memory) else memory
     if not is_floats(floats):
-        raise TypeError(f"cell {spec.name!r}: its memory function returned {floats!r}; it must return "
-                        "(train floats, eval floats), two numbers >= 0")
+        raise TypeError(
+            f"cell {spec.name!r}: its memory function returned {floats!r}; it must return "
+            "(train floats, eval floats), two numbers >= 0"
+        )
     return floats
 
 
@@ -204,7 +223,9 @@ def cards(names: list[str], kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ['lstm']
     """
     known = {c["name"] for c in kept}
-    made = [card(name) for name in dict.fromkeys(names) if name not in known and name in CELLS.names()]
+    made = [
+        card(name) for name in dict.fromkeys(names) if name not in known and name in CELLS.names()
+    ]
     return kept + made
 
 
@@ -217,6 +238,11 @@ def card(spec: Spec | str) -> dict[str, Any]:
     """
     spec = CELLS.parse(spec)
     entry = CELLS.get(spec.name)
-    return {"name": spec.name, "spec": str(spec), "cell_version": entry.version, "citation": entry.citation,
-            "summary": entry.summary, "options": dict(spec.options)}
-
+    return {
+        "name": spec.name,
+        "spec": str(spec),
+        "cell_version": entry.version,
+        "citation": entry.citation,
+        "summary": entry.summary,
+        "options": dict(spec.options),
+    }

@@ -32,12 +32,16 @@ def _context():
         context = multiprocessing.get_context("forkserver")
         # Everything a run imports, imported once in the server: torch takes a second or two, and
         # its optimizers import torch._dynamo on first use, which takes as long again.
-        context.set_forkserver_preload(["rnnbench.runner", "rnnbench.cells", "rnnbench.tasks", "torch._dynamo"])
+        context.set_forkserver_preload(
+            ["rnnbench.runner", "rnnbench.cells", "rnnbench.tasks", "torch._dynamo"]
+        )
         return context
     return multiprocessing.get_context("spawn")
 
 
-def _main(run: PlannedRun, splits: Any, owned: claims.Owned, connection, parent: dict[str, Any]) -> None:
+def _main(
+    run: PlannedRun, splits: Any, owned: claims.Owned, connection, parent: dict[str, Any]
+) -> None:
     """The child: train `run` under the parent's claim, sending its log records (Python's warnings
     among them) and the row back."""
     import torch
@@ -74,8 +78,11 @@ def run_in_child(run: PlannedRun, claim: claims.Claim, splits: Any) -> dict[str,
     receive, send = context.Pipe(duplex=False)
     # The planned data goes along: torch.multiprocessing moves its tensors to shared memory, so
     # the child neither copies nor loads it again (and trains on exactly what was planned).
-    process = context.Process(target=_main, args=(run, splits, claim.observer(), send, claims.whoami()),
-                              name=f"rnnbench {run.describe()}")
+    process = context.Process(
+        target=_main,
+        args=(run, splits, claim.observer(), send, claims.whoami()),
+        name=f"rnnbench {run.describe()}",
+    )
     process.start()
     send.close()
     row, error = None, None
@@ -102,12 +109,22 @@ def run_in_child(run: PlannedRun, claim: claims.Claim, splits: Any) -> dict[str,
         raise error
     if row is None:
         code = process.exitcode
-        how = (f"was killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
-               else f"exited with code {code}")
-        hint = " (SIGKILL: often the kernel's out-of-memory killer; lower --batch-size or --hidden)" \
-            if code == -signal.SIGKILL else ""
+        how = (
+            f"was killed by signal {signal.Signals(-code).name}"
+            if code is not None and code < 0
+            else f"exited with code {code}"
+        )
+        hint = (
+            " (SIGKILL: often the kernel's out-of-memory killer; lower --batch-size or --hidden)"
+            if code == -signal.SIGKILL
+            else ""
+        )
         claim.check()
-        row = write_row(run, failure(f"the process training this run {how} before writing its row{hint}"),
-                        splits, claim)
+        row = write_row(
+            run,
+            failure(f"the process training this run {how} before writing its row{hint}"),
+            splits,
+            claim,
+        )
     sys.stderr.flush()
     return row

@@ -36,17 +36,17 @@ def bibtex_field(bibtex: str, name: str) -> str:
     if not found:
         return ""
     start = found.end()
-    opening = bibtex[start:start + 1]
+    opening = bibtex[start : start + 1]
     if opening == "{":
         depth = 0
         for i in range(start, len(bibtex)):
             depth += {"{": 1, "}": -1}.get(bibtex[i], 0)
             if depth == 0:
-                return bibtex[start + 1:i].strip()
-        return bibtex[start + 1:].strip()
-    if opening == "\"":
-        end = bibtex.find("\"", start + 1)
-        return bibtex[start + 1:end if end >= 0 else None].strip()
+                return bibtex[start + 1 : i].strip()
+        return bibtex[start + 1 :].strip()
+    if opening == '"':
+        end = bibtex.find('"', start + 1)
+        return bibtex[start + 1 : end if end >= 0 else None].strip()
     return re.match(r"[^,}]*", bibtex[start:]).group(0).strip()  # a bare value: year = 2017
 
 
@@ -67,8 +67,13 @@ def label(bibtex: str) -> str:
     year = _plain(bibtex_field(bibtex, "year"))
     if not surnames:
         return " ".join(filter(None, [key(bibtex), year]))
-    who = (surnames[0] if len(surnames) == 1 else f"{surnames[0]} and {surnames[1]}" if len(surnames) == 2
-           else f"{surnames[0]} et al.")
+    who = (
+        surnames[0]
+        if len(surnames) == 1
+        else f"{surnames[0]} and {surnames[1]}"
+        if len(surnames) == 2
+        else f"{surnames[0]} et al."
+    )
     return f"{who} {year}".strip()
 
 
@@ -76,7 +81,9 @@ def label(bibtex: str) -> str:
 class Sources:
     """The entries to cite, each once, with what cites it; and what could not be cited, with why."""
 
-    entries: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # BibTeX -> {"cell": ["eurnn"]}
+    entries: dict[str, dict[str, list[str]]] = field(
+        default_factory=dict
+    )  # BibTeX -> {"cell": ["eurnn"]}
     missing: list[str] = field(default_factory=list)  # "cell 'mine' has no citation (...)"
 
     def add(self, kind: str, name: str, citation: str) -> None:
@@ -85,37 +92,56 @@ class Sources:
     def bibtex(self) -> str:
         """Every entry once, sorted by key, each after a comment naming what cites it
         (`% cells eurnn, eurnn-c4; task pmnist`)."""
+
         def users(by_kind: dict[str, list[str]]) -> str:
-            return "; ".join(f"{kind}{'s' if len(names) > 1 else ''} {', '.join(names)}"
-                             for kind, names in by_kind.items())
+            return "; ".join(
+                f"{kind}{'s' if len(names) > 1 else ''} {', '.join(names)}"
+                for kind, names in by_kind.items()
+            )
 
         ordered = sorted(self.entries.items(), key=lambda item: key(item[0]))
-        return "\n\n".join(f"% {users(by_kind)}\n{entry}" for entry, by_kind in ordered) + "\n" if ordered else ""
+        return (
+            "\n\n".join(f"% {users(by_kind)}\n{entry}" for entry, by_kind in ordered) + "\n"
+            if ordered
+            else ""
+        )
 
 
-def sources(cells: dict[str, str | None] | None = None, tasks: dict[str, str | None] | None = None) -> Sources:
+def sources(
+    cells: dict[str, str | None] | None = None, tasks: dict[str, str | None] | None = None
+) -> Sources:
     """The citations of these cells and tasks (name -> its BibTeX, '' if it has none, None if
     nothing is known of it here), each entry once; those without one are listed in `missing`."""
     found = Sources()
     for kind, citations in (("cell", cells or {}), ("task", tasks or {})):
         for name, citation in citations.items():
             if citation is None:
-                found.missing.append(f"{kind} {name!r} is not registered here (a plugin's? load it with --plugin)")
+                found.missing.append(
+                    f"{kind} {name!r} is not registered here (a plugin's? load it with --plugin)"
+                )
             elif citation.strip():
                 found.add(kind, name, citation)
             else:
-                found.missing.append(f"{kind} {name!r} has no citation (register_cell(..., citation=...) "
-                                     "or the task class's `citation`)")
+                found.missing.append(
+                    f"{kind} {name!r} has no citation (register_cell(..., citation=...) "
+                    "or the task class's `citation`)"
+                )
     return found
 
 
-def of(cells: list[str], tasks: list[str], cell_cards: list[dict], task_cards: list[dict]) -> Sources:
+def of(
+    cells: list[str], tasks: list[str], cell_cards: list[dict], task_cards: list[dict]
+) -> Sources:
     """The citations of the cells and tasks (names) from their cards (store.cards, or made from the
     registry by the caller for what is registered here); a name without a card is not known here."""
     by_cell = {str(card["name"]): str(card.get("citation") or "") for card in cell_cards}
-    by_task = {str(card["task_spec"]).split(":")[0]: str(card.get("citation") or "") for card in task_cards}
-    return sources({name: by_cell.get(name) for name in dict.fromkeys(cells)},
-                   {name: by_task.get(name) for name in dict.fromkeys(tasks)})
+    by_task = {
+        str(card["task_spec"]).split(":")[0]: str(card.get("citation") or "") for card in task_cards
+    }
+    return sources(
+        {name: by_cell.get(name) for name in dict.fromkeys(cells)},
+        {name: by_task.get(name) for name in dict.fromkeys(tasks)},
+    )
 
 
 def cells_sentence(citations: dict[str, str]) -> str:

@@ -42,7 +42,9 @@ def option_flags(name: str) -> list[str]:
 def check_seed(name: str, value: Any) -> None:
     """Refuse a seed outside [0, 2**32), naming the field's flag: `check_seed("seed", -1)`."""
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < SEED_LIMIT:
-        raise ValueError(f"{flag(name)} {value}: a seed must be an integer in [0, 2**32 - 1 = {SEED_LIMIT - 1}]")
+        raise ValueError(
+            f"{flag(name)} {value}: a seed must be an integer in [0, 2**32 - 1 = {SEED_LIMIT - 1}]"
+        )
 
 
 CHOICES = {
@@ -64,27 +66,51 @@ class RunConfig:
     optimizer: str = _doc("rmsprop, adam or adamw", default="rmsprop")
     lr: float = _doc("learning rate", default=1e-4)
     clip: float = _doc("clip the gradient norm to this value; 0 = no clipping", default=0.0)
-    weight_decay: float = _doc("weight decay of every parameter: adamw decouples it (w -= lr * decay * w); "
-                               "rmsprop and adam add decay * w to the gradient (L2)", default=0.0)
-    lr_schedule: str = _doc("constant; cosine: from the rate down to 0 at the last step; step: times "
-                            "--lr-decay every --lr-decay-every steps (both after warm-up)", default="constant")
-    lr_warmup_steps: int = _doc("first steps whose rate rises linearly, lr * (step + 1) / (W + 1), before "
-                                "the schedule (not --warmup-steps, which is about timing)", default=0)
+    weight_decay: float = _doc(
+        "weight decay of every parameter: adamw decouples it (w -= lr * decay * w); "
+        "rmsprop and adam add decay * w to the gradient (L2)",
+        default=0.0,
+    )
+    lr_schedule: str = _doc(
+        "constant; cosine: from the rate down to 0 at the last step; step: times "
+        "--lr-decay every --lr-decay-every steps (both after warm-up)",
+        default="constant",
+    )
+    lr_warmup_steps: int = _doc(
+        "first steps whose rate rises linearly, lr * (step + 1) / (W + 1), before "
+        "the schedule (not --warmup-steps, which is about timing)",
+        default=0,
+    )
     lr_decay_every: int = _doc("--lr-schedule step: steps between decays", default=0)
-    lr_decay: float = _doc("--lr-schedule step: factor applied to the rate at each decay, in (0, 1]",
-                           default=0.1)
+    lr_decay: float = _doc(
+        "--lr-schedule step: factor applied to the rate at each decay, in (0, 1]", default=0.1
+    )
     seed: int = _doc("seed of weights, batches and everything random in the run", default=0)
     device: str = _doc("auto (CUDA when available), cpu or cuda", default="auto")
     dtype: str = _doc("float32 or float64", default="float32")
-    sampling: str = _doc("epochs: shuffled passes; replacement: each batch drawn at random", default="epochs")
-    warmup_steps: int = _doc("first steps timed apart from the rest (allocator, kernel choice)", default=3)
-    target: float = _doc("validation accuracy whose first reaching is timed (time_to_target_s); "
-                         "0: the task's own target", default=0.0)
-    params_budget: int = _doc("0, or give each cell the largest hidden size whose parameter count "
-                              "(readout included) fits this budget, instead of hidden_size", default=0)
+    sampling: str = _doc(
+        "epochs: shuffled passes; replacement: each batch drawn at random", default="epochs"
+    )
+    warmup_steps: int = _doc(
+        "first steps timed apart from the rest (allocator, kernel choice)", default=3
+    )
+    target: float = _doc(
+        "validation accuracy whose first reaching is timed (time_to_target_s); "
+        "0: the task's own target",
+        default=0.0,
+    )
+    params_budget: int = _doc(
+        "0, or give each cell the largest hidden size whose parameter count "
+        "(readout included) fits this budget, instead of hidden_size",
+        default=0,
+    )
     # What a run shows while it trains (WATCH: not part of what defines it, nor of its run key).
-    log_every: int = _doc("log the mean training loss and gradient norm every this many steps", default=50)
-    tensorboard: bool = _doc("also write TensorBoard event files, RESULTS/tb/RUN_ID/", default=False)
+    log_every: int = _doc(
+        "log the mean training loss and gradient norm every this many steps", default=50
+    )
+    tensorboard: bool = _doc(
+        "also write TensorBoard event files, RESULTS/tb/RUN_ID/", default=False
+    )
 
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with some fields changed (unknown names are an error)."""
@@ -112,11 +138,20 @@ class RunConfig:
     def validate(self) -> None:
         """Raise ValueError naming the first bad value, by its flag (`--lr inf`), and the valid range
         or choices."""
-        for f in dataclasses.fields(self):  # nan and inf pass every comparison below, or wrongly fail it
+        for f in dataclasses.fields(
+            self
+        ):  # nan and inf pass every comparison below, or wrongly fail it
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{flag(f.name)} must be a finite number; got {value}")
-        for name in ("hidden_size", "batch_size", "steps", "eval_every", "eval_batch_size", "log_every"):
+        for name in (
+            "hidden_size",
+            "batch_size",
+            "steps",
+            "eval_every",
+            "eval_batch_size",
+            "log_every",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{flag(name)} must be a positive integer; got {value!r}")
@@ -127,15 +162,21 @@ class RunConfig:
         if self.warmup_steps < 0:
             raise ValueError(f"--warmup-steps must be >= 0; got {self.warmup_steps!r}")
         if not 0 <= self.target <= 1:
-            raise ValueError(f"--target must be in [0, 1] (0 = the task's own); got {self.target!r}")
+            raise ValueError(
+                f"--target must be in [0, 1] (0 = the task's own); got {self.target!r}"
+            )
         if self.params_budget < 0:
             raise ValueError(f"--params must be >= 0 (0 = off); got {self.params_budget!r}")
         check_seed("seed", self.seed)
         if not isinstance(self.tensorboard, bool):
-            raise ValueError(f"--tensorboard is on or off (true or false); got {self.tensorboard!r}")
+            raise ValueError(
+                f"--tensorboard is on or off (true or false); got {self.tensorboard!r}"
+            )
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
-                raise ValueError(f"{flag(name)} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"{flag(name)} must be one of {', '.join(choices)}; got {getattr(self, name)!r}"
+                )
         self._validate_optimizer()
 
     def _validate_optimizer(self) -> None:
@@ -146,19 +187,27 @@ class RunConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{flag(name)} must be an integer >= 0; got {value!r}")
-        if self.lr_warmup_steps >= self.steps:  # (the run would never reach --lr; cosine would divide by 0)
-            raise ValueError(f"--lr-warmup-steps {self.lr_warmup_steps} must be smaller than --steps {self.steps}")
+        if (
+            self.lr_warmup_steps >= self.steps
+        ):  # (the run would never reach --lr; cosine would divide by 0)
+            raise ValueError(
+                f"--lr-warmup-steps {self.lr_warmup_steps} must be smaller than --steps {self.steps}"
+            )
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"--lr-decay must be in (0, 1] (1 = no decay); got {self.lr_decay!r}")
         if self.lr_schedule == "step":
             if self.lr_decay_every < 1:
-                raise ValueError(f"--lr-schedule step needs --lr-decay-every >= 1 (steps between decays); "
-                                 f"got {self.lr_decay_every}")
+                raise ValueError(
+                    f"--lr-schedule step needs --lr-decay-every >= 1 (steps between decays); "
+                    f"got {self.lr_decay_every}"
+                )
             return
         for name in ("lr_decay_every", "lr_decay"):  # (no flag is silently ignored)
             if getattr(self, name) != DEFAULTS[name]:
-                raise ValueError(f"{flag(name)} {getattr(self, name)} applies to --lr-schedule step only; "
-                                 f"got --lr-schedule {self.lr_schedule}")
+                raise ValueError(
+                    f"{flag(name)} {getattr(self, name)} applies to --lr-schedule step only; "
+                    f"got --lr-schedule {self.lr_schedule}"
+                )
 
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
@@ -177,8 +226,15 @@ PRESETS = {
     "torch-eunn": RunConfig(sampling="replacement"),
     # A few hundred small steps (on MNIST: the bundled sample): `--cells eurnn,lstm` in under a
     # minute on two CPU cores, well above chance. For trying rnnbench, not for papers.
-    "quick": RunConfig(hidden_size=64, batch_size=50, steps=300, eval_every=100, eval_batch_size=500,
-                       lr=3e-3, warmup_steps=2),
+    "quick": RunConfig(
+        hidden_size=64,
+        batch_size=50,
+        steps=300,
+        eval_every=100,
+        eval_batch_size=500,
+        lr=3e-3,
+        warmup_steps=2,
+    ),
 }
 
 
@@ -231,14 +287,18 @@ def parse_seeds(text: str) -> list[int]:
         try:  # (a leading '-' is a negative number, refused by check_seed)
             first, last = (int(low, 10), int(high, 10)) if dash and low else (int(part, 10),) * 2
         except ValueError:
-            raise ValueError(f"--seeds {text!r}: {part!r} is not a seed or a range of seeds (0-4)") from None
+            raise ValueError(
+                f"--seeds {text!r}: {part!r} is not a seed or a range of seeds (0-4)"
+            ) from None
         if last < first:
             raise ValueError(f"--seeds {text!r}: the range {part} runs backwards")
         check_seed("seed", first)
         check_seed("seed", last)  # (before the range is made: 0-5000000000 would fill memory)
         if last - first >= SEED_RANGE_LIMIT:
-            raise ValueError(f"--seeds {text!r}: the range {part} has {last - first + 1} seeds, "
-                             f"more than the {SEED_RANGE_LIMIT} a sweep may plan")
+            raise ValueError(
+                f"--seeds {text!r}: the range {part} has {last - first + 1} seeds, "
+                f"more than the {SEED_RANGE_LIMIT} a sweep may plan"
+            )
         seeds += range(first, last + 1)
     return seeds
 
@@ -260,7 +320,9 @@ def check_budget_or_size(budgets: list[int], sizes: list[int]) -> None:
         raise ValueError("give a parameter budget (--params) or a hidden size (--hidden), not both")
 
 
-def command_line_wins(fields: dict[str, Any], typed: set[str], from_file: set[str]) -> dict[str, Any]:
+def command_line_wins(
+    fields: dict[str, Any], typed: set[str], from_file: set[str]
+) -> dict[str, Any]:
     """`fields` (field -> value or None) less a config file's hidden size or parameter budget where
     the command line gives the other one: a resolved config file sets the hidden size, and `--params`
     given with it replaces it (check_budget_or_size would refuse the two). `typed`: the fields given

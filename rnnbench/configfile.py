@@ -56,8 +56,10 @@ def locate(text: str) -> Path:
         return SHIPPED / f"{text}.toml"
     if path.exists():
         raise ConfigError(f"--config {text}: not a file")
-    raise ConfigError(f"--config {text}: no such file, nor a study shipped with rnnbench "
-                      f"(shipped: {', '.join(shipped()) or 'none'})")
+    raise ConfigError(
+        f"--config {text}: no such file, nor a study shipped with rnnbench "
+        f"(shipped: {', '.join(shipped()) or 'none'})"
+    )
 
 
 def option_key(param: click.Parameter) -> str:
@@ -77,14 +79,14 @@ def line_of(text: str, path: tuple[str, ...]) -> int:
         stripped = line.strip()
         header = re.match(r"^\[\[?\s*([^\]]+?)\s*\]\]?", stripped)
         if header:
-            table = tuple(part.strip().strip('"\'') for part in header.group(1).split("."))
-            if table == path[:len(table)] and not best:
+            table = tuple(part.strip().strip("\"'") for part in header.group(1).split("."))
+            if table == path[: len(table)] and not best:
                 best = number if table == path else 0
             continue
         key = re.match(r"^([A-Za-z0-9_\-.\"']+)\s*=", stripped)
         if key:
-            full = table + tuple(part.strip().strip('"\'') for part in key.group(1).split("."))
-            if full[:len(path)] == path:
+            full = table + tuple(part.strip().strip("\"'") for part in key.group(1).split("."))
+            if full[: len(path)] == path:
                 return number
     return best or 1
 
@@ -140,8 +142,9 @@ def _joined(value: Any) -> str:
     return ",".join(_text(item) for item in values)
 
 
-def read(path: Path, command: click.Command, listed: set[str],
-         check: dict[str, Any] | None = None) -> dict[str, Any]:
+def read(
+    path: Path, command: click.Command, listed: set[str], check: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The options a config file sets for `command`, as click's default_map (parameter name ->
     value as the command line would give it). `listed`: the keys that take lists. `check`: per
     key, a function that raises ValueError for a bad value (the CLI's own parsing), so that every
@@ -154,26 +157,43 @@ def read(path: Path, command: click.Command, listed: set[str],
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:  # (its message carries the line and column)
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    params = {option_key(p): p for p in command.params if isinstance(p, click.Option) and p.name != "config"}
+    params = {
+        option_key(p): p
+        for p in command.params
+        if isinstance(p, click.Option) and p.name != "config"
+    }
     wanted = document.pop("command", command.name)
     if wanted != command.name:
-        raise ConfigError(f"{path}:{line_of(text, ('command',))}: this file is for `rnnbench {wanted}`, "
-                          f"not `rnnbench {command.name}`")
+        raise ConfigError(
+            f"{path}:{line_of(text, ('command',))}: this file is for `rnnbench {wanted}`, "
+            f"not `rnnbench {command.name}`"
+        )
     defaults = {}
     for key, value in document.items():
         where = f"{path}:{line_of(text, (key,))}"
         if key not in params:
-            raise ConfigError(f"{where}: unknown key {key!r}{_suggest(key, list(params))}; "
-                              f"known: {', '.join(sorted(params))}")
+            raise ConfigError(
+                f"{where}: unknown key {key!r}{_suggest(key, list(params))}; "
+                f"known: {', '.join(sorted(params))}"
+            )
         param = params[key]
         given = []
         # A table (`[space]`, `[space.eurnn]`) is checked item by item, so that an error names its line.
-        parts = _table_items(key, value) if isinstance(value, dict) and param.multiple else [((key,), value)]
+        parts = (
+            _table_items(key, value)
+            if isinstance(value, dict) and param.multiple
+            else [((key,), value)]
+        )
         for path_, item in parts:
             where = f"{path}:{line_of(text, path_)}"
             try:
                 converted = _as_option(item, param, key in listed)
-                if param.type is not None and not param.is_flag and key not in listed and not param.multiple:
+                if (
+                    param.type is not None
+                    and not param.is_flag
+                    and key not in listed
+                    and not param.multiple
+                ):
                     param.type.convert(converted, param, None)
                 if check and key in check:
                     check[key](converted)
@@ -232,7 +252,9 @@ def config_document(config: Any, grid: dict[str, list]) -> dict[str, Any]:
 def executor_document(options: dict[str, Any]) -> dict[str, Any]:
     """The executor options given (parameter name -> value), as a config file writes them:
     `executor_document({"executor": "local", "jobs": 2, "wait": False}) == {"executor": "local", "jobs": 2}`."""
-    from rnnbench.executors import EXECUTOR_OPTIONS  # (here: it imports submitit, which reading a file never needs)
+    from rnnbench.executors import (
+        EXECUTOR_OPTIONS,
+    )  # (here: it imports submitit, which reading a file never needs)
 
     given = [k for k in EXECUTOR_OPTIONS if options.get(k) not in (None, False, ())]
     document = {EXECUTOR_KEYS.get(k, k): options[k] for k in given}
@@ -250,21 +272,37 @@ def without_executor(document: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in document.items() if k not in where}
 
 
-def run_document(specs: list, task_spec: Any, preset_name: str, seeds: list[int], config: Any,
-                 grid: dict[str, list], executor_options: dict[str, Any]) -> dict[str, Any]:
+def run_document(
+    specs: list,
+    task_spec: Any,
+    preset_name: str,
+    seeds: list[int],
+    config: Any,
+    grid: dict[str, list],
+    executor_options: dict[str, Any],
+) -> dict[str, Any]:
     """The resolved config of `rnnbench run`: its cells, task, preset and seeds, every RunConfig
     value (config_document) and the executor options given (executor_document)."""
-    return {"command": "run", "cells": [str(s) for s in specs], "task": str(task_spec), "preset": preset_name,
-            "seeds": seeds, **config_document(config, grid), **executor_document(executor_options)}
+    return {
+        "command": "run",
+        "cells": [str(s) for s in specs],
+        "task": str(task_spec),
+        "preset": preset_name,
+        "seeds": seeds,
+        **config_document(config, grid),
+        **executor_document(executor_options),
+    }
 
 
 def keep(results: Path, name: str, document: dict[str, Any]) -> Path | None:
     """Write the resolved config of a sweep or study next to its rows (sweep_path), with a header
     saying how to run it again; a file that cannot be written costs a warning, never the sweep."""
     path = sweep_path(results, name)
-    header = (f"The resolved config of `rnnbench {document['command']}` (written by rnnbench). From the folder\n"
-              f"that holds {results.name}/: rnnbench {document['command']} --config {path.relative_to(results.parent)} "
-              f"--results {results.name}\nplans the same runs again (with the same --plugin modules, if any).")
+    header = (
+        f"The resolved config of `rnnbench {document['command']}` (written by rnnbench). From the folder\n"
+        f"that holds {results.name}/: rnnbench {document['command']} --config {path.relative_to(results.parent)} "
+        f"--results {results.name}\nplans the same runs again (with the same --plugin modules, if any)."
+    )
     try:
         write(path, document, header)
     except OSError as error:

@@ -66,8 +66,12 @@ def _tidy_checkpoints(run: PlannedRun, rows: Any) -> None:
         log.info(f"removed {run.checkpoint}: its run {run_id} already has its row")
 
 
-def execute(runs: list[PlannedRun], data: DataBySeed | None = None, poll_s: float = 2.0,
-            isolate: bool = True) -> list[dict[str, Any]]:
+def execute(
+    runs: list[PlannedRun],
+    data: DataBySeed | None = None,
+    poll_s: float = 2.0,
+    isolate: bool = True,
+) -> list[dict[str, Any]]:
     """Run each planned run once, unless it is done or claimed by another; returns the row of
     every run (its latest ok row if it was done already), in plan order. With `isolate`, each run
     trains in a fresh child process (child.run_in_child), so that its memory and clocks are its own;
@@ -76,29 +80,39 @@ def execute(runs: list[PlannedRun], data: DataBySeed | None = None, poll_s: floa
     pending, told = list(runs), set()
     # Rows that exist now. A row written later by the process this one waited for is that run's
     # outcome, whatever its status: a run that failed there is not tried again here at once.
-    known = {task: set(store.read_rows(results, task)["run_id"]) for task, results in
-             {(run.task, run.results) for run in runs}}
+    known = {
+        task: set(store.read_rows(results, task)["run_id"])
+        for task, results in {(run.task, run.results) for run in runs}
+    }
     while pending:
         progressed = False
         for run in list(pending):
             existing = store.read_rows(run.results, run.task)
             row = store.finished(existing, run.key, run.superseded)
             if row is None and run.key in told:
-                theirs = existing[(existing["run_key"] == run.key) & ~existing["run_id"].isin(known[run.task])]
+                theirs = existing[
+                    (existing["run_key"] == run.key) & ~existing["run_id"].isin(known[run.task])
+                ]
                 row = theirs.iloc[-1].to_dict() if len(theirs) else None
             if row is None:
                 claim = claims.take(run.results, run.name)
                 if isinstance(claim, claims.Held):
                     if run.key not in told:
-                        log.info(f"{run.describe()} is being trained by {claim.describe()}: waiting for its row")
+                        log.info(
+                            f"{run.describe()} is being trained by {claim.describe()}: waiting for its row"
+                        )
                         told.add(run.key)
                     continue
                 with claim:
-                    existing = store.read_rows(run.results, run.task)  # (it may have finished meanwhile)
+                    existing = store.read_rows(
+                        run.results, run.task
+                    )  # (it may have finished meanwhile)
                     row = store.finished(existing, run.key, run.superseded)
                     _tidy_checkpoints(run, existing)
                     if row is None and isolate:
-                        row = child.run_in_child(run, claim, data[run.config.seed] if data else None)
+                        row = child.run_in_child(
+                            run, claim, data[run.config.seed] if data else None
+                        )
                     elif row is None:
                         row = run_planned(run, data[run.config.seed] if data else None, claim)
                     else:
@@ -165,11 +179,21 @@ class SlurmOptions:
 
     def parameters(self) -> dict[str, Any]:
         """submitit's SlurmExecutor parameters."""
-        chosen = {"partition": self.partition, "gpus_per_task": self.gpus_per_task,
-                  "cpus_per_task": self.cpus_per_task, "mem": self.mem, "account": self.account, "qos": self.qos,
-                  "array_parallelism": self.array_parallelism}
-        return {"job_name": "rnnbench", "time": self.time_min, "additional_parameters": dict(self.sbatch),
-                **{k: v for k, v in chosen.items() if v is not None}}
+        chosen = {
+            "partition": self.partition,
+            "gpus_per_task": self.gpus_per_task,
+            "cpus_per_task": self.cpus_per_task,
+            "mem": self.mem,
+            "account": self.account,
+            "qos": self.qos,
+            "array_parallelism": self.array_parallelism,
+        }
+        return {
+            "job_name": "rnnbench",
+            "time": self.time_min,
+            "additional_parameters": dict(self.sbatch),
+            **{k: v for k, v in chosen.items() if v is not None},
+        }
 
 
 class RunJob(submitit.helpers.Checkpointable):
@@ -186,8 +210,10 @@ class RunJob(submitit.helpers.Checkpointable):
 
         here = str(Path(rnnbench.__file__).resolve())
         if here != package:
-            raise RuntimeError(f"this job imported rnnbench from {here}, not {package} as the submitting process "
-                               "did; run the job with the same Python environment")
+            raise RuntimeError(
+                f"this job imported rnnbench from {here}, not {package} as the submitting process "
+                "did; run the job with the same Python environment"
+            )
         logs.to_stream(sys.stdout)  # (the job's own log file, as its lines always went)
         load_plugins(run.plugins)
         if parent is not None:
@@ -212,13 +238,19 @@ def check_private(path: Path) -> None:
     """PermissionError unless `path` is this user's and nobody else can write it (no symlink)."""
     info = os.lstat(path)
     if stat.S_ISLNK(info.st_mode):
-        raise PermissionError(f"{path} is a symbolic link; job files are only read from a real folder")
+        raise PermissionError(
+            f"{path} is a symbolic link; job files are only read from a real folder"
+        )
     if info.st_uid != os.geteuid():
-        raise PermissionError(f"{path} belongs to user id {info.st_uid}, not to you ({os.geteuid()}): its job files "
-                              "are pickles that run code when loaded; use another --results folder")
+        raise PermissionError(
+            f"{path} belongs to user id {info.st_uid}, not to you ({os.geteuid()}): its job files "
+            "are pickles that run code when loaded; use another --results folder"
+        )
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise PermissionError(f"{path} can be written by others (mode {stat.S_IMODE(info.st_mode):o}): its job files "
-                              f"are pickles that run code when loaded; `chmod go-w {path}` or use another folder")
+        raise PermissionError(
+            f"{path} can be written by others (mode {stat.S_IMODE(info.st_mode):o}): its job files "
+            f"are pickles that run code when loaded; `chmod go-w {path}` or use another folder"
+        )
 
 
 def _executor_python() -> str:
@@ -227,7 +259,9 @@ def _executor_python() -> str:
     (a script's folder, not the working directory, starts sys.path)."""
     import shlex
 
-    return f"{shlex.quote(sys.executable)} -u {shlex.quote(str(Path(__file__).with_name('_job.py')))}"
+    return (
+        f"{shlex.quote(sys.executable)} -u {shlex.quote(str(Path(__file__).with_name('_job.py')))}"
+    )
 
 
 def parse_sbatch_options(items: tuple[str, ...]) -> dict[str, str]:
@@ -236,20 +270,35 @@ def parse_sbatch_options(items: tuple[str, ...]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.removeprefix("--").partition("=")
         if not key:
-            raise ValueError(f"--sbatch takes KEY=VALUE (an sbatch option without its dashes); got {item!r}")
+            raise ValueError(
+                f"--sbatch takes KEY=VALUE (an sbatch option without its dashes); got {item!r}"
+            )
         options[key] = value if sep else True
     return options
 
 
-def _record(results: Path, sweep_id: str, executor: str, jobs: list[tuple[str, PlannedRun]], logs: Path,
-            extra: dict[str, Any] | None = None) -> Path:
+def _record(
+    results: Path,
+    sweep_id: str,
+    executor: str,
+    jobs: list[tuple[str, PlannedRun]],
+    logs: Path,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     path = layout.sweep_record(results, sweep_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    document = {"sweep": sweep_id, "executor": executor, "logs": str(logs),
-                "submitted": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "task": jobs[0][1].task if jobs else "", "task_spec": jobs[0][1].task_spec if jobs else "",
-                **(extra or {}),
-                "jobs": [{"job_id": job_id, "run_key": run.key, "run": run.describe()} for job_id, run in jobs]}
+    document = {
+        "sweep": sweep_id,
+        "executor": executor,
+        "logs": str(logs),
+        "submitted": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "task": jobs[0][1].task if jobs else "",
+        "task_spec": jobs[0][1].task_spec if jobs else "",
+        **(extra or {}),
+        "jobs": [
+            {"job_id": job_id, "run_key": run.key, "run": run.describe()} for job_id, run in jobs
+        ],
+    }
     claims.write_atomically(path, (json.dumps(document, indent=1) + "\n").encode())
     return path
 
@@ -277,7 +326,9 @@ def run_local(runs: list[PlannedRun], jobs: int, results: Path, poll_s: float = 
             while waiting and len(running) < jobs:
                 run = waiting.pop(0)
                 job = executor.submit(RunJob(), run, package, me)
-                log.info(f"started {run.describe()} (process {job.job_id}, log {logs / job.job_id})")
+                log.info(
+                    f"started {run.describe()} (process {job.job_id}, log {logs / job.job_id})"
+                )
                 running.append((job, run))
                 submitted.append((job.job_id, run))
             time.sleep(poll_s)
@@ -287,8 +338,10 @@ def run_local(runs: list[PlannedRun], jobs: int, results: Path, poll_s: float = 
                     check_private(logs / job.job_id)
                     job.result()
                 except Exception as error:  # noqa: BLE001 - the row (if any) says what happened
-                    log.info(f"{run.describe()}: the process ended with {type(error).__name__}: {error}; "
-                             f"see {logs / job.job_id}")
+                    log.info(
+                        f"{run.describe()}: the process ended with {type(error).__name__}: {error}; "
+                        f"see {logs / job.job_id}"
+                    )
     except BaseException:  # Ctrl-C, SIGTERM: stop the runs now, they resume from their checkpoints
         for job, _ in running:
             job.cancel(check=False)
@@ -296,35 +349,51 @@ def run_local(runs: list[PlannedRun], jobs: int, results: Path, poll_s: float = 
     return _record(results, sweep_id, "local", submitted, logs)
 
 
-def submit_slurm(runs: list[PlannedRun], options: SlurmOptions, results: Path) -> tuple[Path, list[str]]:
+def submit_slurm(
+    runs: list[PlannedRun], options: SlurmOptions, results: Path
+) -> tuple[Path, list[str]]:
     """Submit `runs` as one SLURM job array (one run per array task); returns the sweep record
     and the job ids. Uses submitit's SlurmExecutor itself, never auto-detection (which picks
     SLURM whenever `sbatch` is on the PATH, even with no controller)."""
     import rnnbench
 
     if shutil.which("sbatch") is None:
-        raise RuntimeError("--executor slurm needs SLURM's sbatch on the PATH; run on the cluster's login node")
+        raise RuntimeError(
+            "--executor slurm needs SLURM's sbatch on the PATH; run on the cluster's login node"
+        )
     logs = job_folder(results)
-    executor = submitit.SlurmExecutor(folder=logs / "%j", max_num_timeout=20, python=_executor_python())
+    executor = submitit.SlurmExecutor(
+        folder=logs / "%j", max_num_timeout=20, python=_executor_python()
+    )
     parameters = options.parameters()
     # Jobs start in the private job folder, never in a working directory whose files could shadow ours.
-    parameters["additional_parameters"] = {"chdir": str(logs), **parameters["additional_parameters"]}
+    parameters["additional_parameters"] = {
+        "chdir": str(logs),
+        **parameters["additional_parameters"],
+    }
     executor.update_parameters(**parameters)
     package = str(Path(rnnbench.__file__).resolve())
     jobs = executor.map_array(RunJob(), runs, [package] * len(runs), [None] * len(runs))
     ids = [job.job_id for job in jobs]
     array_id = ids[0].split("_")[0]
-    path = _record(results, array_id, "slurm", list(zip(ids, runs)), logs, {"options": asdict(options)})
-    log.info(f"submitted {len(ids)} runs as SLURM job array {array_id}; logs in {logs}/{array_id}_*; "
-             f"`rnnbench status --results {results}` shows their state")
+    path = _record(
+        results, array_id, "slurm", list(zip(ids, runs)), logs, {"options": asdict(options)}
+    )
+    log.info(
+        f"submitted {len(ids)} runs as SLURM job array {array_id}; logs in {logs}/{array_id}_*; "
+        f"`rnnbench status --results {results}` shows their state"
+    )
     return path, ids
 
 
 def queue_states(job_ids: list[str]) -> dict[str, str]:
     """The state (PENDING, RUNNING...) of each of the jobs that SLURM still has in its queue."""
     arrays = sorted({job_id.split("_")[0] for job_id in job_ids})
-    out = subprocess.run(["squeue", "--noheader", "--array", "--jobs", ",".join(arrays), "--format", "%i %T"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["squeue", "--noheader", "--array", "--jobs", ",".join(arrays), "--format", "%i %T"],
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0 and "Invalid job id" not in out.stderr:
         raise RuntimeError(f"squeue failed: {out.stderr.strip()}")
     states = dict(line.split() for line in out.stdout.splitlines() if line.strip())
@@ -338,7 +407,9 @@ def wait_slurm(job_ids: list[str], poll_s: float = 2.0, timeout_s: float | None 
         states = queue_states(job_ids)
         if not states:
             return
-        summary = ", ".join(f"{n} {state.lower()}" for state, n in sorted(Counter(states.values()).items()))
+        summary = ", ".join(
+            f"{n} {state.lower()}" for state, n in sorted(Counter(states.values()).items())
+        )
         if summary != last:
             log.info(f"waiting for {len(states)} of {len(job_ids)} jobs: {summary}")
             last = summary
@@ -368,8 +439,10 @@ def sweep_status(path: Path) -> list[dict[str, str]]:
 def latest_sweep(results: Path) -> Path:
     sweeps = layout.sweep_records(results)
     if not sweeps:
-        raise FileNotFoundError(f"no submitted sweep recorded in {layout.sweeps_folder(results)}; "
-                                "`rnnbench run --executor local|slurm` records one")
+        raise FileNotFoundError(
+            f"no submitted sweep recorded in {layout.sweeps_folder(results)}; "
+            "`rnnbench run --executor local|slurm` records one"
+        )
     return sweeps[-1]
 
 
@@ -379,8 +452,10 @@ class _Elsewhere(Executor):
     from the results file."""
 
     def run(self, runs: list[PlannedRun], data: DataBySeed) -> list[dict] | None:
-        done = {run.key: store.finished(store.read_rows(run.results, run.task), run.key, run.superseded)
-                for run in runs}
+        done = {
+            run.key: store.finished(store.read_rows(run.results, run.task), run.key, run.superseded)
+            for run in runs
+        }
         pending = [run for run in runs if done[run.key] is None]
         for run in runs:
             if run not in pending:
@@ -389,17 +464,21 @@ class _Elsewhere(Executor):
             return []
         results, task = runs[0].results, runs[0].task
         if not pending:
-            log.info("nothing to run: every run of this sweep already has an ok row" if all(
-                row["status"] == "ok" for row in done.values()) else "nothing to run: every run of this sweep "
-                "already has its row")
+            log.info(
+                "nothing to run: every run of this sweep already has an ok row"
+                if all(row["status"] == "ok" for row in done.values())
+                else "nothing to run: every run of this sweep already has its row"
+            )
             return store.latest_of(results, task, [run.key for run in runs])
         if not self._start(pending, results):
             return None
         rows = store.latest_of(results, task, [run.key for run in runs])
         missing = len(runs) - len(rows)
         if missing:
-            log.info(f"{missing} of {len(runs)} runs wrote no row (killed or cancelled); run the same command again "
-                     "to run them, `rnnbench status` to see which")
+            log.info(
+                f"{missing} of {len(runs)} runs wrote no row (killed or cancelled); run the same command again "
+                "to run them, `rnnbench status` to see which"
+            )
         return rows
 
     @abc.abstractmethod
@@ -459,8 +538,14 @@ class SubmissionFailed(RuntimeError):
     """SLURM refused the sweep's job array; the message says why, in its words."""
 
 
-def make(name: str, jobs: int | None = None, in_process: bool = False, slurm: SlurmOptions | None = None,
-         wait: bool = False, announce: Callable[[str], None] = print) -> Executor:
+def make(
+    name: str,
+    jobs: int | None = None,
+    in_process: bool = False,
+    slurm: SlurmOptions | None = None,
+    wait: bool = False,
+    announce: Callable[[str], None] = print,
+) -> Executor:
     """The executor called `name` (inline, local or slurm) with its options."""
     if name == "inline":
         return Inline(isolate=not in_process)
@@ -472,12 +557,34 @@ def make(name: str, jobs: int | None = None, in_process: bool = False, slurm: Sl
 
 
 # The executor options of `rnnbench run` and `rnnbench tune`, by parameter name: what from_options takes.
-EXECUTOR_OPTIONS = ("executor", "jobs", "in_process", "wait", "partition", "time_min", "gpus_per_task",
-                    "cpus_per_task", "mem", "account", "qos", "array_parallelism", "sbatch_options")
+EXECUTOR_OPTIONS = (
+    "executor",
+    "jobs",
+    "in_process",
+    "wait",
+    "partition",
+    "time_min",
+    "gpus_per_task",
+    "cpus_per_task",
+    "mem",
+    "account",
+    "qos",
+    "array_parallelism",
+    "sbatch_options",
+)
 # The options that only SLURM uses, with the flag that refusals name.
-SLURM_ONLY = {"wait": "--wait", "partition": "--partition", "time_min": "--time", "gpus_per_task": "--gpus-per-task",
-              "cpus_per_task": "--cpus-per-task", "mem": "--mem", "account": "--account", "qos": "--qos",
-              "array_parallelism": "--array-parallelism", "sbatch_options": "--sbatch"}
+SLURM_ONLY = {
+    "wait": "--wait",
+    "partition": "--partition",
+    "time_min": "--time",
+    "gpus_per_task": "--gpus-per-task",
+    "cpus_per_task": "--cpus-per-task",
+    "mem": "--mem",
+    "account": "--account",
+    "qos": "--qos",
+    "array_parallelism": "--array-parallelism",
+    "sbatch_options": "--sbatch",
+}
 
 
 def _given(value: Any) -> bool:
@@ -498,8 +605,9 @@ def check_options(options: dict[str, Any]) -> None:
         raise ValueError(f"--in-process applies to --executor inline; got --executor {executor}")
 
 
-def from_options(options: dict[str, Any], wait: bool | None = None,
-                 announce: Callable[[str], None] = print) -> Executor:
+def from_options(
+    options: dict[str, Any], wait: bool | None = None, announce: Callable[[str], None] = print
+) -> Executor:
     """The executor that the command line's options name (parameter name -> value, as in
     EXECUTOR_OPTIONS; missing keys: not given), after check_options. `wait`: forced on or off
     (a study must wait for its trials), else --wait's.
@@ -511,8 +619,22 @@ def from_options(options: dict[str, Any], wait: bool | None = None,
     executor, get = options.get("executor", "inline"), options.get
     slurm = None
     if executor == "slurm":
-        slurm = SlurmOptions(get("partition"), get("time_min") or 24 * 60, get("gpus_per_task"), get("cpus_per_task"),
-                             get("mem"), get("account"), get("qos"), get("array_parallelism"),
-                             parse_sbatch_options(get("sbatch_options") or ()))
-    return make(executor, get("jobs"), bool(get("in_process")), slurm, bool(get("wait")) if wait is None else wait,
-                announce=announce)
+        slurm = SlurmOptions(
+            get("partition"),
+            get("time_min") or 24 * 60,
+            get("gpus_per_task"),
+            get("cpus_per_task"),
+            get("mem"),
+            get("account"),
+            get("qos"),
+            get("array_parallelism"),
+            parse_sbatch_options(get("sbatch_options") or ()),
+        )
+    return make(
+        executor,
+        get("jobs"),
+        bool(get("in_process")),
+        slurm,
+        bool(get("wait")) if wait is None else wait,
+        announce=announce,
+    )

@@ -71,8 +71,14 @@ def to_stream(stream: TextIO | None = None) -> logging.Handler:
     sys.stderr), it points the same handler at the new stream: lines are never printed twice."""
     stream = sys.stderr if stream is None else stream
     logger = logging.getLogger(LOGGER)
-    handler = next((h for h in logger.handlers if getattr(h, "rnnbench", False)
-                    and isinstance(h, logging.StreamHandler)), None)
+    handler = next(
+        (
+            h
+            for h in logger.handlers
+            if getattr(h, "rnnbench", False) and isinstance(h, logging.StreamHandler)
+        ),
+        None,
+    )
     if handler is None:
         handler = logging.StreamHandler(stream)
         handler.setFormatter(Formatter())

@@ -25,7 +25,9 @@ def _openmp_library() -> ctypes.CDLL | None:
     candidates = []
     if sys.platform.startswith("linux"):
         with open("/proc/self/maps") as maps:
-            candidates = sorted({line.split()[-1] for line in maps if "libgomp" in line or "libiomp" in line})
+            candidates = sorted(
+                {line.split()[-1] for line in maps if "libgomp" in line or "libiomp" in line}
+            )
     for path in candidates:
         library = ctypes.CDLL(path)  # already loaded: this returns the same instance
         if hasattr(library, "GOMP_parallel"):
@@ -54,11 +56,15 @@ def flush_denormals() -> str:
     if library is not None:
         # One parallel region of torch's team size: each team thread sets its own flag.
         callback = _PARALLEL_FN(lambda _: torch.set_flush_denormal(True))
-        library.GOMP_parallel.argtypes = [_PARALLEL_FN, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+        library.GOMP_parallel.argtypes = [
+            _PARALLEL_FN,
+            ctypes.c_void_p,
+            ctypes.c_uint,
+            ctypes.c_uint,
+        ]
         library.GOMP_parallel.restype = None
         library.GOMP_parallel(callback, None, torch.get_num_threads(), 0)
     return "all threads" if denormals_flushed_everywhere() else "calling thread only"
-
 
 
 def synchronize(device: torch.device) -> None:
@@ -160,7 +166,9 @@ def git_commit(package: Path) -> str:
     import subprocess
 
     def git(*args: str) -> str:
-        out = subprocess.run(["git", *args], capture_output=True, text=True, cwd=package, timeout=10)
+        out = subprocess.run(
+            ["git", *args], capture_output=True, text=True, cwd=package, timeout=10
+        )
         return out.stdout.strip() if out.returncode == 0 else ""
 
     try:
@@ -168,7 +176,11 @@ def git_commit(package: Path) -> str:
         top = git("rev-parse", "--show-toplevel")
         if not commit or not top:
             return ""
-        code = [path for path in ("rnnbench", "cells", "tasks", "pyproject.toml") if (Path(top) / path).exists()]
+        code = [
+            path
+            for path in ("rnnbench", "cells", "tasks", "pyproject.toml")
+            if (Path(top) / path).exists()
+        ]
         changed = git("-C", top, "status", "--porcelain", "--", *code)
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -189,17 +201,24 @@ def environment(device: torch.device) -> dict[str, str]:
         name = platform.processor() or platform.machine()
         try:
             with open("/proc/cpuinfo") as f:
-                name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+                name = next(
+                    line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
+                )
         except (OSError, StopIteration):
             pass
         name = f"{name} ({torch.get_num_threads()} threads)"
     import numpy
 
     return {
-        "device": device.type, "device_name": name, "num_threads": torch.get_num_threads(),
-        "torch_version": torch.__version__, "cuda_version": torch.version.cuda or "",
-        "python_version": platform.python_version(), "numpy_version": numpy.__version__,
-        "rnnbench_version": rnnbench.__version__, "git_commit": git_commit(Path(rnnbench.__file__).parent),
+        "device": device.type,
+        "device_name": name,
+        "num_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda or "",
+        "python_version": platform.python_version(),
+        "numpy_version": numpy.__version__,
+        "rnnbench_version": rnnbench.__version__,
+        "git_commit": git_commit(Path(rnnbench.__file__).parent),
         "hostname": socket.gethostname(),
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -210,12 +229,16 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for, but torch sees no CUDA device; use --device cpu or auto")
+        raise ValueError(
+            "device 'cuda' was asked for, but torch sees no CUDA device; use --device cpu or auto"
+        )
     return torch.device(name)
 
 
-TENSORBOARD_MISSING = ("--tensorboard needs the tensorboard package: pip install 'rnnbench[tensorboard]' "
-                       "(or pip install tensorboard)")
+TENSORBOARD_MISSING = (
+    "--tensorboard needs the tensorboard package: pip install 'rnnbench[tensorboard]' "
+    "(or pip install tensorboard)"
+)
 
 
 def check_tensorboard() -> None:

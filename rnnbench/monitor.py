@@ -46,8 +46,17 @@ TRAIN_SCALARS = ("loss", "grad_norm")
 VALID_SCALARS = ("loss", "acc")
 HEALTH_SCALARS = ("unitarity_error",)  # (of valid points: measured at evaluation)
 # What TensorBoard shows of a finished run next to its hyper-parameters (the HPARAMS tab).
-FINAL_METRICS = ("test_acc", "test_acc_final", "test_loss", "best_valid_acc", "params", "train_time_s", "step_time_ms",
-                 "peak_mem_mb")
+FINAL_METRICS = (
+    "test_acc",
+    "test_acc_final",
+    "test_loss",
+    "best_valid_acc",
+    "params",
+    "train_time_s",
+    "step_time_ms",
+    "peak_mem_mb",
+)
+
 
 def grad_norm(parameters: Iterable[torch.nn.Parameter]) -> torch.Tensor:
     """The 2-norm of all gradients together, as clip_grad_norm_ computes it (0 without any):
@@ -101,8 +110,15 @@ class Monitor:
     that TensorBoard names the run while it trains; a folder that cannot be written (or stops
     being writable) costs a warning and the TensorBoard view, never the run."""
 
-    def __init__(self, name: str, steps: int, start_step: int = 0, tensorboard: Path | None = None,
-                 terminal: bool | None = None, hparams: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        name: str,
+        steps: int,
+        start_step: int = 0,
+        tensorboard: Path | None = None,
+        terminal: bool | None = None,
+        hparams: dict[str, Any] | None = None,
+    ):
         self.name, self.steps, self.start_step = name, steps, start_step
         self.terminal = sys.stderr.isatty() if terminal is None else terminal
         self.started = time.perf_counter()
@@ -114,23 +130,36 @@ class Monitor:
             from torch.utils.tensorboard import SummaryWriter
             from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
-            values = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in (hparams or {}).items()}
+            values = {
+                k: v if isinstance(v, (bool, int, float, str)) else str(v)
+                for k, v in (hparams or {}).items()
+            }
             # the HPARAMS tab's experiment and session start now, its end in close()
             self.session = hparams_summaries(values, {f"final/{k}": 0.0 for k in FINAL_METRICS})
 
             def start() -> None:
                 # purge_step: a run resumed from its checkpoint at step S hides what it logged
                 # after S (TensorBoard's reader drops those events), which it logs again
-                self.writer = SummaryWriter(str(tensorboard), purge_step=start_step + 1 if start_step else None,
-                                            flush_secs=NEVER_SECONDS)
+                self.writer = SummaryWriter(
+                    str(tensorboard),
+                    purge_step=start_step + 1 if start_step else None,
+                    flush_secs=NEVER_SECONDS,
+                )
                 self.writer.file_writer.add_summary(self.session[0], start_step)
                 self.writer.file_writer.add_summary(self.session[1], start_step)
                 self.writer.add_text("run", name, start_step)
                 self.writer.flush()
 
             self._tensorboard(start)
-        self.bar = tqdm(total=steps, initial=start_step, desc=name, unit="step", leave=False,
-                        disable=not self.terminal, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=steps,
+            initial=start_step,
+            desc=name,
+            unit="step",
+            leave=False,
+            disable=not self.terminal,
+            dynamic_ncols=True,
+        )
 
     def step(self, loss: float, best: float) -> None:
         """One training step done (the terminal's bar; nothing elsewhere)."""
@@ -144,15 +173,23 @@ class Monitor:
         now = time.perf_counter()
         if not self.terminal and now - self.last_line >= PROGRESS_SECONDS:
             self.last_line = now
-            norm = f", grad norm {point['grad_norm']:.3g}" if _number(point.get("grad_norm")) else ""
+            norm = (
+                f", grad norm {point['grad_norm']:.3g}" if _number(point.get("grad_norm")) else ""
+            )
             log.info(f"{self._where(point['step'])}; train loss {point['loss']:.4f}{norm}")
 
     def valid_point(self, point: dict[str, Any]) -> None:
         """A `valid` curve point (the task's metrics, unitarity_error where the cell has one): a
         line in every case, TensorBoard."""
         self._scalars("valid", point, VALID_SCALARS + HEALTH_SCALARS)
-        health = f", ‖UᴴU − I‖ {point['unitarity_error']:.2g}" if _number(point.get("unitarity_error")) else ""
-        log.info(f"{self._where(point['step'])}; valid {point['acc']:.4f}, loss {point['loss']:.4f}{health}")
+        health = (
+            f", ‖UᴴU − I‖ {point['unitarity_error']:.2g}"
+            if _number(point.get("unitarity_error"))
+            else ""
+        )
+        log.info(
+            f"{self._where(point['step'])}; valid {point['acc']:.4f}, loss {point['loss']:.4f}{health}"
+        )
         self.last_line = time.perf_counter()
 
     def close(self, metrics: dict[str, Any] | None = None) -> None:
@@ -198,16 +235,20 @@ class Monitor:
             write()
         except OSError as error:
             self.writer = None
-            log.warning(f"{self.name}: TensorBoard stops here, its event files cannot be written ({error}); the run "
-                        "goes on, its curves file has every point")
+            log.warning(
+                f"{self.name}: TensorBoard stops here, its event files cannot be written ({error}); the run "
+                "goes on, its curves file has every point"
+            )
 
     def _where(self, step: int) -> str:
         """`pmnist eurnn N=64 seed 0: step 150/300 (50 %), 12 s elapsed, about 12 s left`."""
         elapsed = time.perf_counter() - self.started
         done = step - self.start_step
         left = elapsed / done * (self.steps - step) if done > 0 else math.nan
-        return (f"{self.name}: step {step}/{self.steps} ({100 * step / self.steps:.0f} %), "
-                f"{duration(elapsed)} elapsed, about {duration(left)} left")
+        return (
+            f"{self.name}: step {step}/{self.steps} ({100 * step / self.steps:.0f} %), "
+            f"{duration(elapsed)} elapsed, about {duration(left)} left"
+        )
 
 
 def _number(value: Any) -> bool:

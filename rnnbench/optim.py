@@ -37,8 +37,12 @@ from rnnbench.config import RunConfig
 OPTIMIZERS = {"rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
-def build(config: RunConfig, model: nn.Module, cell: nn.Module | None = None,
-          options: Mapping[str, Any] | None = None) -> torch.optim.Optimizer:
+def build(
+    config: RunConfig,
+    model: nn.Module,
+    cell: nn.Module | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> torch.optim.Optimizer:
     """The run's optimizer over every parameter of `model`, each in exactly one group: first the
     parameters at --lr, then one group per learning-rate group of `cell` whose option `G_lr`
     (in `options`, the cell spec's resolved options) is set.
@@ -50,8 +54,9 @@ def build(config: RunConfig, model: nn.Module, cell: nn.Module | None = None,
     return OPTIMIZERS[config.optimizer](groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def param_groups(config: RunConfig, model: nn.Module, cell: nn.Module | None,
-                 options: Mapping[str, Any]) -> list[dict[str, Any]]:
+def param_groups(
+    config: RunConfig, model: nn.Module, cell: nn.Module | None, options: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     """torch's parameter groups for `build`: the base group (no `lr`: the optimizer's --lr), then
     `{"params", "lr", "name"}` per cell group with a rate of its own. A cell group whose rate is 0
     stays in the base group, so that a cell without groups, or with none set, gets exactly the
@@ -67,9 +72,13 @@ def param_groups(config: RunConfig, model: nn.Module, cell: nn.Module | None,
     for name, params in declared.items():
         for p in params:
             if id(p) not in in_model:
-                raise ValueError(f"lr group {name!r} of the cell holds a tensor that is not a parameter of the model")
+                raise ValueError(
+                    f"lr group {name!r} of the cell holds a tensor that is not a parameter of the model"
+                )
             if id(p) in owner:
-                raise ValueError(f"a parameter is in lr groups {owner[id(p)]!r} and {name!r}; each may be in one")
+                raise ValueError(
+                    f"a parameter is in lr groups {owner[id(p)]!r} and {name!r}; each may be in one"
+                )
             owner[id(p)] = name
         rate = group_rate(name, options, config.lr)
         if rate and params:
@@ -103,7 +112,9 @@ def learning_rate_factor(config: RunConfig, step: int) -> float:
     return 1.0
 
 
-def set_learning_rates(optimizer: torch.optim.Optimizer, base_lrs: list[float], factor: float) -> None:
+def set_learning_rates(
+    optimizer: torch.optim.Optimizer, base_lrs: list[float], factor: float
+) -> None:
     """Set each group's rate to its base rate times `factor`. The base rates are kept apart, not in
     the groups, because loading a checkpoint replaces the groups' rates with the scaled ones.
 

@@ -42,7 +42,9 @@ class PlannedRun:
     keep_checkpoints: bool = False
     # --force: rows of this key that existed when the sweep was planned do not count as done.
     superseded: frozenset[str] = frozenset()  # their run_ids
-    plugins: tuple[tuple[str, str], ...] = field(default=())  # (module, folder it was imported from)
+    plugins: tuple[tuple[str, str], ...] = field(
+        default=()
+    )  # (module, folder it was imported from)
     linear_acc: float | None = None  # the task's linear baseline on this run's data (baselines.py)
     # A study's runs (tune.py): its phase (tune or final), name and trial, the searched values
     # (JSON) and the study as it applies to this cell (JSON); `pruning` lets the run report its

@@ -98,7 +98,9 @@ class Entry:
     where: str  # "file:line (module.function)" of the registration, for duplicate errors
     summary: str  # first line of the factory's docstring
     version: int = 1  # bumped when what the factory computes changes: it goes into every run key
-    citation: str = ""  # BibTeX of the paper the entry implements (`rnnbench cite`, the report's references)
+    citation: str = (
+        ""  # BibTeX of the paper the entry implements (`rnnbench cite`, the report's references)
+    )
     # Cells only (rnnbench.cell reads them): floats kept per example, step and unit, (train, eval) or
     # a function of the options; and (parameters, output size) counted from the options, without building.
     memory: Any = None
@@ -129,7 +131,9 @@ class Spec:
         return hash(str(self))
 
 
-def _options_of(factory: Callable[..., Any], owner: str, leading: tuple[str, ...]) -> dict[str, Option]:
+def _options_of(
+    factory: Callable[..., Any], owner: str, leading: tuple[str, ...]
+) -> dict[str, Option]:
     """Read the options of `factory` from its signature: every parameter after the `leading` ones."""
     params = list(inspect.signature(factory).parameters.values())
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
@@ -143,7 +147,7 @@ def _options_of(factory: Callable[..., Any], owner: str, leading: tuple[str, ...
     except Exception:  # unresolvable annotations only cost us the choices
         hints = {}
     options = {}
-    for p in params[len(leading):]:
+    for p in params[len(leading) :]:
         if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
             raise RegistryError(f"{owner}: *args/**kwargs would hide options; name each one")
         if p.default is inspect.Parameter.empty or type(p.default) not in OPTION_TYPES:
@@ -174,8 +178,12 @@ class Registry:
     before its options.
     """
 
-    def __init__(self, kind: str, builtins: str | None = None,
-                 leading: tuple[str, ...] = ("input_size", "hidden_size")):
+    def __init__(
+        self,
+        kind: str,
+        builtins: str | None = None,
+        leading: tuple[str, ...] = ("input_size", "hidden_size"),
+    ):
         self.kind = kind
         self.leading = leading
         self._builtins = builtins
@@ -193,18 +201,31 @@ class Registry:
             raise
         self._state = "loaded"
 
-    def register(self, name: str, stacklevel: int = 1, version: int = 1, citation: str = "", memory: Any = None,
-                 size: Callable[..., tuple[int, int]] | None = None) -> Callable[[Factory], Factory]:
+    def register(
+        self,
+        name: str,
+        stacklevel: int = 1,
+        version: int = 1,
+        citation: str = "",
+        memory: Any = None,
+        size: Callable[..., tuple[int, int]] | None = None,
+    ) -> Callable[[Factory], Factory]:
         """Decorator registering a factory under `name`, at `version`, citing `citation` (BibTeX),
         with a cell's `memory` and `size` declarations (rnnbench.cell); a name can be registered once.
 
         The place recorded for error messages is the caller's, `stacklevel` frames up.
         """
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise RegistryError(f"{self.kind} {name!r}: version must be a positive integer; got {version!r}")
-        if not isinstance(citation, str) or (citation.strip() and not citation.lstrip().startswith("@")):
-            raise RegistryError(f"{self.kind} {name!r}: citation must be a BibTeX entry (@article{{...}}) or ''; "
-                                f"got {citation!r:.60}")
+            raise RegistryError(
+                f"{self.kind} {name!r}: version must be a positive integer; got {version!r}"
+            )
+        if not isinstance(citation, str) or (
+            citation.strip() and not citation.lstrip().startswith("@")
+        ):
+            raise RegistryError(
+                f"{self.kind} {name!r}: citation must be a BibTeX entry (@article{{...}}) or ''; "
+                f"got {citation!r:.60}"
+            )
         caller = sys._getframe(stacklevel)
         place = f"{caller.f_code.co_filename}:{caller.f_lineno}"
 
@@ -222,8 +243,17 @@ class Registry:
                     f"again at {where}"
                 )
             options = _options_of(factory, f"{self.kind} {name!r}", self.leading)
-            self._entries[name] = Entry(name, factory, MappingProxyType(options), where, _summary(factory), version,
-                                        citation.strip(), memory, size)
+            self._entries[name] = Entry(
+                name,
+                factory,
+                MappingProxyType(options),
+                where,
+                _summary(factory),
+                version,
+                citation.strip(),
+                memory,
+                size,
+            )
             return factory
 
         return decorate
@@ -258,7 +288,9 @@ class Registry:
             key, sep, value = part.partition("=")
             key, value = key.strip(), value.strip()
             if not sep or not key or not value:
-                raise RegistryError(f"{owner}: {part!r} is not KEY=VALUE; options of {name}: {valid}")
+                raise RegistryError(
+                    f"{owner}: {part!r} is not KEY=VALUE; options of {name}: {valid}"
+                )
             if key not in entry.options:
                 raise RegistryError(f"{owner}: unknown option {key!r}; options of {name}: {valid}")
             if key in given:
@@ -281,22 +313,36 @@ def check_declarations(name: str, memory: Any, size: Any) -> None:
     """Refuse (RegistryError) a registration whose `memory` or `size` is not of a form the cell
     contract (rnnbench/cell.py) describes."""
     if memory is not None and not callable(memory) and not is_floats(memory):
-        raise RegistryError(f"cell {name!r}: memory must be (train floats, eval floats), two numbers >= 0, or a "
-                            f"function (options, hidden_size, device) -> that pair; got {memory!r}")
+        raise RegistryError(
+            f"cell {name!r}: memory must be (train floats, eval floats), two numbers >= 0, or a "
+            f"function (options, hidden_size, device) -> that pair; got {memory!r}"
+        )
     if size is not None and not callable(size):
-        raise RegistryError(f"cell {name!r}: size must be a function (input_size, hidden_size, options) -> "
-                            f"(parameters, output_size), or None; got {size!r}")
+        raise RegistryError(
+            f"cell {name!r}: size must be a function (input_size, hidden_size, options) -> "
+            f"(parameters, output_size), or None; got {size!r}"
+        )
 
 
 def is_floats(value: Any) -> bool:
     """Whether `value` is a (train, eval) pair of finite numbers >= 0."""
-    return (isinstance(value, tuple) and len(value) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-                    for v in value))
+    return (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+            for v in value
+        )
+    )
 
 
-def register_cell(name: str, version: int = 1, citation: str = "", memory: Any = None,
-                  size: Callable[..., tuple[int, int]] | None = None) -> Callable[[Factory], Factory]:
+def register_cell(
+    name: str,
+    version: int = 1,
+    citation: str = "",
+    memory: Any = None,
+    size: Callable[..., tuple[int, int]] | None = None,
+) -> Callable[[Factory], Factory]:
     """Register a cell factory `build(input_size, hidden_size, **options) -> nn.Module` (the cell
     contract, rnnbench/cell.py, says what the module and each argument here mean). Bump
     `version` when what the cell computes changes: the version is part of every run key, so rows
@@ -311,7 +357,9 @@ def register_cell(name: str, version: int = 1, citation: str = "", memory: Any =
     ... def my_rnn(input_size, hidden_size, layers: int = 1): ...
     """
     check_declarations(name, memory, size)
-    return CELLS.register(name, stacklevel=2, version=version, citation=citation, memory=memory, size=size)
+    return CELLS.register(
+        name, stacklevel=2, version=version, citation=citation, memory=memory, size=size
+    )
 
 
 def list_cells(pattern: str = "*") -> list[str]:
@@ -342,8 +390,10 @@ def register_task(name: str) -> Callable[[type], type]:
 
     def decorate(cls: type) -> type:
         if not (isinstance(cls, type) and issubclass(cls, Task)):
-            raise RegistryError(f"task {name!r}: {getattr(cls, '__qualname__', cls)!r} must be a subclass of "
-                                "rnnbench.task.Task (the task contract)")
+            raise RegistryError(
+                f"task {name!r}: {getattr(cls, '__qualname__', cls)!r} must be a subclass of "
+                "rnnbench.task.Task (the task contract)"
+            )
         if "name" in vars(cls) and cls.name != name:
             raise RegistryError(f"task {name!r}: the class says its name is {cls.name!r}")
         cls.name = name
@@ -353,8 +403,10 @@ def register_task(name: str) -> Callable[[type], type]:
             unknown = sorted(set(values) - set(options))
             if unknown:
                 del TASKS._entries[name]  # (a registration that fails leaves nothing behind)
-                raise RegistryError(f"task {name!r}: its preset {preset!r} sets {', '.join(unknown)}, which "
-                                    f"is not an option; options: {', '.join(options) or 'none'}")
+                raise RegistryError(
+                    f"task {name!r}: its preset {preset!r} sets {', '.join(unknown)}, which "
+                    f"is not an option; options: {', '.join(options) or 'none'}"
+                )
         return cls
 
     return decorate

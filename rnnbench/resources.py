@@ -66,16 +66,27 @@ class MemoryEstimate:
         """Bytes per memory pool: {"host": ...} on CPU; {"device": ..., "host": ...} on CUDA."""
         if device.type == "cpu":
             return {"host": self.total}
-        return {"device": self.weights + self.activations + self.run_data, "host": self.data + self.checkpoint}
+        return {
+            "device": self.weights + self.activations + self.run_data,
+            "host": self.data + self.checkpoint,
+        }
 
     def describe(self) -> str:
-        parts = {"weights, gradients and optimizer state": self.weights + self.checkpoint,
-                 "activations": self.activations, "data": self.data}
+        parts = {
+            "weights, gradients and optimizer state": self.weights + self.checkpoint,
+            "activations": self.activations,
+            "data": self.data,
+        }
         return ", ".join(f"{what} {format_bytes(n)}" for what, n in parts.items() if n)
 
 
-def estimate(task: Any, spec: Spec, config: RunConfig, device: torch.device | str = "cpu",
-             data_copies: int = 1) -> MemoryEstimate:
+def estimate(
+    task: Any,
+    spec: Spec,
+    config: RunConfig,
+    device: torch.device | str = "cpu",
+    data_copies: int = 1,
+) -> MemoryEstimate:
     """The memory one run of `spec` at config.hidden_size on `task` needs, before anything is
     allocated (a ValueError for a size the cell refuses). `data_copies`: how many loads of the
     task's data are held at once (one per seed for tasks that generate it from the seed).
@@ -90,9 +101,16 @@ def estimate(task: Any, spec: Spec, config: RunConfig, device: torch.device | st
     length = int(task.length)  # (0: a task that does not say; no activations counted)
     every = task.num_classes * 4 if task.readout == "every" else 0  # logits, grad, softmax
     train_floats, eval_floats = memory_floats(spec, config.hidden_size, device)
-    train = config.batch_size * length * (config.hidden_size * train_floats + every + 2 * task.input_size)
-    evaluation = config.eval_batch_size * length * (config.hidden_size * eval_floats + task.num_classes
-                                                    + task.input_size)
+    train = (
+        config.batch_size
+        * length
+        * (config.hidden_size * train_floats + every + 2 * task.input_size)
+    )
+    evaluation = (
+        config.eval_batch_size
+        * length
+        * (config.hidden_size * eval_floats + task.num_classes + task.input_size)
+    )
     return MemoryEstimate(
         weights=params * (3 + states) * itemsize,
         training=int(train * itemsize),
@@ -122,7 +140,9 @@ def format_bytes(n: float) -> str:
     return f"{n / 1e3:.0f} kB"
 
 
-def _cause(estimate_: MemoryEstimate, spec: Spec, config: RunConfig, task_spec: str) -> tuple[str, str]:
+def _cause(
+    estimate_: MemoryEstimate, spec: Spec, config: RunConfig, task_spec: str
+) -> tuple[str, str]:
     """(the option that asks for most of the memory, as typed; what to lower)."""
     weights = estimate_.weights + estimate_.checkpoint
     if estimate_.data >= max(weights, estimate_.activations):
@@ -141,9 +161,16 @@ def _cause(estimate_: MemoryEstimate, spec: Spec, config: RunConfig, task_spec: 
     return f"{size} with {batch} {value}", advice
 
 
-def check_memory(task: Any, task_spec: str, cells: list[tuple[Spec, int]], config: RunConfig,
-                 device: torch.device | str, n_seeds: int = 1, runs_at_once: int = 1,
-                 available: dict[str, int] | None = None) -> None:
+def check_memory(
+    task: Any,
+    task_spec: str,
+    cells: list[tuple[Spec, int]],
+    config: RunConfig,
+    device: torch.device | str,
+    n_seeds: int = 1,
+    runs_at_once: int = 1,
+    available: dict[str, int] | None = None,
+) -> None:
     """Refuse (ValueError) a sweep one of whose runs needs more memory than is available, before
     anything is loaded or allocated; the message names the option, the estimate and what is free:
 
@@ -166,6 +193,8 @@ def check_memory(task: Any, task_spec: str, cells: list[tuple[Spec, int]], confi
                 where = "this machine has" if pool == "host" else f"the GPU ({device}) has"
                 share = f" ({format_bytes(available[pool] / runs_at_once)} for each of {runs_at_once} runs at once)"
                 cause, advice = _cause(need, spec, run_config, task_spec)
-                raise ValueError(f"{cause}: {spec} needs about {format_bytes(needed)} ({need.describe()}), "
-                                 f"{where} {format_bytes(available[pool])} available"
-                                 f"{share if runs_at_once > 1 else ''}; {advice}")
+                raise ValueError(
+                    f"{cause}: {spec} needs about {format_bytes(needed)} ({need.describe()}), "
+                    f"{where} {format_bytes(available[pool])} available"
+                    f"{share if runs_at_once > 1 else ''}; {advice}"
+                )

@@ -96,7 +96,9 @@ def match_hidden_size(task: Any, spec: Spec, budget: int) -> tuple[int, int]:
             best = found
         low, high = high, high * 2
         if high > MAX_HIDDEN:
-            raise ValueError(f"{spec}: more than {MAX_HIDDEN} units still fit in {budget} parameters")
+            raise ValueError(
+                f"{spec}: more than {MAX_HIDDEN} units still fit in {budget} parameters"
+            )
     while high - low > 1:
         middle = (low + high) // 2
         found = _largest_legal(task, spec, middle)
@@ -105,6 +107,10 @@ def match_hidden_size(task: Any, spec: Spec, budget: int) -> tuple[int, int]:
         else:
             high = middle
     if best is None:
-        smallest = next(p for n in range(1, MAX_HIDDEN) if (p := count_params(task, spec, n)) is not None)
-        raise ValueError(f"{spec}: its smallest legal size has {smallest} parameters, more than --params {budget}")
+        smallest = next(
+            p for n in range(1, MAX_HIDDEN) if (p := count_params(task, spec, n)) is not None
+        )
+        raise ValueError(
+            f"{spec}: its smallest legal size has {smallest} parameters, more than --params {budget}"
+        )
     return best

@@ -60,8 +60,10 @@ def resolve_task(text: str, preset_name: str | None = None) -> Spec:
     try:
         TASKS.build(spec)  # (cheap: a task loads nothing before load())
     except ValueError as error:  # a value the user never typed: say where it came from
-        raise ValueError(f"--task {text} with the {preset_name} preset, which adds {extra[1:].replace(':', ', ')}: "
-                         f"{error}") from None
+        raise ValueError(
+            f"--task {text} with the {preset_name} preset, which adds {extra[1:].replace(':', ', ')}: "
+            f"{error}"
+        ) from None
     return spec
 
 
@@ -95,7 +97,9 @@ class Sweep:
     plugins: tuple[tuple[str, str], ...] = ()
     linear: dict[int, float | None] = field(default_factory=dict)
 
-    def runs(self, entries: list[tuple[Spec, RunConfig, dict[str, Any]]], force: bool = False) -> list[PlannedRun]:
+    def runs(
+        self, entries: list[tuple[Spec, RunConfig, dict[str, Any]]], force: bool = False
+    ) -> list[PlannedRun]:
         """A planned run per (cell spec, run config with its seed and hidden size, extra fields of
         PlannedRun such as phase and study); a run given twice is planned once."""
         import json
@@ -107,31 +111,63 @@ class Sweep:
         runs: dict[str, PlannedRun] = {}
         for spec, run_config, extra in entries:
             version = CELLS.get(spec.name).version
-            study = {k: extra[k] for k in ("phase", "study") if extra.get(k)}  # (absent: the keys of plain runs stay)
-            identity = {"task": self.task.name, "task_spec": str(self.task_spec), "task_version": self.task.version,
-                        "cell_spec": str(spec), "config": run_config.identity(),
-                        "data": self.data[run_config.seed].identity, "device": self.device.type,
-                        **({"threads": self.threads} if self.device.type == "cpu" else {}),
-                        # (version 1 left out, so that the keys of rows written before versions stay)
-                        **({"cell_version": version} if version != 1 else {}), **study}
+            study = {
+                k: extra[k] for k in ("phase", "study") if extra.get(k)
+            }  # (absent: the keys of plain runs stay)
+            identity = {
+                "task": self.task.name,
+                "task_spec": str(self.task_spec),
+                "task_version": self.task.version,
+                "cell_spec": str(spec),
+                "config": run_config.identity(),
+                "data": self.data[run_config.seed].identity,
+                "device": self.device.type,
+                **({"threads": self.threads} if self.device.type == "cpu" else {}),
+                # (version 1 left out, so that the keys of rows written before versions stay)
+                **({"cell_version": version} if version != 1 else {}),
+                **study,
+            }
             key = store.run_key(identity)
-            run = PlannedRun(self.task.name, str(self.task_spec), str(spec), run_config, key, self.results,
-                             self.threads, task_version=self.task.version, task_json=task_json, cell_version=version,
-                             cell_options=json.dumps(dict(spec.options), sort_keys=True),
-                             data_folder=self.data_folder, keep_checkpoints=self.keep_checkpoints,
-                             superseded=frozenset(done.get(key, ())), plugins=self.plugins,
-                             linear_acc=self.linear.get(run_config.seed), **extra)
+            run = PlannedRun(
+                self.task.name,
+                str(self.task_spec),
+                str(spec),
+                run_config,
+                key,
+                self.results,
+                self.threads,
+                task_version=self.task.version,
+                task_json=task_json,
+                cell_version=version,
+                cell_options=json.dumps(dict(spec.options), sort_keys=True),
+                data_folder=self.data_folder,
+                keep_checkpoints=self.keep_checkpoints,
+                superseded=frozenset(done.get(key, ())),
+                plugins=self.plugins,
+                linear_acc=self.linear.get(run_config.seed),
+                **extra,
+            )
             if key in runs:  # (two specs that mean the same cell, e.g. eurnn and eurnn:capacity=2)
-                log.info(f"{run.describe()} is the same run as {runs[key].describe()}: planned once")
+                log.info(
+                    f"{run.describe()} is the same run as {runs[key].describe()}: planned once"
+                )
                 continue
             runs[key] = run
         return list(runs.values())
 
 
-def prepare(task_name: str | Spec, seeds: list[int], config: RunConfig, results: Path,
-            data_folder: Path | None = None, keep_checkpoints: bool = False,
-            plugins: tuple[tuple[str, str], ...] = (), threads: int | None = None,
-            sized: list[tuple[Spec, RunConfig]] | None = None, runs_at_once: int = 1) -> Sweep:
+def prepare(
+    task_name: str | Spec,
+    seeds: list[int],
+    config: RunConfig,
+    results: Path,
+    data_folder: Path | None = None,
+    keep_checkpoints: bool = False,
+    plugins: tuple[tuple[str, str], ...] = (),
+    threads: int | None = None,
+    sized: list[tuple[Spec, RunConfig]] | None = None,
+    runs_at_once: int = 1,
+) -> Sweep:
     """Check the task and seeds, check that the runs `sized` ((cell spec, config with its hidden
     size) pairs) fit this machine's memory before anything is loaded, then load the data of each
     seed and compute the task's linear baseline: everything the runs of a sweep share."""
@@ -149,14 +185,20 @@ def prepare(task_name: str | Spec, seeds: list[int], config: RunConfig, results:
         raise ValueError("no seeds given")
     for seed in seeds:
         config.replace(seed=seed).validate()
-    if config.tensorboard:  # (refused before anything runs: not installed, or RESULTS/tb cannot be made)
+    if (
+        config.tensorboard
+    ):  # (refused before anything runs: not installed, or RESULTS/tb cannot be made)
         check_tensorboard()
         layout.tensorboard(results).mkdir(parents=True, exist_ok=True)
     store.read_rows(results, task.name)  # a foreign or unreadable file stops the sweep here
-    if runs_at_once:  # (0: the runs go to other machines, a SLURM cluster's nodes: not measured here)
+    if (
+        runs_at_once
+    ):  # (0: the runs go to other machines, a SLURM cluster's nodes: not measured here)
         by_config: dict[RunConfig, list[tuple[Spec, int]]] = {}
         for spec, sized_config in sized or []:
-            by_config.setdefault(sized_config.replace(hidden_size=1), []).append((spec, sized_config.hidden_size))
+            by_config.setdefault(sized_config.replace(hidden_size=1), []).append(
+                (spec, sized_config.hidden_size)
+            )
         for shared, cells in by_config.items():
             check_memory(task, str(task_spec), cells, shared, device, len(seeds), runs_at_once)
     # Tasks that generate their data from the run's seed (copying, adding) load it per seed.
@@ -168,16 +210,29 @@ def prepare(task_name: str | Spec, seeds: list[int], config: RunConfig, results:
     n_train = len(data[seeds[0]].train)
     for _, sized_config in sized or [(None, config)]:
         if sized_config.batch_size > n_train:
-            raise ValueError(f"--batch-size {sized_config.batch_size} is larger than the training set "
-                             f"({n_train} examples)")
-    sweep = Sweep(task, task_spec, data, results, threads, device, data_folder, keep_checkpoints, plugins,
-                  _linear_baselines(task, data))
+            raise ValueError(
+                f"--batch-size {sized_config.batch_size} is larger than the training set "
+                f"({n_train} examples)"
+            )
+    sweep = Sweep(
+        task,
+        task_spec,
+        data,
+        results,
+        threads,
+        device,
+        data_folder,
+        keep_checkpoints,
+        plugins,
+        _linear_baselines(task, data),
+    )
     _keep_cards(results, task, str(task_spec), [spec for spec, _ in sized or []])
     return sweep
 
 
-def size_cells(task: Any, specs: list[Spec], configs: list[RunConfig],
-               quiet: bool = False) -> list[tuple[Spec, RunConfig]]:
+def size_cells(
+    task: Any, specs: list[Spec], configs: list[RunConfig], quiet: bool = False
+) -> list[tuple[Spec, RunConfig]]:
     """(cell spec, config with its hidden size) for each cell and config: config.hidden_size, or
     with config.params_budget the largest size within that many parameters, said in a line (at
     DEBUG level if `quiet`). An impossible cell (odd N for EURNN...) fails here, counted without
@@ -189,8 +244,10 @@ def size_cells(task: Any, specs: list[Spec], configs: list[RunConfig],
         for config in configs:
             if config.params_budget:
                 size, params = match_hidden_size(task, spec, config.params_budget)
-                log.log(logging.DEBUG if quiet else logging.INFO,
-                        f"{spec}: hidden size {size} ({params} parameters) for --params {config.params_budget}")
+                log.log(
+                    logging.DEBUG if quiet else logging.INFO,
+                    f"{spec}: hidden size {size} ({params} parameters) for --params {config.params_budget}",
+                )
                 config = config.replace(hidden_size=size)
             else:
                 check_size(task, spec, config.hidden_size)
@@ -198,11 +255,20 @@ def size_cells(task: Any, specs: list[Spec], configs: list[RunConfig],
     return sized
 
 
-def plan(task_name: str | Spec, specs: list[Spec], seeds: list[int], config: RunConfig, results: Path,
-         data_folder: Path | None = None, force: bool = False, keep_checkpoints: bool = False,
-         grid: dict[str, list] | None = None,
-         plugins: tuple[tuple[str, str], ...] = (), threads: int | None = None,
-         runs_at_once: int = 1) -> tuple[list[PlannedRun], dict[int, Any]]:
+def plan(
+    task_name: str | Spec,
+    specs: list[Spec],
+    seeds: list[int],
+    config: RunConfig,
+    results: Path,
+    data_folder: Path | None = None,
+    force: bool = False,
+    keep_checkpoints: bool = False,
+    grid: dict[str, list] | None = None,
+    plugins: tuple[tuple[str, str], ...] = (),
+    threads: int | None = None,
+    runs_at_once: int = 1,
+) -> tuple[list[PlannedRun], dict[int, Any]]:
     """The runs of a sweep, and the data loaded for them (by seed): every cell of `specs`, with
     every combination of the `grid` values (RunConfig field -> values: `{"lr": [1e-3, 1e-4],
     "hidden_size": [64, 128]}`), for every seed.
@@ -223,7 +289,9 @@ def plan(task_name: str | Spec, specs: list[Spec], seeds: list[int], config: Run
     from rnnbench.registry import TASKS
 
     grid = dict(grid or {})
-    check_budget_or_size([config.params_budget, *grid.get("params_budget", [])], grid.get("hidden_size", []))
+    check_budget_or_size(
+        [config.params_budget, *grid.get("params_budget", [])], grid.get("hidden_size", [])
+    )
     configs = expand(config, grid)
     for each in configs:
         each.validate()
@@ -231,9 +299,23 @@ def plan(task_name: str | Spec, specs: list[Spec], seeds: list[int], config: Run
     specs = once(specs, "cell")
     task = TASKS.build(task_name)
     sized = size_cells(task, specs, configs)
-    sweep = prepare(task_name, seeds, config, results, data_folder, keep_checkpoints, plugins, threads, sized,
-                    runs_at_once)
-    entries = [(spec, sized_config.replace(seed=seed), {}) for spec, sized_config in sized for seed in seeds]
+    sweep = prepare(
+        task_name,
+        seeds,
+        config,
+        results,
+        data_folder,
+        keep_checkpoints,
+        plugins,
+        threads,
+        sized,
+        runs_at_once,
+    )
+    entries = [
+        (spec, sized_config.replace(seed=seed), {})
+        for spec, sized_config in sized
+        for seed in seeds
+    ]
     return sweep.runs(entries, force), sweep.data
 
 
@@ -245,8 +327,14 @@ def _keep_cards(results: Path, task: Any, task_spec: str, cells: list[Spec]) -> 
     from rnnbench import cell
 
     example = task.example()
-    card = {"metadata": task.metadata(), "citation": task.citation,
-            "example": {str(k): np.round(np.asarray(v, dtype=float), 4).tolist() for k, v in (example or {}).items()}}
+    card = {
+        "metadata": task.metadata(),
+        "citation": task.citation,
+        "example": {
+            str(k): np.round(np.asarray(v, dtype=float), 4).tolist()
+            for k, v in (example or {}).items()
+        },
+    }
     try:
         store.write_task_card(results, task_spec, task.version, card)
         for spec in cells:

@@ -55,9 +55,13 @@ class Split:
             raise ValueError(f"a split has {len(self.x)} inputs but {len(self.y)} targets")
         if self.lengths is not None:
             if self.lengths.shape != (len(self.x),):
-                raise ValueError(f"lengths must be one per sequence ({len(self.x)}); got shape "
-                                 f"{tuple(self.lengths.shape)}")
-            if len(self.x) and (int(self.lengths.min()) < 1 or int(self.lengths.max()) > self.x.shape[1]):
+                raise ValueError(
+                    f"lengths must be one per sequence ({len(self.x)}); got shape "
+                    f"{tuple(self.lengths.shape)}"
+                )
+            if len(self.x) and (
+                int(self.lengths.min()) < 1 or int(self.lengths.max()) > self.x.shape[1]
+            ):
                 raise ValueError(f"lengths must be in [1, {self.x.shape[1]}] (the padded length)")
 
     def __len__(self) -> int:
@@ -99,15 +103,20 @@ class Splits:
 
     def to(self, device: torch.device) -> Splits:
         """The three splits on `device` (the runner moves a run's data once, not batch by batch)."""
-        return replace(self, train=self.train.to(device), valid=self.valid.to(device),
-                                   test=self.test.to(device))
+        return replace(
+            self,
+            train=self.train.to(device),
+            valid=self.valid.to(device),
+            test=self.test.to(device),
+        )
 
     def sizes(self) -> dict[str, int]:
         return {"n_train": len(self.train), "n_valid": len(self.valid), "n_test": len(self.test)}
 
 
-def valid_steps(outputs: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor | None,
-                readout: str) -> tuple[torch.Tensor, torch.Tensor]:
+def valid_steps(
+    outputs: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor | None, readout: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """What a task's loss and metrics see: from outputs (B, T, F) and targets, the last valid step
     of each sequence, (B, F) and (B,) (readout "last"), or every valid step, flattened: (n, F) and
     (n,) (readout "every"). Padding never reaches a task."""
@@ -126,8 +135,10 @@ def valid_steps(outputs: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor | 
 def split_generators(seed: int, salt: int) -> dict[str, torch.Generator]:
     """One random generator per split (train, valid, test), all fixed by the run's seed and a
     task's own `salt` (a constant per task, so that two tasks never share their draws)."""
-    return {split: torch.Generator().manual_seed(seed * 1_000_003 + salt * 10 + i)
-            for i, split in enumerate(("train", "valid", "test"))}
+    return {
+        split: torch.Generator().manual_seed(seed * 1_000_003 + salt * 10 + i)
+        for i, split in enumerate(("train", "valid", "test"))
+    }
 
 
 def split_sizes(task: str, n_train: int, n_valid: int, n_test: int) -> dict[str, int]:
@@ -148,20 +159,30 @@ class Task:
     it implements (`load`) or may override (`loss`, `metrics`, `data_bytes`, `example`)."""
 
     name: ClassVar[str] = ""  # set by register_task
-    version: ClassVar[int] = 1  # bump when what the task measures changes: rows of two versions never mix
+    version: ClassVar[int] = (
+        1  # bump when what the task measures changes: rows of two versions never mix
+    )
     input_size: int = 1  # features per step
     num_classes: int = 2  # outputs of the readout; 1 for a regression
-    readout: ClassVar[Literal["last", "every"]] = "last"  # the loss reads the last valid step, or every one
+    readout: ClassVar[Literal["last", "every"]] = (
+        "last"  # the loss reads the last valid step, or every one
+    )
     length: int = 0  # steps per sequence (the longest, where lengths vary): for the memory estimate
-    data_per_seed: ClassVar[bool] = False  # True: load() generates the data from config.seed (one copy per seed)
+    data_per_seed: ClassVar[bool] = (
+        False  # True: load() generates the data from config.seed (one copy per seed)
+    )
     score_name: ClassVar[str] = "accuracy"  # what the `acc` metric is, in tables and figures
     higher_is_better: ClassVar[bool] = True
     target_score: ClassVar[float] = 0.0  # validation score whose first reaching is timed (0: none)
-    chance: float | None = None  # the score of the best memoryless answer, drawn as a reference line
+    chance: float | None = (
+        None  # the score of the best memoryless answer, drawn as a reference line
+    )
     reference_lines: ClassVar[dict[str, float]] = {}  # other lines for the test-score figure
     # Published numbers, each drawn only on data whose identity has these items: {label: (score, {...})}.
     published_lines: ClassVar[dict[str, tuple[float, dict[str, Any]]]] = {}
-    linear_baseline: ClassVar[bool] = False  # fit a logistic regression on the whole inputs (fixed length)
+    linear_baseline: ClassVar[bool] = (
+        False  # fit a logistic regression on the whole inputs (fixed length)
+    )
     citation: ClassVar[str] = ""  # BibTeX of the task's source
     # Option values a preset implies, where the user did not give them: {"quick": {"data": "sample"}}.
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
@@ -184,7 +205,9 @@ class Task:
         valid steps only: one per sequence (readout "last") or every valid step, flattened."""
         if self.num_classes == 1:
             return F.mse_loss(logits.squeeze(-1), y)
-        if not bool((y != IGNORE).any()):  # a batch whose targets all do not count: no loss, not NaN
+        if not bool(
+            (y != IGNORE).any()
+        ):  # a batch whose targets all do not count: no loss, not NaN
             return logits.sum() * 0
         return F.cross_entropy(logits, y, ignore_index=IGNORE)
 
@@ -208,11 +231,18 @@ class Task:
     def metadata(self) -> dict[str, Any]:
         """What rows record about the task, for reports made without the registry."""
         chance = self.chance if self.chance is None or math.isfinite(self.chance) else None
-        return {"score_name": self.score_name, "higher_is_better": self.higher_is_better,
-                "target_score": self.target_score, "chance": chance, "readout": self.readout,
-                "reference_lines": dict(self.reference_lines),
-                "published_lines": {k: [v, dict(where)] for k, (v, where) in self.published_lines.items()},
-                "summary": doc_summary(type(self))}
+        return {
+            "score_name": self.score_name,
+            "higher_is_better": self.higher_is_better,
+            "target_score": self.target_score,
+            "chance": chance,
+            "readout": self.readout,
+            "reference_lines": dict(self.reference_lines),
+            "published_lines": {
+                k: [v, dict(where)] for k, (v, where) in self.published_lines.items()
+            },
+            "summary": doc_summary(type(self)),
+        }
 
 
 def check_task(task: Any) -> None:
@@ -220,7 +250,9 @@ def check_task(task: Any) -> None:
     if not isinstance(task, Task):
         raise TypeError(f"task {type(task).__name__} must subclass rnnbench.task.Task")
     if task.readout not in ("last", "every"):
-        raise TypeError(f"task {task.name!r}: readout must be 'last' or 'every'; got {task.readout!r}")
+        raise TypeError(
+            f"task {task.name!r}: readout must be 'last' or 'every'; got {task.readout!r}"
+        )
     if task.num_classes < 1 or task.input_size < 1:
         raise TypeError(f"task {task.name!r}: input_size and num_classes must be positive")
 
@@ -230,7 +262,8 @@ def one_hot(tokens: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Tensor
     is negative (padding), built in place (no int64 one-hot on the way)."""
     valid = tokens >= 0
     return torch.zeros(*tokens.shape, size, dtype=dtype).scatter_(
-        -1, tokens.clamp(min=0).unsqueeze(-1), valid.unsqueeze(-1).to(dtype))
+        -1, tokens.clamp(min=0).unsqueeze(-1), valid.unsqueeze(-1).to(dtype)
+    )
 
 
 class TokenTask(Task):
@@ -269,8 +302,13 @@ class TokenTask(Task):
         for split, generator in split_generators(config.seed, self.salt).items():
             tokens, targets = self.generate(self.sizes[split], generator)
             splits[split] = Split(one_hot(tokens, self.input_size, dtype), targets)
-        return Splits(splits["train"], splits["valid"], splits["test"], {"generator": self.name, **self.options},
-                      self.memoryless_loss())
+        return Splits(
+            splits["train"],
+            splits["valid"],
+            splits["test"],
+            {"generator": self.name, **self.options},
+            self.memoryless_loss(),
+        )
 
     def example_input(self) -> tuple[np.ndarray, torch.Tensor]:
         """One sequence drawn from a fixed seed, for example(): its one-hot inputs (tokens x time)

@@ -64,7 +64,12 @@ class Dimension:
         """What rows record about the dimension (study_json's space)."""
         if self.choices:
             return {"choices": list(self.choices)}
-        return {"low": self.low, "high": self.high, "log": self.log, **({"int": True} if self.integer else {})}
+        return {
+            "low": self.low,
+            "high": self.high,
+            "log": self.log,
+            **({"int": True} if self.integer else {}),
+        }
 
     def text(self) -> str:
         """The dimension as `--space` takes it: `lr=0.0001:0.01:log`, `clip=0,1`."""
@@ -89,14 +94,20 @@ def parse_dimension(text: str, kinds: dict[str, type]) -> tuple[str, Dimension]:
     >>> parse_dimension("lr=1e-4:1e-2:log", {"lr": float})
     ('', Dimension(name='lr', low=0.0001, high=0.01, log=True, integer=False, choices=()))
     """
-    key, eq, values = text.rpartition("=")  # (a cell spec before the name may hold '=': eurnn:capacity=4.x=..)
+    key, eq, values = text.rpartition(
+        "="
+    )  # (a cell spec before the name may hold '=': eurnn:capacity=4.x=..)
     key, values = key.strip(), values.strip()
     if not eq or not key or not values:
-        raise ValueError(f"--space {text!r}: write NAME=LOW:HIGH[:log] or NAME=V1,V2,... (lr=1e-4:1e-2:log)")
+        raise ValueError(
+            f"--space {text!r}: write NAME=LOW:HIGH[:log] or NAME=V1,V2,... (lr=1e-4:1e-2:log)"
+        )
     cell, _, name = key.rpartition(".")
     if name not in kinds:
-        raise ValueError(f"--space {text!r}: {name!r} is not a hyper-parameter that can be searched; "
-                         f"known: {', '.join(sorted(kinds))}")
+        raise ValueError(
+            f"--space {text!r}: {name!r} is not a hyper-parameter that can be searched; "
+            f"known: {', '.join(sorted(kinds))}"
+        )
     kind = kinds[name]
     try:
         if ":" in values:
@@ -117,8 +128,11 @@ def parse_dimension(text: str, kinds: dict[str, type]) -> tuple[str, Dimension]:
             part = part.strip()
             if not part:
                 raise ValueError("an empty value between commas")
-            choices.append(_number(part, kind is int) if kind in (int, float) else
-                           (part.lower() == "true" if kind is bool else part))
+            choices.append(
+                _number(part, kind is int)
+                if kind in (int, float)
+                else (part.lower() == "true" if kind is bool else part)
+            )
         if len(set(choices)) < len(choices):
             raise ValueError("a value is listed twice")
         return cell, Dimension(name, choices=tuple(choices))
@@ -149,17 +163,30 @@ class Study:
 
     def describe(self, spec: Spec, direction: str) -> str:
         """study_json: the study as it applies to this cell."""
-        return json.dumps({"space": {n: d.describe() for n, d in self.space[str(spec)].items()},
-                           "sampler": self.sampler, "pruner": self.pruner, "objective": OBJECTIVE,
-                           "direction": direction, "trials": self.budget(spec), "tune_seeds": self.tune_seeds,
-                           "final_seeds": self.final_seeds}, sort_keys=True)
+        return json.dumps(
+            {
+                "space": {n: d.describe() for n, d in self.space[str(spec)].items()},
+                "sampler": self.sampler,
+                "pruner": self.pruner,
+                "objective": OBJECTIVE,
+                "direction": direction,
+                "trials": self.budget(spec),
+                "tune_seeds": self.tune_seeds,
+                "final_seeds": self.final_seeds,
+            },
+            sort_keys=True,
+        )
 
 
 def space_items(study: Study) -> list[str]:
     """The study's space as `--space` items: dimensions every cell shares once (`lr=...`), the
     others with their cell (`eurnn.angles_lr=...`); `make_study` on them gives the same space."""
     spaces = list(study.space.values())
-    shared = {n: d for n, d in spaces[0].items() if all(space.get(n) == d for space in spaces)} if spaces else {}
+    shared = (
+        {n: d for n, d in spaces[0].items() if all(space.get(n) == d for space in spaces)}
+        if spaces
+        else {}
+    )
     items = [d.text() for d in shared.values()]
     for spec, dims in study.space.items():
         items += [f"{spec}.{d.text()}" for n, d in dims.items() if n not in shared]
@@ -183,9 +210,18 @@ def searchable(specs: list[Spec] | None = None) -> dict[str, type]:
     return kinds
 
 
-def make_study(name: str, specs: list[Spec], items: list[str], trials: int | None, sampler: str | None,
-               pruner: str, tune_seeds: list[int], final_seeds: list[int], sampler_seed: int = 0,
-               base: RunConfig | None = None) -> Study:
+def make_study(
+    name: str,
+    specs: list[Spec],
+    items: list[str],
+    trials: int | None,
+    sampler: str | None,
+    pruner: str,
+    tune_seeds: list[int],
+    final_seeds: list[int],
+    sampler_seed: int = 0,
+    base: RunConfig | None = None,
+) -> Study:
     """A study from the command line's `--space` items. Each cell searches the dimensions given
     for every cell whose name is a RunConfig field or one of its options, then its own
     (`eurnn.angles_lr=...`), which replace a shared one of the same name. The sampler is grid when
@@ -203,8 +239,10 @@ def make_study(name: str, specs: list[Spec], items: list[str], trials: int | Non
     for item in items:
         cell, dimension = parse_dimension(item, kinds)
         if cell and cell not in {s.name for s in specs} | {str(s) for s in specs}:
-            raise ValueError(f"--space {item!r}: {cell!r} is not one of the study's cells "
-                             f"({', '.join(str(s) for s in specs)})")
+            raise ValueError(
+                f"--space {item!r}: {cell!r} is not one of the study's cells "
+                f"({', '.join(str(s) for s in specs)})"
+            )
         target = own.setdefault(cell, {}) if cell else shared
         if dimension.name in target:
             raise ValueError(f"--space {item!r}: {dimension.name} is given twice")
@@ -227,23 +265,35 @@ def make_study(name: str, specs: list[Spec], items: list[str], trials: int | Non
     grid_ok = all(d.choices for dims in space.values() for d in dims.values())
     sampler = sampler or ("grid" if grid_ok else "tpe")
     if sampler == "grid" and not grid_ok:
-        ranged = sorted({d.text() for dims in space.values() for d in dims.values() if not d.choices})
-        raise ValueError(f"--sampler grid needs listed values, not ranges: {', '.join(ranged)}; "
-                         "list them (lr=1e-4,1e-3,1e-2) or use --sampler random or tpe")
+        ranged = sorted(
+            {d.text() for dims in space.values() for d in dims.values() if not d.choices}
+        )
+        raise ValueError(
+            f"--sampler grid needs listed values, not ranges: {', '.join(ranged)}; "
+            "list them (lr=1e-4,1e-3,1e-2) or use --sampler random or tpe"
+        )
     if sampler != "grid" and not trials:
         raise ValueError(f"--sampler {sampler} needs --trials (how many settings each cell tries)")
     if trials is not None:
         check_trials(trials)
     tune_seeds, final_seeds = once(tune_seeds, "tuning seed"), once(final_seeds, "final seed")
-    if pruner != "none" and len(tune_seeds) > 1:  # (Optuna prunes a trial on one curve, not on a mean of several)
-        raise ValueError(f"--pruner {pruner} prunes a trial on its validation curve: give one --tune-seeds, "
-                         f"not {len(tune_seeds)}")
+    if (
+        pruner != "none" and len(tune_seeds) > 1
+    ):  # (Optuna prunes a trial on one curve, not on a mean of several)
+        raise ValueError(
+            f"--pruner {pruner} prunes a trial on its validation curve: give one --tune-seeds, "
+            f"not {len(tune_seeds)}"
+        )
     base = base or RunConfig()
     _check_values(space, base)
     overlap = sorted(set(tune_seeds) & set(final_seeds))
     if overlap:
-        raise ValueError(f"--final-seeds must be fresh seeds, not ones the tuning used: {', '.join(map(str, overlap))}")
-    return Study(name, specs, space, trials or 0, sampler, pruner, tune_seeds, final_seeds, sampler_seed)
+        raise ValueError(
+            f"--final-seeds must be fresh seeds, not ones the tuning used: {', '.join(map(str, overlap))}"
+        )
+    return Study(
+        name, specs, space, trials or 0, sampler, pruner, tune_seeds, final_seeds, sampler_seed
+    )
 
 
 def check_name(name: str) -> None:
@@ -266,8 +316,10 @@ def _check_values(space: dict[str, dict[str, Dimension]], base: RunConfig) -> No
             try:
                 check_budget_or_size([base.params_budget], [dims["hidden_size"]])
             except ValueError:  # (the rule, in words that say what to search instead)
-                raise ValueError(f"--space hidden_size: the study sizes cells by --params {base.params_budget}; "
-                                 "search params_budget instead, or drop --params") from None
+                raise ValueError(
+                    f"--space hidden_size: the study sizes cells by --params {base.params_budget}; "
+                    "search params_budget instead, or drop --params"
+                ) from None
         for dim in dims.values():
             if dim.name not in DEFAULTS:
                 continue  # (a cell option: the registry checks it when the cell is built)
@@ -286,8 +338,13 @@ def largest(study: Study, spec: Spec, base: RunConfig) -> RunConfig:
     """`base` with the largest value the study searches of each field that sets a run's memory
     (its hidden size, batch sizes): what the planner's memory and batch-size checks must see."""
     dims = study.space[str(spec)]
-    return base.replace(**{name: max(dims[name].choices or (dims[name].high,)) for name in MEMORY_FIELDS
-                           if name in dims})
+    return base.replace(
+        **{
+            name: max(dims[name].choices or (dims[name].high,))
+            for name in MEMORY_FIELDS
+            if name in dims
+        }
+    )
 
 
 def journal_path(results: Path, name: str) -> Path:
@@ -340,8 +397,11 @@ class Pruning:
         key = (self.journal, self.study_name)
         if key not in _LOADED:
             _quiet()
-            _LOADED[key] = optuna.load_study(study_name=self.study_name, storage=_optuna.storage(Path(self.journal)),
-                                             pruner=_pruner(self.pruner, self.eval_every))
+            _LOADED[key] = optuna.load_study(
+                study_name=self.study_name,
+                storage=_optuna.storage(Path(self.journal)),
+                pruner=_pruner(self.pruner, self.eval_every),
+            )
         trial, reported = _optuna.open_trial(_LOADED[key], self.trial_number)
         if step not in reported:  # (a resumed run reports again)
             trial.report(value, step)
@@ -370,7 +430,9 @@ def with_options(spec: Spec, params: dict[str, Any]) -> Spec:
 
     options = {k: v for k, v in spec.options.items() if v != spec.defaults[k]}
     options.update({k: v for k, v in params.items() if k in spec.options})
-    return CELLS.parse(spec.name + "".join(f":{k}={format_value(v)}" for k, v in sorted(options.items())))
+    return CELLS.parse(
+        spec.name + "".join(f":{k}={format_value(v)}" for k, v in sorted(options.items()))
+    )
 
 
 def _config(base: RunConfig, params: dict[str, Any]) -> RunConfig:
@@ -383,8 +445,14 @@ class Tuner:
     resolved config, less where it runs), kept in the journal: the same name with another
     identity is refused, so that one study's trials never mix with another's."""
 
-    def __init__(self, study: Study, sweep: Any, base: RunConfig, executor: Any,
-                 identity: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        study: Study,
+        sweep: Any,
+        base: RunConfig,
+        executor: Any,
+        identity: dict[str, Any] | None = None,
+    ):
         import optuna
 
         from rnnbench import configfile
@@ -399,17 +467,26 @@ class Tuner:
         for spec in study.cells:  # (all checked before any is created or changed)
             name = f"{study.name}:{spec}"
             if name in known:
-                before = optuna.load_study(study_name=name, storage=storage).user_attrs.get("identity")
+                before = optuna.load_study(study_name=name, storage=storage).user_attrs.get(
+                    "identity"
+                )
                 if before is not None and before != identity_json:
-                    raise ValueError(f"study {study.name!r} in {sweep.results} was started with another config "
-                                     f"({_differences(json.loads(before), identity or {})}); give this one "
-                                     f"another --name, or continue it with --config "
-                                     f"{configfile.sweep_path(sweep.results, study.name)}")
+                    raise ValueError(
+                        f"study {study.name!r} in {sweep.results} was started with another config "
+                        f"({_differences(json.loads(before), identity or {})}); give this one "
+                        f"another --name, or continue it with --config "
+                        f"{configfile.sweep_path(sweep.results, study.name)}"
+                    )
         self.optuna = {}
         for spec in study.cells:
             self.optuna[str(spec)] = optuna.create_study(
-                study_name=f"{study.name}:{spec}", storage=storage, sampler=_sampler(study, spec),
-                pruner=_pruner(study.pruner, base.eval_every), direction=self.direction, load_if_exists=True)
+                study_name=f"{study.name}:{spec}",
+                storage=storage,
+                sampler=_sampler(study, spec),
+                pruner=_pruner(study.pruner, base.eval_every),
+                direction=self.direction,
+                load_if_exists=True,
+            )
             self.optuna[str(spec)].set_user_attr("identity", identity_json)
 
     def _spec(self, key: str) -> Spec:
@@ -424,12 +501,26 @@ class Tuner:
         cell = with_options(spec, params)
         config = _config(self.base, params)
         config.validate()
-        (_, sized), = size_cells(self.sweep.task, [cell], [config], quiet=True)
-        pruning = (Pruning(str(self.journal), f"{self.study.name}:{spec}", trial.number, self.study.pruner,
-                           self.base.eval_every) if phase == "tune" and self.study.pruner != "none" else None)
-        extra = {"phase": phase, "study": self.study.name, "trial": trial.number,
-                 "tuned_json": json.dumps(params, sort_keys=True),
-                 "study_json": self.study.describe(spec, self.direction), "pruning": pruning}
+        ((_, sized),) = size_cells(self.sweep.task, [cell], [config], quiet=True)
+        pruning = (
+            Pruning(
+                str(self.journal),
+                f"{self.study.name}:{spec}",
+                trial.number,
+                self.study.pruner,
+                self.base.eval_every,
+            )
+            if phase == "tune" and self.study.pruner != "none"
+            else None
+        )
+        extra = {
+            "phase": phase,
+            "study": self.study.name,
+            "trial": trial.number,
+            "tuned_json": json.dumps(params, sort_keys=True),
+            "study_json": self.study.describe(spec, self.direction),
+            "pruning": pruning,
+        }
         return [(cell, sized.replace(seed=seed), extra) for seed in seeds]
 
     def _round(self) -> list[tuple[str, Any]]:
@@ -461,7 +552,9 @@ class Tuner:
 
         if len(rows) < n_seeds:
             return "no row"
-        state = store.trial_state([row["status"] for row in rows], [_float(row.get(OBJECTIVE)) for row in rows])
+        state = store.trial_state(
+            [row["status"] for row in rows], [_float(row.get(OBJECTIVE)) for row in rows]
+        )
         if state == "failed" and self._failures([row["run_key"] for row in rows]) < 2:
             return "retry"
         study = self.optuna[spec]
@@ -473,7 +566,9 @@ class Tuner:
             elif state == "pruned":
                 _optuna.tell(study, trial.number, state=TrialState.PRUNED)
             else:
-                _optuna.tell(study, trial.number, statistics.fmean(_float(row[OBJECTIVE]) for row in rows))
+                _optuna.tell(
+                    study, trial.number, statistics.fmean(_float(row[OBJECTIVE]) for row in rows)
+                )
         except _optuna.AlreadyTold:  # (a trial another process running this study told already)
             return "told elsewhere"
         return state
@@ -486,7 +581,9 @@ class Tuner:
         """A trial whose setting this cell cannot run (its hidden size, say): failed, with why."""
         from optuna.trial import TrialState
 
-        log.info(f"{spec}: trial {trial.number} ({_settings(dict(trial.params))}) cannot run: {error}")
+        log.info(
+            f"{spec}: trial {trial.number} ({_settings(dict(trial.params))}) cannot run: {error}"
+        )
         study = self.optuna[spec]
         _optuna.set_error(study, trial, str(error))
         _optuna.tell(study, trial.number, state=TrialState.FAIL)
@@ -510,14 +607,22 @@ class Tuner:
             log.info(f"study {self.study.name}: {len(planned)} trials ({len(runs)} runs)")
             rows = self.executor.run(runs, self.sweep.data) or [] if runs else []
             by_key = {row["run_key"]: row for row in rows}
-            outcomes = [self._tell(spec, trial, [by_key[r.key] for r in trial_runs if r.key in by_key], len(seeds))
-                        for spec, trial, trial_runs in planned]
+            outcomes = [
+                self._tell(
+                    spec, trial, [by_key[r.key] for r in trial_runs if r.key in by_key], len(seeds)
+                )
+                for spec, trial, trial_runs in planned
+            ]
             if "no row" in outcomes:
-                log.info(f"study {self.study.name}: {outcomes.count('no row')} trials wrote no row (killed?); "
-                         "run the same command again to take them up")
+                log.info(
+                    f"study {self.study.name}: {outcomes.count('no row')} trials wrote no row (killed?); "
+                    "run the same command again to take them up"
+                )
                 return False
             if "retry" in outcomes:
-                log.info(f"study {self.study.name}: {outcomes.count('retry')} trials failed: trying them once more")
+                log.info(
+                    f"study {self.study.name}: {outcomes.count('retry')} trials failed: trying them once more"
+                )
 
     def chosen(self) -> dict[str, Outcome | None]:
         """Per cell, its best complete trial by validation score (None: no trial completed)."""
@@ -539,8 +644,10 @@ class Tuner:
             if outcome is None:
                 log.info(f"{spec}: no trial completed; no final runs")
                 continue
-            log.info(f"{spec}: chose trial {outcome.trial} ({_settings(outcome.params)}), validation "
-                     f"{self.sweep.task.score_name} {outcome.value:.4f}")
+            log.info(
+                f"{spec}: chose trial {outcome.trial} ({_settings(outcome.params)}), validation "
+                f"{self.sweep.task.score_name} {outcome.value:.4f}"
+            )
             trial = self.optuna[str(spec)].get_trials(deepcopy=False)[outcome.trial]
             entries += self._entries(spec, trial, self.study.final_seeds, "final")
         if not entries:
@@ -579,9 +686,15 @@ def default_name(task: str, config_file: Path | None = None) -> str:
     return config_file.stem if config_file else f"{TASKS.parse(task).name}-tuned"
 
 
-def run_study(request: Request, executor: Any, executor_options: dict[str, Any], results: Path,
-              data_dir: Path | None = None, keep_checkpoints: bool = False,
-              plugins: tuple = ()) -> tuple[list[dict[str, Any]] | None, Study]:
+def run_study(
+    request: Request,
+    executor: Any,
+    executor_options: dict[str, Any],
+    results: Path,
+    data_dir: Path | None = None,
+    keep_checkpoints: bool = False,
+    plugins: tuple = (),
+) -> tuple[list[dict[str, Any]] | None, Study]:
     """Run (or resume) a study: make it (make_study), size its cells at the largest values it
     searches, prepare its data, keep its resolved config (RESULTS/sweeps/NAME.toml), tune every
     cell, then run each cell's chosen setting on the final seeds. Returns the final rows (None
@@ -598,20 +711,58 @@ def run_study(request: Request, executor: Any, executor_options: dict[str, Any],
 
     if request.grid:
         name = next(iter(request.grid))
-        raise ValueError(f"{flag(name)} {','.join(map(str, request.grid[name]))}: a study searches with "
-                         f"--space {name}=..., not lists")
+        raise ValueError(
+            f"{flag(name)} {','.join(map(str, request.grid[name]))}: a study searches with "
+            f"--space {name}=..., not lists"
+        )
     config, specs = request.config, sweep.once(request.cells, "cell")
-    study = make_study(request.name, specs, request.space, request.trials, request.sampler, request.pruner,
-                       request.tune_seeds, request.final_seeds, request.sampler_seed, config)
-    document = {"command": "tune", "name": study.name, "cells": [str(s) for s in specs], "task": str(request.task),
-                "preset": request.preset, **configfile.config_document(config, {}), "space": space_items(study),
-                "trials": request.trials, "tune_seeds": study.tune_seeds, "final_seeds": study.final_seeds,
-                "sampler": study.sampler, "pruner": study.pruner, "sampler_seed": study.sampler_seed,
-                **configfile.executor_document(executor_options)}
-    sized = [pair for spec in specs for pair in sweep.size_cells(
-        TASKS.build(request.task), [spec], [largest(study, spec, config)])]
-    shared = sweep.prepare(request.task, study.tune_seeds + study.final_seeds, config, results, data_dir,
-                           keep_checkpoints, plugins, executor.threads, sized, executor.runs_at_once)
+    study = make_study(
+        request.name,
+        specs,
+        request.space,
+        request.trials,
+        request.sampler,
+        request.pruner,
+        request.tune_seeds,
+        request.final_seeds,
+        request.sampler_seed,
+        config,
+    )
+    document = {
+        "command": "tune",
+        "name": study.name,
+        "cells": [str(s) for s in specs],
+        "task": str(request.task),
+        "preset": request.preset,
+        **configfile.config_document(config, {}),
+        "space": space_items(study),
+        "trials": request.trials,
+        "tune_seeds": study.tune_seeds,
+        "final_seeds": study.final_seeds,
+        "sampler": study.sampler,
+        "pruner": study.pruner,
+        "sampler_seed": study.sampler_seed,
+        **configfile.executor_document(executor_options),
+    }
+    sized = [
+        pair
+        for spec in specs
+        for pair in sweep.size_cells(
+            TASKS.build(request.task), [spec], [largest(study, spec, config)]
+        )
+    ]
+    shared = sweep.prepare(
+        request.task,
+        study.tune_seeds + study.final_seeds,
+        config,
+        results,
+        data_dir,
+        keep_checkpoints,
+        plugins,
+        executor.threads,
+        sized,
+        executor.runs_at_once,
+    )
     # What defines the study: everything but where it runs and how its runs are logged (WATCH),
     # except the threads of each run, which are in the keys of CPU runs (another --jobs would
     # orphan its trials' checkpoints).
@@ -629,8 +780,10 @@ def _differences(before: dict[str, Any], now: dict[str, Any]) -> str:
 
 
 def _settings(params: dict[str, Any]) -> str:
-    return ", ".join(f"{flag(k) if k in DEFAULTS else k} {v:g}" if isinstance(v, float) else f"{k} {v}"
-                     for k, v in sorted(params.items()))
+    return ", ".join(
+        f"{flag(k) if k in DEFAULTS else k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in sorted(params.items())
+    )
 
 
 def _float(value: Any) -> float:
@@ -638,4 +791,3 @@ def _float(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
-

@@ -55,19 +55,29 @@ class InductionHeads(TokenTask):
     # ~20% at 24 steps, chance at 32 or 64).
     presets = {"quick": {"length": 20, "n_train": 2_000, "n_valid": 500, "n_test": 500}}
 
-    def __init__(self, length: int = 256, vocab_size: int = 16,
-                 n_train: int = 10_000, n_valid: int = 1_000, n_test: int = 1_000):
+    def __init__(
+        self,
+        length: int = 256,
+        vocab_size: int = 16,
+        n_train: int = 10_000,
+        n_valid: int = 1_000,
+        n_test: int = 1_000,
+    ):
         if length < 3:
             raise ValueError(f"induction-heads: length={length} must be >= 3 (trigger, b, trigger)")
         if vocab_size < 3:
-            raise ValueError(f"induction-heads: vocab_size={vocab_size} must be >= 3 (the trigger and at "
-                             "least two ordinary tokens)")
+            raise ValueError(
+                f"induction-heads: vocab_size={vocab_size} must be >= 3 (the trigger and at "
+                "least two ordinary tokens)"
+            )
         self.length, self.vocab_size = length, vocab_size
         self.sizes = split_sizes("induction-heads", n_train, n_valid, n_test)
 
     @property
     def input_size(self) -> int:
-        return self.vocab_size  # one-hot: 0 .. vocab_size - 2 ordinary tokens, vocab_size - 1 the trigger
+        return (
+            self.vocab_size
+        )  # one-hot: 0 .. vocab_size - 2 ordinary tokens, vocab_size - 1 the trigger
 
     @property
     def num_classes(self) -> int:
@@ -80,8 +90,11 @@ class InductionHeads(TokenTask):
     @property
     def options(self) -> dict[str, int]:
         """Every option's value (the data identity's items)."""
-        return {"length": self.length, "vocab_size": self.vocab_size,
-                **{f"n_{split}": n for split, n in self.sizes.items()}}
+        return {
+            "length": self.length,
+            "vocab_size": self.vocab_size,
+            **{f"n_{split}": n for split, n in self.sizes.items()},
+        }
 
     @property
     def chance(self) -> float:
@@ -92,7 +105,9 @@ class InductionHeads(TokenTask):
     def generate(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Token indices (n, length) and the targets b (n,)."""
         tokens = torch.randint(0, self.trigger, (n, self.length), generator=generator)
-        first = torch.randint(0, self.length - 2, (n,), generator=generator)  # b at first + 1 <= length - 2
+        first = torch.randint(
+            0, self.length - 2, (n,), generator=generator
+        )  # b at first + 1 <= length - 2
         rows = torch.arange(n)
         tokens[rows, first] = self.trigger
         tokens[:, -1] = self.trigger
@@ -104,5 +119,7 @@ class InductionHeads(TokenTask):
 
     def example(self) -> dict[str, Any]:
         inputs, target = self.example_input()
-        return {f"the input: {self.length} steps, one-hot ({self.vocab_size - 1} tokens, then the trigger); "
-                f"target {int(target)}": inputs}
+        return {
+            f"the input: {self.length} steps, one-hot ({self.vocab_size - 1} tokens, then the trigger); "
+            f"target {int(target)}": inputs
+        }

@@ -75,7 +75,7 @@ def _length_distribution(max_depth: int, max_args: int, max_len: int) -> np.ndar
     p[1] = 1.0  # at the deepest level: a digit
     for _ in range(max_depth - 1):
         spectrum = np.fft.rfft(p, size)
-        children = sum(spectrum ** k for k in range(2, max_args + 1)) / (max_args - 1)
+        children = sum(spectrum**k for k in range(2, max_args + 1)) / (max_args - 1)
         operator = np.fft.irfft(children, size)[: max_len - 1].clip(min=0)  # +2: the operator, "]"
         p = np.zeros(max_len + 1)
         p[1] = DIGIT_P
@@ -107,32 +107,72 @@ class ListOps(Task):
     citation = LRA
     # Tay et al. 2021, table 1: the vanilla Transformer's test accuracy on ListOps (the published files,
     # drawn from this distribution).
-    published_lines = {"Transformer, Tay et al. 2021": (0.3637, {
-        "generator": "listops", "max_depth": 10, "max_args": 10, "min_len": 500, "max_len": 2000, "n_train": 96_000})}
+    published_lines = {
+        "Transformer, Tay et al. 2021": (
+            0.3637,
+            {
+                "generator": "listops",
+                "max_depth": 10,
+                "max_args": 10,
+                "min_len": 500,
+                "max_len": 2000,
+                "n_train": 96_000,
+            },
+        )
+    }
     # Quick: the benchmark's depth, at most 5 arguments, 51-127 tokens (a 64-unit LSTM: 16-19% after
     # the quick preset's 300 steps, over 11.7% chance; ListOps is hard for it at any size).
-    presets = {"quick": {"max_args": 5, "min_len": 50, "max_len": 128,
-                         "n_train": 2_000, "n_valid": 500, "n_test": 500}}
+    presets = {
+        "quick": {
+            "max_args": 5,
+            "min_len": 50,
+            "max_len": 128,
+            "n_train": 2_000,
+            "n_valid": 500,
+            "n_test": 500,
+        }
+    }
 
-    def __init__(self, max_depth: int = 10, max_args: int = 10, min_len: int = 500, max_len: int = 2000,
-                 n_train: int = 10_000, n_valid: int = 1_000, n_test: int = 1_000):
+    def __init__(
+        self,
+        max_depth: int = 10,
+        max_args: int = 10,
+        min_len: int = 500,
+        max_len: int = 2000,
+        n_train: int = 10_000,
+        n_valid: int = 1_000,
+        n_test: int = 1_000,
+    ):
         if not 2 <= max_depth <= 500:
-            raise ValueError(f"listops: max_depth={max_depth} must be in [2, 500] (1 allows only a single "
-                             "digit; the generator recurses once per level)")
+            raise ValueError(
+                f"listops: max_depth={max_depth} must be in [2, 500] (1 allows only a single "
+                "digit; the generator recurses once per level)"
+            )
         if max_args < 2:
             raise ValueError(f"listops: max_args={max_args} must be >= 2")
         if min_len < 1:
             raise ValueError(f"listops: min_len={min_len} must be >= 1")
         if max_len < min_len + 2:
-            raise ValueError(f"listops: max_len={max_len} must be >= min_len + 2 = {min_len + 2} "
-                             "(lengths lie strictly between the two)")
-        self.max_depth, self.max_args, self.min_len, self.max_len = max_depth, max_args, min_len, max_len
+            raise ValueError(
+                f"listops: max_len={max_len} must be >= min_len + 2 = {min_len + 2} "
+                "(lengths lie strictly between the two)"
+            )
+        self.max_depth, self.max_args, self.min_len, self.max_len = (
+            max_depth,
+            max_args,
+            min_len,
+            max_len,
+        )
         self.sizes = split_sizes("listops", n_train, n_valid, n_test)
-        self.accepted = float(_length_distribution(max_depth, max_args, max_len)[min_len + 1: max_len].sum())
+        self.accepted = float(
+            _length_distribution(max_depth, max_args, max_len)[min_len + 1 : max_len].sum()
+        )
         if self.accepted < 1e-5:  # (one draw in 100,000 kept: generating would take forever)
-            raise ValueError(f"listops: with max_depth={max_depth} and max_args={max_args}, an expression of "
-                             f"{min_len} < length < {max_len} tokens has probability {self.accepted:.1e}; "
-                             "lower min_len or raise max_depth / max_args")
+            raise ValueError(
+                f"listops: with max_depth={max_depth} and max_args={max_args}, an expression of "
+                f"{min_len} < length < {max_len} tokens has probability {self.accepted:.1e}; "
+                "lower min_len or raise max_depth / max_args"
+            )
 
     @property
     def length(self) -> int:
@@ -141,8 +181,13 @@ class ListOps(Task):
     @property
     def options(self) -> dict[str, int]:
         """Every option's value (the data identity's items)."""
-        return {"max_depth": self.max_depth, "max_args": self.max_args, "min_len": self.min_len,
-                "max_len": self.max_len, **{f"n_{split}": n for split, n in self.sizes.items()}}
+        return {
+            "max_depth": self.max_depth,
+            "max_args": self.max_args,
+            "min_len": self.min_len,
+            "max_len": self.max_len,
+            **{f"n_{split}": n for split, n in self.sizes.items()},
+        }
 
     @property
     def chance(self) -> float | None:
@@ -181,8 +226,9 @@ class ListOps(Task):
             if len(tokens) > self.min_len:
                 return tokens, value
 
-    def generate(self, n: int, generator: torch.Generator, seen: set[bytes] | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def generate(
+        self, n: int, generator: torch.Generator, seen: set[bytes] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Token indices (n, longest) padded with -1, values (n,) and lengths (n,); an expression
         already in `seen` is drawn again (and every new one is added to it)."""
         rng = random.Random(int(torch.randint(0, 2**62, (1,), generator=generator)))
@@ -226,13 +272,21 @@ class ListOps(Task):
         tokens = indices[0, : int(lengths[0])]
         opens, closes = ((tokens >= MIN) & (tokens < CLOSE)).long(), (tokens == CLOSE).long()
         depth = torch.cumsum(opens - closes, 0) + closes  # (a "]" is drawn at the depth it closes)
-        return {f"the input: {len(tokens)} tokens, one-hot (0-9, MIN, MAX, MED, SM, ]); value "
-                f"{int(values[0])}": one_hot(tokens, self.input_size, torch.float64).T.numpy(),
-                "the nesting depth at each step": depth.numpy().astype(float)}
+        return {
+            f"the input: {len(tokens)} tokens, one-hot (0-9, MIN, MAX, MED, SM, ]); value "
+            f"{int(values[0])}": one_hot(tokens, self.input_size, torch.float64).T.numpy(),
+            "the nesting depth at each step": depth.numpy().astype(float),
+        }
 
 
-def _measure_chance(max_depth: int = 10, max_args: int = 10, min_len: int = 500, max_len: int = 2000,
-                    n: int = 50_000, seed: int = 0) -> tuple[float, list[int]]:
+def _measure_chance(
+    max_depth: int = 10,
+    max_args: int = 10,
+    min_len: int = 500,
+    max_len: int = 2000,
+    n: int = 50_000,
+    seed: int = 0,
+) -> tuple[float, list[int]]:
     """The most frequent class's share among n expressions (how MEASURED_CHANCE was measured)."""
     task = ListOps(max_depth, max_args, min_len, max_len)
     rng = random.Random(seed)

@@ -36,10 +36,14 @@ class CopyingMemory(TokenTask):
     chance = 1 / SYMBOLS  # memoryless: guessing the symbols
     citation = ARJOVSKY
 
-    def __init__(self, delay: int = 100, n_train: int = 10_000, n_valid: int = 1_000, n_test: int = 1_000):
+    def __init__(
+        self, delay: int = 100, n_train: int = 10_000, n_valid: int = 1_000, n_test: int = 1_000
+    ):
         if delay < 1 or min(n_train, n_valid, n_test) < 1:
-            raise ValueError(f"copying needs delay >= 1 and positive split sizes; got delay={delay}, "
-                             f"n_train={n_train}, n_valid={n_valid}, n_test={n_test}")
+            raise ValueError(
+                f"copying needs delay >= 1 and positive split sizes; got delay={delay}, "
+                f"n_train={n_train}, n_valid={n_valid}, n_test={n_test}"
+            )
         self.delay, self.sizes = delay, {"train": n_train, "valid": n_valid, "test": n_test}
 
     @property
@@ -74,8 +78,10 @@ class CopyingMemory(TokenTask):
 
     def example(self) -> dict[str, Any]:
         inputs, targets = self.example_input()
-        return {f"the input: {self.length} steps, one-hot (0 blank, 1-8 symbols, 9 the marker)": inputs,
-                "the target at every step": targets.numpy().astype(float)}
+        return {
+            f"the input: {self.length} steps, one-hot (0 blank, 1-8 symbols, 9 the marker)": inputs,
+            "the target at every step": targets.numpy().astype(float),
+        }
 
 
 @register_task("adding")
@@ -96,10 +102,14 @@ class AddingProblem(Task):
     citation = ARJOVSKY
     TARGET_VARIANCE = 1 / 6
 
-    def __init__(self, length: int = 100, n_train: int = 10_000, n_valid: int = 1_000, n_test: int = 1_000):
+    def __init__(
+        self, length: int = 100, n_train: int = 10_000, n_valid: int = 1_000, n_test: int = 1_000
+    ):
         if length < 2 or min(n_train, n_valid, n_test) < 1:
-            raise ValueError(f"adding needs length >= 2 and positive split sizes; got length={length}, "
-                             f"n_train={n_train}, n_valid={n_valid}, n_test={n_test}")
+            raise ValueError(
+                f"adding needs length >= 2 and positive split sizes; got length={length}, "
+                f"n_train={n_train}, n_valid={n_valid}, n_test={n_test}"
+            )
         self.length, self.sizes = length, {"train": n_train, "valid": n_valid, "test": n_test}
 
     def generate(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,8 +139,14 @@ class AddingProblem(Task):
         for split, generator in split_generators(config.seed, salt=2).items():
             inputs, sums = self.generate(self.sizes[split], generator)
             splits[split] = Split(inputs.to(dtype), sums.to(dtype))
-        identity = {"generator": "adding", "length": self.length, **{f"n_{k}": n for k, n in self.sizes.items()}}
-        return Splits(splits["train"], splits["valid"], splits["test"], identity, self.TARGET_VARIANCE)
+        identity = {
+            "generator": "adding",
+            "length": self.length,
+            **{f"n_{k}": n for k, n in self.sizes.items()},
+        }
+        return Splits(
+            splits["train"], splits["valid"], splits["test"], identity, self.TARGET_VARIANCE
+        )
 
     def score_scale(self) -> float:
         return self.TARGET_VARIANCE  # the score is R^2

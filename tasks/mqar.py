@@ -48,22 +48,51 @@ class MQAR(TokenTask):
     citation = ZOOLOGY
     # Quick: Zoology's smallest setting (64 steps, 4 pairs) over 32 tokens (a 64-unit LSTM: 22-24%
     # after the quick preset's 300 steps, over 6.25% chance).
-    presets = {"quick": {"vocab_size": 32, "length": 64, "num_kv_pairs": 4,
-                         "n_train": 2_000, "n_valid": 500, "n_test": 500}}
+    presets = {
+        "quick": {
+            "vocab_size": 32,
+            "length": 64,
+            "num_kv_pairs": 4,
+            "n_train": 2_000,
+            "n_valid": 500,
+            "n_test": 500,
+        }
+    }
 
-    def __init__(self, vocab_size: int = 256, length: int = 128, num_kv_pairs: int = 8, power_a: float = 0.01,
-                 n_train: int = 10_000, n_valid: int = 1_000, n_test: int = 1_000):
+    def __init__(
+        self,
+        vocab_size: int = 256,
+        length: int = 128,
+        num_kv_pairs: int = 8,
+        power_a: float = 0.01,
+        n_train: int = 10_000,
+        n_valid: int = 1_000,
+        n_test: int = 1_000,
+    ):
         if length < 4 or length % 2:
-            raise ValueError(f"mqar: length={length} must be even and >= 4 (pairs, then queries at even offsets)")
+            raise ValueError(
+                f"mqar: length={length} must be even and >= 4 (pairs, then queries at even offsets)"
+            )
         if num_kv_pairs < 1 or 4 * num_kv_pairs > length:
-            raise ValueError(f"mqar: num_kv_pairs={num_kv_pairs} must be in [1, length / 4 = {length // 4}] "
-                             f"(2 steps per pair and room for its query at an even offset)")
+            raise ValueError(
+                f"mqar: num_kv_pairs={num_kv_pairs} must be in [1, length / 4 = {length // 4}] "
+                f"(2 steps per pair and room for its query at an even offset)"
+            )
         if vocab_size < 4 or vocab_size // 2 - 1 < num_kv_pairs:
-            raise ValueError(f"mqar: vocab_size={vocab_size} leaves {max(vocab_size // 2 - 1, 0)} keys for "
-                             f"num_kv_pairs={num_kv_pairs}; it needs vocab_size >= {2 * num_kv_pairs + 2}")
+            raise ValueError(
+                f"mqar: vocab_size={vocab_size} leaves {max(vocab_size // 2 - 1, 0)} keys for "
+                f"num_kv_pairs={num_kv_pairs}; it needs vocab_size >= {2 * num_kv_pairs + 2}"
+            )
         if not 0 < power_a <= 1:
-            raise ValueError(f"mqar: power_a={power_a} must be in (0, 1] (1: queries placed uniformly)")
-        self.vocab_size, self.length, self.num_kv_pairs, self.power_a = vocab_size, length, num_kv_pairs, power_a
+            raise ValueError(
+                f"mqar: power_a={power_a} must be in (0, 1] (1: queries placed uniformly)"
+            )
+        self.vocab_size, self.length, self.num_kv_pairs, self.power_a = (
+            vocab_size,
+            length,
+            num_kv_pairs,
+            power_a,
+        )
         self.sizes = split_sizes("mqar", n_train, n_valid, n_test)
 
     @property
@@ -77,8 +106,13 @@ class MQAR(TokenTask):
     @property
     def options(self) -> dict[str, Any]:
         """Every option's value (the data identity's items)."""
-        return {"vocab_size": self.vocab_size, "length": self.length, "num_kv_pairs": self.num_kv_pairs,
-                "power_a": self.power_a, **{f"n_{split}": n for split, n in self.sizes.items()}}
+        return {
+            "vocab_size": self.vocab_size,
+            "length": self.length,
+            "num_kv_pairs": self.num_kv_pairs,
+            "power_a": self.power_a,
+            **{f"n_{split}": n for split, n in self.sizes.items()},
+        }
 
     @property
     def n_values(self) -> int:
@@ -97,7 +131,9 @@ class MQAR(TokenTask):
         values = torch.rand(n, self.n_values, generator=generator).argsort(-1)[:, :k] + first_value
         context = 2 * k
         space = (self.length - context) // 2  # even offsets at which a query may stand
-        weights = self.power_a * torch.arange(1, space + 1, dtype=torch.float64) ** (self.power_a - 1)
+        weights = self.power_a * torch.arange(1, space + 1, dtype=torch.float64) ** (
+            self.power_a - 1
+        )
         # Drawing k gaps without replacement, each in turn with probability proportional to its weight
         # (numpy's choice(p=..., replace=False), as Zoology does): the k largest of u^(1/weight), in
         # decreasing order (Efraimidis & Spirakis 2006), so that key i gets the i-th gap drawn.
@@ -107,7 +143,9 @@ class MQAR(TokenTask):
         tokens[:, 0:context:2], tokens[:, 1:context:2] = keys, values
         queries = context + 2 * gaps
         tokens.scatter_(1, queries, keys)
-        targets = torch.full((n, self.length), IGNORE, dtype=torch.int64).scatter_(1, queries, values)
+        targets = torch.full((n, self.length), IGNORE, dtype=torch.int64).scatter_(
+            1, queries, values
+        )
         return tokens, targets
 
     def memoryless_loss(self) -> float:
@@ -116,6 +154,9 @@ class MQAR(TokenTask):
 
     def example(self) -> dict[str, Any]:
         inputs, targets = self.example_input()
-        return {f"the input: {self.length} steps, one-hot over {self.vocab_size} tokens (0 blank, keys, values)":
-                inputs,
-                "the target: the value at each query (0: no target)": targets.clamp(min=0).numpy().astype(float)}
+        return {
+            f"the input: {self.length} steps, one-hot over {self.vocab_size} tokens (0 blank, keys, values)": inputs,
+            "the target: the value at each query (0: no target)": targets.clamp(min=0)
+            .numpy()
+            .astype(float),
+        }

@@ -17,7 +17,9 @@ MAMBA = """@article{gu2023mamba,
   title={Mamba: Linear-Time Sequence Modeling with Selective State Spaces},
   author={Gu, Albert and Dao, Tri},
   journal={arXiv preprint arXiv:2312.00752}, year={2023}}"""
-NOISE = 0  # token 0 is the noise (blank); vocab_size - 1 is the marker; the tokens to copy are between
+NOISE = (
+    0  # token 0 is the noise (blank); vocab_size - 1 is the marker; the tokens to copy are between
+)
 
 
 @register_task("selective-copying")
@@ -44,24 +46,39 @@ class SelectiveCopying(TokenTask):
     citation = MAMBA
     # Quick: 4 tokens among 28 steps, Mamba's vocabulary (a 64-unit LSTM: 21-40% after the quick
     # preset's 300 steps, over 7.1% chance; at 64 steps it stays at chance).
-    presets = {"quick": {"length": 32, "n_tokens": 4, "n_train": 2_000, "n_valid": 500, "n_test": 500}}
+    presets = {
+        "quick": {"length": 32, "n_tokens": 4, "n_train": 2_000, "n_valid": 500, "n_test": 500}
+    }
 
-    def __init__(self, length: int = 4096, n_tokens: int = 16, vocab_size: int = 16,
-                 n_train: int = 10_000, n_valid: int = 1_000, n_test: int = 1_000):
+    def __init__(
+        self,
+        length: int = 4096,
+        n_tokens: int = 16,
+        vocab_size: int = 16,
+        n_train: int = 10_000,
+        n_valid: int = 1_000,
+        n_test: int = 1_000,
+    ):
         if n_tokens < 1:
             raise ValueError(f"selective-copying: n_tokens={n_tokens} must be >= 1")
         if length < 2 * n_tokens:
-            raise ValueError(f"selective-copying: length={length} must be >= 2 x n_tokens = {2 * n_tokens} "
-                             "(the tokens, then as many markers)")
+            raise ValueError(
+                f"selective-copying: length={length} must be >= 2 x n_tokens = {2 * n_tokens} "
+                "(the tokens, then as many markers)"
+            )
         if vocab_size < 3:
-            raise ValueError(f"selective-copying: vocab_size={vocab_size} must be >= 3 (noise, marker and at "
-                             "least one token to copy)")
+            raise ValueError(
+                f"selective-copying: vocab_size={vocab_size} must be >= 3 (noise, marker and at "
+                "least one token to copy)"
+            )
         self.length, self.n_tokens, self.vocab_size = length, n_tokens, vocab_size
         self.sizes = split_sizes("selective-copying", n_train, n_valid, n_test)
 
     @property
     def input_size(self) -> int:
-        return self.vocab_size  # one-hot: 0 noise, 1 .. vocab_size - 2 tokens, vocab_size - 1 the marker
+        return (
+            self.vocab_size
+        )  # one-hot: 0 noise, 1 .. vocab_size - 2 tokens, vocab_size - 1 the marker
 
     @property
     def num_classes(self) -> int:
@@ -70,8 +87,12 @@ class SelectiveCopying(TokenTask):
     @property
     def options(self) -> dict[str, int]:
         """Every option's value (the data identity's items)."""
-        return {"length": self.length, "n_tokens": self.n_tokens, "vocab_size": self.vocab_size,
-                **{f"n_{split}": n for split, n in self.sizes.items()}}
+        return {
+            "length": self.length,
+            "n_tokens": self.n_tokens,
+            "vocab_size": self.vocab_size,
+            **{f"n_{split}": n for split, n in self.sizes.items()},
+        }
 
     @property
     def chance(self) -> float:
@@ -97,6 +118,10 @@ class SelectiveCopying(TokenTask):
 
     def example(self) -> dict[str, Any]:
         inputs, targets = self.example_input()
-        return {f"the input: {self.length} steps, one-hot (0 noise, 1-{self.vocab_size - 2} tokens, "
-                f"{self.vocab_size - 1} the marker)": inputs,
-                "the target at each marker step (0: no target)": targets.clamp(min=0).numpy().astype(float)}
+        return {
+            f"the input: {self.length} steps, one-hot (0 noise, 1-{self.vocab_size - 2} tokens, "
+            f"{self.vocab_size - 1} the marker)": inputs,
+            "the target at each marker step (0: no target)": targets.clamp(min=0)
+            .numpy()
+            .astype(float),
+        }

@@ -17,8 +17,13 @@ import pytest
 # Every cell test runs on the CPU, and on CUDA where a GPU is present (marked `cuda`).
 DEVICES = [
     "cpu",
-    pytest.param("cuda", marks=[pytest.mark.cuda,
-                                pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]),
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
+        ],
+    ),
 ]
 
 
@@ -105,8 +110,11 @@ def pytest_configure(config):
 
 
 def pytest_addoption(parser):
-    parser.addoption("--soak", action="store_true",
-                     help="run the fault tests' long loops (60 kills of `rnnbench run` instead of 8)")
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        help="run the fault tests' long loops (60 kills of `rnnbench run` instead of 8)",
+    )
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -119,7 +127,9 @@ def server(tmp_path):
     """Serves tmp_path/www on 127.0.0.1; yields (root folder, base URL)."""
     root = tmp_path / "www"
     root.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=root))
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=root)
+    )
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield root, f"http://127.0.0.1:{httpd.server_address[1]}"

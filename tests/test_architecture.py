@@ -36,8 +36,14 @@ def _imports(name: str, path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
-            found |= {f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base for alias in node.names}
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1]
+                    + ([base] if base else [])
+                )
+            found |= {
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base
+                for alias in node.names
+            }
     return {m for m in found if m in MODULES and m != name}
 
 
@@ -58,8 +64,13 @@ def _group(*prefixes: str) -> set[str]:
 
 
 def test_no_import_circle():
-    circles = sorted({" -> ".join(sorted({m} | {n for n in _reach(m) if m in _reach(n)})) for m in MODULES
-                      if m in _reach(m)})
+    circles = sorted(
+        {
+            " -> ".join(sorted({m} | {n for n in _reach(m) if m in _reach(n)}))
+            for m in MODULES
+            if m in _reach(m)
+        }
+    )
     assert not circles, circles
 
 
@@ -70,9 +81,16 @@ RULES = [  # (who, what it must never reach, why)
     (PLANNING, EXECUTION | TRAINING, "planning imports nothing of execution or training"),
     (TRAINING, PLANNING | _group("rnnbench.tune"), "training imports nothing of planning"),
     (_group("rnnbench.cells"), _group("rnnbench.optim"), "cells import nothing of the optimizer"),
-    (_group("rnnbench.report"), _group("rnnbench.config", "rnnbench.registry"),
-     "the report reads rows and cards, never the config or the registry"),
-    (_group("rnnbench.store"), set(MODULES) - _group("rnnbench.store"), "the store is the bottom layer"),
+    (
+        _group("rnnbench.report"),
+        _group("rnnbench.config", "rnnbench.registry"),
+        "the report reads rows and cards, never the config or the registry",
+    ),
+    (
+        _group("rnnbench.store"),
+        set(MODULES) - _group("rnnbench.store"),
+        "the store is the bottom layer",
+    ),
 ]
 
 
@@ -84,29 +102,44 @@ def test_imports_run_one_way(who, banned, why):
 
 
 # A path joined onto a results folder: `results / "x"`, `run.results / f"..."`, `results.glob(...)`.
-RESULTS_PATH = re.compile(r"\b(?:results|RESULTS)\s*/\s*f?[\"']|\b\w*\.?results\s*/\s*f?[\"']|\bresults\.glob\(")
+RESULTS_PATH = re.compile(
+    r"\b(?:results|RESULTS)\s*/\s*f?[\"']|\b\w*\.?results\s*/\s*f?[\"']|\bresults\.glob\("
+)
 
 
 def test_no_module_outside_the_store_names_a_path_under_the_results_folder():
-    offenders = [f"{path.relative_to(ROOT)}:{i}: {line.strip()}"
-                 for name, path in MODULES.items() if not name.startswith("rnnbench.store")
-                 for i, line in enumerate(path.read_text().splitlines(), 1)
-                 if RESULTS_PATH.search(line.split("#")[0])]
+    offenders = [
+        f"{path.relative_to(ROOT)}:{i}: {line.strip()}"
+        for name, path in MODULES.items()
+        if not name.startswith("rnnbench.store")
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if RESULTS_PATH.search(line.split("#")[0])
+    ]
     assert not offenders, "\n".join(offenders)
 
 
 def test_the_path_rule_catches_a_path_it_should():
-    assert RESULTS_PATH.search('folder = results / "sweeps"') and RESULTS_PATH.search("run.results / f'{x}.pt'")
-    assert RESULTS_PATH.search('sorted(results.glob("*.csv"))') and not RESULTS_PATH.search("data_folder / name")
+    assert RESULTS_PATH.search('folder = results / "sweeps"') and RESULTS_PATH.search(
+        "run.results / f'{x}.pt'"
+    )
+    assert RESULTS_PATH.search('sorted(results.glob("*.csv"))') and not RESULTS_PATH.search(
+        "data_folder / name"
+    )
 
 
 def test_messages_go_through_logging_not_log_callbacks():
     """No function of rnnbench takes a `log` callback (each module logs to its logger), and
     rnnbench.logs, which says where the lines go, imports nothing of rnnbench (anything may use it)."""
-    takers = [f"{path.relative_to(ROOT)}:{node.lineno}"
-              for path in MODULES.values() for node in ast.walk(ast.parse(path.read_text()))
-              if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
-              and any(a.arg == "log" and not (a.annotation and ast.unparse(a.annotation) == "bool")  # (a log scale)
-                      for a in node.args.args + node.args.kwonlyargs)]
+    takers = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in MODULES.values()
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+        and any(
+            a.arg == "log"
+            and not (a.annotation and ast.unparse(a.annotation) == "bool")  # (a log scale)
+            for a in node.args.args + node.args.kwonlyargs
+        )
+    ]
     assert not takers, "\n".join(takers)
     assert GRAPH["rnnbench.logs"] == set()

@@ -13,7 +13,9 @@ HIDDEN = 16  # even, a power of two and >= 16, so every built-in variant accepts
 @pytest.mark.parametrize("name", rnnbench.list_cells())
 def test_shape_finite_and_gradients_reach_every_parameter(name, dtype, device):
     torch.manual_seed(0)
-    cell = rnnbench.build_cell(name, input_size=3, hidden_size=HIDDEN).to(device=device, dtype=dtype)
+    cell = rnnbench.build_cell(name, input_size=3, hidden_size=HIDDEN).to(
+        device=device, dtype=dtype
+    )
     x = torch.randn(4, 7, 3, device=device, dtype=dtype)
     y = cell(x)
     assert y.shape == (4, 7, cell.output_size)

@@ -26,13 +26,26 @@ def test_ls_lists_every_cell_with_options_and_defaults_then_tasks_and_presets():
     result = CliRunner().invoke(main, ["ls"])
     assert result.exit_code == 0, result.output
     assert listed(result.output, "cells") == rnnbench.list_cells()
-    assert listed(result.output, "tasks") == ["adding", "copying", "induction-heads", "listops", "mqar", "pfmnist",
-                                              "pmnist", "selective-copying", "sfmnist", "smnist"]
+    assert listed(result.output, "tasks") == [
+        "adding",
+        "copying",
+        "induction-heads",
+        "listops",
+        "mqar",
+        "pfmnist",
+        "pmnist",
+        "selective-copying",
+        "sfmnist",
+        "smnist",
+    ]
     assert "options: delay: int = 100; n_train: int = 10000" in result.output
     assert listed(result.output, "presets") == ["default", "torch-eunn", "quick"]
     assert "torch-eunn  sampling=replacement" in result.output
     assert "with presets: quick: data=sample; torch-eunn: protocol=pooled" in result.output
-    assert "capacity: int = 2; output: real|abs|complex = real; impl: auto|reference|dense|fused|triton = auto" in result.output
+    assert (
+        "capacity: int = 2; output: real|abs|complex = real; impl: auto|reference|dense|fused|triton = auto"
+        in result.output
+    )
     assert "forget_bias: float = 1.0" in result.output
 
 
@@ -49,7 +62,8 @@ def test_ls_with_no_match_fails_with_the_known_names():
 
 
 def test_plugin_module_registers_its_cells(tmp_path, monkeypatch, scratch_cells):
-    (tmp_path / "my_cells_plugin.py").write_text(textwrap.dedent('''
+    (tmp_path / "my_cells_plugin.py").write_text(
+        textwrap.dedent('''
         import torch
         from rnnbench import register_cell
 
@@ -57,11 +71,15 @@ def test_plugin_module_registers_its_cells(tmp_path, monkeypatch, scratch_cells)
         def my_rnn(input_size, hidden_size, relu: bool = False):
             """My own RNN."""
             return torch.nn.RNN(input_size, hidden_size, batch_first=True)
-    '''))
+    ''')
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     result = CliRunner().invoke(main, ["--plugin", "my_cells_plugin", "ls", "my-*"])
     assert result.exit_code == 0, result.output
-    assert "cells:\n  my-rnn  My own RNN.\n          options: relu: bool = false\ntasks:" in result.output
+    assert (
+        "cells:\n  my-rnn  My own RNN.\n          options: relu: bool = false\ntasks:"
+        in result.output
+    )
 
 
 def test_plugin_that_cannot_be_imported_is_a_usage_error():
@@ -71,7 +89,9 @@ def test_plugin_that_cannot_be_imported_is_a_usage_error():
 
 
 def test_runs_as_a_module_and_prints_the_version():
-    out = subprocess.run([sys.executable, "-m", "rnnbench", "--version"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "rnnbench", "--version"], capture_output=True, text=True
+    )
     assert out.returncode == 0 and rnnbench.__version__ in out.stdout
 
 

@@ -71,7 +71,10 @@ def test_initialisation_is_the_authors_single_linear_layer():
     for p in cell.parameters():  # (W, Wz, V, b): all at the fan-in of [u, z, y], not at their own
         assert p.abs().max() <= bound
     values = torch.cat([p.flatten() for p in cell.parameters()])
-    assert values.abs().max() > 0.99 * bound and abs(values.std().item() - bound / math.sqrt(3)) < 0.05 * bound
+    assert (
+        values.abs().max() > 0.99 * bound
+        and abs(values.std().item() - bound / math.sqrt(3)) < 0.05 * bound
+    )
 
 
 def test_parameters_counted_by_hand():
@@ -88,13 +91,16 @@ def test_the_defaults_are_the_paper_psmnist_ones():
     assert (cell.dt, cell.gamma, cell.epsilon) == (0.076, 0.4, 8.0)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("cornn:dt=0", "dt=0.0 must be > 0"),
-    ("cornn:dt=-0.1", "dt=-0.1 must be > 0"),
-    ("cornn:gamma=-1", "gamma=-1.0 must be >= 0"),
-    ("cornn:epsilon=-2", "epsilon=-2.0 must be >= 0"),
-    ("cornn:scheme=rk4", "scheme='rk4' is not one of imex, explicit"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("cornn:dt=0", "dt=0.0 must be > 0"),
+        ("cornn:dt=-0.1", "dt=-0.1 must be > 0"),
+        ("cornn:gamma=-1", "gamma=-1.0 must be >= 0"),
+        ("cornn:epsilon=-2", "epsilon=-2.0 must be >= 0"),
+        ("cornn:scheme=rk4", "scheme='rk4' is not one of imex, explicit"),
+    ],
+)
 def test_bad_options_are_refused(spec, message):
     with pytest.raises(ValueError, match=message):
         rnnbench.build_cell(spec, 1, 8)

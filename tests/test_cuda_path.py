@@ -14,13 +14,27 @@ from rnnbench import measure, resources, runner, task as task_module
 from rnnbench.config import RunConfig
 from test_runner import FirstSign
 
-CONFIG = RunConfig(hidden_size=8, batch_size=16, steps=6, eval_every=3, eval_batch_size=64, device="cpu",
-                   warmup_steps=1)
+CONFIG = RunConfig(
+    hidden_size=8,
+    batch_size=16,
+    steps=6,
+    eval_every=3,
+    eval_batch_size=64,
+    device="cpu",
+    warmup_steps=1,
+)
 
 
 def train(**kwargs):
     task = FirstSign()
-    return runner.train(task, rnnbench.parse_cell_spec("gru"), CONFIG, task.load(CONFIG), torch.device("cpu"), **kwargs)
+    return runner.train(
+        task,
+        rnnbench.parse_cell_spec("gru"),
+        CONFIG,
+        task.load(CONFIG),
+        torch.device("cpu"),
+        **kwargs,
+    )
 
 
 def test_every_clock_read_follows_a_synchronisation(monkeypatch):
@@ -63,17 +77,27 @@ def test_the_data_moves_to_the_device_once_per_run(monkeypatch):
     assert train()["status"] == "ok"
     assert len(moved_splits) == 3  # train, valid, test: once each
     assert len(taken_from) > CONFIG.steps
-    assert all(any(split is moved for moved in moved_splits) for split in taken_from)  # every batch from them
+    assert all(
+        any(split is moved for moved in moved_splits) for split in taken_from
+    )  # every batch from them
 
 
 def test_configure_device_on_cuda_makes_runs_repeatable(monkeypatch):
     calls = []
-    monkeypatch.setattr(torch, "use_deterministic_algorithms", lambda mode, warn_only=False: calls.append((mode, warn_only)))
+    monkeypatch.setattr(
+        torch,
+        "use_deterministic_algorithms",
+        lambda mode, warn_only=False: calls.append((mode, warn_only)),
+    )
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     runner.configure_device(torch.device("cpu"))
-    assert calls == [] and torch.backends.cudnn.benchmark and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    assert (
+        calls == []
+        and torch.backends.cudnn.benchmark
+        and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    )
     runner.configure_device(torch.device("cuda"))
     assert calls == [(True, True)]
     assert torch.backends.cudnn.benchmark is False and torch.backends.cudnn.deterministic is True
@@ -92,7 +116,9 @@ def test_the_row_names_the_gpu_model(monkeypatch):
 def test_on_cuda_the_gpu_must_hold_the_runs_data_too():
     task = rnnbench.build_task("copying")
     config = RunConfig(hidden_size=64)
-    estimate = resources.estimate(task, rnnbench.parse_cell_spec("lstm"), config, "cuda", data_copies=3)
+    estimate = resources.estimate(
+        task, rnnbench.parse_cell_spec("lstm"), config, "cuda", data_copies=3
+    )
     one_copy = int(task.data_bytes(config))
     assert estimate.run_data == one_copy and estimate.data == 3 * one_copy
     needs = estimate.needs(torch.device("cuda"))
@@ -105,5 +131,7 @@ def test_on_cuda_the_gpu_must_hold_the_runs_data_too():
 def test_a_cuda_run_takes_its_batches_on_the_gpu():
     task = FirstSign()
     config = CONFIG.replace(device="cuda")
-    result = runner.train(task, rnnbench.parse_cell_spec("eurnn"), config, task.load(config), torch.device("cuda"))
+    result = runner.train(
+        task, rnnbench.parse_cell_spec("eurnn"), config, task.load(config), torch.device("cuda")
+    )
     assert result["status"] == "ok" and result["impl"] in ("triton", "dense")

@@ -8,20 +8,33 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnbench.data import (DataFile, DownloadError, IdxError, data_dir, fetch, load_idx, load_sample,
-                           parse_idx, read_maybe_gzipped, write_idx)
+from rnnbench.data import (
+    DataFile,
+    DownloadError,
+    IdxError,
+    data_dir,
+    fetch,
+    load_idx,
+    load_sample,
+    parse_idx,
+    read_maybe_gzipped,
+    write_idx,
+)
 from rnnbench.data import mnist as mnist_data
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])
-@pytest.mark.parametrize("array", [
-    np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4),
-    np.array([3, 1, 4], dtype=np.uint8),
-    np.linspace(-1, 1, 6, dtype=np.float32).reshape(3, 2),
-    np.array([[-5, 7]], dtype=np.int32),
-])
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4),
+        np.array([3, 1, 4], dtype=np.uint8),
+        np.linspace(-1, 1, 6, dtype=np.float32).reshape(3, 2),
+        np.array([[-5, 7]], dtype=np.int32),
+    ],
+)
 def test_idx_round_trip(tmp_path, array, suffix):
     path = tmp_path / f"a-idx{suffix}"
     write_idx(path, array)
@@ -31,20 +44,25 @@ def test_idx_round_trip(tmp_path, array, suffix):
 
 
 def _idx_bytes(array):
-    return bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes() + array.tobytes()
+    return (
+        bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes() + array.tobytes()
+    )
 
 
 GOOD = _idx_bytes(np.zeros((3, 2, 2), np.uint8))
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"", "not an IDX file (bad magic number none)"),
-    (b"\x12\x34\x08\x01", "not an IDX file (bad magic number 12340801)"),
-    (b"\0\0\x42\x01" + bytes(8), "unknown IDX type code 0x42"),
-    (GOOD[:10], "truncated header (10 bytes, expected 16)"),
-    (GOOD[:-1], "truncated: 27 bytes where shape (3, 2, 2) needs 28"),
-    (GOOD + b"\0", "has trailing bytes: 29 bytes where shape (3, 2, 2) needs 28"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "not an IDX file (bad magic number none)"),
+        (b"\x12\x34\x08\x01", "not an IDX file (bad magic number 12340801)"),
+        (b"\0\0\x42\x01" + bytes(8), "unknown IDX type code 0x42"),
+        (GOOD[:10], "truncated header (10 bytes, expected 16)"),
+        (GOOD[:-1], "truncated: 27 bytes where shape (3, 2, 2) needs 28"),
+        (GOOD + b"\0", "has trailing bytes: 29 bytes where shape (3, 2, 2) needs 28"),
+    ],
+)
 def test_bad_idx_names_the_file_the_problem_and_the_fix(tmp_path, data, message):
     path = tmp_path / "train-images-idx3-ubyte"
     path.write_bytes(data)
@@ -73,11 +91,14 @@ def test_data_dir_precedence(monkeypatch, tmp_path):
 
 # --- fetching, against a real HTTP server -------------------------------------------------
 
+
 @pytest.fixture
 def digits():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (20, 6, 6), dtype=np.uint8)
-    return images, DataFile("train-images-idx3-ubyte", hashlib.sha256(_idx_bytes(images)).hexdigest())
+    return images, DataFile(
+        "train-images-idx3-ubyte", hashlib.sha256(_idx_bytes(images)).hexdigest()
+    )
 
 
 def _publish(root, mirror, name, content: bytes):
@@ -129,14 +150,18 @@ def test_all_mirrors_bad_leaves_nothing_and_says_what_to_do(server, digits, tmp_
     assert list(cache.iterdir()) == []
 
 
-def test_missing_files_make_one_error_that_lists_them_all_and_a_silent_mirror_is_asked_once(server, tmp_path):
+def test_missing_files_make_one_error_that_lists_them_all_and_a_silent_mirror_is_asked_once(
+    server, tmp_path
+):
     """Offline (a mirror on a closed port) beside a mirror that lacks the files: one error, no
     warnings, every missing file named with where to put it; what is already there is not asked for."""
     from rnnbench.data import load_dataset
 
     root, url = server
     (root / "empty").mkdir()
-    files = {key: mnist_data.MNIST_FILES[key] for key in ("train_images", "train_labels", "test_labels")}
+    files = {
+        key: mnist_data.MNIST_FILES[key] for key in ("train_images", "train_labels", "test_labels")
+    }
     cache = tmp_path / "cache"
     cache.mkdir()
     write_idx(cache / "t10k-labels-idx1-ubyte", np.zeros(3, np.uint8))  # there already, by hand
@@ -146,7 +171,9 @@ def test_missing_files_make_one_error_that_lists_them_all_and_a_silent_mirror_is
         with pytest.raises(DownloadError) as error:
             load_dataset(files, cache, [closed, f"{url}/empty"], "mnist")
     message = str(error.value)
-    assert message.startswith(f"mnist: 2 files are missing from {cache}, and no mirror gave a good copy:\n")
+    assert message.startswith(
+        f"mnist: 2 files are missing from {cache}, and no mirror gave a good copy:\n"
+    )
     assert f"{closed}/train-images-idx3-ubyte.gz: <urlopen error" in message
     assert f"{closed}/train-labels" not in message  # asked once, not once per file
     assert f"({closed} did not answer, so it was not asked for the other files)" in message
@@ -155,13 +182,17 @@ def test_missing_files_make_one_error_that_lists_them_all_and_a_silent_mirror_is
         assert f"\n  {name}.gz  or  {name}" in message
     assert "t10k-labels" not in message
     assert f"Put these files into {cache} yourself" in message and "pass --data-dir" in message
-    assert sorted(p.name for p in cache.iterdir()) == ["t10k-labels-idx1-ubyte"]  # no partial downloads
+    assert sorted(p.name for p in cache.iterdir()) == [
+        "t10k-labels-idx1-ubyte"
+    ]  # no partial downloads
 
 
 def test_files_placed_by_hand_are_used_without_network(digits, tmp_path):
     images, file = digits
     write_idx(tmp_path / "train-images-idx3-ubyte", images)  # plain, not gzipped
-    np.testing.assert_array_equal(load_idx(file, tmp_path, ["http://127.0.0.1:9/unreachable"]), images)
+    np.testing.assert_array_equal(
+        load_idx(file, tmp_path, ["http://127.0.0.1:9/unreachable"]), images
+    )
 
 
 def test_a_wrong_file_placed_by_hand_is_reported_not_replaced(digits, tmp_path):
@@ -175,10 +206,12 @@ def test_a_wrong_file_placed_by_hand_is_reported_not_replaced(digits, tmp_path):
 def test_load_mnist_fetches_all_four_files(server, tmp_path, monkeypatch):
     root, url = server
     rng = np.random.default_rng(1)
-    arrays = {"train_images": rng.integers(0, 256, (12, 28, 28), dtype=np.uint8),
-              "train_labels": rng.integers(0, 10, 12, dtype=np.uint8),
-              "test_images": rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
-              "test_labels": rng.integers(0, 10, 5, dtype=np.uint8)}
+    arrays = {
+        "train_images": rng.integers(0, 256, (12, 28, 28), dtype=np.uint8),
+        "train_labels": rng.integers(0, 10, 12, dtype=np.uint8),
+        "test_images": rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
+        "test_labels": rng.integers(0, 10, 5, dtype=np.uint8),
+    }
     files = {}
     for key, array in arrays.items():
         name = mnist_data.MNIST_FILES[key].name
@@ -191,11 +224,21 @@ def test_load_mnist_fetches_all_four_files(server, tmp_path, monkeypatch):
 
 
 def test_mismatched_images_and_labels_are_refused(server, tmp_path, monkeypatch):
-    for key, array in {"train_images": np.zeros((4, 2, 2), np.uint8), "train_labels": np.zeros(3, np.uint8),
-                       "test_images": np.zeros((2, 2, 2), np.uint8), "test_labels": np.zeros(2, np.uint8)}.items():
+    for key, array in {
+        "train_images": np.zeros((4, 2, 2), np.uint8),
+        "train_labels": np.zeros(3, np.uint8),
+        "test_images": np.zeros((2, 2, 2), np.uint8),
+        "test_labels": np.zeros(2, np.uint8),
+    }.items():
         write_idx(tmp_path / mnist_data.MNIST_FILES[key].name, array)
-    monkeypatch.setattr(mnist_data, "MNIST_FILES", {k: DataFile(f.name, None) for k, f in mnist_data.MNIST_FILES.items()})
-    with pytest.raises(IdxError, match=r"images of shape \(4, 2, 2\) do not go with labels of shape \(3,\)"):
+    monkeypatch.setattr(
+        mnist_data,
+        "MNIST_FILES",
+        {k: DataFile(f.name, None) for k, f in mnist_data.MNIST_FILES.items()},
+    )
+    with pytest.raises(
+        IdxError, match=r"images of shape \(4, 2, 2\) do not go with labels of shape \(3,\)"
+    ):
         mnist_data.load_mnist(tmp_path, [])
 
 
@@ -215,5 +258,9 @@ def test_any_mnist_format_dataset_reads_through_the_same_code():
 
 @pytest.mark.skipif(not FASHION.exists(), reason="apt-get install dataset-fashion-mnist")
 def test_fashion_mnist_checksums_hold_for_debians_recompressed_files():
-    arrays = mnist_data.load_mnist(FASHION, mirrors=[], dataset="fashion-mnist")  # checked, no network
-    assert arrays["train_images"].shape == (60000, 28, 28) and arrays["test_labels"].shape == (10000,)
+    arrays = mnist_data.load_mnist(
+        FASHION, mirrors=[], dataset="fashion-mnist"
+    )  # checked, no network
+    assert arrays["train_images"].shape == (60000, 28, 28) and arrays["test_labels"].shape == (
+        10000,
+    )

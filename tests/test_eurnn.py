@@ -45,8 +45,10 @@ def test_a_single_mixer_is_the_documented_two_by_two_matrix():
     cell = make("tunable", 2, 1).double()
     theta, phi = cell.theta.item(), cell.phi.item()
     e = complex(math.cos(phi), math.sin(phi))
-    expected = torch.tensor([[e * math.cos(theta), -e * math.sin(theta)],
-                             [math.sin(theta), math.cos(theta)]], dtype=torch.complex128)
+    expected = torch.tensor(
+        [[e * math.cos(theta), -e * math.sin(theta)], [math.sin(theta), math.cos(theta)]],
+        dtype=torch.complex128,
+    )
     torch.testing.assert_close(cell.recurrent_matrix().detach(), expected, rtol=0, atol=1e-12)
 
 
@@ -55,10 +57,14 @@ def test_the_diagonal_phase_acts_before_the_mesh():
     cell = make("tunable", 2, 1, diag_phase=True).double()
     theta, phi = cell.theta.item(), cell.phi.item()
     e = complex(math.cos(phi), math.sin(phi))
-    mixer = torch.tensor([[e * math.cos(theta), -e * math.sin(theta)],
-                          [math.sin(theta), math.cos(theta)]], dtype=torch.complex128)
+    mixer = torch.tensor(
+        [[e * math.cos(theta), -e * math.sin(theta)], [math.sin(theta), math.cos(theta)]],
+        dtype=torch.complex128,
+    )
     diagonal = torch.diag(torch.polar(torch.ones(2, dtype=torch.float64), cell.omega.detach()))
-    torch.testing.assert_close(cell.recurrent_matrix().detach(), mixer @ diagonal, rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        cell.recurrent_matrix().detach(), mixer @ diagonal, rtol=0, atol=1e-12
+    )
 
 
 class _Matrix(nn.Module):
@@ -82,12 +88,16 @@ def unitary_jacobian(cell: EURNN) -> torch.Tensor:
         swapped = {f"cell.{k}": v for k, v in zip(names, values)}
         return torch.view_as_real(torch.func.functional_call(matrix, swapped, ())).flatten()
 
-    jacobian = torch.autograd.functional.jacobian(u, tuple(getattr(cell, k).detach() for k in names))
+    jacobian = torch.autograd.functional.jacobian(
+        u, tuple(getattr(cell, k).detach() for k in names)
+    )
     return torch.cat([j.reshape(j.shape[0], -1) for j in jacobian], 1)
 
 
 @pytest.mark.parametrize("n", [4, 6, 8])
-@pytest.mark.parametrize("boundary, diag_phase", [("periodic", False), ("periodic", True), ("open", True)])
+@pytest.mark.parametrize(
+    "boundary, diag_phase", [("periodic", False), ("periodic", True), ("open", True)]
+)
 def test_full_capacity_spans_the_unitary_group(n, boundary, diag_phase):
     """At a random point the angles -> U map has rank N^2 = dim U(N): every direction in U(N) is
     reachable. (With the diagonal phase after the mesh, open + diag_phase had rank N^2 - N + 1.)"""
@@ -130,8 +140,14 @@ def fit_unitary(cell: EURNN, target: torch.Tensor, optimizer: str, steps: int) -
             value.backward()
             adam.step()
     else:
-        lbfgs = torch.optim.LBFGS(angles, max_iter=steps, tolerance_grad=1e-12, tolerance_change=1e-16,
-                                  history_size=50, line_search_fn="strong_wolfe")
+        lbfgs = torch.optim.LBFGS(
+            angles,
+            max_iter=steps,
+            tolerance_grad=1e-12,
+            tolerance_change=1e-16,
+            history_size=50,
+            line_search_fn="strong_wolfe",
+        )
 
         def closure() -> torch.Tensor:
             lbfgs.zero_grad()
@@ -171,9 +187,11 @@ def test_mesh_layouts():
     pairs = [p.T.tolist() for p in mixer_pairs(8, "tunable", 3, "open")]
     assert pairs[1] == [[1, 2], [3, 4], [5, 6]] and pairs[2] == pairs[0]  # ends skip odd layers
     pairs = [p.T.tolist() for p in mixer_pairs(8, "fft", 3, "periodic")]
-    assert pairs == [[[0, 1], [2, 3], [4, 5], [6, 7]],
-                     [[0, 2], [1, 3], [4, 6], [5, 7]],
-                     [[0, 4], [1, 5], [2, 6], [3, 7]]]
+    assert pairs == [
+        [[0, 1], [2, 3], [4, 5], [6, 7]],
+        [[0, 2], [1, 3], [4, 6], [5, 7]],
+        [[0, 4], [1, 5], [2, 6], [3, 7]],
+    ]
 
 
 @pytest.mark.parametrize("diag_phase", [False, True])
@@ -208,8 +226,9 @@ def run_impl(impl, cell_kwargs, x, h0):
     x, h0 = x.clone().requires_grad_(), h0.clone().requires_grad_()
     y = cell(x, h0=h0)
     assert cell.last_impl == impl
-    grads = torch.autograd.grad((y * torch.linspace(-1, 1, y.shape[-1], dtype=y.dtype)).sum(),
-                                [*cell.parameters(), x, h0])
+    grads = torch.autograd.grad(
+        (y * torch.linspace(-1, 1, y.shape[-1], dtype=y.dtype)).sum(), [*cell.parameters(), x, h0]
+    )
     return y, grads
 
 
@@ -221,7 +240,14 @@ EQUIVALENCE = [
     dict(style="fft", output="complex"),
     dict(style="fft", output="abs", diag_phase=True),
     dict(style="tunable", capacity=4, output="complex", modrelu="notebook", init="notebook"),
-    dict(style="tunable", capacity=8, output="real", boundary="open", diag_phase=True, modrelu="notebook"),
+    dict(
+        style="tunable",
+        capacity=8,
+        output="real",
+        boundary="open",
+        diag_phase=True,
+        modrelu="notebook",
+    ),
 ]
 
 
@@ -238,12 +264,25 @@ def test_dense_equals_reference_in_outputs_and_gradients(kwargs, n, steps):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("impl", ["reference", "dense", pytest.param("fused", marks=pytest.mark.fused)])
-@pytest.mark.parametrize("kwargs", [dict(style="tunable", capacity=3, output="complex", diag_phase=True),
-                                    dict(style="tunable", capacity=2, output="real", boundary="open"),
-                                    dict(style="fft", output="abs"),
-                                    dict(style="tunable", capacity=4, output="complex", diag_phase=True,
-                                         modrelu="notebook", init="notebook")])
+@pytest.mark.parametrize(
+    "impl", ["reference", "dense", pytest.param("fused", marks=pytest.mark.fused)]
+)
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(style="tunable", capacity=3, output="complex", diag_phase=True),
+        dict(style="tunable", capacity=2, output="real", boundary="open"),
+        dict(style="fft", output="abs"),
+        dict(
+            style="tunable",
+            capacity=4,
+            output="complex",
+            diag_phase=True,
+            modrelu="notebook",
+            init="notebook",
+        ),
+    ],
+)
 def test_gradcheck(impl, kwargs):
     torch.manual_seed(5)
     cell = EURNN(2, 4, impl=impl, **kwargs).double()
@@ -252,12 +291,16 @@ def test_gradcheck(impl, kwargs):
     params = tuple(cell.parameters())
 
     def f(x, h0, *values):
-        return torch.func.functional_call(cell, dict(zip(dict(cell.named_parameters()), values)), (x, h0))
+        return torch.func.functional_call(
+            cell, dict(zip(dict(cell.named_parameters()), values)), (x, h0)
+        )
 
     assert torch.autograd.gradcheck(f, (x, h0, *params))
 
 
-@pytest.mark.parametrize("impl", ["reference", "dense", pytest.param("fused", marks=pytest.mark.fused)])
+@pytest.mark.parametrize(
+    "impl", ["reference", "dense", pytest.param("fused", marks=pytest.mark.fused)]
+)
 @pytest.mark.parametrize("style, n, capacity, boundary", MESHES[2:])
 def test_state_norm_is_preserved_without_input_and_bias(impl, style, n, capacity, boundary):
     cell = make(style, n, capacity, boundary, impl=impl, output="complex").double()
@@ -270,8 +313,9 @@ def test_state_norm_is_preserved_without_input_and_bias(impl, style, n, capacity
     y = cell(x, h0=h0).detach()
     h = torch.complex(y[..., :n], y[..., n:])  # (B, T, N)
     norms = torch.linalg.vector_norm(h, dim=-1)
-    torch.testing.assert_close(norms, torch.linalg.vector_norm(h0, dim=-1)[:, None].expand_as(norms),
-                               rtol=1e-12, atol=0)
+    torch.testing.assert_close(
+        norms, torch.linalg.vector_norm(h0, dim=-1)[:, None].expand_as(norms), rtol=1e-12, atol=0
+    )
     # and the first step is exactly U h0: recurrent_matrix() is the matrix the recurrence uses
     torch.testing.assert_close(h[:, 0], h0 @ cell.recurrent_matrix().detach().T, rtol=0, atol=1e-12)
 
@@ -300,7 +344,9 @@ def test_modrelu_gradient_is_finite_at_zero(modrelu):
 def torch_eunn_modrelu(z: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """torch_eunn's ModReLU.forward (eps=1e-5), which the original notebook used, on complex z."""
     norm = torch.sqrt(z.real**2 + z.imag**2) + 1e-5
-    return torch.complex(torch.relu(norm + bias) * z.real / norm, torch.relu(norm + bias) * z.imag / norm)
+    return torch.complex(
+        torch.relu(norm + bias) * z.real / norm, torch.relu(norm + bias) * z.imag / norm
+    )
 
 
 def test_notebook_modrelu_is_torch_eunns():
@@ -319,7 +365,11 @@ def torch_eunn_mesh(angles: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     angles: (N, capacity), phi in the even rows, theta in the odd ones."""
     phi, theta = angles[::2], angles[1::2]
     for i in range(angles.shape[1]):
-        e, c, s = torch.polar(torch.ones_like(phi[:, i]), phi[:, i]), torch.cos(theta[:, i]), torch.sin(theta[:, i])
+        e, c, s = (
+            torch.polar(torch.ones_like(phi[:, i]), phi[:, i]),
+            torch.cos(theta[:, i]),
+            torch.sin(theta[:, i]),
+        )
         diag = torch.stack([e * c, c.to(e.dtype)], 1).flatten()
         offdiag = torch.stack([-e * s, s.to(e.dtype)], 1).flatten()
         swapped = torch.stack([x[:, 1::2], x[:, ::2]], 2).flatten(1)  # _permute
@@ -328,7 +378,9 @@ def torch_eunn_mesh(angles: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("capacity", [2, 4])
-@pytest.mark.parametrize("impl", ["reference", "dense", pytest.param("fused", marks=pytest.mark.fused)])
+@pytest.mark.parametrize(
+    "impl", ["reference", "dense", pytest.param("fused", marks=pytest.mark.fused)]
+)
 def test_notebook_options_compute_torch_eunns_eurnn(impl, capacity):
     """torch_eunn's EURNN (input layer, mesh, ModReLU, output real), with our angles carried across:
     our layer l's mixer k is its angles[2k + 1, l] (theta) and angles[2k, l] (phi)."""
@@ -344,8 +396,9 @@ def test_notebook_options_compute_torch_eunns_eurnn(impl, capacity):
     state = torch.zeros(3, n, dtype=torch.complex128)
     expected = []
     for t in range(6):
-        state = torch_eunn_modrelu(cell.input(x[:, t]).detach() + torch_eunn_mesh(angles, state),
-                                   cell.mod_bias.detach())
+        state = torch_eunn_modrelu(
+            cell.input(x[:, t]).detach() + torch_eunn_mesh(angles, state), cell.mod_bias.detach()
+        )
         expected.append(state.real)
     torch.testing.assert_close(cell(x).detach(), torch.stack(expected, 1), rtol=0, atol=1e-12)
 
@@ -390,8 +443,14 @@ def test_default_options_draw_the_same_weights_in_the_same_order(options):
     omega = torch.empty(8).uniform_(0, 2 * math.pi)
     mod_bias = torch.empty(8).uniform_(-0.01, 0.01)
     linear = nn.Linear(1, 8)
-    for got, expected in [(cell.theta, theta), (cell.phi, phi), (cell.omega, omega), (cell.mod_bias, mod_bias),
-                          (cell.input.weight, linear.weight), (cell.input.bias, linear.bias)]:
+    for got, expected in [
+        (cell.theta, theta),
+        (cell.phi, phi),
+        (cell.omega, omega),
+        (cell.mod_bias, mod_bias),
+        (cell.input.weight, linear.weight),
+        (cell.input.bias, linear.bias),
+    ]:
         assert torch.equal(got.detach(), expected.detach())
 
 
@@ -403,58 +462,102 @@ def test_notebook_options_in_specs():
     for name in ("eurnn", "eurnn-c4", "eurnn-full", "eurnn-fft"):
         assert str(rnnbench.registry.parse_cell_spec(f"{name}:init=default:modrelu=smooth")) == name
         cell = rnnbench.build_cell(f"{name}:init=notebook:modrelu=notebook", 1, 8)
-        assert (cell.init, cell.modrelu, cell.readout_init) == ("notebook", "notebook", (-0.426, 0.426, 0.01))
+        assert (cell.init, cell.modrelu, cell.readout_init) == (
+            "notebook",
+            "notebook",
+            (-0.426, 0.426, 0.01),
+        )
 
 
-@pytest.mark.parametrize("n, capacity, expected", [(8, 2, "dense"), (256, 2, "dense"), (512, 2, "dense"),
-                                                   (1332, 2, "reference"), (1024, 8, "dense"), (64, 64, "dense")])
-def test_without_the_fused_kernel_auto_picks_the_path_measured_faster(n, capacity, expected, monkeypatch):
+@pytest.mark.parametrize(
+    "n, capacity, expected",
+    [
+        (8, 2, "dense"),
+        (256, 2, "dense"),
+        (512, 2, "dense"),
+        (1332, 2, "reference"),
+        (1024, 8, "dense"),
+        (64, 64, "dense"),
+    ],
+)
+def test_without_the_fused_kernel_auto_picks_the_path_measured_faster(
+    n, capacity, expected, monkeypatch
+):
     monkeypatch.setattr(_eurnn_fused, "load", lambda: None)  # as on a machine without a compiler
     cell = EURNN(1, n, capacity=capacity)
     assert cell.chosen_impl(torch.device("cpu")) == expected
     cell(torch.zeros(1, 2, 1))
     assert cell.last_impl == expected
-    assert EURNN(1, n, capacity=capacity, impl="reference").chosen_impl(torch.device("cuda")) == "reference"
+    assert (
+        EURNN(1, n, capacity=capacity, impl="reference").chosen_impl(torch.device("cuda"))
+        == "reference"
+    )
 
 
 def test_a_named_implementation_that_cannot_run_fails_naming_those_that_can(monkeypatch):
     """No silent substitute: impl=fused on CUDA, or where the kernel cannot be built, stops the run."""
-    with pytest.raises(ValueError, match=r"impl='fused' cannot run on cuda: the fused kernel is a CPU kernel; "
-                                         r"this is cuda\. Implementations that can: reference, dense"):
+    with pytest.raises(
+        ValueError,
+        match=r"impl='fused' cannot run on cuda: the fused kernel is a CPU kernel; "
+        r"this is cuda\. Implementations that can: reference, dense",
+    ):
         EURNN(1, 8, impl="fused").chosen_impl(torch.device("cuda"))
     monkeypatch.setattr(_eurnn_fused, "load", lambda: None)
     cell = EURNN(1, 8, impl="fused")
-    with pytest.raises(ValueError, match=r"impl='fused' cannot run on cpu: the fused kernel could not be built here"):
+    with pytest.raises(
+        ValueError,
+        match=r"impl='fused' cannot run on cpu: the fused kernel could not be built here",
+    ):
         cell(torch.zeros(1, 2, 1))
 
 
 @pytest.mark.fused
-@pytest.mark.parametrize("n, capacity, diag_phase, expected", [
-    (8, 2, False, "dense"), (10, 2, False, "fused"), (256, 2, False, "fused"), (256, 51, False, "fused"),
-    (256, 51, True, "dense"), (256, 64, False, "dense"), (1024, 8, False, "fused"), (64, 64, False, "dense"),
-])
-def test_auto_picks_fused_on_cpu_for_meshes_of_at_most_n_over_5_layers(n, capacity, diag_phase, expected):
+@pytest.mark.parametrize(
+    "n, capacity, diag_phase, expected",
+    [
+        (8, 2, False, "dense"),
+        (10, 2, False, "fused"),
+        (256, 2, False, "fused"),
+        (256, 51, False, "fused"),
+        (256, 51, True, "dense"),
+        (256, 64, False, "dense"),
+        (1024, 8, False, "fused"),
+        (64, 64, False, "dense"),
+    ],
+)
+def test_auto_picks_fused_on_cpu_for_meshes_of_at_most_n_over_5_layers(
+    n, capacity, diag_phase, expected
+):
     cell = EURNN(1, n, capacity=capacity, diag_phase=diag_phase)
     assert cell.chosen_impl(torch.device("cpu")) == expected
     assert EURNN(1, n, capacity=capacity, impl="fused").chosen_impl(torch.device("cpu")) == "fused"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(hidden_size=7), "even hidden size >= 2 (units are mixed in pairs); got 7"),
-    (dict(hidden_size=0), "got 0"),
-    (dict(capacity=0), "capacity must be in [1, hidden_size=8] for style='tunable'; got 0"),
-    (dict(capacity=-2), "got -2"),
-    (dict(capacity=9), "got 9"),
-    (dict(style="fft", hidden_size=12), "power of two; got 12"),
-    (dict(style="fft", capacity=3), "capacity must be left unset, got 3"),
-    (dict(style="fft", boundary="open"), "boundary applies to style='tunable' only; got 'open'"),
-    (dict(style="butterfly"), "style must be one of tunable, fft; got 'butterfly'"),
-    (dict(output="imag"), "output must be one of real, abs, complex; got 'imag'"),
-    (dict(impl="cuda"), "impl must be one of auto, reference, dense, fused, triton; got 'cuda'"),
-    (dict(boundary="closed"), "boundary must be one of periodic, open; got 'closed'"),
-    (dict(init="paper"), "init must be one of default, notebook; got 'paper'"),
-    (dict(modrelu="tf"), "modrelu must be one of smooth, notebook; got 'tf'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(hidden_size=7), "even hidden size >= 2 (units are mixed in pairs); got 7"),
+        (dict(hidden_size=0), "got 0"),
+        (dict(capacity=0), "capacity must be in [1, hidden_size=8] for style='tunable'; got 0"),
+        (dict(capacity=-2), "got -2"),
+        (dict(capacity=9), "got 9"),
+        (dict(style="fft", hidden_size=12), "power of two; got 12"),
+        (dict(style="fft", capacity=3), "capacity must be left unset, got 3"),
+        (
+            dict(style="fft", boundary="open"),
+            "boundary applies to style='tunable' only; got 'open'",
+        ),
+        (dict(style="butterfly"), "style must be one of tunable, fft; got 'butterfly'"),
+        (dict(output="imag"), "output must be one of real, abs, complex; got 'imag'"),
+        (
+            dict(impl="cuda"),
+            "impl must be one of auto, reference, dense, fused, triton; got 'cuda'",
+        ),
+        (dict(boundary="closed"), "boundary must be one of periodic, open; got 'closed'"),
+        (dict(init="paper"), "init must be one of default, notebook; got 'paper'"),
+        (dict(modrelu="tf"), "modrelu must be one of smooth, notebook; got 'tf'"),
+    ],
+)
 def test_invalid_options_raise_value_errors_naming_the_value(kwargs, message):
     kwargs = {"input_size": 1, "hidden_size": 8, **kwargs}
     with pytest.raises(ValueError) as error:
@@ -462,14 +565,17 @@ def test_invalid_options_raise_value_errors_naming_the_value(kwargs, message):
     assert message in str(error.value)
 
 
-@pytest.mark.parametrize("spec, hidden, message", [
-    ("eurnn", 15, "got 15"),
-    ("eurnn-c16", 8, "got 16"),
-    ("eurnn-fft", 48, "power of two; got 48"),
-    ("eurnn:output=imag", 8, "not one of real, abs, complex"),
-    ("eurnn:init=paper", 8, "not one of default, notebook"),
-    ("eurnn-full:modrelu=abs", 8, "not one of smooth, notebook"),
-])
+@pytest.mark.parametrize(
+    "spec, hidden, message",
+    [
+        ("eurnn", 15, "got 15"),
+        ("eurnn-c16", 8, "got 16"),
+        ("eurnn-fft", 48, "power of two; got 48"),
+        ("eurnn:output=imag", 8, "not one of real, abs, complex"),
+        ("eurnn:init=paper", 8, "not one of default, notebook"),
+        ("eurnn-full:modrelu=abs", 8, "not one of smooth, notebook"),
+    ],
+)
 def test_invalid_specs_raise_value_errors(spec, hidden, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         rnnbench.build_cell(spec, 1, hidden)

@@ -21,9 +21,14 @@ def random_case(rng: torch.Generator) -> dict:
     pick = lambda options: options[torch.randint(len(options), (1,), generator=rng).item()]  # noqa: E731
     style = pick(["tunable", "tunable", "fft"])
     n = pick([2, 4, 8, 16]) if style == "fft" else pick([2, 4, 6, 10, 16])
-    kwargs = dict(style=style, output=pick(["real", "abs", "complex"]), diag_phase=pick([False, True]))
+    kwargs = dict(
+        style=style, output=pick(["real", "abs", "complex"]), diag_phase=pick([False, True])
+    )
     if style == "tunable":
-        kwargs.update(capacity=int(torch.randint(1, n + 1, (1,), generator=rng)), boundary=pick(["periodic", "open"]))
+        kwargs.update(
+            capacity=int(torch.randint(1, n + 1, (1,), generator=rng)),
+            boundary=pick(["periodic", "open"]),
+        )
     shape = dict(batch=pick([1, 3, 5]), steps=pick([1, 2, 9]), inputs=pick([1, 3]), n=n)
     return {"kwargs": kwargs, **shape}
 
@@ -33,7 +38,9 @@ def run(impl: str, case: dict, seed: int):
     weighting of the output depend on `seed` only."""
     torch.manual_seed(seed)
     cell = EURNN(case["inputs"], case["n"], impl=impl, **case["kwargs"]).double()
-    x = torch.randn(case["batch"], case["steps"], case["inputs"], dtype=torch.float64, requires_grad=True)
+    x = torch.randn(
+        case["batch"], case["steps"], case["inputs"], dtype=torch.float64, requires_grad=True
+    )
     h0 = (0.5 * torch.randn(case["batch"], case["n"], dtype=torch.complex128)).requires_grad_()
     y = cell(x, h0=h0)
     assert cell.last_impl == impl
@@ -53,16 +60,47 @@ def test_fused_equals_reference_on_random_meshes(seed):
 
 
 NOTEBOOK_CASES = [  # the original notebook's options, alone and together, on a few meshes
-    {"kwargs": dict(capacity=2, output="real", modrelu="notebook"), "batch": 3, "steps": 9, "inputs": 1, "n": 8},
-    {"kwargs": dict(capacity=5, output="complex", boundary="open", diag_phase=True, modrelu="notebook",
-                    init="notebook"), "batch": 2, "steps": 7, "inputs": 3, "n": 10},
-    {"kwargs": dict(capacity=16, output="abs", diag_phase=True, init="notebook"), "batch": 5, "steps": 4,
-     "inputs": 1, "n": 16},
-    {"kwargs": dict(style="fft", output="complex", modrelu="notebook"), "batch": 1, "steps": 9, "inputs": 2, "n": 8},
+    {
+        "kwargs": dict(capacity=2, output="real", modrelu="notebook"),
+        "batch": 3,
+        "steps": 9,
+        "inputs": 1,
+        "n": 8,
+    },
+    {
+        "kwargs": dict(
+            capacity=5,
+            output="complex",
+            boundary="open",
+            diag_phase=True,
+            modrelu="notebook",
+            init="notebook",
+        ),
+        "batch": 2,
+        "steps": 7,
+        "inputs": 3,
+        "n": 10,
+    },
+    {
+        "kwargs": dict(capacity=16, output="abs", diag_phase=True, init="notebook"),
+        "batch": 5,
+        "steps": 4,
+        "inputs": 1,
+        "n": 16,
+    },
+    {
+        "kwargs": dict(style="fft", output="complex", modrelu="notebook"),
+        "batch": 1,
+        "steps": 9,
+        "inputs": 2,
+        "n": 8,
+    },
 ]
 
 
-@pytest.mark.parametrize("case", NOTEBOOK_CASES, ids=lambda c: "-".join(map(str, c["kwargs"].values())))
+@pytest.mark.parametrize(
+    "case", NOTEBOOK_CASES, ids=lambda c: "-".join(map(str, c["kwargs"].values()))
+)
 def test_fused_equals_dense_and_reference_with_the_notebook_options(case):
     y_ref, g_ref = run("reference", case, seed=6)
     for impl in ("dense", "fused"):
@@ -128,7 +166,9 @@ def test_same_input_gives_bitwise_identical_results():
     assert_bitwise_repeatable("fused", batch=7, steps=20)
 
 
-def outputs_and_grads_with_threads(threads: int, impl: str, batch: int, dtype: torch.dtype, output: str):
+def outputs_and_grads_with_threads(
+    threads: int, impl: str, batch: int, dtype: torch.dtype, output: str
+):
     """Output and gradients (parameters, x, h0) of one forward and backward pass run with
     torch.set_num_threads(threads); the thread count is restored after."""
     old = torch.get_num_threads()
@@ -153,10 +193,14 @@ def test_fused_results_do_not_depend_on_the_thread_count(dtype, output):
     """Same run, 1, 2 or 3 threads: bitwise the same states and gradients, for batches that the
     thread counts divide or not (a training run's metrics must not depend on the machine's cores)."""
     for batch in (1, 3, 7, 64, 100):
-        results = [outputs_and_grads_with_threads(t, "fused", batch, dtype, output) for t in (1, 2, 3)]
+        results = [
+            outputs_and_grads_with_threads(t, "fused", batch, dtype, output) for t in (1, 2, 3)
+        ]
         for threads, result in zip((2, 3), results[1:]):
             for i, (a, b) in enumerate(zip(results[0], result)):
-                assert torch.equal(a, b), f"batch {batch}: output {i} differs between 1 and {threads} threads"
+                assert torch.equal(a, b), (
+                    f"batch {batch}: output {i} differs between 1 and {threads} threads"
+                )
 
 
 def test_non_contiguous_input_and_no_grad():
@@ -178,7 +222,7 @@ def test_layout_makes_each_tunable_layer_one_or_two_runs():
     assert layers.tolist() == [0, 1, 3, 4]
     perm, segments, layers = _eurnn_fused.layout(mixer_pairs(8, "fft", 3, "periodic"), 8)
     assert perm.tolist() == list(range(8))
-    assert segments[layers[2]:].tolist() == [[0, 4, 4, 8]]  # stride 4: one run of 4 mixers
+    assert segments[layers[2] :].tolist() == [[0, 4, 4, 8]]  # stride 4: one run of 4 mixers
 
 
 def test_build_name_changes_with_the_source(monkeypatch, tmp_path):
@@ -208,25 +252,47 @@ def test_without_a_compiler_auto_warns_once_and_runs_dense_and_fused_fails(tmp_p
         for w in caught:
             print("WARNING", w.message)
     """)
-    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext")}
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "CXX": str(tmp_path / "no-such-compiler"),
+        "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext"),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0] == "auto dense" and lines[2] == "auto dense"
-    assert lines[1].startswith("fused ValueError EURNN impl='fused' cannot run on cpu: the fused kernel could not "
-                               "be built here") and "Implementations that can: reference, dense" in lines[1]
+    assert (
+        lines[1].startswith(
+            "fused ValueError EURNN impl='fused' cannot run on cpu: the fused kernel could not "
+            "be built here"
+        )
+        and "Implementations that can: reference, dense" in lines[1]
+    )
     warnings_ = [ln for ln in lines if ln.startswith("WARNING")]
     assert len(warnings_) == 1
-    assert "could not build the fused EURNN kernel" in warnings_[0] and "C++ compiler" in warnings_[0]
+    assert (
+        "could not build the fused EURNN kernel" in warnings_[0] and "C++ compiler" in warnings_[0]
+    )
 
 
 @pytest.mark.parametrize("modrelu", ["smooth", "notebook"])
 @pytest.mark.parametrize("output", ["real", "complex"])
 def test_the_dense_paths_compiled_step_loop_equals_its_python_loop(output, modrelu, monkeypatch):
-    case = {"kwargs": dict(style="tunable", capacity=3, output=output, diag_phase=True, modrelu=modrelu),
-            "batch": 3, "steps": 9, "inputs": 2, "n": 8}
+    case = {
+        "kwargs": dict(
+            style="tunable", capacity=3, output=output, diag_phase=True, modrelu=modrelu
+        ),
+        "batch": 3,
+        "steps": 9,
+        "inputs": 2,
+        "n": 8,
+    }
     y_compiled, g_compiled = run("dense", case, seed=8)
-    monkeypatch.setattr(_eurnn_fused, "load", lambda: None)  # as without a compiler: the Python loop
+    monkeypatch.setattr(
+        _eurnn_fused, "load", lambda: None
+    )  # as without a compiler: the Python loop
     y_python, g_python = run("dense", case, seed=8)
     torch.testing.assert_close(y_compiled, y_python, rtol=0, atol=1e-12)
     for a, b in zip(g_compiled, g_python):
@@ -240,8 +306,12 @@ def test_a_lock_left_by_a_killed_process_never_blocks_loading(tmp_path):
     lock = _eurnn_fused.build_folder(name) / "lock"
     lock.touch()
     try:
-        out = subprocess.run([sys.executable, "-c", "from rnnbench.cells import _eurnn_fused as f; print(f.load())"],
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", "from rnnbench.cells import _eurnn_fused as f; print(f.load())"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         lock.unlink()
     assert out.returncode == 0 and name in out.stdout, out.stderr

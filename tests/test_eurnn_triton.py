@@ -19,8 +19,10 @@ pytest.importorskip("triton")
 pytestmark = pytest.mark.triton
 # The tests on CPU tensors need the interpreter; with a GPU (tests/conftest.py) the compiled kernels
 # run instead, and the cuda tests at the end check them.
-interpreter = pytest.mark.skipif(not _eurnn_triton.interpreted(),
-                                 reason="the compiled Triton kernels run here (a GPU); the cuda tests check them")
+interpreter = pytest.mark.skipif(
+    not _eurnn_triton.interpreted(),
+    reason="the compiled Triton kernels run here (a GPU); the cuda tests check them",
+)
 
 
 def assert_triton_equals_reference(case: dict, seed: int) -> None:
@@ -40,7 +42,9 @@ def test_triton_equals_reference_on_random_meshes(seed):
 
 
 @interpreter
-@pytest.mark.parametrize("case", NOTEBOOK_CASES, ids=lambda c: "-".join(map(str, c["kwargs"].values())))
+@pytest.mark.parametrize(
+    "case", NOTEBOOK_CASES, ids=lambda c: "-".join(map(str, c["kwargs"].values()))
+)
 def test_triton_equals_reference_with_the_notebook_options(case):
     assert_triton_equals_reference(case, 6)
 
@@ -67,8 +71,13 @@ def test_blocks_of_several_sequences_and_a_ragged_last_block(rows, monkeypatch):
     """Programs of `rows` sequences (block_rows gives several from a batch of 256 on; forced here, as
     the interpreter runs programs one after another) and a last program with fewer."""
     monkeypatch.setattr(_eurnn_triton, "block_rows", lambda batch, n: rows)
-    case = {"kwargs": dict(capacity=3, boundary="open", output="complex"), "batch": rows + 1, "steps": 3,
-            "inputs": 2, "n": 8}
+    case = {
+        "kwargs": dict(capacity=3, boundary="open", output="complex"),
+        "batch": rows + 1,
+        "steps": 3,
+        "inputs": 2,
+        "n": 8,
+    }
     assert_triton_equals_reference(case, 4)
 
 
@@ -97,7 +106,10 @@ def test_tables_list_each_layers_mixers_and_mark_empty_slots():
     table = _eurnn_triton.tables(mixer_pairs(6, "tunable", 3, "open"), 6)
     assert table.shape == (3, 3, 4) and table.dtype == torch.int32  # N/2 = 3 slots, rounded up to 4
     assert table[0, 0, :3].tolist() == [0, 2, 4] and table[1, 0, :3].tolist() == [1, 3, 5]
-    assert table[0, 1, :2].tolist() == [1, 3] and table[1, 1, :2].tolist() == [2, 4]  # open: 2 mixers
+    assert table[0, 1, :2].tolist() == [1, 3] and table[1, 1, :2].tolist() == [
+        2,
+        4,
+    ]  # open: 2 mixers
     assert table[2].tolist() == [[0, 1, 2, -1], [3, 4, -1, -1], [5, 6, 7, -1]]
 
 
@@ -107,15 +119,28 @@ def test_block_rows_depends_on_the_shapes_only_and_bounds_a_programs_units():
     assert _eurnn_triton.block_rows(10**6, 64) == 4  # at most 256 units a program
     assert _eurnn_triton.block_rows(10**6, 16) == 16  # at most 16 sequences
     assert _eurnn_triton.block_rows(10**6, 8) == 1  # below N = 16, one
-    assert _eurnn_triton.block_rows(100_000, 1024) == 1 and _eurnn_triton.block_rows(100_000, 4096) == 1
-    assert [_eurnn_triton.num_warps(1, n) for n in (2, 128, 256, 512, 1000, 4096)] == [4, 4, 8, 16, 16, 16]
+    assert (
+        _eurnn_triton.block_rows(100_000, 1024) == 1
+        and _eurnn_triton.block_rows(100_000, 4096) == 1
+    )
+    assert [_eurnn_triton.num_warps(1, n) for n in (2, 128, 256, 512, 1000, 4096)] == [
+        4,
+        4,
+        8,
+        16,
+        16,
+        16,
+    ]
 
 
 def test_triton_cannot_run_on_cpu_outside_the_interpreter(monkeypatch):
     monkeypatch.setattr(_eurnn_triton, "interpreted", lambda: False)
     cell = EURNN(1, 8, impl="triton")
-    with pytest.raises(ValueError, match=r"impl='triton' cannot run on cpu: the Triton kernels run on CUDA devices"
-                                         r".*Implementations that can: reference, dense"):
+    with pytest.raises(
+        ValueError,
+        match=r"impl='triton' cannot run on cpu: the Triton kernels run on CUDA devices"
+        r".*Implementations that can: reference, dense",
+    ):
         cell(torch.zeros(1, 2, 1))
     assert choose_impl("auto", torch.device("cpu"), 256, 2) != "triton"
 
@@ -131,15 +156,23 @@ def test_the_interpreter_mode_is_the_one_the_kernels_were_defined_in(monkeypatch
         assert "defined for its interpreter" in _eurnn_triton.unavailable(torch.device("cuda"))
 
 
-def test_auto_on_cuda_is_triton_for_shallow_meshes_where_triton_is_installed_else_dense(monkeypatch):
+def test_auto_on_cuda_is_triton_for_shallow_meshes_where_triton_is_installed_else_dense(
+    monkeypatch,
+):
     monkeypatch.setattr(_eurnn_triton, "interpreted", lambda: False)  # as on a GPU machine
     assert choose_impl("auto", torch.device("cuda"), 256, 2) == "triton"
     assert choose_impl("auto", torch.device("cuda"), 1024, 16) == "triton"
-    assert choose_impl("auto", torch.device("cuda"), 64, 64) == "dense"  # full capacity: 64 barriers a step
-    assert choose_impl("auto", torch.device("cuda"), 2048, 2) == "dense"  # beyond the compile-checked sizes
+    assert (
+        choose_impl("auto", torch.device("cuda"), 64, 64) == "dense"
+    )  # full capacity: 64 barriers a step
+    assert (
+        choose_impl("auto", torch.device("cuda"), 2048, 2) == "dense"
+    )  # beyond the compile-checked sizes
     monkeypatch.setattr(_eurnn_triton, "_kernels", lambda: None)  # as without Triton
     assert choose_impl("auto", torch.device("cuda"), 256, 2) == "dense"
-    with pytest.raises(ValueError, match="impl='triton' cannot run on cuda: Triton is not installed"):
+    with pytest.raises(
+        ValueError, match="impl='triton' cannot run on cuda: Triton is not installed"
+    ):
         choose_impl("triton", torch.device("cuda"), 256, 2)
 
 
@@ -152,25 +185,45 @@ COMPILE = "import json; from rnnbench.cells import _eurnn_triton as t; print(jso
 
 def test_every_kernel_configuration_compiles_for_the_h200_without_spills():
     environment = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    out = subprocess.run([sys.executable, "-c", COMPILE], capture_output=True, text=True, env=environment,
-                         timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", COMPILE],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.splitlines()[-1])
     shapes = _eurnn_triton.launch_shapes()
-    assert len(shapes) == 14 and (1, 1024) in shapes and (16, 16) in shapes and len(report) == len(shapes) * 2 * 2
+    assert (
+        len(shapes) == 14
+        and (1, 1024) in shapes
+        and (16, 16) in shapes
+        and len(report) == len(shapes) * 2 * 2
+    )
     for entry in report:
         where = f"{entry['kernel']} {entry['dtype']} rows={entry['rows']} N={entry['block_n']}"
         assert entry["returncode"] == 0, (where, entry["ptxas"])
-        assert entry["registers"] and entry["spill_stores"] == 0 and entry["spill_loads"] == 0, (where, entry["ptxas"])
+        assert entry["registers"] and entry["spill_stores"] == 0 and entry["spill_loads"] == 0, (
+            where,
+            entry["ptxas"],
+        )
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-@pytest.mark.parametrize("n, batch, kwargs", [
-    (10, 300, dict(capacity=3, boundary="open", diag_phase=True, output="complex")),  # 2 sequences a program
-    (256, 300, dict(capacity=2, output="real")),
-    (256, 7, dict(style="fft", diag_phase=True, output="abs", modrelu="notebook")),
-])
+@pytest.mark.parametrize(
+    "n, batch, kwargs",
+    [
+        (
+            10,
+            300,
+            dict(capacity=3, boundary="open", diag_phase=True, output="complex"),
+        ),  # 2 sequences a program
+        (256, 300, dict(capacity=2, output="real")),
+        (256, 7, dict(style="fft", diag_phase=True, output="abs", modrelu="notebook")),
+    ],
+)
 def test_the_compiled_kernels_equal_reference_on_the_gpu_in_float64(n, batch, kwargs):
     """On a GPU: the compiled kernels (races would show here, never in the interpreter) against the
     reference path on the same GPU, outputs and every gradient, float64."""
@@ -183,7 +236,9 @@ def test_the_compiled_kernels_equal_reference_on_the_gpu_in_float64(n, batch, kw
         h0 = (0.5 * torch.randn(batch, n, dtype=torch.complex128, device=device)).requires_grad_()
         y = cell(x, h0=h0)
         assert cell.last_impl == impl
-        weights = torch.randn(y.shape, dtype=y.dtype, device=device, generator=torch.Generator(device).manual_seed(1))
+        weights = torch.randn(
+            y.shape, dtype=y.dtype, device=device, generator=torch.Generator(device).manual_seed(1)
+        )
         grads = torch.autograd.grad((y * weights).sum(), [*cell.parameters(), x, h0])
         results.append((y, grads))
     (y_ref, g_ref), (y, g) = results

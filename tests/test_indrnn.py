@@ -33,7 +33,9 @@ def test_the_hand_written_backward_matches_autograd_through_the_step_loop():
     torch.manual_seed(0)
     xp = torch.randn(7, 3, 5, dtype=torch.float64, requires_grad=True)  # units switch on and off
     u = torch.empty(5, dtype=torch.float64).uniform_(-1, 1).requires_grad_()
-    grad = torch.randn(3, 7, 5, dtype=torch.float64).transpose(0, 1)  # not contiguous, as the cell's
+    grad = torch.randn(3, 7, 5, dtype=torch.float64).transpose(
+        0, 1
+    )  # not contiguous, as the cell's
 
     def by_autograd(xp, u):
         h, hs = torch.zeros(3, 5, dtype=torch.float64), []
@@ -45,7 +47,9 @@ def test_the_hand_written_backward_matches_autograd_through_the_step_loop():
     expected = by_autograd(xp, u)
     got = IndependentRecurrence.apply(xp, u)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-14)
-    for g, e in zip(torch.autograd.grad(got, (xp, u), grad), torch.autograd.grad(expected, (xp, u), grad)):
+    for g, e in zip(
+        torch.autograd.grad(got, (xp, u), grad), torch.autograd.grad(expected, (xp, u), grad)
+    ):
         torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
 
 
@@ -67,8 +71,11 @@ def test_the_recurrent_weights_stay_inside_their_bound_after_large_optimizer_ste
     cell = rnnbench.build_cell("indrnn:max_length=50:layers=2", 2, 8)
     bound = cell.bound
     # only u moves: SGD steps this large would blow the input weights of a stack up to inf
-    opt = torch.optim.SGD([cell.recurrent], lr=100.0) if optimizer == "sgd" else \
-        torch.optim.Adam([cell.recurrent], lr=1.0)
+    opt = (
+        torch.optim.SGD([cell.recurrent], lr=100.0)
+        if optimizer == "sgd"
+        else torch.optim.Adam([cell.recurrent], lr=1.0)
+    )
     x = torch.rand(5, 20, 2) + 0.5
     with torch.no_grad():
         for linear in cell.inputs:
@@ -102,7 +109,9 @@ def test_a_weight_pushed_past_its_bound_comes_back():
     opt = torch.optim.SGD(cell.parameters(), lr=0.1)
     with torch.no_grad():
         cell.recurrent.fill_(cell.bound + 0.05)
-    for _ in range(2):  # loss = u_eff: descent lowers u; the first step is taken although u_eff sits at the bound
+    for _ in range(
+        2
+    ):  # loss = u_eff: descent lowers u; the first step is taken although u_eff sits at the bound
         opt.zero_grad()
         cell.recurrent_weight().sum().backward()
         opt.step()
@@ -110,12 +119,17 @@ def test_a_weight_pushed_past_its_bound_comes_back():
 
 
 def _spans(u, low, high):
-    return low <= u.min() and u.max() <= high and \
-        u.min() < low + 0.01 * (high - low) and u.max() > high - 0.01 * (high - low)
+    return (
+        low <= u.min()
+        and u.max() <= high
+        and u.min() < low + 0.01 * (high - low)
+        and u.max() > high - 0.01 * (high - low)
+    )
 
 
-@pytest.mark.parametrize("init, last_low, last_high",
-                         [("uniform", 0.0, 1.0), ("long", 2 ** (-1 / 784), 2 ** (1 / 784))])
+@pytest.mark.parametrize(
+    "init, last_low, last_high", [("uniform", 0.0, 1.0), ("long", 2 ** (-1 / 784), 2 ** (1 / 784))]
+)
 def test_initialisation_long_applies_to_the_last_layer_only(init, last_low, last_high):
     torch.manual_seed(0)
     cell = rnnbench.build_cell(f"indrnn:init={init}:layers=3", 2, 1000)
@@ -158,24 +172,34 @@ def test_gradients_match_finite_differences_in_float64():
     assert torch.autograd.gradcheck(run, (x, *params))
 
 
-@pytest.mark.parametrize("layers, count", [
-    (1, 15 + 5 + 5),  # W_1 5x3, b_1 5, u_1 5: N (input + 2)
-    (2, 15 + 5 + 5 + 25 + 5 + 5),  # and W_2 5x5, b_2 5, u_2 5: + N (N + 2)
-    (6, 25 + 5 * 35),  # the default
-])
+@pytest.mark.parametrize(
+    "layers, count",
+    [
+        (1, 15 + 5 + 5),  # W_1 5x3, b_1 5, u_1 5: N (input + 2)
+        (2, 15 + 5 + 5 + 25 + 5 + 5),  # and W_2 5x5, b_2 5, u_2 5: + N (N + 2)
+        (6, 25 + 5 * 35),  # the default
+    ],
+)
 def test_parameters_counted_by_hand(layers, count):
     spec = "indrnn" if layers == 6 else f"indrnn:layers={layers}"
     cell = rnnbench.build_cell(spec, 3, 5)
-    assert sum(p.numel() for p in cell.parameters()) == count == 5 * (3 + 2) + (layers - 1) * 5 * (5 + 2)
+    assert (
+        sum(p.numel() for p in cell.parameters())
+        == count
+        == 5 * (3 + 2) + (layers - 1) * 5 * (5 + 2)
+    )
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("indrnn:layers=0", "layers=0 must be >= 1"),
-    ("indrnn:layers=-2", "layers=-2 must be >= 1"),
-    ("indrnn:max_length=0", "max_length=0 must be >= 1"),
-    ("indrnn:max_gain=0.5", "max_gain=0.5 must be >= 1"),
-    ("indrnn:init=zeros", "init='zeros' is not one of uniform, long"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("indrnn:layers=0", "layers=0 must be >= 1"),
+        ("indrnn:layers=-2", "layers=-2 must be >= 1"),
+        ("indrnn:max_length=0", "max_length=0 must be >= 1"),
+        ("indrnn:max_gain=0.5", "max_gain=0.5 must be >= 1"),
+        ("indrnn:init=zeros", "init='zeros' is not one of uniform, long"),
+    ],
+)
 def test_bad_options_are_refused(spec, message):
     with pytest.raises(ValueError, match=message):
         rnnbench.build_cell(spec, 1, 8)

@@ -22,12 +22,18 @@ def paper_system(order: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     return a, b
 
 
-def rk4_hold(a: torch.Tensor, b: torch.Tensor, substeps: int = 1600) -> tuple[torch.Tensor, torch.Tensor]:
+def rk4_hold(
+    a: torch.Tensor, b: torch.Tensor, substeps: int = 1600
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Integrate m' = A m + B u over one unit step with u held at 1 (classic RK4): the columns of
     [Phi | m] from [I | 0] give A_bar and B_bar."""
     d = a.shape[0]
-    state = torch.cat([torch.eye(d, dtype=torch.float64), torch.zeros(d, 1, dtype=torch.float64)], 1)
-    drive = torch.cat([torch.zeros(d, d, dtype=torch.float64), b[:, None]], 1)  # B u: only the last column
+    state = torch.cat(
+        [torch.eye(d, dtype=torch.float64), torch.zeros(d, 1, dtype=torch.float64)], 1
+    )
+    drive = torch.cat(
+        [torch.zeros(d, d, dtype=torch.float64), b[:, None]], 1
+    )  # B u: only the last column
 
     def f(s):
         return a @ s + drive
@@ -46,9 +52,13 @@ def rk4_hold(a: torch.Tensor, b: torch.Tensor, substeps: int = 1600) -> tuple[to
 def test_the_zero_order_hold_matches_an_rk4_integration_of_the_paper_system(order, theta):
     cell = LMU(1, 4, order=order, theta=theta)
     a_bar, b_bar = cell.memory_matrices()
-    assert a_bar.dtype == torch.float64 and a_bar.shape == (order, order) and b_bar.shape == (order,)
+    assert (
+        a_bar.dtype == torch.float64 and a_bar.shape == (order, order) and b_bar.shape == (order,)
+    )
     a, b = paper_system(order, theta)
-    a_rk4, b_rk4 = rk4_hold(a, b)  # (its error falls 16-fold per halving of the substep: ~7e-13 here)
+    a_rk4, b_rk4 = rk4_hold(
+        a, b
+    )  # (its error falls 16-fold per halving of the substep: ~7e-13 here)
     torch.testing.assert_close(a_bar, a_rk4, rtol=0, atol=2e-12)
     torch.testing.assert_close(b_bar, b_rk4, rtol=0, atol=2e-12)
     # and the closed form B_bar = A^-1 (A_bar - I) B (A is invertible)
@@ -71,15 +81,22 @@ def test_the_memory_holds_the_legendre_coefficients_of_the_last_theta_steps():
         cell.memory_kernel.copy_(scale * torch.eye(order, dtype=torch.float64))
     steps = 300
     t = torch.arange(steps, dtype=torch.float64)
-    signal = torch.sin(2 * math.pi * t / 150) + 0.5 * torch.cos(2 * math.pi * t / 97 + 1)  # slow against theta
+    signal = torch.sin(2 * math.pi * t / 150) + 0.5 * torch.cos(
+        2 * math.pi * t / 97 + 1
+    )  # slow against theta
     m = torch.atanh(cell(signal[None, :, None]))[0] / scale  # (T, order)
     for delay in (0.0, 15.0, 30.0, 45.0, 60.0):
-        weights = torch.stack([shifted_legendre(i, torch.tensor(delay / theta, dtype=torch.float64))
-                               for i in range(order)])
+        weights = torch.stack(
+            [
+                shifted_legendre(i, torch.tensor(delay / theta, dtype=torch.float64))
+                for i in range(order)
+            ]
+        )
         decoded = m[100:] @ weights  # u(t - delay) for t = 100 .. T-1
         # m_t holds u_t over (t - 1, t]: the held signal, delayed by `delay`, is u at t - delay + 1/2 on average
-        target = torch.sin(2 * math.pi * (t[100:] - delay + 0.5) / 150) + \
-            0.5 * torch.cos(2 * math.pi * (t[100:] - delay + 0.5) / 97 + 1)
+        target = torch.sin(2 * math.pi * (t[100:] - delay + 0.5) / 150) + 0.5 * torch.cos(
+            2 * math.pi * (t[100:] - delay + 0.5) / 97 + 1
+        )
         # (about 5e-4 inside the window; 0.015 at its newest edge, where a degree-11 fit is worst.
         # Off by half a step either way, the error is 0.037: the test sees the timing.)
         tolerance = 0.02 if delay == 0 else 2e-3
@@ -96,7 +113,9 @@ def reference_forward(cell: LMU, x: torch.Tensor) -> torch.Tensor:
     for t in range(steps):
         u = x[:, t] @ cell.input_encoder + h @ cell.hidden_encoder + m @ cell.memory_encoder  # (B,)
         m = m @ a_bar.T + u[:, None] * b_bar
-        h = torch.tanh(x[:, t] @ cell.input_kernel.T + h @ cell.hidden_kernel.T + m @ cell.memory_kernel.T)
+        h = torch.tanh(
+            x[:, t] @ cell.input_kernel.T + h @ cell.hidden_kernel.T + m @ cell.memory_kernel.T
+        )
         out.append(h)
     return torch.stack(out, 1)
 
@@ -116,7 +135,10 @@ def test_gradients_match_finite_differences_in_float64():
     torch.manual_seed(1)
     cell = rnnbench.build_cell("lmu:order=4:theta=5", 2, 3).double()
     names = [n for n, _ in cell.named_parameters()]
-    params = tuple(p.detach().clone().add_(0.2 * torch.randn_like(p)).requires_grad_() for p in cell.parameters())
+    params = tuple(
+        p.detach().clone().add_(0.2 * torch.randn_like(p)).requires_grad_()
+        for p in cell.parameters()
+    )
     x = torch.randn(2, 5, 2, dtype=torch.float64, requires_grad=True)
 
     def run(x, *ps):
@@ -154,12 +176,15 @@ def test_the_defaults_are_the_paper_psmnist_ones():
     assert (cell.order, cell.theta, cell.init) == (256, 784.0, "default")
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("lmu:order=0", "order=0 must be >= 1"),
-    ("lmu:theta=0", "theta=0.0 must be a positive"),
-    ("lmu:theta=-3", "theta=-3.0 must be a positive"),
-    ("lmu:init=keras", "init='keras' is not one of default, psmnist"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("lmu:order=0", "order=0 must be >= 1"),
+        ("lmu:theta=0", "theta=0.0 must be a positive"),
+        ("lmu:theta=-3", "theta=-3.0 must be a positive"),
+        ("lmu:init=keras", "init='keras' is not one of default, psmnist"),
+    ],
+)
 def test_bad_options_are_refused(spec, message):
     with pytest.raises(ValueError, match=message):
         rnnbench.build_cell(spec, 1, 8)

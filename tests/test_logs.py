@@ -16,8 +16,24 @@ from rnnbench.registry import CELLS
 from rnnbench.store import layout
 
 TASK = "adding:length=8:n_train=48:n_valid=16:n_test=16"
-TINY = ["--cells", "rnn", "--task", TASK, "--hidden", "6", "--steps", "12", "--eval-every", "6", "--batch-size", "16",
-        "--eval-batch-size", "16", "--device", "cpu"]
+TINY = [
+    "--cells",
+    "rnn",
+    "--task",
+    TASK,
+    "--hidden",
+    "6",
+    "--steps",
+    "12",
+    "--eval-every",
+    "6",
+    "--batch-size",
+    "16",
+    "--eval-batch-size",
+    "16",
+    "--device",
+    "cpu",
+]
 
 
 def test_a_handler_pointed_at_a_new_stream_is_the_same_one_and_formats_warnings():
@@ -29,7 +45,9 @@ def test_a_handler_pointed_at_a_new_stream_is_the_same_one_and_formats_warnings(
     log.info("a line as is")
     log.warning("something odd")
     warnings.warn("a Python warning")
-    assert [h for h in logging.getLogger("rnnbench").handlers if getattr(h, "rnnbench", False)] == [handler]
+    assert [h for h in logging.getLogger("rnnbench").handlers if getattr(h, "rnnbench", False)] == [
+        handler
+    ]
     assert first.getvalue() == "to the first\n"
     assert second.getvalue() == "a line as is\nwarning: something odd\nwarning: a Python warning\n"
 
@@ -47,7 +65,9 @@ def test_the_cli_prints_each_line_once_across_commands_and_a_childs_lines_throug
     whose warning reaches this one's stderr with one `warning: ` prefix."""
     results = tmp_path / "res"
     results.mkdir()
-    layout.sweeps_folder(results).write_text("a file where the folder should be")  # (a warning in every command)
+    layout.sweeps_folder(results).write_text(
+        "a file where the folder should be"
+    )  # (a warning in every command)
     args = ["run", *TINY, "--seeds", "0,0", "--results", str(results), "--keep-checkpoints"]
     first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
@@ -59,26 +79,46 @@ def test_the_cli_prints_each_line_once_across_commands_and_a_childs_lines_throug
     for out in (first, second):
         lines = out.stderr.splitlines()
         assert lines.count("seed 0 given more than once: planned once") == 1
-        assert sum(line.startswith("warning: could not keep this config in ") for line in lines) == 1
-        assert sum(line.startswith("adding rnn N=6 seed 0: step 6/12 (50 %)") for line in lines) == 1
+        assert (
+            sum(line.startswith("warning: could not keep this config in ") for line in lines) == 1
+        )
+        assert (
+            sum(line.startswith("adding rnn N=6 seed 0: step 6/12 (50 %)") for line in lines) == 1
+        )
         assert sum(line.startswith("rnn N=6 seed 0: ok, test acc ") for line in lines) == 1
         assert not any("warning: warning:" in line for line in lines)
-    assert sum(line.startswith(f"warning: ignoring checkpoint {checkpoint} ")
-               for line in second.stderr.splitlines()) == 1
+    assert (
+        sum(
+            line.startswith(f"warning: ignoring checkpoint {checkpoint} ")
+            for line in second.stderr.splitlines()
+        )
+        == 1
+    )
     assert "ignoring checkpoint" not in first.stderr
-    assert len(logging.getLogger("rnnbench").handlers) == 1  # (a stacked one would write to the first's stderr)
+    assert (
+        len(logging.getLogger("rnnbench").handlers) == 1
+    )  # (a stacked one would write to the first's stderr)
 
 
 def test_a_childs_lines_reach_the_parents_stream_unchanged(tmp_path):
-    runs, splits = sweep.plan(TASK, [CELLS.parse("rnn")], [0],
-                              RunConfig(hidden_size=6, steps=12, eval_every=6, batch_size=16, eval_batch_size=16,
-                                        device="cpu"), tmp_path)
+    runs, splits = sweep.plan(
+        TASK,
+        [CELLS.parse("rnn")],
+        [0],
+        RunConfig(
+            hidden_size=6, steps=12, eval_every=6, batch_size=16, eval_batch_size=16, device="cpu"
+        ),
+        tmp_path,
+    )
     stream = io.StringIO()
     logs.to_stream(stream)
     (row,) = executors.execute(runs, splits, isolate=True)
     assert row["status"] == "ok"
     lines = stream.getvalue().splitlines()
-    assert [line.split(":")[0] for line in lines] == ["adding rnn N=6 seed 0"] * 2 + ["rnn N=6 seed 0"] \
-        + ["  warning"] * (len(lines) - 3)  # (the timing note, when the machine is busy, is the summary's)
+    assert [line.split(":")[0] for line in lines] == ["adding rnn N=6 seed 0"] * 2 + [
+        "rnn N=6 seed 0"
+    ] + ["  warning"] * (
+        len(lines) - 3
+    )  # (the timing note, when the machine is busy, is the summary's)
     assert lines[2].startswith("rnn N=6 seed 0: ok, test acc ")
     assert pd.read_csv(layout.rows_csv(tmp_path, "adding")).run_id.tolist() == [row["run_id"]]

@@ -18,8 +18,10 @@ from rnnbench.runner import SequenceClassifier
 F64 = torch.float64
 
 
-@pytest.mark.parametrize("r_min, r_max, max_phase", [(0.9, 0.999, 2 * math.pi), (0.4, 0.6, math.pi / 10),
-                                                     (0.999, 0.9999, 0.5)])
+@pytest.mark.parametrize(
+    "r_min, r_max, max_phase",
+    [(0.9, 0.999, 2 * math.pi), (0.4, 0.6, math.pi / 10), (0.999, 0.9999, 0.5)],
+)
 def test_ring_initialisation_and_gamma_normalisation(r_min, r_max, max_phase):
     torch.manual_seed(0)
     default = torch.get_default_dtype()
@@ -37,14 +39,20 @@ def test_ring_initialisation_and_gamma_normalisation(r_min, r_max, max_phase):
     assert abs((modulus**2).mean() - (r_min**2 + r_max**2) / 2) < 0.05 * (r_max**2 - r_min**2)
     assert abs(torch.exp(cell.theta_log).mean() - max_phase / 2) < 0.05 * max_phase
     # gamma = sqrt(1 - |lambda|^2) at init
-    torch.testing.assert_close(torch.exp(cell.gamma_log).detach(), torch.sqrt(1 - modulus**2), rtol=1e-10, atol=0)
+    torch.testing.assert_close(
+        torch.exp(cell.gamma_log).detach(), torch.sqrt(1 - modulus**2), rtol=1e-10, atol=0
+    )
 
 
 def test_gamma_normalisation_holds_to_rounding_in_float32_even_near_the_unit_circle():
     torch.manual_seed(0)
     cell = LRU(1, 1000, r_min=0.99999, r_max=0.999999)
-    modulus_sq = torch.exp(-2 * torch.exp(cell.nu_log.double()))  # of the float32 parameters, in float64
-    torch.testing.assert_close(torch.exp(cell.gamma_log.double()), torch.sqrt(1 - modulus_sq), rtol=1e-6, atol=0)
+    modulus_sq = torch.exp(
+        -2 * torch.exp(cell.nu_log.double())
+    )  # of the float32 parameters, in float64
+    torch.testing.assert_close(
+        torch.exp(cell.gamma_log.double()), torch.sqrt(1 - modulus_sq), rtol=1e-6, atol=0
+    )
 
 
 def test_diagonal_is_the_exponential_parametrisation():
@@ -99,7 +107,10 @@ def test_scan_equals_loop_in_float64(steps, r_min, r_max):
     loop = LRU(2, 8, r_min=r_min, r_max=r_max, impl="loop").double()
     loop.load_state_dict(scan.state_dict())
     x = torch.randn(3, steps, 2, dtype=F64)
-    (y_scan, g_scan), (y_loop, g_loop) = outputs_and_gradients(scan, x), outputs_and_gradients(loop, x)
+    (y_scan, g_scan), (y_loop, g_loop) = (
+        outputs_and_gradients(scan, x),
+        outputs_and_gradients(loop, x),
+    )
     torch.testing.assert_close(y_scan, y_loop, rtol=0, atol=1e-10)
     for (name, _), a, b in zip([("x", None), *scan.named_parameters()], g_scan, g_loop):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9, msg=name)
@@ -120,11 +131,14 @@ def test_gradcheck(impl, mlp):
     assert torch.autograd.gradcheck(run, (x, *params))
 
 
-@pytest.mark.parametrize("mlp, expected", [
-    # N = 5, I = 3: nu_log, theta_log, gamma_log 3N; B_re, B_im 2NI; C_re, C_im 2N^2; D NI; GLU 2N^2 + 2N
-    ("glu", 3 * 5 + 2 * 15 + 2 * 25 + 15 + 2 * 25 + 10),
-    ("gelu", 3 * 5 + 2 * 15 + 2 * 25 + 15),
-])
+@pytest.mark.parametrize(
+    "mlp, expected",
+    [
+        # N = 5, I = 3: nu_log, theta_log, gamma_log 3N; B_re, B_im 2NI; C_re, C_im 2N^2; D NI; GLU 2N^2 + 2N
+        ("glu", 3 * 5 + 2 * 15 + 2 * 25 + 15 + 2 * 25 + 10),
+        ("gelu", 3 * 5 + 2 * 15 + 2 * 25 + 15),
+    ],
+)
 def test_parameter_count(mlp, expected):
     cell = rnnbench.build_cell(f"lru:mlp={mlp}", input_size=3, hidden_size=5)
     assert sum(p.numel() for p in cell.parameters()) == expected  # 170 and 110
@@ -138,25 +152,33 @@ def test_the_recurrent_group_trains_at_its_own_rate():
     groups = param_groups(RunConfig(lr=1e-3), model, cell, spec.options)
     assert [g.get("name") for g in groups] == [None, "recurrent"]
     assert groups[1]["lr"] == 0.0005
-    assert {id(p) for p in groups[1]["params"]} == {id(cell.nu_log), id(cell.theta_log), id(cell.gamma_log),
-                                                   id(cell.B_re), id(cell.B_im)}
+    assert {id(p) for p in groups[1]["params"]} == {
+        id(cell.nu_log),
+        id(cell.theta_log),
+        id(cell.gamma_log),
+        id(cell.B_re),
+        id(cell.B_im),
+    }
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("lru:r_min=0.99:r_max=0.9", "r_min=0.99 must be below r_max=0.9"),
-    ("lru:r_min=0.9:r_max=0.9", "r_min=0.9 must be below r_max=0.9"),
-    ("lru:r_min=0.0", r"r_min=0.0 must be in \(0, 1\)"),
-    ("lru:r_min=-0.5", r"r_min=-0.5 must be in \(0, 1\)"),
-    ("lru:r_max=1.0", r"r_max=1.0 must be in \(0, 1\)"),
-    ("lru:r_min=1.5:r_max=2.0", r"r_min=1.5 must be in \(0, 1\)"),
-    ("lru:max_phase=0.0", r"max_phase=0.0 must be in \(0, 2 pi"),
-    ("lru:max_phase=7.0", r"max_phase=7.0 must be in \(0, 2 pi"),
-    ("lru:recurrent_lr=-0.1", "recurrent_lr=-0.1: must be a finite number >= 0"),
-    ("lru:r_max=0.99999999", "r_max=0.99999999 is within float32 rounding of 1"),
-    ("lru:max_phase=1e-45", "max_phase=1e-45 is too small for float32"),
-    ("lru:mlp=relu", "is not one of glu, gelu"),
-    ("lru:impl=fast", "is not one of scan, loop"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("lru:r_min=0.99:r_max=0.9", "r_min=0.99 must be below r_max=0.9"),
+        ("lru:r_min=0.9:r_max=0.9", "r_min=0.9 must be below r_max=0.9"),
+        ("lru:r_min=0.0", r"r_min=0.0 must be in \(0, 1\)"),
+        ("lru:r_min=-0.5", r"r_min=-0.5 must be in \(0, 1\)"),
+        ("lru:r_max=1.0", r"r_max=1.0 must be in \(0, 1\)"),
+        ("lru:r_min=1.5:r_max=2.0", r"r_min=1.5 must be in \(0, 1\)"),
+        ("lru:max_phase=0.0", r"max_phase=0.0 must be in \(0, 2 pi"),
+        ("lru:max_phase=7.0", r"max_phase=7.0 must be in \(0, 2 pi"),
+        ("lru:recurrent_lr=-0.1", "recurrent_lr=-0.1: must be a finite number >= 0"),
+        ("lru:r_max=0.99999999", "r_max=0.99999999 is within float32 rounding of 1"),
+        ("lru:max_phase=1e-45", "max_phase=1e-45 is too small for float32"),
+        ("lru:mlp=relu", "is not one of glu, gelu"),
+        ("lru:impl=fast", "is not one of scan, loop"),
+    ],
+)
 def test_bad_options_are_refused(spec, message):
     with pytest.raises(ValueError, match=message):
         rnnbench.build_cell(spec, 1, 8)

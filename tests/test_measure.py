@@ -5,7 +5,6 @@ import sys
 import textwrap
 
 
-
 def test_flush_denormals_reaches_the_worker_threads():
     # In a fresh process: the flag is per thread and would leak into other tests here.
     code = textwrap.dedent("""
@@ -23,4 +22,3 @@ def test_flush_denormals_reaches_the_worker_threads():
     assert before == "False"  # denormals survive by default
     assert calling_thread_only == "False"  # torch.set_flush_denormal misses the workers
     assert result == "all threads" and after == "True"
-

@@ -36,7 +36,11 @@ def test_copying_sequences_have_the_published_layout():
     assert x.shape == (50, 27, 10) and y.shape == (50, 27)  # T + 20 steps, one-hot over 10 inputs
     symbols = x.argmax(-1)
     assert ((symbols[:, :10] >= 1) & (symbols[:, :10] <= 8)).all()
-    assert (symbols[:, 10:16] == 0).all() and (symbols[:, 16] == 9).all() and (symbols[:, 17:] == 0).all()
+    assert (
+        (symbols[:, 10:16] == 0).all()
+        and (symbols[:, 16] == 9).all()
+        and (symbols[:, 17:] == 0).all()
+    )
     assert (y[:, :17] == 0).all() and torch.equal(y[:, 17:], symbols[:, :10])
     assert splits.baseline_loss == pytest.approx(10 * math.log(8) / 27)
     assert splits.train.lengths is None  # (one length: no padding)
@@ -70,7 +74,10 @@ def test_adding_inputs_have_one_marker_in_each_half_and_the_sum_is_recoverable()
     markers = x[..., 1]
     assert (markers.sum(1) == 2).all() and (markers[:, :6].sum(1) == 1).all()
     solved = (x[..., 0] * markers).sum(1, keepdim=True)  # the hand-written solver
-    assert means(task, solved, y) == {"loss": pytest.approx(0.0, abs=1e-12), "acc": pytest.approx(1.0)}
+    assert means(task, solved, y) == {
+        "loss": pytest.approx(0.0, abs=1e-12),
+        "acc": pytest.approx(1.0),
+    }
 
 
 def test_the_adding_baseline_is_an_mse_of_one_sixth():
@@ -93,8 +100,14 @@ def test_data_is_fixed_by_the_seed(make):
     assert first.identity != make(n=51).load(CONFIG).identity  # (every option is part of it)
 
 
-@pytest.mark.parametrize("spec, message", [("copying:delay=0", "delay >= 1"), ("adding:length=1", "length >= 2"),
-                                           ("copying:n_test=0", "positive split sizes")])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("copying:delay=0", "delay >= 1"),
+        ("adding:length=1", "length >= 2"),
+        ("copying:n_test=0", "positive split sizes"),
+    ],
+)
 def test_bad_task_options(spec, message):
     with pytest.raises(ValueError, match=message):
         rnnbench.build_task(spec)
@@ -102,9 +115,19 @@ def test_bad_task_options(spec, message):
 
 def test_lstm_beats_the_memoryless_baseline_on_a_short_copy():
     task = rnnbench.build_task("copying:delay=2:n_train=2000:n_valid=200:n_test=200")
-    config = RunConfig(hidden_size=32, batch_size=64, steps=800, eval_every=100, eval_batch_size=200,
-                       optimizer="adam", lr=1e-2, device="cpu")
-    result = train(task, rnnbench.parse_cell_spec("lstm"), config, task.load(config), torch.device("cpu"))
+    config = RunConfig(
+        hidden_size=32,
+        batch_size=64,
+        steps=800,
+        eval_every=100,
+        eval_batch_size=200,
+        optimizer="adam",
+        lr=1e-2,
+        device="cpu",
+    )
+    result = train(
+        task, rnnbench.parse_cell_spec("lstm"), config, task.load(config), torch.device("cpu")
+    )
     assert result["test_loss"] < 0.9 * task.memoryless_loss()
     assert result["test_acc"] > 2 / 8  # recalls well above guessing
 
@@ -112,11 +135,26 @@ def test_lstm_beats_the_memoryless_baseline_on_a_short_copy():
 def test_a_score_far_below_zero_still_selects_best_weights():
     """R^2 of an untrained adder can be below -1; the best-validation weights must still be kept."""
     task = adding(length=10, n=64)
-    config = RunConfig(hidden_size=8, batch_size=16, steps=4, eval_every=2, eval_batch_size=64, lr=1e-9,
-                       device="cpu")
-    result = train(_Offset(task), rnnbench.parse_cell_spec("rnn"), config, task.load(config), torch.device("cpu"))
+    config = RunConfig(
+        hidden_size=8,
+        batch_size=16,
+        steps=4,
+        eval_every=2,
+        eval_batch_size=64,
+        lr=1e-9,
+        device="cpu",
+    )
+    result = train(
+        _Offset(task),
+        rnnbench.parse_cell_spec("rnn"),
+        config,
+        task.load(config),
+        torch.device("cpu"),
+    )
     assert result["best_valid_acc"] < -1
-    assert math.isfinite(result["test_acc"]) and result["test_acc"] < -1  # tested on the best weights
+    assert (
+        math.isfinite(result["test_acc"]) and result["test_acc"] < -1
+    )  # tested on the best weights
     assert result["best_valid_step"] in (2, 4)
 
 

@@ -33,8 +33,10 @@ def paper_forward(cell: MinimalRNN, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("layers", [1, 2])
-@pytest.mark.parametrize("candidate, impl", [("g", "scan"), ("g", "log-scan"), ("g", "loop"),
-                                             ("linear", "scan"), ("linear", "loop")])
+@pytest.mark.parametrize(
+    "candidate, impl",
+    [("g", "scan"), ("g", "log-scan"), ("g", "loop"), ("linear", "scan"), ("linear", "loop")],
+)
 @pytest.mark.parametrize("kind", KINDS)
 def test_forward_is_the_papers_equations(kind, candidate, impl, layers):
     torch.manual_seed(0)
@@ -49,7 +51,9 @@ def extreme_gates(cell: MinimalRNN, scale: float) -> MinimalRNN:
         for name, linear in cell.layers[0].named_children():
             if name != "linear_h":
                 linear.weight *= scale
-                linear.bias.copy_(scale * torch.sign(torch.randn(linear.bias.shape, dtype=linear.bias.dtype)))
+                linear.bias.copy_(
+                    scale * torch.sign(torch.randn(linear.bias.shape, dtype=linear.bias.dtype))
+                )
     return cell
 
 
@@ -68,20 +72,34 @@ def test_every_impl_computes_the_same_function_in_float64(kind, steps, gate_scal
     torch.manual_seed(1)
     x = torch.randn(3, steps, 2, dtype=F64)
     results = {}
-    for candidate, impl in [("g", "loop"), ("g", "scan"), ("g", "log-scan"), ("linear", "loop"), ("linear", "scan")]:
+    for candidate, impl in [
+        ("g", "loop"),
+        ("g", "scan"),
+        ("g", "log-scan"),
+        ("linear", "loop"),
+        ("linear", "scan"),
+    ]:
         torch.manual_seed(2)  # the same parameters for every impl
         cell = extreme_gates(MinimalRNN(2, 6, kind, candidate, impl).double(), gate_scale)
         results[candidate, impl] = outputs_and_gradients(cell, x)
     # The log-space scan's gradients lose digits: the gradient of log a sums terms of the cumulative
     # sum and of the logcumsumexp that cancel (see test_scan.py); 1e-9 at T = 300, against 1e-14 here.
-    for candidate, impl, atol in [("g", "scan", 1e-10), ("g", "log-scan", 1e-7), ("linear", "scan", 1e-10)]:
+    for candidate, impl, atol in [
+        ("g", "scan", 1e-10),
+        ("g", "log-scan", 1e-7),
+        ("linear", "scan", 1e-10),
+    ]:
         (y, grads), (y_loop, grads_loop) = results[candidate, impl], results[candidate, "loop"]
         torch.testing.assert_close(y, y_loop, rtol=0, atol=1e-10, msg=f"{candidate}, {impl}")
         for a, b in zip(grads, grads_loop):
-            torch.testing.assert_close(a, b, rtol=0, atol=atol, msg=f"{candidate}, {impl}: gradients")
+            torch.testing.assert_close(
+                a, b, rtol=0, atol=atol, msg=f"{candidate}, {impl}: gradients"
+            )
 
 
-@pytest.mark.parametrize("candidate, impl", [("g", "scan"), ("g", "log-scan"), ("g", "loop"), ("linear", "scan")])
+@pytest.mark.parametrize(
+    "candidate, impl", [("g", "scan"), ("g", "log-scan"), ("g", "loop"), ("linear", "scan")]
+)
 @pytest.mark.parametrize("kind", KINDS)
 def test_gradcheck(kind, candidate, impl):
     torch.manual_seed(3)
@@ -105,7 +123,7 @@ def test_the_decay_keeps_its_relative_precision_when_the_gate_is_nearly_open(kin
     layer = cell.layers[0]
     x = torch.linspace(-2, 2, 12).reshape(1, 12, 1)
     with torch.no_grad():  # gate logits from -60 to 60: decays down to ~1e-26
-        for linear in ([layer.linear_z] if kind == "gru" else [layer.linear_i]):
+        for linear in [layer.linear_z] if kind == "gru" else [layer.linear_i]:
             linear.weight.fill_(30.0)
             linear.bias.zero_()
         if kind == "lstm":
@@ -124,7 +142,10 @@ def test_g_and_log_g():
     assert (g(x) > 0).all()
     torch.testing.assert_close(log_g(x), torch.log(g(x)), rtol=1e-12, atol=0)
     assert g(torch.tensor(0.0)).item() == 0.5 and abs(g(torch.tensor(-1e-12)).item() - 0.5) < 1e-12
-    assert torch.isfinite(log_g(torch.tensor(-1000.0, dtype=F64))) and log_g(torch.tensor(-1000.0, dtype=F64)) < -999
+    assert (
+        torch.isfinite(log_g(torch.tensor(-1000.0, dtype=F64)))
+        and log_g(torch.tensor(-1000.0, dtype=F64)) < -999
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -140,12 +161,18 @@ def test_states_are_convex_combinations_of_zero_and_the_candidates(kind):
     assert (h <= torch.cummax(candidates, 1).values + 1e-12).all()
 
 
-@pytest.mark.parametrize("spec, expected", [
-    ("mingru:layers=1", 2 * 5 * (3 + 1)),  # I = 3, N = 5: linear_z, linear_h, (3 + 1) 5 each
-    ("minlstm:layers=1", 3 * 5 * (3 + 1)),  # linear_f, linear_i, linear_h
-    ("mingru", 2 * 5 * 4 + 2 * 2 * 5 * (5 + 1)),  # 3 layers (the default): layers 2 and 3 read the 5 states
-    ("minlstm:layers=2:candidate=linear", 3 * 5 * 4 + 3 * 5 * 6),
-])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("mingru:layers=1", 2 * 5 * (3 + 1)),  # I = 3, N = 5: linear_z, linear_h, (3 + 1) 5 each
+        ("minlstm:layers=1", 3 * 5 * (3 + 1)),  # linear_f, linear_i, linear_h
+        (
+            "mingru",
+            2 * 5 * 4 + 2 * 2 * 5 * (5 + 1),
+        ),  # 3 layers (the default): layers 2 and 3 read the 5 states
+        ("minlstm:layers=2:candidate=linear", 3 * 5 * 4 + 3 * 5 * 6),
+    ],
+)
 def test_parameter_count(spec, expected):
     cell = rnnbench.build_cell(spec, input_size=3, hidden_size=5)
     assert sum(p.numel() for p in cell.parameters()) == expected
@@ -164,13 +191,19 @@ def test_a_stack_is_causal_and_trains_every_layer(name):
     assert all(p.grad.abs().sum() > 0 for p in cell.parameters())
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("mingru:impl=log-scan:candidate=linear", "impl='log-scan' takes logarithms of the candidate, which needs"),
-    ("minlstm:impl=log-scan:candidate=linear", "minlstm: impl='log-scan'"),
-    ("mingru:layers=0", "mingru: layers=0 must be at least 1"),
-    ("minlstm:impl=fast", "is not one of scan, log-scan, loop"),
-    ("mingru:candidate=tanh", "is not one of g, linear"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (
+            "mingru:impl=log-scan:candidate=linear",
+            "impl='log-scan' takes logarithms of the candidate, which needs",
+        ),
+        ("minlstm:impl=log-scan:candidate=linear", "minlstm: impl='log-scan'"),
+        ("mingru:layers=0", "mingru: layers=0 must be at least 1"),
+        ("minlstm:impl=fast", "is not one of scan, log-scan, loop"),
+        ("mingru:candidate=tanh", "is not one of g, linear"),
+    ],
+)
 def test_bad_options_are_refused(spec, message):
     with pytest.raises(ValueError, match=message):
         rnnbench.build_cell(spec, 1, 8)

@@ -20,8 +20,16 @@ from rnnbench.runner import train
 from test_runner import tiny_mnist  # noqa: F401 - the fixture: 4x4 MNIST-format digits
 
 CPU = torch.device("cpu")
-TINY = RunConfig(hidden_size=8, batch_size=10, steps=12, eval_every=6, eval_batch_size=7, lr=1e-2, device="cpu",
-                 log_every=5)
+TINY = RunConfig(
+    hidden_size=8,
+    batch_size=10,
+    steps=12,
+    eval_every=6,
+    eval_batch_size=7,
+    lr=1e-2,
+    device="cpu",
+    log_every=5,
+)
 
 
 class _Recorded:
@@ -67,7 +75,11 @@ def _train(tiny_mnist, spec="lstm", config=TINY, **kw):
 def test_train_points_are_the_mean_loss_of_each_window_of_log_every_steps(tiny_mnist):
     losses, result, _ = _train(tiny_mnist)
     points = [p for p in result["curves"] if p["split"] == "train"]
-    assert [p["step"] for p in points] == [5, 10, 12]  # every 5 steps, and the last (partial) window
+    assert [p["step"] for p in points] == [
+        5,
+        10,
+        12,
+    ]  # every 5 steps, and the last (partial) window
     for point, window in zip(points, (losses[0:5], losses[5:10], losses[10:12])):
         assert point["loss"] == pytest.approx(sum(window) / len(window), rel=1e-12)
         assert point["grad_norm"] > 0
@@ -103,7 +115,9 @@ def test_unitary_and_orthogonal_cells_log_how_far_their_matrix_is_from_unitary(t
 def test_the_unitarity_error_measures_drift():
     cell = rnnbench.build_cell("eurnn", 1, 8)
     assert monitor.unitarity_error(cell) < 1e-5
-    drifted = type("Drifted", (torch.nn.Module,), {"recurrent_matrix": lambda self: 1.1 * torch.eye(8)})()
+    drifted = type(
+        "Drifted", (torch.nn.Module,), {"recurrent_matrix": lambda self: 1.1 * torch.eye(8)}
+    )()
     assert monitor.unitarity_error(drifted) == pytest.approx(math.sqrt(8) * 0.21, rel=1e-6)
     assert monitor.unitarity_error(rnnbench.build_cell("lstm", 1, 8)) is None
 
@@ -114,18 +128,25 @@ def test_progress_lines_off_a_terminal_name_the_run_and_how_far_it_is(tiny_mnist
     progress = [line for line in lines if not line.startswith("resuming")]
     assert len(progress) == 3 + 2  # three training points, two evaluations
     for line, step in zip(progress, (5, 6, 10, 12, 12)):
-        assert line.startswith(f"pmnist lstm N=8 seed 3: step {step}/12 ({100 * step / 12:.0f} %), ")
+        assert line.startswith(
+            f"pmnist lstm N=8 seed 3: step {step}/12 ({100 * step / 12:.0f} %), "
+        )
         assert " elapsed, about " in line and " left; " in line
     assert "train loss" in progress[0] and "grad norm" in progress[0] and "valid" in progress[1]
 
 
 def test_progress_lines_are_rate_limited_but_evaluations_always_show(tiny_mnist):
     _, _, lines = _train(tiny_mnist)  # (PROGRESS_SECONDS: a minute, longer than this run)
-    assert sum("train loss" in line for line in lines) == 1 and sum("; valid " in line for line in lines) == 2
+    assert (
+        sum("train loss" in line for line in lines) == 1
+        and sum("; valid " in line for line in lines) == 2
+    )
 
 
-@pytest.mark.parametrize("seconds, text", [(0.4, "0 s"), (59.4, "59 s"), (125, "2 min 05 s"), (7300, "2 h 01 min"),
-                                           (math.nan, "?")])
+@pytest.mark.parametrize(
+    "seconds, text",
+    [(0.4, "0 s"), (59.4, "59 s"), (125, "2 min 05 s"), (7300, "2 h 01 min"), (math.nan, "?")],
+)
 def test_durations_read_as_a_person_says_them(seconds, text):
     assert monitor.duration(seconds) == text
 
@@ -145,10 +166,15 @@ def _events(folder):
 
     events = EventAccumulator(str(folder))
     events.Reload()
-    scalars = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    scalars = {
+        tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+    }
     start = plugin_data_pb2.HParamsPluginData.FromString(
-        events.PluginTagToContent("hparams")["_hparams_/session_start_info"]).session_start_info
-    hparams = {k: v.string_value or v.number_value or v.bool_value for k, v in start.hparams.items()}
+        events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    ).session_start_info
+    hparams = {
+        k: v.string_value or v.number_value or v.bool_value for k, v in start.hparams.items()
+    }
     return scalars, hparams
 
 
@@ -157,18 +183,40 @@ def test_tensorboard_events_hold_the_curves_scalars_and_the_config(tmp_path):
     curves file is in the run's event files, at its step, and nothing else but the final metrics."""
     pytest.importorskip("tensorboard")
     results = tmp_path / "results"
-    out = CliRunner().invoke(main, ["run", "--cells", "eurnn", "--task", "pmnist", "--preset", "quick",
-                                    "--device", "cpu", "--tensorboard", "--results", str(results)],
-                             catch_exceptions=False)
+    out = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--cells",
+            "eurnn",
+            "--task",
+            "pmnist",
+            "--preset",
+            "quick",
+            "--device",
+            "cpu",
+            "--tensorboard",
+            "--results",
+            str(results),
+        ],
+        catch_exceptions=False,
+    )
     assert out.exit_code == 0, out.output
     row = pd.read_csv(results / "pmnist.csv").iloc[0]
     curves = pd.read_csv(results / "pmnist-curves.csv")
-    assert set(curves.cell_spec) == {"eurnn"} and set(curves.hidden_size) == {64} and set(curves.seed) == {0}
+    assert (
+        set(curves.cell_spec) == {"eurnn"}
+        and set(curves.hidden_size) == {64}
+        and set(curves.seed) == {0}
+    )
     assert [p.name for p in (results / "tb").iterdir()] == [row.run_id]
     scalars, hparams = _events(results / "tb" / row.run_id)
     expected = {}
-    for split, group, names in (("train", "train", monitor.TRAIN_SCALARS), ("valid", "valid", monitor.VALID_SCALARS),
-                                ("valid", "health", monitor.HEALTH_SCALARS)):
+    for split, group, names in (
+        ("train", "train", monitor.TRAIN_SCALARS),
+        ("valid", "valid", monitor.VALID_SCALARS),
+        ("valid", "health", monitor.HEALTH_SCALARS),
+    ):
         points = curves[curves.split == split]
         for name in names:
             expected[f"{group}/{name}"] = list(zip(points.step, points[name]))
@@ -177,10 +225,16 @@ def test_tensorboard_events_hold_the_curves_scalars_and_the_config(tmp_path):
     assert set(scalars) - set(finals) == set(expected)
     for tag, points in expected.items():
         assert [step for step, _ in scalars[tag]] == [step for step, _ in points], tag
-        assert [value for _, value in scalars[tag]] == pytest.approx([v for _, v in points], rel=1e-6), tag
+        assert [value for _, value in scalars[tag]] == pytest.approx(
+            [v for _, v in points], rel=1e-6
+        ), tag
     for name in ("test_acc", "best_valid_acc", "step_time_ms", "params"):
         assert finals[f"final/{name}"][0][1] == pytest.approx(row[name], rel=1e-6), name
-    assert hparams["cell_spec"] == "eurnn" and hparams["lr"] == pytest.approx(3e-3) and hparams["hidden_size"] == 64
+    assert (
+        hparams["cell_spec"] == "eurnn"
+        and hparams["lr"] == pytest.approx(3e-3)
+        and hparams["hidden_size"] == 64
+    )
 
 
 def test_a_resumed_run_shows_each_step_once_in_tensorboard(tmp_path):
@@ -199,16 +253,24 @@ def test_a_resumed_run_shows_each_step_once_in_tensorboard(tmp_path):
 
     events = EventAccumulator(str(tmp_path / "run"))
     events.Reload()
-    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(5, 5.0), (10, 10.0), (15, -15.0),
-                                                                          (20, -20.0)]
+    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [
+        (5, 5.0),
+        (10, 10.0),
+        (15, -15.0),
+        (20, -20.0),
+    ]
 
 
 def test_tensorboard_in_a_config_file_and_refused_without_the_package(tmp_path, monkeypatch):
     config = tmp_path / "sweep.toml"
     config.write_text('command = "run"\ncells = ["rnn"]\ntask = "pmnist"\ntensorboard = true\n')
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # (import fails: not installed)
-    out = CliRunner().invoke(main, ["run", "--config", str(config), "--preset", "quick", "--results",
-                                    str(tmp_path / "r")])
+    monkeypatch.setitem(
+        sys.modules, "torch.utils.tensorboard", None
+    )  # (import fails: not installed)
+    out = CliRunner().invoke(
+        main,
+        ["run", "--config", str(config), "--preset", "quick", "--results", str(tmp_path / "r")],
+    )
     assert out.exit_code == 2 and "pip install 'rnnbench[tensorboard]'" in out.output
     assert not (tmp_path / "r" / "pmnist.csv").exists()
 
@@ -244,20 +306,45 @@ def test_a_diverged_run_keeps_the_mean_loss_of_its_last_finite_steps(tiny_mnist)
     assert last["grad_norm"] == ""  # (not measured between two logged steps)
 
 
-def test_a_tensorboard_folder_that_cannot_be_written_costs_a_warning_not_the_run(tiny_mnist, tmp_path):
+def test_a_tensorboard_folder_that_cannot_be_written_costs_a_warning_not_the_run(
+    tiny_mnist, tmp_path
+):
     pytest.importorskip("tensorboard")
     blocked = tmp_path / "tb"
     blocked.write_text("a file where the folder should be")
     _, result, lines = _train(tiny_mnist, tensorboard=blocked)
     assert result["status"] == "ok" and result["test_acc"] >= 0
-    assert sum(line.startswith("warning: pmnist lstm N=8 seed 0: TensorBoard stops here") for line in lines) == 1
+    assert (
+        sum(
+            line.startswith("warning: pmnist lstm N=8 seed 0: TensorBoard stops here")
+            for line in lines
+        )
+        == 1
+    )
     # the command refuses it before anything trains
-    out = CliRunner().invoke(main, ["run", "--cells", "rnn", "--task", "pmnist", "--preset", "quick", "--device",
-                                    "cpu", "--tensorboard", "--results", str(tmp_path)])
+    out = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--cells",
+            "rnn",
+            "--task",
+            "pmnist",
+            "--preset",
+            "quick",
+            "--device",
+            "cpu",
+            "--tensorboard",
+            "--results",
+            str(tmp_path),
+        ],
+    )
     assert out.exit_code == 1 and "tb" in out.output and not (tmp_path / "pmnist.csv").exists()
 
 
-def test_tensorboard_keeps_the_evaluation_a_resumed_run_checkpointed_at(tiny_mnist, tmp_path, monkeypatch):
+def test_tensorboard_keeps_the_evaluation_a_resumed_run_checkpointed_at(
+    tiny_mnist, tmp_path, monkeypatch
+):
     """Killed right after its checkpoint at step 8, the run resumes from it: TensorBoard must hold
     step 8's validation point, logged before the checkpoint, once."""
     pytest.importorskip("tensorboard")
@@ -273,15 +360,28 @@ def test_tensorboard_keeps_the_evaluation_a_resumed_run_checkpointed_at(tiny_mni
 
     monkeypatch.setattr(runner, "save_checkpoint", killed_after_the_second)
     with pytest.raises(KeyboardInterrupt):
-        _train(tiny_mnist, config=config, checkpoint=tmp_path / "run.pt", tensorboard=tmp_path / "tb")
+        _train(
+            tiny_mnist, config=config, checkpoint=tmp_path / "run.pt", tensorboard=tmp_path / "tb"
+        )
     monkeypatch.setattr(runner, "save_checkpoint", saved)
-    _, result, lines = _train(tiny_mnist, config=config, checkpoint=tmp_path / "run.pt", tensorboard=tmp_path / "tb")
+    _, result, lines = _train(
+        tiny_mnist, config=config, checkpoint=tmp_path / "run.pt", tensorboard=tmp_path / "tb"
+    )
     assert any("pmnist lstm N=8 seed 0: resuming from step 8" in line for line in lines)
     (folder,) = (tmp_path / "tb").iterdir()
     assert folder.name == result["run_id"]
     scalars, _ = _events(folder)
     for split, tag in (("valid", "valid/acc"), ("train", "train/loss")):
-        points = [(p["step"], p["acc" if split == "valid" else "loss"]) for p in result["curves"] if p["split"] == split]
-        assert [step for step, _ in scalars[tag]] == [step for step, _ in points] == (
-            [4, 8, 12] if split == "valid" else [5, 10, 12])
-        assert [value for _, value in scalars[tag]] == pytest.approx([value for _, value in points], rel=1e-6)
+        points = [
+            (p["step"], p["acc" if split == "valid" else "loss"])
+            for p in result["curves"]
+            if p["split"] == split
+        ]
+        assert (
+            [step for step, _ in scalars[tag]]
+            == [step for step, _ in points]
+            == ([4, 8, 12] if split == "valid" else [5, 10, 12])
+        )
+        assert [value for _, value in scalars[tag]] == pytest.approx(
+            [value for _, value in points], rel=1e-6
+        )

@@ -11,12 +11,16 @@ from rnnbench import _optuna
 @pytest.fixture
 def study(tmp_path):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(study_name="s:rnn", storage=_optuna.storage(tmp_path / "studies" / "s.journal"))
+    return optuna.create_study(
+        study_name="s:rnn", storage=_optuna.storage(tmp_path / "studies" / "s.journal")
+    )
 
 
 def test_the_journal_is_one_file_that_another_process_opens_by_its_path(tmp_path, study):
     study.ask()
-    again = optuna.load_study(study_name="s:rnn", storage=_optuna.storage(tmp_path / "studies" / "s.journal"))
+    again = optuna.load_study(
+        study_name="s:rnn", storage=_optuna.storage(tmp_path / "studies" / "s.journal")
+    )
     assert len(again.trials) == 1
 
 
@@ -45,13 +49,18 @@ def test_a_trial_told_twice_is_already_told_a_valueerror_as_optunas_own(study):
     with pytest.raises(_optuna.AlreadyTold):
         _optuna.tell(study, trial.number, state=TrialState.FAIL)
     assert issubclass(_optuna.AlreadyTold, ValueError)
-    with pytest.raises(ValueError, match="not been created"):  # (other errors pass through as they were)
+    with pytest.raises(
+        ValueError, match="not been created"
+    ):  # (other errors pass through as they were)
         _optuna.tell(study, 99, 0.5)
 
 
 def _grid_study(tmp_path, name):
-    study = optuna.create_study(study_name=name, storage=_optuna.storage(tmp_path / f"{name}.journal"),
-                                sampler=optuna.samplers.GridSampler({"lr": [0.1]}))
+    study = optuna.create_study(
+        study_name=name,
+        storage=_optuna.storage(tmp_path / f"{name}.journal"),
+        sampler=optuna.samplers.GridSampler({"lr": [0.1]}),
+    )
     return study, study.ask({"lr": optuna.distributions.CategoricalDistribution([0.1])})
 
 

@@ -71,11 +71,15 @@ def test_exprnn_is_the_matrix_exponential_of_the_skew_matrix(n):
         cell.skew.normal_()  # a general skew matrix, not only the initial blocks
     a = skew_by_hand(cell.skew.detach(), n)
     torch.testing.assert_close(cell.skew_matrix().detach(), a, rtol=0, atol=0)
-    torch.testing.assert_close(cell.recurrent_matrix().detach(), torch.linalg.matrix_exp(a), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        cell.recurrent_matrix().detach(), torch.linalg.matrix_exp(a), rtol=0, atol=1e-12
+    )
     assert abs(torch.linalg.det(cell.recurrent_matrix().detach()).item() - 1) < 1e-10  # SO(N)
 
 
-@pytest.mark.parametrize("n, spec", [(5, "scornn"), (8, "scornn:negative_ones=3"), (6, "scornn:negative_ones=6")])
+@pytest.mark.parametrize(
+    "n, spec", [(5, "scornn"), (8, "scornn:negative_ones=3"), (6, "scornn:negative_ones=6")]
+)
 def test_scornn_is_the_scaled_cayley_transform(n, spec):
     torch.manual_seed(3)
     cell = rnnbench.build_cell(spec, 2, n).double()
@@ -90,18 +94,21 @@ def test_scornn_is_the_scaled_cayley_transform(n, spec):
     assert abs(torch.linalg.det(expected).item() - (-1) ** rho) < 1e-10
 
 
-@pytest.mark.parametrize("n, spec, rho", [
-    (170, "scornn", 17),  # the paper's code's MNIST setting
-    (190, "scornn:negative_fraction=0.5", 95),  # its copying setting
-    (16, "scornn", 2),  # 1.6 rounds to 2
-    (15, "scornn", 2),  # 1.5 rounds half up
-    (14, "scornn", 1),
-    (16, "scornn:negative_ones=5", 5),
-    (16, "scornn:negative_ones=0", 0),
-    (16, "scornn:negative_ones=16", 16),
-    (16, "scornn:negative_fraction=0", 0),
-    (16, "scornn:negative_fraction=1", 16),
-])
+@pytest.mark.parametrize(
+    "n, spec, rho",
+    [
+        (170, "scornn", 17),  # the paper's code's MNIST setting
+        (190, "scornn:negative_fraction=0.5", 95),  # its copying setting
+        (16, "scornn", 2),  # 1.6 rounds to 2
+        (15, "scornn", 2),  # 1.5 rounds half up
+        (14, "scornn", 1),
+        (16, "scornn:negative_ones=5", 5),
+        (16, "scornn:negative_ones=0", 0),
+        (16, "scornn:negative_ones=16", 16),
+        (16, "scornn:negative_fraction=0", 0),
+        (16, "scornn:negative_fraction=1", 16),
+    ],
+)
 def test_d_has_the_configured_number_of_negative_ones(n, spec, rho):
     cell = rnnbench.build_cell(spec, 1, n)
     assert cell.negative_ones == rho
@@ -142,7 +149,9 @@ def test_exprnn_cayley_init_puts_minus_tan_of_half_angles_in_0_pi_half_in_the_bl
     s = -2 * torch.atan(values)  # a = -tan(s / 2) = -sqrt((1 - cos s) / (1 + cos s))
     assert s.min() >= 0 and s.max() <= math.pi / 2 + 1e-6
     assert s.min() < 0.05 and s.max() > math.pi / 2 - 0.05  # spread over [0, pi/2]
-    assert cell.input.weight.std().item() == pytest.approx(math.sqrt(2), rel=0.15)  # Kaiming, input_size 1
+    assert cell.input.weight.std().item() == pytest.approx(
+        math.sqrt(2), rel=0.15
+    )  # Kaiming, input_size 1
     assert cell.input.bias is None and cell.mod_bias.abs().max() <= 0.01
 
 
@@ -153,7 +162,9 @@ def test_scornn_init_starts_as_rotations_by_angles_in_0_pi_half():
     blocks(cell.skew_matrix().detach())
     w = cell.recurrent_matrix().detach() * cell.d_signs  # W D = (I + A)^-1 (I - A), as D D = I
     j = torch.arange(n // 2)
-    angle = torch.atan2(w[2 * j, 2 * j + 1], w[2 * j, 2 * j])  # block [[cos s, sin s], [-sin s, cos s]]
+    angle = torch.atan2(
+        w[2 * j, 2 * j + 1], w[2 * j, 2 * j]
+    )  # block [[cos s, sin s], [-sin s, cos s]]
     torch.testing.assert_close(w[2 * j + 1, 2 * j + 1], w[2 * j, 2 * j], rtol=0, atol=1e-6)
     torch.testing.assert_close(w[2 * j + 1, 2 * j], -w[2 * j, 2 * j + 1], rtol=0, atol=1e-6)
     assert angle.min() >= -1e-6 and angle.max() <= math.pi / 2 + 1e-6
@@ -203,8 +214,10 @@ def test_modrelu_is_sign_times_relu_of_the_biased_magnitude():
     assert modrelu(z, torch.full((5,), 0.5)).tolist() == [-2.5, -1.0, 0.0, 1.0, 2.5]
 
 
-@pytest.mark.parametrize("name, n", [("exprnn", 4), ("exprnn:init=henaff", 3), ("scornn", 4),
-                                     ("scornn:negative_ones=2", 3)])
+@pytest.mark.parametrize(
+    "name, n",
+    [("exprnn", 4), ("exprnn:init=henaff", 3), ("scornn", 4), ("scornn:negative_ones=2", 3)],
+)
 def test_gradcheck_float64(name, n):
     torch.manual_seed(8)
     cell = rnnbench.build_cell(name, 2, n).double()
@@ -223,7 +236,9 @@ def test_gradcheck_float64(name, n):
 def test_gradcheck_of_the_recurrence_alone():
     torch.manual_seed(9)
     u = torch.randn(6, 2, 3, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)  # (any matrix: the step does not need W orthogonal)
+    w = torch.randn(
+        3, 3, dtype=torch.float64, requires_grad=True
+    )  # (any matrix: the step does not need W orthogonal)
     bias = (0.2 * torch.randn(3, dtype=torch.float64)).requires_grad_()
     assert torch.autograd.gradcheck(ModReLURecurrence.apply, (u, w, bias), eps=1e-6, atol=1e-7)
 
@@ -231,11 +246,15 @@ def test_gradcheck_of_the_recurrence_alone():
 @pytest.mark.parametrize("name", ["exprnn", "scornn"])
 def test_parameter_count_by_hand(name):
     n, inputs = 10, 3
-    by_hand = n * (n - 1) // 2 + n * inputs + n  # free entries of A, U (no bias), modReLU bias: 45 + 30 + 10
+    by_hand = (
+        n * (n - 1) // 2 + n * inputs + n
+    )  # free entries of A, U (no bias), modReLU bias: 45 + 30 + 10
     cell = rnnbench.build_cell(name, inputs, n)
     assert sum(p.numel() for p in cell.parameters()) == by_hand == 85
     task = rnnbench.build_task("pmnist")  # counted on the meta device, readout included
-    assert count_params(task, rnnbench.parse_cell_spec(name), 64) == 64 * 63 // 2 + 64 + 64 + 65 * 10
+    assert (
+        count_params(task, rnnbench.parse_cell_spec(name), 64) == 64 * 63 // 2 + 64 + 64 + 65 * 10
+    )
 
 
 @pytest.mark.parametrize("name", ["exprnn", "scornn"])
@@ -257,24 +276,47 @@ def test_the_skew_entries_train_at_a_tenth_of_the_run_rate_at_any_rate(name, lr)
 def test_an_absolute_rate_or_no_factor_replaces_the_ratio(name):
     model = torch.nn.Sequential(rnnbench.build_cell(name, 1, 8))
     cell = model[0]
-    absolute = rnnbench.parse_cell_spec(f"{name}:orthogonal_lr=5e-5").options  # (over the default factor)
+    absolute = rnnbench.parse_cell_spec(
+        f"{name}:orthogonal_lr=5e-5"
+    ).options  # (over the default factor)
     assert optim.param_groups(RunConfig(lr=1e-3), model, cell, absolute)[1]["lr"] == 5e-5
     at_lr = rnnbench.parse_cell_spec(f"{name}:orthogonal_lr_factor=0").options
-    assert len(optim.param_groups(RunConfig(lr=1e-3), model, cell, at_lr)) == 1  # both 0: at --lr with the rest
+    assert (
+        len(optim.param_groups(RunConfig(lr=1e-3), model, cell, at_lr)) == 1
+    )  # both 0: at --lr with the rest
 
 
-@pytest.mark.parametrize("spec, size, message", [
-    ("scornn:negative_ones=20", 16, "scornn: negative_ones=20 must be at most hidden_size=16"),
-    ("scornn:negative_ones=-2", 16, "scornn: negative_ones=-2 must be >= 0"),
-    ("scornn:negative_fraction=1.5", 16, "scornn: negative_fraction=1.5 must be in [0, 1]"),
-    ("scornn:negative_fraction=-0.1", 16, "scornn: negative_fraction=-0.1 must be in [0, 1]"),
-    ("scornn:negative_ones=3:negative_fraction=0.5", 16, "scornn: give negative_ones=3 or negative_fraction=0.5"),
-    ("scornn:orthogonal_lr=-1", 16, "scornn: cell option orthogonal_lr=-1.0: must be a finite number >= 0"),
-    ("exprnn:orthogonal_lr=-0.001", 16, "exprnn: cell option orthogonal_lr=-0.001: must be a finite number >= 0"),
-    ("exprnn:orthogonal_lr_factor=-0.1", 16, "exprnn: cell option orthogonal_lr_factor=-0.1: must be a finite"),
-    ("exprnn", 1, "exprnn: hidden_size=1 is too small"),
-    ("scornn", 0, "scornn: hidden_size=0 is too small"),
-])
+@pytest.mark.parametrize(
+    "spec, size, message",
+    [
+        ("scornn:negative_ones=20", 16, "scornn: negative_ones=20 must be at most hidden_size=16"),
+        ("scornn:negative_ones=-2", 16, "scornn: negative_ones=-2 must be >= 0"),
+        ("scornn:negative_fraction=1.5", 16, "scornn: negative_fraction=1.5 must be in [0, 1]"),
+        ("scornn:negative_fraction=-0.1", 16, "scornn: negative_fraction=-0.1 must be in [0, 1]"),
+        (
+            "scornn:negative_ones=3:negative_fraction=0.5",
+            16,
+            "scornn: give negative_ones=3 or negative_fraction=0.5",
+        ),
+        (
+            "scornn:orthogonal_lr=-1",
+            16,
+            "scornn: cell option orthogonal_lr=-1.0: must be a finite number >= 0",
+        ),
+        (
+            "exprnn:orthogonal_lr=-0.001",
+            16,
+            "exprnn: cell option orthogonal_lr=-0.001: must be a finite number >= 0",
+        ),
+        (
+            "exprnn:orthogonal_lr_factor=-0.1",
+            16,
+            "exprnn: cell option orthogonal_lr_factor=-0.1: must be a finite",
+        ),
+        ("exprnn", 1, "exprnn: hidden_size=1 is too small"),
+        ("scornn", 0, "scornn: hidden_size=0 is too small"),
+    ],
+)
 def test_bad_options_raise_value_error_naming_the_value(spec, size, message):
     with pytest.raises(ValueError) as error:
         rnnbench.build_cell(spec, 1, size)

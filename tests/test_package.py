@@ -26,7 +26,9 @@ def test_no_top_level_cells_or_tasks_are_installed(tmp_path):
 
 @pytest.mark.parametrize("folder", ["cells", "tasks"])
 def test_importing_a_folder_as_top_level_package_is_refused(folder):
-    out = subprocess.run([sys.executable, "-c", f"import {folder}"], cwd=REPO, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", f"import {folder}"], cwd=REPO, capture_output=True, text=True
+    )
     assert out.returncode != 0
     assert f"ImportError: the {folder}/ folder was imported as '{folder}'" in out.stderr
     assert f"imported as rnnbench.{folder}" in out.stderr
@@ -40,7 +42,12 @@ def test_every_subpackage_is_listed_for_the_wheel():
     except ImportError:  # Python 3.10
         import tomli as tomllib
 
-    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    found = {"rnnbench." + ".".join(p.parent.relative_to(REPO / "rnnbench").parts)
-             for p in (REPO / "rnnbench").rglob("__init__.py") if p.parent != REPO / "rnnbench"}
+    listed = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        "rnnbench." + ".".join(p.parent.relative_to(REPO / "rnnbench").parts)
+        for p in (REPO / "rnnbench").rglob("__init__.py")
+        if p.parent != REPO / "rnnbench"
+    }
     assert found <= listed, sorted(found - listed)

@@ -52,7 +52,9 @@ def model_for(spec, readout: str) -> SequenceClassifier:
 
 
 def gradients(model) -> list[torch.Tensor]:
-    grads = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
+    grads = [
+        p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in model.parameters()
+    ]
     model.zero_grad(set_to_none=True)
     return grads
 
@@ -71,14 +73,26 @@ def test_a_padded_batch_equals_its_sequences_one_at_a_time(spec, readout):
 
     # One at a time, unpadded: the batch's mean loss is the sum of each sequence's summed loss
     # over the number of targets that count in the whole batch.
-    counted = len(LENGTHS) if readout == "last" else int((batch.y[:, :max(LENGTHS)] != IGNORE)[
-        torch.arange(max(LENGTHS)) < batch.lengths[:, None]].sum())
+    counted = (
+        len(LENGTHS)
+        if readout == "last"
+        else int(
+            (batch.y[:, : max(LENGTHS)] != IGNORE)[
+                torch.arange(max(LENGTHS)) < batch.lengths[:, None]
+            ].sum()
+        )
+    )
     total_loss = torch.zeros((), dtype=torch.float64)
     sums = {"loss": [0.0, 0.0], "acc": [0.0, 0.0]}
     for i, length in enumerate(LENGTHS):
-        one = Split(batch.x[i:i + 1, :length], batch.y[i:i + 1] if readout == "last" else batch.y[i:i + 1, :length])
+        one = Split(
+            batch.x[i : i + 1, :length],
+            batch.y[i : i + 1] if readout == "last" else batch.y[i : i + 1, :length],
+        )
         logits_i, y_i = model(one)
-        summed = torch.nn.functional.cross_entropy(logits_i, y_i, ignore_index=IGNORE, reduction="sum")
+        summed = torch.nn.functional.cross_entropy(
+            logits_i, y_i, ignore_index=IGNORE, reduction="sum"
+        )
         (summed / counted).backward()
         total_loss += summed.detach()
         for name, (value, count) in task.metrics(logits_i.detach(), y_i).items():
@@ -111,7 +125,9 @@ def test_evaluation_does_not_depend_on_the_batch_size(readout):
     task = (LastStep if readout == "last" else EveryStep)()
     model = model_for("lstm", readout)
     split = padded_batch(readout)
-    results = [evaluate(model, task, split, size, torch.device("cpu")) for size in (1, 2, 3, len(LENGTHS))]
+    results = [
+        evaluate(model, task, split, size, torch.device("cpu")) for size in (1, 2, 3, len(LENGTHS))
+    ]
     for other in results[1:]:
         for name in results[0]:
             assert abs(other[name] - results[0][name]) < 1e-12

@@ -7,8 +7,25 @@ import pytest
 import rnnbench
 from rnnbench.registry import Registry, RegistryError
 
-BUILTIN = ["cornn", "eurnn", "eurnn-c16", "eurnn-c4", "eurnn-c8", "eurnn-fft", "eurnn-full", "exprnn", "gru", "indrnn",
-           "lmu", "lru", "lstm", "mingru", "minlstm", "rnn", "scornn"]
+BUILTIN = [
+    "cornn",
+    "eurnn",
+    "eurnn-c16",
+    "eurnn-c4",
+    "eurnn-c8",
+    "eurnn-fft",
+    "eurnn-full",
+    "exprnn",
+    "gru",
+    "indrnn",
+    "lmu",
+    "lru",
+    "lstm",
+    "mingru",
+    "minlstm",
+    "rnn",
+    "scornn",
+]
 
 
 def test_builtin_cells_are_registered_and_globbable():
@@ -26,6 +43,7 @@ def test_registering_a_name_twice_names_both_places():
         """First."""
 
     with pytest.raises(RegistryError) as error:
+
         @registry.register("a")
         def second(input_size, hidden_size):
             """Second."""
@@ -37,10 +55,12 @@ def test_registering_a_name_twice_names_both_places():
 
 
 def test_a_user_cell_cannot_take_a_builtin_name(scratch_cells):
-    with pytest.raises(RegistryError, match=r"'lstm' is registered twice: first at .*classic\.py:\d+"):
+    with pytest.raises(
+        RegistryError, match=r"'lstm' is registered twice: first at .*classic\.py:\d+"
+    ):
+
         @rnnbench.register_cell("lstm")
-        def my_lstm(input_size, hidden_size):
-            ...
+        def my_lstm(input_size, hidden_size): ...
 
 
 def test_a_user_cell_is_built_through_the_same_path(scratch_cells):
@@ -63,24 +83,30 @@ def test_names_must_be_lowercase_with_hyphens(name):
         Registry("thing").register(name)(lambda input_size, hidden_size: None)
 
 
-@pytest.mark.parametrize("factory, message", [
-    (lambda input_size, hidden_size, depth: None, "'depth' needs a default"),
-    (lambda input_size, hidden_size, depth=None: None, "'depth' needs a default of type bool"),
-    (lambda input_size, hidden_size, **kw: None, "would hide options"),
-    (lambda input_size: None, "takes (input_size, hidden_size, **options)"),
-])
+@pytest.mark.parametrize(
+    "factory, message",
+    [
+        (lambda input_size, hidden_size, depth: None, "'depth' needs a default"),
+        (lambda input_size, hidden_size, depth=None: None, "'depth' needs a default of type bool"),
+        (lambda input_size, hidden_size, **kw: None, "would hide options"),
+        (lambda input_size: None, "takes (input_size, hidden_size, **options)"),
+    ],
+)
 def test_factories_must_declare_their_options(factory, message):
     with pytest.raises(RegistryError) as error:
         Registry("thing").register("x")(factory)
     assert message in str(error.value)
 
 
-@pytest.mark.parametrize("name, suggestion", [("lstn", "lstm"), ("LSTM", "lstm"), ("eurn", "eurnn")])
+@pytest.mark.parametrize(
+    "name, suggestion", [("lstn", "lstm"), ("LSTM", "lstm"), ("eurn", "eurnn")]
+)
 def test_unknown_name_lists_known_names_and_the_closest(name, suggestion):
     with pytest.raises(RegistryError) as error:
         rnnbench.build_cell(name, 1, 8)
-    assert str(error.value) == (f"unknown cell {name!r} (did you mean {suggestion!r}?); "
-                                f"known: {', '.join(BUILTIN)}")
+    assert str(error.value) == (
+        f"unknown cell {name!r} (did you mean {suggestion!r}?); known: {', '.join(BUILTIN)}"
+    )
 
 
 def test_unknown_name_with_nothing_close():
@@ -93,8 +119,15 @@ def things():
     registry = Registry("thing")
 
     @registry.register("t")
-    def t(input_size, hidden_size, depth: int = 2, rate: float = 0.5, flag: bool = False,
-          mode: Literal["a", "b"] = "a", tag: str = "x"):
+    def t(
+        input_size,
+        hidden_size,
+        depth: int = 2,
+        rate: float = 0.5,
+        flag: bool = False,
+        mode: Literal["a", "b"] = "a",
+        tag: str = "x",
+    ):
         return dict(depth=depth, rate=rate, flag=flag, mode=mode, tag=tag)
 
     return registry
@@ -113,25 +146,34 @@ def test_canonical_form_sorts_options_and_drops_defaults(things):
     assert str(things.parse("t:depth=2:rate=0.5")) == "t"
     spec = things.parse(" t:tag=y:flag=1:depth=3 ")
     assert str(spec) == "t:depth=3:flag=true:tag=y"
-    assert spec == things.parse("t:depth=3:tag=y:flag=true") and len({spec, things.parse(str(spec))}) == 1
+    assert (
+        spec == things.parse("t:depth=3:tag=y:flag=true")
+        and len({spec, things.parse(str(spec))}) == 1
+    )
     assert dict(spec.options)["rate"] == 0.5  # resolved options keep every default
     assert str(rnnbench.parse_cell_spec("eurnn:impl=dense:capacity=2")) == "eurnn:impl=dense"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("t:depth", "'depth' is not KEY=VALUE; options of t: depth: int = 2; rate: float = 0.5"),
-    ("t:depth=", "'depth=' is not KEY=VALUE"),
-    ("t:=3", "'=3' is not KEY=VALUE"),
-    ("t:nope=1", "unknown option 'nope'; options of t: depth: int = 2; rate: float = 0.5; "
-                 "flag: bool = false; mode: a|b = a; tag: str = x"),
-    ("t:depth=x", "option depth='x' is not a valid int"),
-    ("t:depth=2.5", "option depth='2.5' is not a valid int"),
-    ("t:rate=fast", "option rate='fast' is not a valid float"),
-    ("t:flag=maybe", "option flag='maybe' is not a valid bool"),
-    ("t:mode=c", "option mode='c' is not one of a, b"),
-    ("t:depth=1:depth=2", "option 'depth' is given twice"),
-    (":depth=1", "empty thing name"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("t:depth", "'depth' is not KEY=VALUE; options of t: depth: int = 2; rate: float = 0.5"),
+        ("t:depth=", "'depth=' is not KEY=VALUE"),
+        ("t:=3", "'=3' is not KEY=VALUE"),
+        (
+            "t:nope=1",
+            "unknown option 'nope'; options of t: depth: int = 2; rate: float = 0.5; "
+            "flag: bool = false; mode: a|b = a; tag: str = x",
+        ),
+        ("t:depth=x", "option depth='x' is not a valid int"),
+        ("t:depth=2.5", "option depth='2.5' is not a valid int"),
+        ("t:rate=fast", "option rate='fast' is not a valid float"),
+        ("t:flag=maybe", "option flag='maybe' is not a valid bool"),
+        ("t:mode=c", "option mode='c' is not one of a, b"),
+        ("t:depth=1:depth=2", "option 'depth' is given twice"),
+        (":depth=1", "empty thing name"),
+    ],
+)
 def test_bad_specs_name_the_valid_keys_and_types(things, text, message):
     with pytest.raises(RegistryError) as error:
         things.parse(text)
@@ -140,7 +182,9 @@ def test_bad_specs_name_the_valid_keys_and_types(things, text, message):
 
 
 def test_builtin_spec_errors():
-    with pytest.raises(RegistryError, match="unknown option 'nope'; options of eurnn: capacity: int = 2"):
+    with pytest.raises(
+        RegistryError, match="unknown option 'nope'; options of eurnn: capacity: int = 2"
+    ):
         rnnbench.parse_cell_spec("eurnn:nope=1")
     with pytest.raises(RegistryError, match="capacity='x' is not a valid int"):
         rnnbench.parse_cell_spec("eurnn:capacity=x")

@@ -15,16 +15,26 @@ def coefficients(shape, regime, complex_, generator):
     """a of a given magnitude regime: `mixed` in (0, 1), `near0` in [1e-12, 1e-6], `near1` within 1e-6
     of 1 (in modulus), `signed` in (-1.2, 1.2) (negative values, some above 1); complex: a random phase."""
     u = torch.rand(shape, generator=generator, dtype=F64)
-    modulus = {"mixed": u, "near0": 10 ** (-6 - 6 * u), "near1": 1 - 10 ** (-6 - 6 * u),
-               "signed": 2.4 * u - 1.2}[regime]
+    modulus = {
+        "mixed": u,
+        "near0": 10 ** (-6 - 6 * u),
+        "near1": 1 - 10 ** (-6 - 6 * u),
+        "signed": 2.4 * u - 1.2,
+    }[regime]
     if not complex_:
         return modulus
-    return torch.polar(modulus.abs(), 2 * torch.pi * torch.rand(shape, generator=generator, dtype=F64))
+    return torch.polar(
+        modulus.abs(), 2 * torch.pi * torch.rand(shape, generator=generator, dtype=F64)
+    )
 
 
 def inputs(batch, steps, width, complex_, generator):
     b = torch.randn(batch, steps, width, generator=generator, dtype=F64)
-    return torch.complex(b, torch.randn(batch, steps, width, generator=generator, dtype=F64)) if complex_ else b
+    return (
+        torch.complex(b, torch.randn(batch, steps, width, generator=generator, dtype=F64))
+        if complex_
+        else b
+    )
 
 
 def values_and_gradients(scan, a, b, upstream):
@@ -38,7 +48,9 @@ def values_and_gradients(scan, a, b, upstream):
 @pytest.mark.parametrize("time_varying", [True, False])
 @pytest.mark.parametrize("complex_", [False, True])
 @pytest.mark.parametrize("steps", LENGTHS)
-def test_the_parallel_scan_equals_the_loop_forward_and_backward(steps, complex_, time_varying, regime):
+def test_the_parallel_scan_equals_the_loop_forward_and_backward(
+    steps, complex_, time_varying, regime
+):
     g = torch.Generator().manual_seed(steps)
     batch, width = 3, 4
     a = coefficients((batch, steps, width) if time_varying else (width,), regime, complex_, g)
@@ -78,11 +90,17 @@ def test_reverse_is_the_forward_scan_run_backwards_in_time(steps, complex_):
     g = torch.Generator().manual_seed(0)
     a = coefficients((2, steps, 3), "mixed", complex_, g)
     b = inputs(2, steps, 3, complex_, g)
-    shifted = torch.cat([torch.ones_like(a[:, :1]), a[:, 1:].flip(1)], 1)  # position k joins k-1, k reversed
+    shifted = torch.cat(
+        [torch.ones_like(a[:, :1]), a[:, 1:].flip(1)], 1
+    )  # position k joins k-1, k reversed
     expected = loop_scan(shifted, b.flip(1)).flip(1)
     torch.testing.assert_close(linear_scan(a, b, reverse=True), expected, rtol=0, atol=1e-12)
-    torch.testing.assert_close(linear_scan(a[0, 0], b, reverse=True), loop_scan(a[0, 0], b.flip(1)).flip(1),
-                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        linear_scan(a[0, 0], b, reverse=True),
+        loop_scan(a[0, 0], b.flip(1)).flip(1),
+        rtol=0,
+        atol=1e-12,
+    )
 
 
 @pytest.mark.parametrize("reverse", [False, True])
@@ -135,11 +153,15 @@ def test_the_log_space_scan_equals_the_loop(steps, time_varying, regime):
     upstream = torch.randn(3, steps, 4, generator=g, dtype=F64)
     # as functions of log a and log b, the inputs the log-space scan takes (a gradient with respect to
     # a itself would go through d log a / da = 1 / a, which turns rounding into 1e-4 at a ~ 1e-12)
-    expected = values_and_gradients(lambda la, lb: loop_scan(la.exp(), lb.exp()), a.log(), b.log(), upstream)
+    expected = values_and_gradients(
+        lambda la, lb: loop_scan(la.exp(), lb.exp()), a.log(), b.log(), upstream
+    )
     got = values_and_gradients(log_scan, a.log(), b.log(), upstream)
     # (the gradient of a time-invariant log a sums B T terms of the cumulative sum and the logcumsumexp
     # that cancel: its rounding error is ~ T eps, 4e-9 at T = 300 where its value is ~1e-11)
-    for name, x, y, atol in zip(["h", "grad log a", "grad log b"], got, expected, [1e-10, 1e-8, 1e-10]):
+    for name, x, y, atol in zip(
+        ["h", "grad log a", "grad log b"], got, expected, [1e-10, 1e-8, 1e-10]
+    ):
         torch.testing.assert_close(x, y, rtol=1e-9, atol=atol, msg=name)
 
 
@@ -150,8 +172,13 @@ def test_the_log_space_scan_loses_precision_in_float32_where_the_parallel_scan_d
     a = 1e-3 * (1 + torch.rand(2, 784, 4, generator=g, dtype=F64))
     b = torch.rand(2, 784, 4, generator=g, dtype=F64) + 0.5
     exact = loop_scan(a, b)
-    relative = {name: ((h.double() - exact).abs() / exact).max().item() for name, h in [
-        ("log", log_scan(a.float().log(), b.float().log())), ("parallel", linear_scan(a.float(), b.float()))]}
+    relative = {
+        name: ((h.double() - exact).abs() / exact).max().item()
+        for name, h in [
+            ("log", log_scan(a.float().log(), b.float().log())),
+            ("parallel", linear_scan(a.float(), b.float())),
+        ]
+    }
     assert relative["parallel"] < 1e-6
     assert relative["log"] > 10 * relative["parallel"]
 

@@ -53,7 +53,9 @@ def test_the_reports_rows_and_curves_of_0_1_are_the_stores():
 def test_latest_is_the_last_row_of_each_run_in_the_order_runs_first_appear():
     rows = store.read_rows(RESULTS, "adding")
     forced = rows[rows.run_key.duplicated(keep=False)]
-    assert forced.run_key.nunique() == 1 and len(forced) == 2  # (the fixture's run trained again with --force)
+    assert (
+        forced.run_key.nunique() == 1 and len(forced) == 2
+    )  # (the fixture's run trained again with --force)
     latest = store.latest(rows)
     assert latest.run_key.is_unique and len(latest) == rows.run_key.nunique()
     assert latest[latest.run_key == forced.run_key.iloc[0]].run_id.item() == forced.run_id.iloc[-1]
@@ -61,7 +63,9 @@ def test_latest_is_the_last_row_of_each_run_in_the_order_runs_first_appear():
 
 
 def test_the_report_of_0_1_results_is_unchanged(tmp_path):
-    out = CliRunner().invoke(main, ["report", "--results", str(RESULTS), "--out", str(tmp_path / "report")])
+    out = CliRunner().invoke(
+        main, ["report", "--results", str(RESULTS), "--out", str(tmp_path / "report")]
+    )
     assert out.exit_code == 0, out.output
     assert out.stdout == (READ / "report.md").read_text()
 
@@ -76,8 +80,9 @@ def test_every_run_key_of_0_1_is_planned_again_unchanged(tmp_path, sweep):
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # (a CPU run's key holds its threads: the fixture ran with 2)
     try:
-        out = CliRunner().invoke(main, ["run", "--config", str(results / "sweeps" / sweep), "--results",
-                                        str(results)])
+        out = CliRunner().invoke(
+            main, ["run", "--config", str(results / "sweeps" / sweep), "--results", str(results)]
+        )
     finally:
         torch.set_num_threads(threads)
     assert out.exit_code == 0, out.output
@@ -86,12 +91,25 @@ def test_every_run_key_of_0_1_is_planned_again_unchanged(tmp_path, sweep):
 
 
 def test_upgrades_fill_what_old_rows_lack_and_leave_new_ones_alone():
-    old = {"run_id": "a", "run_key": "k", "status": "ok", "task": "pmnist", "cell_spec": "eurnn:capacity=4",
-           "device_name": "AMD EPYC (2 threads)", "data": "sample", "protocol": "sample", "perm_sha256": "fe",
-           "config_json": json.dumps({"lr": 0.1})}
+    old = {
+        "run_id": "a",
+        "run_key": "k",
+        "status": "ok",
+        "task": "pmnist",
+        "cell_spec": "eurnn:capacity=4",
+        "device_name": "AMD EPYC (2 threads)",
+        "data": "sample",
+        "protocol": "sample",
+        "perm_sha256": "fe",
+        "config_json": json.dumps({"lr": 0.1}),
+    }
     row = schema.upgrade(dict(old))
     assert row["task_spec"] == "pmnist" and row["cell"] == "eurnn" and row["num_threads"] == "2"
-    assert json.loads(row["data_json"]) == {"data": "sample", "perm_sha256": "fe", "protocol": "sample"}
+    assert json.loads(row["data_json"]) == {
+        "data": "sample",
+        "perm_sha256": "fe",
+        "protocol": "sample",
+    }
     assert row["data_hash"] == schema.data_hash(json.loads(row["data_json"]))
     assert json.loads(row["config_json"]) == {"lr": 0.1, **schema.CONFIG_ADDED}
     assert schema.upgrade(dict(row)) == row  # (idempotent: a row of this version is left as it is)
@@ -108,15 +126,31 @@ def test_the_layout_is_one_folder_of_named_parts(tmp_path):
     assert layout.rows_csv(tmp_path, "copying") == tmp_path / "copying.csv"
     assert layout.curves_csv(tmp_path, "copying") == tmp_path / "copying-curves.csv"
     assert layout.task_card(tmp_path, "copying:delay=5", 2).parent == tmp_path / "tasks"
-    assert layout.task_card(tmp_path, "copying:delay=5", 2) != layout.task_card(tmp_path, "copying:delay=6", 2)
+    assert layout.task_card(tmp_path, "copying:delay=5", 2) != layout.task_card(
+        tmp_path, "copying:delay=6", 2
+    )
     assert layout.results_of_record(layout.sweep_record(tmp_path, "123")) == tmp_path
-    assert all(p.is_relative_to(tmp_path) for p in (layout.journal(tmp_path, "s"), layout.job_folder(tmp_path, "u"),
-                                                   layout.checkpoint(tmp_path, "t-k"), layout.claim(tmp_path, "t-k"),
-                                                   layout.report_folder(tmp_path), layout.tensorboard(tmp_path)))
+    assert all(
+        p.is_relative_to(tmp_path)
+        for p in (
+            layout.journal(tmp_path, "s"),
+            layout.job_folder(tmp_path, "u"),
+            layout.checkpoint(tmp_path, "t-k"),
+            layout.claim(tmp_path, "t-k"),
+            layout.report_folder(tmp_path),
+            layout.tensorboard(tmp_path),
+        )
+    )
 
 
 def test_cell_cards_are_kept_once_per_cell_and_version(tmp_path):
-    card = {"name": "my-rnn", "cell_version": 2, "citation": "@misc{me}", "summary": "mine", "options": {}}
+    card = {
+        "name": "my-rnn",
+        "cell_version": 2,
+        "citation": "@misc{me}",
+        "summary": "mine",
+        "options": {},
+    }
     path = store.write_cell_card(tmp_path, card)
     store.write_cell_card(tmp_path, {**card, "summary": "changed"})  # (kept as first written)
     assert store.read_cell_cards(tmp_path) == [card]

@@ -17,7 +17,9 @@ from rnnbench.registry import TASKS, RegistryError
 from rnnbench.runner import train
 from rnnbench.task import IGNORE, Split, Splits, Task
 
-CONFIG = RunConfig(hidden_size=8, batch_size=16, steps=6, eval_every=3, eval_batch_size=32, lr=1e-2, device="cpu")
+CONFIG = RunConfig(
+    hidden_size=8, batch_size=16, steps=6, eval_every=3, eval_batch_size=32, lr=1e-2, device="cpu"
+)
 
 
 class Sign(Task):
@@ -28,11 +30,18 @@ class Sign(Task):
     def load(self, config, folder=None):
         x = torch.randn(128, 6, 1, generator=torch.Generator().manual_seed(0))
         y = (x[:, 0, 0] > 0).long()
-        return Splits(Split(x[:64], y[:64]), Split(x[64:96], y[64:96]), Split(x[96:], y[96:]), {"generator": "sign"})
+        return Splits(
+            Split(x[:64], y[:64]),
+            Split(x[64:96], y[64:96]),
+            Split(x[96:], y[96:]),
+            {"generator": "sign"},
+        )
 
 
 def fit(task):
-    return train(task, rnnbench.parse_cell_spec("rnn"), CONFIG, task.load(CONFIG), torch.device("cpu"))
+    return train(
+        task, rnnbench.parse_cell_spec("rnn"), CONFIG, task.load(CONFIG), torch.device("cpu")
+    )
 
 
 class TensorMetrics(Sign):
@@ -52,11 +61,18 @@ class NoScore(Sign):
 
 def test_metrics_given_as_tensors_are_numbers_in_the_row():
     result = fit(TensorMetrics())
-    assert isinstance(result["test_acc"], float) and result["test_acc"] == pytest.approx(0.5 / 32)  # (one batch: 0.5 over 32)
+    assert isinstance(result["test_acc"], float) and result["test_acc"] == pytest.approx(
+        0.5 / 32
+    )  # (one batch: 0.5 over 32)
 
 
-@pytest.mark.parametrize("task, message", [(MeanMetrics(), r"must return \{name: \(sum, count\)\}"),
-                                           (NoScore(), "must return 'loss' and 'acc'")])
+@pytest.mark.parametrize(
+    "task, message",
+    [
+        (MeanMetrics(), r"must return \{name: \(sum, count\)\}"),
+        (NoScore(), "must return 'loss' and 'acc'"),
+    ],
+)
 def test_metrics_that_break_the_contract_fail_before_training_with_what_it_wants(task, message):
     with pytest.raises(TypeError, match=message):
         fit(task)
@@ -71,7 +87,9 @@ class NothingCounts(Sign):
         x = torch.randn(32, 6, 1, generator=torch.Generator().manual_seed(0))
         counted = torch.zeros(32, 6, dtype=torch.int64)
         nothing = torch.full((32, 6), IGNORE)
-        return Splits(Split(x, counted), Split(x, nothing), Split(x, counted), {"generator": "nothing"})
+        return Splits(
+            Split(x, counted), Split(x, nothing), Split(x, counted), {"generator": "nothing"}
+        )
 
 
 def test_a_split_with_no_target_that_counts_is_an_error_not_a_silent_nan():
@@ -105,7 +123,9 @@ def test_a_lower_is_better_score_keeps_the_weights_with_the_lowest_validation_sc
 
 
 def test_the_table_marks_the_recorded_direction_of_the_score():
-    rows = pd.DataFrame({"status": ["ok", "ok"], "task_json": [json.dumps(LowerIsBetter().metadata())] * 2})
+    rows = pd.DataFrame(
+        {"status": ["ok", "ok"], "task_json": [json.dumps(LowerIsBetter().metadata())] * 2}
+    )
     assert reporting.score_higher_is_better(rows) is False
     assert reporting.score_higher_is_better(rows.assign(task_json="")) is True
 
@@ -118,10 +138,15 @@ def test_a_permutation_seed_for_a_task_in_raster_order_is_refused():
 def test_options_a_preset_adds_are_named_when_they_conflict_with_the_users():
     assert str(sweep.resolve_task("pmnist:data=full", "quick")) == "pmnist"  # the user's value wins
     assert str(sweep.resolve_task("pmnist", "torch-eunn")) == "pmnist:protocol=pooled"
-    with pytest.raises(ValueError, match="with the torch-eunn preset, which adds protocol=pooled: protocol=pooled "
-                                         "applies to data=full"):
+    with pytest.raises(
+        ValueError,
+        match="with the torch-eunn preset, which adds protocol=pooled: protocol=pooled "
+        "applies to data=full",
+    ):
         sweep.resolve_task("pmnist:data=sample", "torch-eunn")
-    out = CliRunner().invoke(main, ["run", "--cells", "rnn", "--task", "listops:min_len=1000", "--preset", "quick"])
+    out = CliRunner().invoke(
+        main, ["run", "--cells", "rnn", "--task", "listops:min_len=1000", "--preset", "quick"]
+    )
     assert out.exit_code == 2 and "with the quick preset, which adds" in out.output
 
 
@@ -132,7 +157,9 @@ def test_a_preset_that_names_no_option_is_refused_at_registration(monkeypatch):
     class Typo(Sign):
         presets = {"quick": {"n_trian": 10}}
 
-    with pytest.raises(RegistryError, match="its preset 'quick' sets n_trian, which is not an option"):
+    with pytest.raises(
+        RegistryError, match="its preset 'quick' sets n_trian, which is not an option"
+    ):
         rnnbench.register_task("typo")(Typo)
     assert "typo" not in TASKS.names()
 

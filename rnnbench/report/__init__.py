@@ -50,27 +50,75 @@ import pandas as pd
 
 from rnnbench.report.citations import attach, bibliography
 from rnnbench.report.errors import ReportError, ReportNotWritten
-from rnnbench.report.figures import (CELL_COLORS, cell_color, cost_figure, plot_group, plot_input, reference_lines,
-                                     test_acc_figure, tradeoff_figure)
+from rnnbench.report.figures import (
+    CELL_COLORS,
+    cell_color,
+    cost_figure,
+    plot_group,
+    plot_input,
+    reference_lines,
+    test_acc_figure,
+    tradeoff_figure,
+)
 from rnnbench.report.files import _write, _write_text
-from rnnbench.report.grouping import (GROUP_KEYS, TABLE_KEYS, aggregate, experiment_labels, mixed_commits,
-                                      score_higher_is_better, score_name, select, summary_csv, table_groups)
+from rnnbench.report.grouping import (
+    GROUP_KEYS,
+    TABLE_KEYS,
+    aggregate,
+    experiment_labels,
+    mixed_commits,
+    score_higher_is_better,
+    score_name,
+    select,
+    summary_csv,
+    table_groups,
+)
 from rnnbench.report.html import Section, TableView, render
 from rnnbench.report.read import read_results, rows_frame  # noqa: F401 - rows_frame: for the tests
 from rnnbench.report.studies import chosen_trials, edge_notes, study_groups, write_study
 from rnnbench.report.tables import _cells, _where, latex_table, markdown_table, table_caption
 from rnnbench.report.text import _markdown, _printable  # noqa: F401 - _markdown: for the tests
 
-__all__ = ["CELL_COLORS", "GROUP_KEYS", "TABLE_KEYS", "ReportError", "ReportNotWritten", "Section", "TableView",
-           "aggregate", "cell_color", "chosen_trials", "cost_figure", "edge_notes", "experiment_labels",
-           "latex_table", "markdown_table", "read_results", "reference_lines", "score_higher_is_better", "score_name",
-           "select", "study_groups", "table_caption", "table_groups", "test_acc_figure", "tradeoff_figure",
-           "write_report", "write_study"]
+__all__ = [
+    "CELL_COLORS",
+    "GROUP_KEYS",
+    "TABLE_KEYS",
+    "ReportError",
+    "ReportNotWritten",
+    "Section",
+    "TableView",
+    "aggregate",
+    "cell_color",
+    "chosen_trials",
+    "cost_figure",
+    "edge_notes",
+    "experiment_labels",
+    "latex_table",
+    "markdown_table",
+    "read_results",
+    "reference_lines",
+    "score_higher_is_better",
+    "score_name",
+    "select",
+    "study_groups",
+    "table_caption",
+    "table_groups",
+    "test_acc_figure",
+    "tradeoff_figure",
+    "write_report",
+    "write_study",
+]
 
 
-def write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path, cards: list[dict] | None = None,
-                 html: bool = False, runs: pd.DataFrame | None = None,
-                 cell_cards: list[dict] | None = None) -> tuple[list[Path], str]:
+def write_report(
+    rows: pd.DataFrame,
+    curves: pd.DataFrame,
+    out: Path,
+    cards: list[dict] | None = None,
+    html: bool = False,
+    runs: pd.DataFrame | None = None,
+    cell_cards: list[dict] | None = None,
+) -> tuple[list[Path], str]:
     """Tables and figures of every group into `out` (and each task's input figure and citation,
     from `cards`: store.read_task_cards; each cell's citation from `cell_cards`:
     store.read_cell_cards); returns the files and the Markdown text. With `html`,
@@ -79,54 +127,113 @@ def write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path, cards: lis
     ReportNotWritten, naming the folder, if it cannot be written."""
     try:
         runs = rows if runs is None else runs
-        return _write_report(attach(rows, cell_cards or []), curves, out, cards or [], html,
-                             attach(runs, cell_cards or []))
+        return _write_report(
+            attach(rows, cell_cards or []),
+            curves,
+            out,
+            cards or [],
+            html,
+            attach(runs, cell_cards or []),
+        )
     except OSError as error:
         where = f" ({error.filename})" if error.filename and str(error.filename) != str(out) else ""
-        raise ReportNotWritten(f"cannot write the report into {out}: {error.strerror or error}{where}") from error
+        raise ReportNotWritten(
+            f"cannot write the report into {out}: {error.strerror or error}{where}"
+        ) from error
 
 
-def _write_report(rows: pd.DataFrame, curves: pd.DataFrame, out: Path, cards: list[dict], html: bool,
-                  runs: pd.DataFrame) -> tuple[list[Path], str]:
+def _write_report(
+    rows: pd.DataFrame,
+    curves: pd.DataFrame,
+    out: Path,
+    cards: list[dict],
+    html: bool,
+    runs: pd.DataFrame,
+) -> tuple[list[Path], str]:
     out.mkdir(parents=True, exist_ok=True)
-    results = rows[rows["phase"] != "tune"]  # (a study's trials are how a setting was chosen, not results)
+    results = rows[
+        rows["phase"] != "tune"
+    ]  # (a study's trials are how a setting was chosen, not results)
     summary = aggregate(results) if len(results) else None
     written, markdown, sections = [], [], []
     for stem, part in table_groups(summary) if summary is not None else ():
         if len(commits := mixed_commits(part)) > 1:
-            warnings.warn(f"table {stem} mixes rows from {len(commits)} versions of the code: {', '.join(commits)}; "
-                          "`rnnbench run --force` the older ones, or report them apart")
+            warnings.warn(
+                f"table {stem} mixes rows from {len(commits)} versions of the code: {', '.join(commits)}; "
+                "`rnnbench run --force` the older ones, or report them apart"
+            )
         md, tex = markdown_table(part), latex_table(part, f"tab:{stem}")
-        written += [_write_text(out, f"{stem}.md", md), _write_text(out, f"{stem}.tex", tex),
-                    _write(out, f"{stem}-summary.csv", lambda p, part=part: summary_csv(part).to_csv(p, index=False))]
+        written += [
+            _write_text(out, f"{stem}.md", md),
+            _write_text(out, f"{stem}.tex", tex),
+            _write(
+                out,
+                f"{stem}-summary.csv",
+                lambda p, part=part: summary_csv(part).to_csv(p, index=False),
+            ),
+        ]
         group_rows = results[results["task_spec"] == part["task_spec"].iloc[0]]
         figures = plot_group(stem, part, group_rows, curves, out)
         written += figures
         markdown.append(f"## {stem}\n\n{md}")
         first = part.iloc[0]
-        title = (f"{_printable(first['task_spec'])} (task version {int(first['task_version'])}) "
-                 f"{_where(first, _printable)}")
-        sections.append(Section("table", stem, title, [], [TableView("", table_caption(part), *_cells(part))],
-                                [f for f in figures if f.suffix == ".png"], _runs_of(part, runs)))
+        title = (
+            f"{_printable(first['task_spec'])} (task version {int(first['task_version'])}) "
+            f"{_where(first, _printable)}"
+        )
+        sections.append(
+            Section(
+                "table",
+                stem,
+                title,
+                [],
+                [TableView("", table_caption(part), *_cells(part))],
+                [f for f in figures if f.suffix == ".png"],
+                _runs_of(part, runs),
+            )
+        )
     for stem, study in study_groups(rows):
         files, section = write_study(stem, study, out, sections)
         written += files
         markdown.append(section)
-    listed = {run_id for section in sections if section.runs is not None for run_id in section.runs["run_id"]}
+    listed = {
+        run_id
+        for section in sections
+        if section.runs is not None
+        for run_id in section.runs["run_id"]
+    }
     unlisted = runs[~runs["run_id"].isin(listed) & (runs["phase"] != "tune")]
     if len(unlisted):  # (a task none of whose runs ended ok, say: its errors belong on the page)
-        sections.append(Section("runs", "other-runs", "Runs in no table", [
-            "These runs are in no table above: their status is left out of the tables (rnnbench report "
-            "--status), so a task whose runs all failed has its errors here."], runs=unlisted))
-    reported = {(spec, int(version)) for spec, version in zip(rows["task_spec"], rows["task_version"])}
-    shown = [c for c in cards if isinstance(c.get("task_version"), int)
-             and (c.get("task_spec"), c["task_version"]) in reported]
+        sections.append(
+            Section(
+                "runs",
+                "other-runs",
+                "Runs in no table",
+                [
+                    "These runs are in no table above: their status is left out of the tables (rnnbench report "
+                    "--status), so a task whose runs all failed has its errors here."
+                ],
+                runs=unlisted,
+            )
+        )
+    reported = {
+        (spec, int(version)) for spec, version in zip(rows["task_spec"], rows["task_version"])
+    }
+    shown = [
+        c
+        for c in cards
+        if isinstance(c.get("task_version"), int)
+        and (c.get("task_spec"), c["task_version"]) in reported
+    ]
     inputs = []  # (title, PNG) of each task's input figure
     for card in shown:
         files = plot_input(card, out)
         written += files
-        inputs += [(f"{_printable(card['task_spec'])} (task version {card['task_version']})", f)
-                   for f in files if f.suffix == ".png"]
+        inputs += [
+            (f"{_printable(card['task_spec'])} (task version {card['task_version']})", f)
+            for f in files
+            if f.suffix == ".png"
+        ]
     references = bibliography(shown, {spec for spec, _ in reported}, rows)
     if references:
         written.append(_write_text(out, "references.bib", references))
@@ -142,4 +249,3 @@ def _runs_of(summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     study's trials left out: the page's run list of that table."""
     keys = summary[TABLE_KEYS].drop_duplicates()
     return runs[runs["phase"] != "tune"].merge(keys, on=TABLE_KEYS)
-

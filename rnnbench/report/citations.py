@@ -36,9 +36,15 @@ def cells_sentence(summary: pd.DataFrame) -> str:
 def bibliography(task_cards: list[dict], task_specs: set[str], rows: pd.DataFrame) -> str:
     """The BibTeX of the reported tasks' sources, as their cards recorded it, and of the reported
     cells (their cards'); each entry once."""
-    cells = dict(sorted(zip(rows["cell"], rows["cell_citation"]))) if "cell_citation" in rows else {}
+    cells = (
+        dict(sorted(zip(rows["cell"], rows["cell_citation"]))) if "cell_citation" in rows else {}
+    )
     found = cite.sources({name: citation for name, citation in cells.items() if citation})
     for card in task_cards:
-        if card.get("task_spec") in task_specs and isinstance(card.get("citation"), str) and card["citation"].strip():
+        if (
+            card.get("task_spec") in task_specs
+            and isinstance(card.get("citation"), str)
+            and card["citation"].strip()
+        ):
             found.add("task", str(card["task_spec"]), card["citation"])
     return found.bibtex()

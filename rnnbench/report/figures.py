@@ -14,7 +14,14 @@ import numpy as np
 import pandas as pd
 
 from rnnbench.report.files import _save, _save_all
-from rnnbench.report.grouping import GROUP_KEYS, _finite, _recorded, experiment_labels, score_name, with_group_keys
+from rnnbench.report.grouping import (
+    GROUP_KEYS,
+    _finite,
+    _recorded,
+    experiment_labels,
+    score_name,
+    with_group_keys,
+)
 from rnnbench.report.tables import MEMORY_WORDS
 from rnnbench.report.text import _name_part, _plot_text
 
@@ -22,11 +29,25 @@ from rnnbench.report.text import _name_part, _plot_text
 COLUMN_WIDTH_IN = 3.4  # one column of a two-column paper
 # Colours never depend on what else is in a report: the built-in cells have fixed ones (the
 # indices in seaborn's colorblind palette); any other cell name hashes into a palette of its own.
-CELL_COLORS = {"eurnn": 0, "gru": 1, "lstm": 2, "rnn": 3, "eurnn-c4": 4, "eurnn-c8": 5, "eurnn-c16": 6,
-               "eurnn-fft": 7, "eurnn-full": 8}
+CELL_COLORS = {
+    "eurnn": 0,
+    "gru": 1,
+    "lstm": 2,
+    "rnn": 3,
+    "eurnn-c4": 4,
+    "eurnn-c8": 5,
+    "eurnn-c16": 6,
+    "eurnn-fft": 7,
+    "eurnn-full": 8,
+}
 OTHER_COLORS = 12
 MARKERS = ["o", "s", "^", "D", "v", "P"]
-STYLES = ["-", "--", ":", "-."]  # a cell's colour stays; its variants differ by line style and marker
+STYLES = [
+    "-",
+    "--",
+    ":",
+    "-.",
+]  # a cell's colour stays; its variants differ by line style and marker
 
 
 def cell_color(name: str) -> tuple[float, float, float]:
@@ -35,7 +56,9 @@ def cell_color(name: str) -> tuple[float, float, float]:
 
     if name in CELL_COLORS:
         return tuple(sns.color_palette("colorblind", 10)[CELL_COLORS[name]])
-    index = int(hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest(), 16) % OTHER_COLORS
+    index = (
+        int(hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest(), 16) % OTHER_COLORS
+    )
     return tuple(sns.husl_palette(OTHER_COLORS, s=0.9, l=0.55)[index])
 
 
@@ -46,8 +69,12 @@ def memory_label(sources) -> str:
 
 
 def _inside_axes(extent, box, slack: float = 0.5) -> bool:
-    return (extent.x0 >= box.x0 - slack and extent.x1 <= box.x1 + slack and extent.y0 >= box.y0 - slack
-            and extent.y1 <= box.y1 + slack)
+    return (
+        extent.x0 >= box.x0 - slack
+        and extent.x1 <= box.x1 + slack
+        and extent.y0 >= box.y0 - slack
+        and extent.y1 <= box.y1 + slack
+    )
 
 
 def _overlaps(a, b) -> bool:
@@ -62,15 +89,28 @@ def _label_points(ax, points) -> None:
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     box = ax.get_window_extent(renderer)
-    sides = [(3, dy, "left", va) for dy, va in ((3, "bottom"), (-3, "top"))] \
-        + [(-3, dy, "right", va) for dy, va in ((3, "bottom"), (-3, "top"))] \
-        + [(dx, dy, ha, va) for dy, va in ((11, "bottom"), (-11, "top")) for dx, ha in ((3, "left"), (-3, "right"))]
+    sides = (
+        [(3, dy, "left", va) for dy, va in ((3, "bottom"), (-3, "top"))]
+        + [(-3, dy, "right", va) for dy, va in ((3, "bottom"), (-3, "top"))]
+        + [
+            (dx, dy, ha, va)
+            for dy, va in ((11, "bottom"), (-11, "top"))
+            for dx, ha in ((3, "left"), (-3, "right"))
+        ]
+    )
     placed = []
     for x, y, text in points:
         fits = []
         for dx, dy, ha, va in sides:
-            note = ax.annotate(_plot_text(text, limit=30), (x, y), xytext=(dx, dy), textcoords="offset points",
-                               ha=ha, va=va, fontsize="x-small")
+            note = ax.annotate(
+                _plot_text(text, limit=30),
+                (x, y),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                ha=ha,
+                va=va,
+                fontsize="x-small",
+            )
             note.set_in_layout(False)
             extent = note.get_window_extent(renderer)
             note.remove()
@@ -78,8 +118,16 @@ def _label_points(ax, points) -> None:
                 fits.append(((dx, dy, ha, va), extent))
         clear = [fit for fit in fits if not any(_overlaps(fit[1], other) for other in placed)]
         (dx, dy, ha, va), extent = (clear or fits or [(sides[0], None)])[0]
-        note = ax.annotate(_plot_text(text, limit=30), (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha,
-                           va=va, fontsize="x-small", clip_on=extent is None)
+        note = ax.annotate(
+            _plot_text(text, limit=30),
+            (x, y),
+            xytext=(dx, dy),
+            textcoords="offset points",
+            ha=ha,
+            va=va,
+            fontsize="x-small",
+            clip_on=extent is None,
+        )
         note.set_in_layout(False)
         if extent is not None:
             placed.append(extent)
@@ -94,8 +142,9 @@ def _count_axis(ax, values) -> None:
     if len(values) and values.max() / values.min() >= 10:
         ax.set_xscale("log")
         decades = np.log10(values.max() / values.min())
-        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0) if decades < 2 else (1.0,),
-                                              numticks=6))
+        ax.xaxis.set_major_locator(
+            LogLocator(base=10, subs=(1.0, 3.0) if decades < 2 else (1.0,), numticks=6)
+        )
         ax.xaxis.set_minor_locator(LogLocator(base=10, subs=tuple(range(2, 10)), numticks=12))
         ax.xaxis.set_minor_formatter(NullFormatter())
     else:
@@ -119,32 +168,56 @@ def _styles(summary: pd.DataFrame) -> tuple[dict, dict]:
     return styles, markers
 
 
-def curve_figures(summary: pd.DataFrame, rows: pd.DataFrame, curves: pd.DataFrame, score: str) -> dict:
+def curve_figures(
+    summary: pd.DataFrame, rows: pd.DataFrame, curves: pd.DataFrame, score: str
+) -> dict:
     """Validation score against step and against training time (mean over seeds, ±1 sd band);
     {} when no curve has a value."""
     import matplotlib.pyplot as plt
 
     styles, _ = _styles(summary)
     experiment = with_group_keys(rows)[["run_id"] + GROUP_KEYS].merge(
-        summary[GROUP_KEYS + ["label", "cell"]], on=GROUP_KEYS)[["run_id", "cell", "label"]]
-    valid = curves[curves["split"] == "valid"].merge(experiment, on="run_id").dropna(subset=["acc", "step"])
+        summary[GROUP_KEYS + ["label", "cell"]], on=GROUP_KEYS
+    )[["run_id", "cell", "label"]]
+    valid = (
+        curves[curves["split"] == "valid"]
+        .merge(experiment, on="run_id")
+        .dropna(subset=["acc", "step"])
+    )
     figures = {}
     if valid.empty:
         return figures
-    per_step = valid.groupby(["label", "cell", "step"]).agg(
-        acc=("acc", "mean"), sd=("acc", "std"), time=("wall_time_s", "mean")).reset_index()
-    for x, xlabel, name in (("step", "training step", "valid-acc-vs-step"),
-                            ("time", "training time (s)", "valid-acc-vs-time")):
+    per_step = (
+        valid.groupby(["label", "cell", "step"])
+        .agg(acc=("acc", "mean"), sd=("acc", "std"), time=("wall_time_s", "mean"))
+        .reset_index()
+    )
+    for x, xlabel, name in (
+        ("step", "training step", "valid-acc-vs-step"),
+        ("time", "training time (s)", "valid-acc-vs-time"),
+    ):
         lines = per_step.dropna(subset=[x])
         if lines.empty:
             continue
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.5))
         for (label, cell), line in lines.groupby(["label", "cell"]):
             sd = line["sd"].fillna(0)
-            ax.plot(line[x], 100 * line["acc"], color=cell_color(cell), linestyle=styles[label],
-                    label=_plot_text(label), marker=".")
-            ax.fill_between(line[x], 100 * (line["acc"] - sd), 100 * (line["acc"] + sd), color=cell_color(cell),
-                            alpha=0.2, linewidth=0)
+            ax.plot(
+                line[x],
+                100 * line["acc"],
+                color=cell_color(cell),
+                linestyle=styles[label],
+                label=_plot_text(label),
+                marker=".",
+            )
+            ax.fill_between(
+                line[x],
+                100 * (line["acc"] - sd),
+                100 * (line["acc"] + sd),
+                color=cell_color(cell),
+                alpha=0.2,
+                linewidth=0,
+            )
         ax.set(xlabel=xlabel, ylabel=f"validation {_plot_text(score)} (%)")
         ax.legend(fontsize="small")
         fig.tight_layout()
@@ -161,7 +234,9 @@ def reference_lines(summary: pd.DataFrame, task_spec: str) -> dict[str, float]:
     if _finite(task.get("chance")):
         lines["chance (the best memoryless answer)"] = float(task["chance"])
     own = task.get("reference_lines")
-    lines.update({str(k): float(v) for k, v in own.items() if _finite(v)} if isinstance(own, dict) else {})
+    lines.update(
+        {str(k): float(v) for k, v in own.items() if _finite(v)} if isinstance(own, dict) else {}
+    )
     linear = summary["linear_acc"].dropna() if "linear_acc" in summary else pd.Series(dtype=float)
     if len(linear):
         lines["linear classifier on this data"] = float(linear.median())
@@ -190,36 +265,70 @@ def test_acc_figure(summary: pd.DataFrame, task_spec: str, score: str):
     _, markers = _styles(summary)
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 0.9 + 0.3 * (len(lines) + len(references))))
     positions = np.arange(len(lines))[::-1]  # the table's order, top to bottom
-    ax.errorbar(100 * lines["test_acc_mean"], positions, xerr=100 * lines["test_acc_std"].fillna(0), fmt="none",
-                ecolor="0.3", capsize=3)
+    ax.errorbar(
+        100 * lines["test_acc_mean"],
+        positions,
+        xerr=100 * lines["test_acc_std"].fillna(0),
+        fmt="none",
+        ecolor="0.3",
+        capsize=3,
+    )
     for position, (_, line) in zip(positions, lines.iterrows()):
-        ax.scatter(100 * line["test_acc_mean"], position, color=cell_color(line["cell"]), marker=markers[line["label"]],
-                   zorder=3)
+        ax.scatter(
+            100 * line["test_acc_mean"],
+            position,
+            color=cell_color(line["cell"]),
+            marker=markers[line["label"]],
+            zorder=3,
+        )
     # Each reference line gets a row of its own above the cells, where its label sits beside it.
     rows_of_labels = {name: len(lines) + i for i, name in enumerate(references)}
     for name, value in references.items():
         ax.axvline(100 * value, color="0.4", linestyle="--", linewidth=1)
-    ax.set(yticks=positions, yticklabels=[_plot_text(label, width=26) for label in lines["label"]],
-           xlabel=f"test {_plot_text(score)} (%)", ylim=(-0.6, len(lines) + len(references) - 0.4))
+    ax.set(
+        yticks=positions,
+        yticklabels=[_plot_text(label, width=26) for label in lines["label"]],
+        xlabel=f"test {_plot_text(score)} (%)",
+        ylim=(-0.6, len(lines) + len(references) - 0.4),
+    )
     fig.tight_layout()
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     box = ax.get_window_extent(renderer)
     for name, value in references.items():
         label = f"{name}: {100 * value:.4g} %"
-        tries = [(text, dx, ha) for text in (_plot_text(label, limit=60), _plot_text(label, limit=60, width=24))
-                 for dx, ha in ((3, "left"), (-3, "right"))]  # on one line, else on two
+        tries = [
+            (text, dx, ha)
+            for text in (_plot_text(label, limit=60), _plot_text(label, limit=60, width=24))
+            for dx, ha in ((3, "left"), (-3, "right"))
+        ]  # on one line, else on two
         for text, dx, ha in tries:
-            note = ax.annotate(text, (100 * value, rows_of_labels[name]), xytext=(dx, 0), textcoords="offset points",
-                               ha=ha, va="center", fontsize="x-small", color="0.3")
+            note = ax.annotate(
+                text,
+                (100 * value, rows_of_labels[name]),
+                xytext=(dx, 0),
+                textcoords="offset points",
+                ha=ha,
+                va="center",
+                fontsize="x-small",
+                color="0.3",
+            )
             note.set_in_layout(False)
             if _inside_axes(note.get_window_extent(renderer), box):
                 break
             note.remove()
         else:
-            note = ax.annotate(tries[-1][0], (100 * value, rows_of_labels[name]), xytext=(3, 0),
-                               textcoords="offset points", ha="left", va="center", fontsize="x-small", color="0.3",
-                               clip_on=True)
+            note = ax.annotate(
+                tries[-1][0],
+                (100 * value, rows_of_labels[name]),
+                xytext=(3, 0),
+                textcoords="offset points",
+                ha="left",
+                va="center",
+                fontsize="x-small",
+                color="0.3",
+                clip_on=True,
+            )
             note.set_in_layout(False)
     return fig
 
@@ -230,20 +339,34 @@ def tradeoff_figure(summary: pd.DataFrame, score: str):
     import matplotlib.pyplot as plt
 
     scored = summary[summary["test_acc_mean"].notna()]
-    panels = [(x, xlabel, scored[scored[x].notna() & ((scored[x] > 0) if x == "params" else True)])
-              for x, xlabel in (("params", "parameters"), ("step_time_ms", "time per step (ms)"))]
+    panels = [
+        (x, xlabel, scored[scored[x].notna() & ((scored[x] > 0) if x == "params" else True)])
+        for x, xlabel in (("params", "parameters"), ("step_time_ms", "time per step (ms)"))
+    ]
     panels = [p for p in panels if not p[2].empty]
     if not panels:
         return None
     _, markers = _styles(summary)
-    fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * COLUMN_WIDTH_IN, 2.5), sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(len(panels) * COLUMN_WIDTH_IN, 2.5), sharey=True, squeeze=False
+    )
     for ax, (x, xlabel, points) in zip(axes[0], panels):
-        ax.errorbar(points[x], 100 * points["test_acc_mean"], yerr=100 * points["test_acc_std"].fillna(0),
-                    fmt="none", ecolor="0.5", capsize=2)
+        ax.errorbar(
+            points[x],
+            100 * points["test_acc_mean"],
+            yerr=100 * points["test_acc_std"].fillna(0),
+            fmt="none",
+            ecolor="0.5",
+            capsize=2,
+        )
         for _, line in points.iterrows():
-            ax.scatter(line[x], 100 * line["test_acc_mean"], color=cell_color(line["cell"]),
-                       marker=markers[line["label"]], zorder=3)
+            ax.scatter(
+                line[x],
+                100 * line["test_acc_mean"],
+                color=cell_color(line["cell"]),
+                marker=markers[line["label"]],
+                zorder=3,
+            )
         ax.set(xlabel=xlabel)
         if x == "params":
             _count_axis(ax, points[x])
@@ -251,7 +374,13 @@ def tradeoff_figure(summary: pd.DataFrame, score: str):
     axes[0][0].set_ylabel(f"test {_plot_text(score)} (%)")
     fig.tight_layout()
     for ax, (x, _, points) in zip(axes[0], panels):
-        _label_points(ax, [(line[x], 100 * line["test_acc_mean"], line["label"]) for _, line in points.iterrows()])
+        _label_points(
+            ax,
+            [
+                (line[x], 100 * line["test_acc_mean"], line["label"])
+                for _, line in points.iterrows()
+            ],
+        )
     return fig
 
 
@@ -260,15 +389,25 @@ def cost_figure(summary: pd.DataFrame):
     has. The memory axis says how memory was measured."""
     import matplotlib.pyplot as plt
 
-    panels = [(x, xlabel) for x, xlabel in (("step_time_ms", "time per step (ms)"),
-                                            ("peak_mem_mb", memory_label(summary["mem_source"])))
-              if summary[x].notna().any()]
+    panels = [
+        (x, xlabel)
+        for x, xlabel in (
+            ("step_time_ms", "time per step (ms)"),
+            ("peak_mem_mb", memory_label(summary["mem_source"])),
+        )
+        if summary[x].notna().any()
+    ]
     if not panels:
         return None
     lines = summary[summary[[x for x, _ in panels]].notna().any(axis=1)]
     positions = np.arange(len(lines))[::-1]  # the table's order, top to bottom
-    fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * COLUMN_WIDTH_IN, 0.9 + 0.3 * len(lines)),
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(len(panels) * COLUMN_WIDTH_IN, 0.9 + 0.3 * len(lines)),
+        sharey=True,
+        squeeze=False,
+    )
     colors = [cell_color(cell) for cell in lines["cell"]]
     for ax, (x, xlabel) in zip(axes[0], panels):
         ax.barh(positions, lines[x].fillna(0), color=colors)
@@ -276,7 +415,9 @@ def cost_figure(summary: pd.DataFrame):
             if pd.isna(value):  # (not a bar of length 0)
                 ax.text(0, position, " not measured", va="center", fontsize="x-small", color="0.4")
         ax.set(xlabel=xlabel)
-    axes[0][0].set(yticks=positions, yticklabels=[_plot_text(label, width=26) for label in lines["label"]])
+    axes[0][0].set(
+        yticks=positions, yticklabels=[_plot_text(label, width=26) for label in lines["label"]]
+    )
     fig.tight_layout()
     return fig
 
@@ -296,15 +437,22 @@ def _drawing():
         yield
 
 
-def plot_group(stem: str, summary: pd.DataFrame, rows: pd.DataFrame, curves: pd.DataFrame, out: Path) -> list[Path]:
+def plot_group(
+    stem: str, summary: pd.DataFrame, rows: pd.DataFrame, curves: pd.DataFrame, out: Path
+) -> list[Path]:
     """Every figure of one table group that has something to show; returns the files written."""
     task_spec = summary["task_spec"].iloc[0]
     score = score_name(summary)
     summary = summary.assign(label=experiment_labels(summary))
     with _drawing():
         figures = curve_figures(summary, rows, curves, score)
-        figures.update({"test-acc": test_acc_figure(summary, task_spec, score),
-                        "tradeoff": tradeoff_figure(summary, score), "cost": cost_figure(summary)})
+        figures.update(
+            {
+                "test-acc": test_acc_figure(summary, task_spec, score),
+                "tradeoff": tradeoff_figure(summary, score),
+                "cost": cost_figure(summary),
+            }
+        )
         return _save_all(figures, out, stem)
 
 
@@ -335,11 +483,20 @@ def plot_input(card: dict, out: Path) -> list[Path]:
         ax = fig.add_subplot(grid[0, column : column + width])
         column += width
         if array.ndim == 2:
-            ax.imshow(array, cmap="gray_r", aspect="equal" if width == 1 else "auto", interpolation="nearest")
+            ax.imshow(
+                array,
+                cmap="gray_r",
+                aspect="equal" if width == 1 else "auto",
+                interpolation="nearest",
+            )
             ax.set(xticks=[], yticks=[])
         else:
             ax.plot(array, linewidth=0.6, color="0.2")
             ax.set(xlabel="time step")
         ax.set_title(_plot_text(textwrap.shorten(name, 48 * width)), fontsize="small")
     fig.tight_layout()
-    return _save(fig, out, f"{_name_part(str(card['task_spec']).replace(':', '_'))}-v{card['task_version']}-input")
+    return _save(
+        fig,
+        out,
+        f"{_name_part(str(card['task_spec']).replace(':', '_'))}-v{card['task_version']}-input",
+    )

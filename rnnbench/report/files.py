@@ -17,7 +17,9 @@ def _inside(out: Path, name: str) -> Path:
     """out/name, refused if it would resolve outside `out` (a name with a path in it, a link)."""
     path = out / name
     if path.resolve().parent != out.resolve():
-        raise ReportError(f"refusing to write {path}: it resolves to {path.resolve()}, outside {out}")
+        raise ReportError(
+            f"refusing to write {path}: it resolves to {path.resolve()}, outside {out}"
+        )
     return path
 
 
@@ -44,8 +46,10 @@ def _save(fig, out: Path, stem: str) -> list[Path]:
     import matplotlib.pyplot as plt
 
     try:
-        return [_write(out, f"{stem}.{suffix}", lambda p, s=suffix: fig.savefig(p, format=s, dpi=200))
-                for suffix in ("png", "pdf")]
+        return [
+            _write(out, f"{stem}.{suffix}", lambda p, s=suffix: fig.savefig(p, format=s, dpi=200))
+            for suffix in ("png", "pdf")
+        ]
     finally:
         plt.close(fig)
 

@@ -38,7 +38,9 @@ FIGURE_WORDS = {
     "trials": "Each trial's validation score against the values it tried; ★ the chosen trial.",
     "input": "One example of the task's input, as the cell sees it.",
 }
-DISPLAY_SCALE = 0.75  # the PNGs are drawn at 200 dpi: shown at 150 dpi, a column figure is ~510 px wide
+DISPLAY_SCALE = (
+    0.75  # the PNGs are drawn at 200 dpi: shown at 150 dpi, a column figure is ~510 px wide
+)
 
 
 @dataclass
@@ -66,30 +68,49 @@ class Section:
     runs: pd.DataFrame | None = None
 
 
-def render(sections: list[Section], inputs: list[tuple[str, Path]], references: str, rows: pd.DataFrame) -> str:
+def render(
+    sections: list[Section], inputs: list[tuple[str, Path]], references: str, rows: pd.DataFrame
+) -> str:
     """The page, as text, from write_report's sections (Section), the tasks' input
     figures (title, PNG), the BibTeX and every reported row."""
     import jinja2
 
-    environment = jinja2.Environment(loader=jinja2.PackageLoader("rnnbench", "templates"),
-                                     autoescape=True, undefined=jinja2.StrictUndefined,
-                                     trim_blocks=True, lstrip_blocks=True)
-    dates = sorted(t for t in rows.get("timestamp", pd.Series(dtype=str)).astype(str) if t and t != "nan")
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("rnnbench", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    dates = sorted(
+        t for t in rows.get("timestamp", pd.Series(dtype=str)).astype(str) if t and t != "nan"
+    )
     return environment.get_template("report.html.j2").render(
         version=__version__,
         dates=(dates[0][:10], dates[-1][:10]) if dates else None,
-        n_rows=len(rows), tasks=sorted(set(rows["task"])), cells=sorted(set(rows["cell"])),
-        n_listed=len({run_id for s in sections if s.runs is not None for run_id in s.runs["run_id"]}),
+        n_rows=len(rows),
+        tasks=sorted(set(rows["task"])),
+        cells=sorted(set(rows["cell"])),
+        n_listed=len(
+            {run_id for s in sections if s.runs is not None for run_id in s.runs["run_id"]}
+        ),
         sections=[_section(s) for s in sections],
         inputs=[{**_figure(path), "title": title} for title, path in inputs],
-        references=references)
+        references=references,
+    )
 
 
 def _section(section) -> dict[str, Any]:
-    return {"kind": section.kind, "id": _anchor(section.stem), "stem": section.stem, "title": section.title,
-            "words": section.words,
-            "tables": section.tables, "figures": [_figure(path) for path in section.figures],
-            "runs": _runs(section.runs, study=section.kind == "study")}
+    return {
+        "kind": section.kind,
+        "id": _anchor(section.stem),
+        "stem": section.stem,
+        "title": section.title,
+        "words": section.words,
+        "tables": section.tables,
+        "figures": [_figure(path) for path in section.figures],
+        "runs": _runs(section.runs, study=section.kind == "study"),
+    }
 
 
 def _anchor(stem: str) -> str:
@@ -102,9 +123,12 @@ def _figure(path: Path) -> dict[str, Any]:
     data = _palette_png(path.read_bytes())
     width = struct.unpack(">I", data[16:20])[0] if data[:8] == b"\x89PNG\r\n\x1a\n" else 0
     kind = next((k for k in FIGURE_WORDS if path.stem.endswith(k)), "")
-    return {"src": "data:image/png;base64," + base64.b64encode(data).decode("ascii"),
-            "width": round(width * DISPLAY_SCALE) or None, "caption": FIGURE_WORDS.get(kind, ""),
-            "alt": f"{FIGURE_WORDS[kind]} ({path.stem})" if kind else path.stem}
+    return {
+        "src": "data:image/png;base64," + base64.b64encode(data).decode("ascii"),
+        "width": round(width * DISPLAY_SCALE) or None,
+        "caption": FIGURE_WORDS.get(kind, ""),
+        "alt": f"{FIGURE_WORDS[kind]} ({path.stem})" if kind else path.stem,
+    }
 
 
 def _palette_png(data: bytes) -> bytes:
@@ -118,9 +142,18 @@ def _palette_png(data: bytes) -> bytes:
     return out.getvalue()
 
 
-RUN_COLUMNS = [("Run", "run_id"), ("Cell", "cell_spec"), ("N", "hidden_size"), ("Seed", "seed"),
-               ("Status", "status"), ("Test (%)", "test_acc"), ("Train (s)", "train_time_s"),
-               ("Step (ms)", "step_time_ms"), ("Mem. (MiB)", "peak_mem_mb"), ("Date", "timestamp")]
+RUN_COLUMNS = [
+    ("Run", "run_id"),
+    ("Cell", "cell_spec"),
+    ("N", "hidden_size"),
+    ("Seed", "seed"),
+    ("Status", "status"),
+    ("Test (%)", "test_acc"),
+    ("Train (s)", "train_time_s"),
+    ("Step (ms)", "step_time_ms"),
+    ("Mem. (MiB)", "peak_mem_mb"),
+    ("Date", "timestamp"),
+]
 STUDY_COLUMNS = [("Phase", "phase"), ("Trial", "trial")]
 
 
@@ -137,21 +170,36 @@ def _runs(rows: pd.DataFrame | None, study: bool = False) -> dict[str, Any] | No
     options = [_json_dict(text) for text in rows["options"]]
     configs = [differing_config(_json_dict(text)) for text in rows["config_json"]]
     settings = [{**o, **c} for o, c in zip(options, configs)]
-    varying: dict[str, set[str]] = {}  # per cell spec, the keys whose values differ between its runs
+    varying: dict[
+        str, set[str]
+    ] = {}  # per cell spec, the keys whose values differ between its runs
     for cell in set(rows["cell_spec"]):
         mine = [s for s, c in zip(settings, rows["cell_spec"]) if c == cell]
-        varying[cell] = {k for k in set().union(*mine) if len({json.dumps(s.get(k), default=str) for s in mine}) > 1}
+        varying[cell] = {
+            k
+            for k in set().union(*mine)
+            if len({json.dumps(s.get(k), default=str) for s in mine}) > 1
+        }
     lines = []
     for (_, row), option, config, setting in zip(rows.iterrows(), options, configs, settings):
         keys = sorted(varying[row["cell_spec"]])
-        lines.append({"cells": [_text(key, row.get(key)) for _, key in columns], "status": str(row["status"]),
-                      "differs": ", ".join(f"{k}={setting.get(k, '–')}" for k in keys),
-                      "options": _pairs(option), "config": _pairs(config),
-                      "commit": _text("git_commit", row.get("git_commit")),
-                      "error": "" if pd.isna(row.get("error")) else str(row.get("error") or "")})
+        lines.append(
+            {
+                "cells": [_text(key, row.get(key)) for _, key in columns],
+                "status": str(row["status"]),
+                "differs": ", ".join(f"{k}={setting.get(k, '–')}" for k in keys),
+                "options": _pairs(option),
+                "config": _pairs(config),
+                "commit": _text("git_commit", row.get("git_commit")),
+                "error": "" if pd.isna(row.get("error")) else str(row.get("error") or ""),
+            }
+        )
     counts = rows["status"].value_counts()
-    return {"header": [title for title, _ in columns], "lines": lines,
-            "counts": ", ".join(f"{n} {status}" for status, n in counts.items())}
+    return {
+        "header": [title for title, _ in columns],
+        "lines": lines,
+        "counts": ", ".join(f"{n} {status}" for status, n in counts.items()),
+    }
 
 
 def _text(key: str, value: Any) -> str:

@@ -17,8 +17,24 @@ from rnnbench.store.schema import CONFIG_DEFAULTS, CONFIG_WATCH
 
 # Columns the report treats as text ('' where missing); every other column of the store's NUMERIC
 # list is a number (NaN where missing), and num_threads a whole number written as text (a table key).
-TEXT = ["task", "task_spec", "data_hash", "data_json", "task_json", "device", "device_name", "cell", "cell_spec",
-        "impl", "mem_source", "status", "phase", "study", "tuned_json", "study_json"]
+TEXT = [
+    "task",
+    "task_spec",
+    "data_hash",
+    "data_json",
+    "task_json",
+    "device",
+    "device_name",
+    "cell",
+    "cell_spec",
+    "impl",
+    "mem_source",
+    "status",
+    "phase",
+    "study",
+    "tuned_json",
+    "study_json",
+]
 
 # The config fields a table line pools (the package's docstring says why): the seed; hidden_size, a
 # group key of its own; device as asked for (auto...), where the row's device columns say the one used;
@@ -31,8 +47,11 @@ def config_rest(config_json: str) -> str:
     """The rest of a run's config, which tells experiments apart, as canonical JSON: every field but
     those POOLED, and none at its default (so that rows written before a field existed match rows
     that leave it at its default): `config_rest('{"seed": 3, "lr": 0.01}') == '{"lr": 0.01}'`."""
-    config = {k: v for k, v in json.loads(config_json).items()
-              if k not in CONFIG_DEFAULTS or CONFIG_DEFAULTS[k] != v}
+    config = {
+        k: v
+        for k, v in json.loads(config_json).items()
+        if k not in CONFIG_DEFAULTS or CONFIG_DEFAULTS[k] != v
+    }
     for key in POOLED:
         config.pop(key, None)
     return json.dumps(config, sort_keys=True)
@@ -43,8 +62,11 @@ def differing_config(config: dict) -> dict:
     seed and hidden size (columns of their own) and the watch fields (how the run was logged, not
     what it ran): `differing_config({"seed": 1, "lr": 0.01}) == {"lr": 0.01}` where 0.01 is not
     the default."""
-    return {k: v for k, v in config.items() if k not in ("seed", "hidden_size", *CONFIG_WATCH)
-            and CONFIG_DEFAULTS.get(k, object()) != v}
+    return {
+        k: v
+        for k, v in config.items()
+        if k not in ("seed", "hidden_size", *CONFIG_WATCH) and CONFIG_DEFAULTS.get(k, object()) != v
+    }
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:

@@ -14,8 +14,14 @@ import unicodedata
 
 def _printable(text) -> str:
     """Text without control characters (each becomes a visible \\xNN)."""
-    return "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
-                   for c in str(text))
+    return "".join(
+        c
+        if c.isprintable() or c == " "
+        else f"\\x{ord(c):02x}"
+        if ord(c) < 256
+        else f"\\u{ord(c):04x}"
+        for c in str(text)
+    )
 
 
 def _markdown(text) -> str:
@@ -25,12 +31,34 @@ def _markdown(text) -> str:
     return re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", text)
 
 
-LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-                 "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "|": r"\textbar{}",
-                 "<": r"\textless{}", ">": r"\textgreater{}"}  # (OT1 fonts print | < > as other glyphs)
-LATEX_SYMBOLS = {"±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "–": "--", "—": "---",
-                 "²": r"\textsuperscript{2}", "×": r"$\times$", "…": r"\ldots{}", "→": r"$\rightarrow$", "µ": r"$\mu$",
-                 "μ": r"$\mu$"}
+LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "|": r"\textbar{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+}  # (OT1 fonts print | < > as other glyphs)
+LATEX_SYMBOLS = {
+    "±": r"$\pm$",
+    "↑": r"$\uparrow$",
+    "↓": r"$\downarrow$",
+    "–": "--",
+    "—": "---",
+    "²": r"\textsuperscript{2}",
+    "×": r"$\times$",
+    "…": r"\ldots{}",
+    "→": r"$\rightarrow$",
+    "µ": r"$\mu$",
+    "μ": r"$\mu$",
+}
 
 
 def _latex(text) -> str:
@@ -44,7 +72,9 @@ def _latex(text) -> str:
         elif char in LATEX_SYMBOLS:
             out.append(LATEX_SYMBOLS[char])
         else:
-            folded = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
+            folded = "".join(
+                c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c)
+            )
             out.append(_latex(folded) if folded.isascii() and folded else f"[U+{ord(char):04X}]")
     return "".join(out)
 
@@ -73,4 +103,6 @@ def _name_part(text, limit: int = 32) -> str:
 
 
 def _digest(keys) -> str:
-    return hashlib.sha256(json.dumps([str(k) for k in keys]).encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return hashlib.sha256(
+        json.dumps([str(k) for k in keys]).encode("utf-8", "surrogatepass")
+    ).hexdigest()[:8]

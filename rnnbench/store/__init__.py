@@ -14,12 +14,42 @@ import importlib
 
 # name -> the submodule that defines it
 _NAMES = {
-    **{name: "cards" for name in ("read_cell_cards", "read_task_cards", "write_cell_card", "write_task_card")},
+    **{
+        name: "cards"
+        for name in ("read_cell_cards", "read_task_cards", "write_cell_card", "write_task_card")
+    },
     "ForeignFile": "csvfile",
-    **{name: "rows" for name in ("ResultsMissing", "append_run", "done_run_ids", "failures", "finished", "latest",
-                                 "latest_of", "read_all", "read_path", "read_rows", "skip_message", "used")},
-    **{name: "schema" for name in ("COLUMNS", "CURVE_COLUMNS", "DONE", "STATUSES", "data_hash", "data_json",
-                                   "row_problem", "run_key", "trial_state")},
+    **{
+        name: "rows"
+        for name in (
+            "ResultsMissing",
+            "append_run",
+            "done_run_ids",
+            "failures",
+            "finished",
+            "latest",
+            "latest_of",
+            "read_all",
+            "read_path",
+            "read_rows",
+            "skip_message",
+            "used",
+        )
+    },
+    **{
+        name: "schema"
+        for name in (
+            "COLUMNS",
+            "CURVE_COLUMNS",
+            "DONE",
+            "STATUSES",
+            "data_hash",
+            "data_json",
+            "row_problem",
+            "run_key",
+            "trial_state",
+        )
+    },
 }
 _MODULES = ("cards", "claims", "csvfile", "layout", "rows", "schema")
 

@@ -38,8 +38,10 @@ def _read(paths: list[Path], what: str, key: str) -> list[dict[str, Any]]:
 def write_task_card(results: Path, task_spec: str, version: int, card: dict[str, Any]) -> Path:
     """Keep a task's card (its input example, citation, metadata), once per spec and version;
     written atomically."""
-    return _write(layout.task_card(results, task_spec, version), {"task_spec": task_spec, "task_version": version,
-                                                                  **card})
+    return _write(
+        layout.task_card(results, task_spec, version),
+        {"task_spec": task_spec, "task_version": version, **card},
+    )
 
 
 def read_task_cards(results: Path) -> list[dict[str, Any]]:

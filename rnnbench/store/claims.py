@@ -78,7 +78,12 @@ def _started(pid: int) -> float | None:
 
 def whoami() -> dict[str, Any]:
     """This process, as a claim or a lock names its owner."""
-    return {"host": socket.gethostname(), "boot": _boot_id(), "pid": os.getpid(), "started": _started(os.getpid())}
+    return {
+        "host": socket.gethostname(),
+        "boot": _boot_id(),
+        "pid": os.getpid(),
+        "started": _started(os.getpid()),
+    }
 
 
 # How far two readings of one process's start time may differ. psutil derives it from the boot
@@ -103,7 +108,11 @@ def alive(owner: dict[str, Any]) -> bool | None:
 
 def describe(owner: dict[str, Any]) -> str:
     since = owner.get("since")
-    when = f" since {datetime.datetime.fromtimestamp(since).isoformat(timespec='seconds')}" if since else ""
+    when = (
+        f" since {datetime.datetime.fromtimestamp(since).isoformat(timespec='seconds')}"
+        if since
+        else ""
+    )
     return f"process {owner.get('pid', '?')} on {owner.get('host', '?')}{when}"
 
 
@@ -133,7 +142,9 @@ class LockTimeout(TimeoutError):
 
 
 @contextlib.contextmanager
-def folder_lock(path: Path, what: str, timeout_s: float | None = None, quiet: bool = False) -> Iterator[None]:
+def folder_lock(
+    path: Path, what: str, timeout_s: float | None = None, quiet: bool = False
+) -> Iterator[None]:
     """Hold the exclusive lock `path` (for `what`, e.g. "appending to results/pmnist.csv").
 
     Waits at most `timeout_s` (default lock_timeout_s()), saying once who holds the lock (at
@@ -153,14 +164,19 @@ def folder_lock(path: Path, what: str, timeout_s: float | None = None, quiet: bo
             if waited >= timeout_s:
                 raise LockTimeout(
                     f"gave up after {waited:.0f} s waiting for the lock {path} ({what}), held by {who}; if that "
-                    "process is stopped (Ctrl-Z), resume or end it, then run again") from None
+                    "process is stopped (Ctrl-Z), resume or end it, then run again"
+                ) from None
             if not told:
-                log.log(logging.DEBUG if quiet else logging.INFO,
-                        f"waiting for the lock {path} ({what}): held by {who}; giving up after {timeout_s:.0f} s")
+                log.log(
+                    logging.DEBUG if quiet else logging.INFO,
+                    f"waiting for the lock {path} ({what}): held by {who}; giving up after {timeout_s:.0f} s",
+                )
                 told = True
     try:
         with contextlib.suppress(OSError):
-            write_atomically(owner_file, json.dumps({**whoami(), "since": time.time()}).encode(), durable=False)
+            write_atomically(
+                owner_file, json.dumps({**whoami(), "since": time.time()}).encode(), durable=False
+            )
         yield
     finally:
         lock.release()
@@ -205,8 +221,10 @@ class Owned:
         if self.lost or not self._mine():
             self.lost = True
             holder = _read_json(self.path)
-            raise ClaimLost(f"{self.path.name} was taken over by {describe(holder) if holder else 'another process'} "
-                            "while this process was stopped or cut off; that process finishes the run")
+            raise ClaimLost(
+                f"{self.path.name} was taken over by {describe(holder) if holder else 'another process'} "
+                "while this process was stopped or cut off; that process finishes the run"
+            )
 
 
 class Claim(Owned):
@@ -215,13 +233,14 @@ class Claim(Owned):
     def __init__(self, path: Path, owner: dict[str, Any]):
         super().__init__(path, owner)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat {path.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._beat, name=f"heartbeat {path.name}", daemon=True
+        )
         self._thread.start()
 
     def observer(self) -> Owned:
         """What a child process training the run needs to check the claim (picklable)."""
         return Owned(self.path, self.owner)
-
 
     def _beat(self) -> None:
         while not self._stop.wait(heartbeat_s()):
@@ -237,7 +256,9 @@ class Claim(Owned):
             with folder_lock(_lock_path(self.path.parent), "releasing a claim", quiet=True):
                 if self._mine():
                     self.path.unlink(missing_ok=True)
-        except LockTimeout:  # (the claim is ours: nobody takes over a claim whose heartbeat is fresh)
+        except (
+            LockTimeout
+        ):  # (the claim is ours: nobody takes over a claim whose heartbeat is fresh)
             if self._mine():
                 self.path.unlink(missing_ok=True)
 
@@ -258,8 +279,10 @@ def die_with(parent: dict[str, Any]) -> None:
     def watch() -> None:
         while alive(parent) is not False:
             time.sleep(0.5)
-        print(f"process {parent['pid']}, which started this one, is gone: stopping (the run's checkpoint is kept)",
-              flush=True)
+        print(
+            f"process {parent['pid']}, which started this one, is gone: stopping (the run's checkpoint is kept)",
+            flush=True,
+        )
         _thread.interrupt_main()
         time.sleep(60)  # (stuck in a long native call: end the process)
         os._exit(1)
@@ -306,7 +329,11 @@ def take(results: Path, name: str) -> Claim | Held:
             except FileNotFoundError:
                 mtime = None
             if mtime is not None:
-                why = staleness(owner, mtime, _filesystem_now(folder)) if owner else "it is unreadable"
+                why = (
+                    staleness(owner, mtime, _filesystem_now(folder))
+                    if owner
+                    else "it is unreadable"
+                )
                 if not why:
                     return Held(path, owner)
                 log.info(f"taking over {name}: {why}")

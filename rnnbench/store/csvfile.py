@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from rnnbench.store import claims
-from rnnbench.store.schema import COLUMNS, CURVE_COLUMNS, REQUIRED, CURVE_NUMERIC, NUMERIC, _number, row_problem
+from rnnbench.store.schema import (
+    COLUMNS,
+    CURVE_COLUMNS,
+    REQUIRED,
+    CURVE_NUMERIC,
+    NUMERIC,
+    _number,
+    row_problem,
+)
+
 
 class ForeignFile(ValueError):
     """A file under a results file's name that rnnbench did not write (no run_key and status
@@ -59,11 +68,14 @@ class Parsed:
 def _decode(data: bytes) -> tuple[str, str, bytes]:
     """(text, encoding, byte-order mark). Every decoding is strict and lossless, so byte offsets
     can be recomputed from the text."""
-    for bom, encoding in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
-                          (codecs.BOM_UTF16_BE, "utf-16-be")):
+    for bom, encoding in (
+        (codecs.BOM_UTF8, "utf-8"),
+        (codecs.BOM_UTF16_LE, "utf-16-le"),
+        (codecs.BOM_UTF16_BE, "utf-16-be"),
+    ):
         if data.startswith(bom):
             try:
-                return data[len(bom):].decode(encoding), encoding, bom
+                return data[len(bom) :].decode(encoding), encoding, bom
             except UnicodeDecodeError:
                 break
     for encoding in ("utf-8", "cp1252", "latin-1"):  # latin-1 decodes any bytes
@@ -72,7 +84,6 @@ def _decode(data: bytes) -> tuple[str, str, bytes]:
         except UnicodeDecodeError:
             continue
     raise AssertionError("unreachable: latin-1 decodes every byte")
-
 
 
 def parse(path: Path, kind: str = "rows") -> Parsed:
@@ -90,17 +101,26 @@ def parse(path: Path, kind: str = "rows") -> Parsed:
     breaks = [i for i in (text.find("\n"), text.find("\r")) if i >= 0]
     first = text[: min(breaks)] if breaks else text
     needed = REQUIRED[kind]
-    delimiter = next((d for d in DELIMITERS if set(needed) <= {f.strip() for f in first.split(d)}), None)
+    delimiter = next(
+        (d for d in DELIMITERS if set(needed) <= {f.strip() for f in first.split(d)}), None
+    )
     if delimiter is None:
         ours = ",".join(COLUMNS if kind == "rows" else CURVE_COLUMNS)
-        if not breaks and ours.startswith(text):  # a header torn by a writer killed while creating the file
+        if not breaks and ours.startswith(
+            text
+        ):  # a header torn by a writer killed while creating the file
             return Parsed(path, None, torn_at=0)
-        raise ForeignFile(f"{path} is not an rnnbench {'curves' if kind == 'curves' else 'results'} file: its first "
-                          f"line lacks the columns {', '.join(needed)}; move it away, or use another --results folder")
-    newline = text[len(first): len(first) + 2] if text[len(first): len(first) + 2] == "\r\n" else \
-        text[len(first): len(first) + 1] or "\r\n"
+        raise ForeignFile(
+            f"{path} is not an rnnbench {'curves' if kind == 'curves' else 'results'} file: its first "
+            f"line lacks the columns {', '.join(needed)}; move it away, or use another --results folder"
+        )
+    newline = (
+        text[len(first) : len(first) + 2]
+        if text[len(first) : len(first) + 2] == "\r\n"
+        else text[len(first) : len(first) + 1] or "\r\n"
+    )
     header = [f.strip() for f in next(csv.reader([first], delimiter=delimiter))]
-    body = text[len(first) + len(newline):] if breaks else ""
+    body = text[len(first) + len(newline) :] if breaks else ""
     ends = text.endswith(("\n", "\r"))
     layout = Layout(header, encoding, bom, delimiter, newline, ends)
     parsed = Parsed(path, layout)
@@ -125,7 +145,7 @@ def parse(path: Path, kind: str = "rows") -> Parsed:
             continue  # a blank line
         note = ""
         if len(fields) > len(header):
-            extra = [f for f in fields[len(header):] if f.strip()]
+            extra = [f for f in fields[len(header) :] if f.strip()]
             if extra:
                 note = f"{path}:{line}: {len(fields) - len(header)} field(s) beyond the header ignored ({extra[0][:40]!r})"
         row = dict(zip(header, fields + [""] * (len(header) - len(fields))))
@@ -150,13 +170,23 @@ def parse(path: Path, kind: str = "rows") -> Parsed:
     return parsed
 
 
-
-def _encode(layout: Layout, header: list[str], rows: Iterable[dict[str, Any]] | Iterable[list[str]],
-            with_header: bool) -> bytes:
+def _encode(
+    layout: Layout,
+    header: list[str],
+    rows: Iterable[dict[str, Any]] | Iterable[list[str]],
+    with_header: bool,
+) -> bytes:
     """Rows as bytes in the file's layout, one line each: line breaks inside values become
     spaces, so that the last line break of a file always ends a whole row."""
+
     def one_line(value: Any) -> Any:
-        return " ".join(value.splitlines()) if isinstance(value, str) else "" if value is None else value
+        return (
+            " ".join(value.splitlines())
+            if isinstance(value, str)
+            else ""
+            if value is None
+            else value
+        )
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=layout.delimiter, lineterminator=layout.newline)
@@ -178,8 +208,10 @@ def _set_aside_torn_tail(path: Path, offset: int) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.truncate(path, offset)
-    warnings.warn(f"{path} ended in a torn row ({len(data) - offset} bytes, from a writer that was killed or ran "
-                  f"out of disk); moved it to {aside}. Its run has no row and will run again.")
+    warnings.warn(
+        f"{path} ended in a torn row ({len(data) - offset} bytes, from a writer that was killed or ran "
+        f"out of disk); moved it to {aside}. Its run has no row and will run again."
+    )
 
 
 def append(path: Path, columns: list[str], rows: list[dict[str, Any]], kind: str = "rows") -> None:
@@ -201,8 +233,13 @@ def append(path: Path, columns: list[str], rows: list[dict[str, Any]], kind: str
             header = layout.header + missing
             width = len(layout.header)
             # (a field beyond the old header stays beyond the new one: nothing moves into a column)
-            records_ = [r[:width] + [""] * len(missing) + r[width:] if len(r) >= width else r for r in parsed.records]
-            claims.write_atomically(path, layout.bom + _encode(layout, header, records_, with_header=True))
+            records_ = [
+                r[:width] + [""] * len(missing) + r[width:] if len(r) >= width else r
+                for r in parsed.records
+            ]
+            claims.write_atomically(
+                path, layout.bom + _encode(layout, header, records_, with_header=True)
+            )
             layout.header, prefix = header, b""
     new = layout is None
     layout = layout or Layout(columns)
@@ -218,9 +255,10 @@ def append(path: Path, columns: list[str], rows: list[dict[str, Any]], kind: str
         except OSError as error:
             if stat.S_ISREG(os.fstat(fd).st_mode):  # (not /dev/full, say, which cannot be cut)
                 os.ftruncate(fd, size)
-            raise OSError(error.errno, f"could not append to {path} ({error.strerror or error}); "
-                                       "the file is as it was before this run") from error
+            raise OSError(
+                error.errno,
+                f"could not append to {path} ({error.strerror or error}); "
+                "the file is as it was before this run",
+            ) from error
     finally:
         os.close(fd)
-
-

@@ -21,8 +21,18 @@ from rnnbench.store.schema import COLUMNS, CURVE_COLUMNS, CURVE_NUMERIC, DONE, N
 
 # Columns every row of a results file must have for the report to show it (a file whose header
 # lacks one is skipped whole, with a warning), and those curves files need.
-SHOWN = ["run_id", "task", "task_version", "cell_spec", "seed", "hidden_size", "config_json", "status", "device",
-         "test_acc"]
+SHOWN = [
+    "run_id",
+    "task",
+    "task_version",
+    "cell_spec",
+    "seed",
+    "hidden_size",
+    "config_json",
+    "status",
+    "device",
+    "test_acc",
+]
 CURVES_SHOWN = ["run_id", "step", "wall_time_s", "split"]
 
 
@@ -35,10 +45,13 @@ def _frame(rows: list[dict[str, str]], header: list[str], kind: str) -> pd.DataF
     as strings ('' where missing), NUMERIC columns as numbers (NaN where missing or infinite)."""
     columns = COLUMNS if kind == "rows" else CURVE_COLUMNS
     extra = [k for r in rows for k in r if k not in columns]
-    frame = pd.DataFrame(rows, columns=list(dict.fromkeys(columns + header + extra)), dtype=object).fillna("")
+    frame = pd.DataFrame(
+        rows, columns=list(dict.fromkeys(columns + header + extra)), dtype=object
+    ).fillna("")
     for column in NUMERIC if kind == "rows" else CURVE_NUMERIC:
         frame[column] = pd.to_numeric(frame[column].replace("", math.nan), errors="coerce").replace(
-            [np.inf, -np.inf], np.nan)
+            [np.inf, -np.inf], np.nan
+        )
     return frame
 
 
@@ -56,8 +69,10 @@ def read_path(path: Path, kind: str = "rows", warn: bool = True) -> pd.DataFrame
         for problem in parsed.problems:
             warnings.warn(problem)
         if parsed.torn_at is not None:
-            warnings.warn(f"{path} ends in a torn row ({path.stat().st_size - parsed.torn_at} bytes): ignored; the "
-                          "next append to the file moves it aside")
+            warnings.warn(
+                f"{path} ends in a torn row ({path.stat().st_size - parsed.torn_at} bytes): ignored; the "
+                "next append to the file moves it aside"
+            )
     rows = [upgrade(row) for row in parsed.rows] if kind == "rows" else parsed.rows
     return _frame(rows, parsed.layout.header if parsed.layout else [], kind)
 
@@ -74,14 +89,22 @@ def latest(rows: pd.DataFrame) -> pd.DataFrame:
     trained again, with --force or after a failure, has a newer row). Filter first to ask for
     the latest row of a kind: `latest(rows[rows.status.isin(DONE)])`."""
     last = rows.drop_duplicates("run_key", keep="last")
-    first = {key: i for i, key in reversed(list(enumerate(rows["run_key"])))}  # (each run where it first appears)
+    first = {
+        key: i for i, key in reversed(list(enumerate(rows["run_key"])))
+    }  # (each run where it first appears)
     return last.iloc[np.argsort([first[key] for key in last["run_key"]], kind="stable")]
 
 
-def finished(rows: pd.DataFrame, key: str, superseded: frozenset[str] = frozenset()) -> dict[str, Any] | None:
+def finished(
+    rows: pd.DataFrame, key: str, superseded: frozenset[str] = frozenset()
+) -> dict[str, Any] | None:
     """The latest row of run `key` that finishes it (DONE: ok, diverged, or pruned by a study),
     leaving out the rows `superseded` names (run_ids that --force asked to run again)."""
-    mine = latest(rows[(rows["run_key"] == key) & rows["status"].isin(DONE) & ~rows["run_id"].isin(superseded)])
+    mine = latest(
+        rows[
+            (rows["run_key"] == key) & rows["status"].isin(DONE) & ~rows["run_id"].isin(superseded)
+        ]
+    )
     return mine.iloc[-1].to_dict() if len(mine) else None
 
 
@@ -107,8 +130,10 @@ def failures(results: Path, task: str, keys: list[str]) -> int:
 def skip_message(description: str, row: dict[str, Any]) -> str:
     """What a sweep says of a run it skips because `row` finished it."""
     article = "an" if row["status"] == "ok" else "a"
-    return (f"skip {description}: run {row['run_key']} already has {article} {row['status']} row "
-            "(--force to run it again)")
+    return (
+        f"skip {description}: run {row['run_key']} already has {article} {row['status']} row "
+        "(--force to run it again)"
+    )
 
 
 def used(results: Path) -> tuple[list[str], list[str]]:
@@ -133,7 +158,9 @@ def read_all(results: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     foreign files and files whose header lacks a column the report needs. ResultsMissing if the
     folder does not exist."""
     if not results.is_dir():
-        raise ResultsMissing(f"results folder {results} does not exist; run `rnnbench run ...` first")
+        raise ResultsMissing(
+            f"results folder {results} does not exist; run `rnnbench run ...` first"
+        )
     rows, curves, headers = [], [], {"rows": [], "curves": []}
     for path in layout.csv_files(results):
         kind = "curves" if layout.is_curves_csv(path) else "rows"
@@ -144,7 +171,11 @@ def read_all(results: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             continue
         if parsed.layout is None:
             continue
-        missing = [c for c in (CURVES_SHOWN if kind == "curves" else SHOWN) if c not in parsed.layout.header]
+        missing = [
+            c
+            for c in (CURVES_SHOWN if kind == "curves" else SHOWN)
+            if c not in parsed.layout.header
+        ]
         if missing:
             warnings.warn(f"{path}: skipped, the header lacks {', '.join(missing)}")
             continue
@@ -155,12 +186,19 @@ def read_all(results: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             (curves if kind == "curves" else rows).append(upgrade(row) if kind == "rows" else row)
     frame = latest(_frame(rows, list(dict.fromkeys(headers["rows"])), "rows"))
     # A run killed between writing its curves and its row writes them again when it resumes.
-    points = _frame(curves, [], "curves")[CURVE_COLUMNS].drop_duplicates(["run_id", "step", "split"], keep="last")
+    points = _frame(curves, [], "curves")[CURVE_COLUMNS].drop_duplicates(
+        ["run_id", "step", "split"], keep="last"
+    )
     return frame.reset_index(drop=True), points.reset_index(drop=True)
 
 
-def append_run(results: Path, task: str, row: dict[str, Any], curves: list[dict[str, Any]],
-               check: Callable[[], None] | None = None) -> None:
+def append_run(
+    results: Path,
+    task: str,
+    row: dict[str, Any],
+    curves: list[dict[str, Any]],
+    check: Callable[[], None] | None = None,
+) -> None:
     """Append one run: its curves, then its row (the mark that the run finished), under the task's
     lock. `check` runs under the lock first (the writer still owns the run: claims.Claim.check)."""
     results.mkdir(parents=True, exist_ok=True)

@@ -15,25 +15,107 @@ import re
 from typing import Any
 
 # Column groups in the order they appear in the CSV.
-IDENTITY = ["run_id", "run_key", "task", "task_spec", "task_version", "cell", "cell_version", "cell_spec", "options",
-            "seed", "phase", "study", "trial"]
-CONFIG = ["hidden_size", "params_budget", "target", "batch_size", "steps", "eval_every", "optimizer", "lr", "clip",
-          "weight_decay", "lr_schedule", "lr_warmup_steps", "lr_decay_every", "lr_decay", "dtype", "sampling",
-          "n_train", "n_valid", "n_test", "data_hash", "data_json", "task_json", "config_json",
-          "tuned_json", "study_json"]
-QUALITY = ["test_acc", "test_acc_final", "best_valid_acc", "best_valid_step", "test_loss", "baseline_loss",
-           "linear_acc", "final_train_loss", "steps_done"]
-COST = ["params", "impl", "build_time_s", "train_time_s", "step_time_ms", "step_time_iqr_ms", "warmup_time_s",
-        "eval_time_s", "log_time_s", "n_evals", "time_to_target_s", "timing_note", "peak_mem_mb", "peak_reserved_mb", "mem_source"]
-ENVIRONMENT = ["device", "device_name", "num_threads", "torch_version", "cuda_version", "python_version",
-               "numpy_version", "rnnbench_version", "git_commit", "hostname", "timestamp"]
+IDENTITY = [
+    "run_id",
+    "run_key",
+    "task",
+    "task_spec",
+    "task_version",
+    "cell",
+    "cell_version",
+    "cell_spec",
+    "options",
+    "seed",
+    "phase",
+    "study",
+    "trial",
+]
+CONFIG = [
+    "hidden_size",
+    "params_budget",
+    "target",
+    "batch_size",
+    "steps",
+    "eval_every",
+    "optimizer",
+    "lr",
+    "clip",
+    "weight_decay",
+    "lr_schedule",
+    "lr_warmup_steps",
+    "lr_decay_every",
+    "lr_decay",
+    "dtype",
+    "sampling",
+    "n_train",
+    "n_valid",
+    "n_test",
+    "data_hash",
+    "data_json",
+    "task_json",
+    "config_json",
+    "tuned_json",
+    "study_json",
+]
+QUALITY = [
+    "test_acc",
+    "test_acc_final",
+    "best_valid_acc",
+    "best_valid_step",
+    "test_loss",
+    "baseline_loss",
+    "linear_acc",
+    "final_train_loss",
+    "steps_done",
+]
+COST = [
+    "params",
+    "impl",
+    "build_time_s",
+    "train_time_s",
+    "step_time_ms",
+    "step_time_iqr_ms",
+    "warmup_time_s",
+    "eval_time_s",
+    "log_time_s",
+    "n_evals",
+    "time_to_target_s",
+    "timing_note",
+    "peak_mem_mb",
+    "peak_reserved_mb",
+    "mem_source",
+]
+ENVIRONMENT = [
+    "device",
+    "device_name",
+    "num_threads",
+    "torch_version",
+    "cuda_version",
+    "python_version",
+    "numpy_version",
+    "rnnbench_version",
+    "git_commit",
+    "hostname",
+    "timestamp",
+]
 STATUS = ["status", "error"]
 COLUMNS = IDENTITY + CONFIG + QUALITY + COST + ENVIRONMENT + STATUS
 # Curve points: `train` every log_every steps (loss: the mean over those steps; grad_norm: the
 # gradient norm before clipping of the last one), `valid` at each evaluation (with
 # unitarity_error, ‖U^H U − I‖_F, for cells whose recurrent matrix is unitary or orthogonal).
-CURVE_COLUMNS = ["run_id", "cell_spec", "hidden_size", "seed", "step", "wall_time_s", "split", "loss", "acc",
-                 "grad_norm", "unitarity_error"]
+CURVE_COLUMNS = [
+    "run_id",
+    "cell_spec",
+    "hidden_size",
+    "seed",
+    "step",
+    "wall_time_s",
+    "split",
+    "loss",
+    "acc",
+    "grad_norm",
+    "unitarity_error",
+]
 STATUSES = ("ok", "diverged", "pruned", "failed")  # pruned: stopped early by a study's pruner
 # A run with a row of these is over, never trained again unless forced: training is deterministic, so
 # a diverged run diverges again (a failed one, which raised, may not fail again: it is retried).
@@ -49,13 +131,58 @@ def run_key(fields: dict[str, Any]) -> str:
 
 # What a file must have to be read as rows or curves.
 REQUIRED = {"rows": ["run_id", "run_key", "status"], "curves": ["run_id", "step", "split"]}
-NUMERIC = ["seed", "trial", "hidden_size", "task_version", "params_budget", "target", "batch_size", "steps", "eval_every",
-           "lr", "clip", "weight_decay", "lr_warmup_steps", "lr_decay_every", "lr_decay", "n_train", "n_valid",
-           "n_test", "test_acc", "test_acc_final", "best_valid_acc",
-           "best_valid_step", "test_loss", "baseline_loss", "linear_acc", "final_train_loss", "steps_done", "params",
-           "build_time_s", "train_time_s", "step_time_ms", "step_time_iqr_ms", "warmup_time_s", "eval_time_s", "log_time_s",
-           "n_evals", "time_to_target_s", "peak_mem_mb", "peak_reserved_mb", "num_threads"]
-CURVE_NUMERIC = ["hidden_size", "seed", "step", "wall_time_s", "loss", "acc", "grad_norm", "unitarity_error"]
+NUMERIC = [
+    "seed",
+    "trial",
+    "hidden_size",
+    "task_version",
+    "params_budget",
+    "target",
+    "batch_size",
+    "steps",
+    "eval_every",
+    "lr",
+    "clip",
+    "weight_decay",
+    "lr_warmup_steps",
+    "lr_decay_every",
+    "lr_decay",
+    "n_train",
+    "n_valid",
+    "n_test",
+    "test_acc",
+    "test_acc_final",
+    "best_valid_acc",
+    "best_valid_step",
+    "test_loss",
+    "baseline_loss",
+    "linear_acc",
+    "final_train_loss",
+    "steps_done",
+    "params",
+    "build_time_s",
+    "train_time_s",
+    "step_time_ms",
+    "step_time_iqr_ms",
+    "warmup_time_s",
+    "eval_time_s",
+    "log_time_s",
+    "n_evals",
+    "time_to_target_s",
+    "peak_mem_mb",
+    "peak_reserved_mb",
+    "num_threads",
+]
+CURVE_NUMERIC = [
+    "hidden_size",
+    "seed",
+    "step",
+    "wall_time_s",
+    "loss",
+    "acc",
+    "grad_norm",
+    "unitarity_error",
+]
 
 
 def _number(text: str, decimal_comma: bool) -> float:
@@ -71,12 +198,37 @@ def _number(text: str, decimal_comma: bool) -> float:
 
 
 # The numbers a row is checked for (empty means missing, and is fine unless said otherwise).
-CHECKED = ["seed", "trial", "hidden_size", "task_version", "n_test", "num_threads", "test_acc", "test_acc_final",
-           "best_valid_acc", "test_loss", "baseline_loss", "params", "train_time_s", "step_time_ms",
-           "step_time_iqr_ms", "peak_mem_mb", "time_to_target_s"]
+CHECKED = [
+    "seed",
+    "trial",
+    "hidden_size",
+    "task_version",
+    "n_test",
+    "num_threads",
+    "test_acc",
+    "test_acc_final",
+    "best_valid_acc",
+    "test_loss",
+    "baseline_loss",
+    "params",
+    "train_time_s",
+    "step_time_ms",
+    "step_time_iqr_ms",
+    "peak_mem_mb",
+    "time_to_target_s",
+]
 WHOLE_NUMBERS = ("seed", "trial", "hidden_size", "task_version", "n_test", "num_threads")
-NOT_NEGATIVE = ("trial", "hidden_size", "n_test", "params", "train_time_s", "step_time_ms", "step_time_iqr_ms", "peak_mem_mb",
-                "time_to_target_s")
+NOT_NEGATIVE = (
+    "trial",
+    "hidden_size",
+    "n_test",
+    "params",
+    "train_time_s",
+    "step_time_ms",
+    "step_time_iqr_ms",
+    "peak_mem_mb",
+    "time_to_target_s",
+)
 # (all but config_json absent from rows before them; tuned_json and study_json only in a study's rows)
 JSON_OBJECTS = ("config_json", "data_json", "task_json", "tuned_json", "study_json")
 
@@ -127,8 +279,12 @@ def row_problem(row: dict[str, str], kind: str = "rows") -> str:
             return f"{column} {_shown(text, quoted=False)} is negative"
         if column == "num_threads" and value < 1:
             return f"num_threads {text} is not a positive whole number"
-        values[column] = value  # (a NaN measurement is a missing one: the runner writes NaN it could not compute)
-    score = values.get("test_acc", math.nan)  # an accuracy, or a score such as R^2 that may be negative
+        values[column] = (
+            value  # (a NaN measurement is a missing one: the runner writes NaN it could not compute)
+        )
+    score = values.get(
+        "test_acc", math.nan
+    )  # an accuracy, or a score such as R^2 that may be negative
     if status == "ok" and "test_acc" not in values:
         return f"test_acc {_shown(row.get('test_acc') or '')} is not a number"
     if status == "ok" and math.isnan(score):
@@ -144,10 +300,18 @@ def row_problem(row: dict[str, str], kind: str = "rows") -> str:
         except (ValueError, RecursionError):
             return f"{column} is not valid JSON"
         if not isinstance(value, dict):
-            kinds = {list: "array", int: "number", float: "number", str: "string", bool: "boolean", type(None): "null"}
-            return f"{column} is a JSON {kinds.get(type(value), type(value).__name__)}, not an object"
+            kinds = {
+                list: "array",
+                int: "number",
+                float: "number",
+                str: "string",
+                bool: "boolean",
+                type(None): "null",
+            }
+            return (
+                f"{column} is a JSON {kinds.get(type(value), type(value).__name__)}, not an object"
+            )
     return ""
-
 
 
 def trial_state(statuses: list[str], scores: list[float]) -> str:
@@ -162,7 +326,6 @@ def trial_state(statuses: list[str], scores: list[float]) -> str:
         if state in statuses:
             return state
     return "failed" if any(not math.isfinite(score) for score in scores) else "complete"
-
 
 
 def data_json(identity: dict[str, Any]) -> str:
@@ -185,18 +348,47 @@ def data_hash(identity: dict[str, Any]) -> str:
 # left out of a row's config was, and which values are unremarkable (the report lists what differs).
 # rnnbench.config defines RunConfig; tests/test_store.py keeps the two equal, so that changing a default
 # is a decision about the rows written before (an upgrade step below), never an accident.
-CONFIG_DEFAULTS = {"hidden_size": 256, "batch_size": 100, "steps": 40000, "eval_every": 500, "eval_batch_size": 1000,
-                   "optimizer": "rmsprop", "lr": 0.0001, "clip": 0.0, "weight_decay": 0.0, "lr_schedule": "constant",
-                   "lr_warmup_steps": 0, "lr_decay_every": 0, "lr_decay": 0.1, "seed": 0, "device": "auto",
-                   "dtype": "float32", "sampling": "epochs", "warmup_steps": 3, "target": 0.0, "params_budget": 0,
-                   "log_every": 50, "tensorboard": False}
+CONFIG_DEFAULTS = {
+    "hidden_size": 256,
+    "batch_size": 100,
+    "steps": 40000,
+    "eval_every": 500,
+    "eval_batch_size": 1000,
+    "optimizer": "rmsprop",
+    "lr": 0.0001,
+    "clip": 0.0,
+    "weight_decay": 0.0,
+    "lr_schedule": "constant",
+    "lr_warmup_steps": 0,
+    "lr_decay_every": 0,
+    "lr_decay": 0.1,
+    "seed": 0,
+    "device": "auto",
+    "dtype": "float32",
+    "sampling": "epochs",
+    "warmup_steps": 3,
+    "target": 0.0,
+    "params_budget": 0,
+    "log_every": 50,
+    "tensorboard": False,
+}
 # The config fields that say how a run was watched (its logging), never what it ran: in no run key,
 # never swept, pooled by the report (rnnbench.config.WATCH is this).
 CONFIG_WATCH = ("log_every", "tensorboard")
 # RunConfig fields that rows written by 0.1 lack; those rows ran with the value the field has by
 # default (the behaviour before the field existed).
-CONFIG_ADDED = {k: CONFIG_DEFAULTS[k] for k in ("weight_decay", "lr_schedule", "lr_warmup_steps", "lr_decay_every",
-                                                "lr_decay", "log_every", "tensorboard")}
+CONFIG_ADDED = {
+    k: CONFIG_DEFAULTS[k]
+    for k in (
+        "weight_decay",
+        "lr_schedule",
+        "lr_warmup_steps",
+        "lr_decay_every",
+        "lr_decay",
+        "log_every",
+        "tensorboard",
+    )
+}
 # Columns this version no longer writes, which held a run's data identity before data_json did:
 # the data source, its split protocol and the pixel order's hash (pMNIST rows of version 0.1).
 RETIRED_DATA_COLUMNS = ("data", "protocol", "perm_sha256")

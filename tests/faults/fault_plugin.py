@@ -64,7 +64,9 @@ def save_checkpoint(path, state):
         _save_checkpoint(scratch, state)  # what the new checkpoint would hold...
         data = scratch.read_bytes()
         scratch.unlink()
-        with open(path.with_name(f"{path.name}.{os.getpid()}.tmp"), "wb") as f:  # ...half of it, in a temporary file
+        with open(
+            path.with_name(f"{path.name}.{os.getpid()}.tmp"), "wb"
+        ) as f:  # ...half of it, in a temporary file
             f.write(data[: len(data) // 2])
         _die()
     _save_checkpoint(path, state)
@@ -104,7 +106,11 @@ class Twisted(nn.Module):
 
     def __init__(self, input_size, hidden_size, twist):
         super().__init__()
-        self.rnn, self.output_size, self.twist = nn.RNN(input_size, hidden_size, batch_first=True), hidden_size, twist
+        self.rnn, self.output_size, self.twist = (
+            nn.RNN(input_size, hidden_size, batch_first=True),
+            hidden_size,
+            twist,
+        )
 
     def forward(self, x):
         if self.twist == "slow":
@@ -113,7 +119,9 @@ class Twisted(nn.Module):
             Twisted.kept.append(None)
             time.sleep(float(os.environ.get("RNNBENCH_LAZY_S", "0")))
         elif self.twist == "hog" and not Twisted.kept:
-            Twisted.kept.append(torch.ones(int(os.environ.get("RNNBENCH_HOG_MB", "0")) << 18))  # float32: 4 bytes
+            Twisted.kept.append(
+                torch.ones(int(os.environ.get("RNNBENCH_HOG_MB", "0")) << 18)
+            )  # float32: 4 bytes
         return self.rnn(x)[0]
 
 

@@ -43,9 +43,14 @@ def loader():
     started = []
 
     def start(ext: Path, **env) -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, "-c", LOADER],
-                                   env={**os.environ, "TORCH_EXTENSIONS_DIR": str(ext), **env},
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-c", LOADER],
+            env={**os.environ, "TORCH_EXTENSIONS_DIR": str(ext), **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         started.append(process)
         return process
 
@@ -64,8 +69,10 @@ def finish(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         out, err = process.communicate()
-        pytest.fail(f"loading the kernel did not finish within {timeout} s (hung?)\n"
-                    f"stdout: {out}\nstderr: {err[-3000:]}")
+        pytest.fail(
+            f"loading the kernel did not finish within {timeout} s (hung?)\n"
+            f"stdout: {out}\nstderr: {err[-3000:]}"
+        )
     assert process.returncode == 0, err
     return out, err
 
@@ -93,7 +100,9 @@ def value(out: str, key: str) -> str:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_a_process_killed_while_building_does_not_block_later_loads(tmp_path, loader, sig, request):
     if sig == signal.SIGKILL and not request.config.getoption("--soak"):
-        pytest.skip("a second full build of the kernel (a minute or two): with --soak only; SIGTERM covers the case")
+        pytest.skip(
+            "a second full build of the kernel (a minute or two): with --soak only; SIGTERM covers the case"
+        )
     ext = tmp_path / "ext"
     first = loader(ext)
     wait_for(lambda: building(ext), 120, "build under way", first)
@@ -139,7 +148,9 @@ def test_a_lock_held_by_a_stopped_process_makes_a_loader_give_up_with_the_holder
     out, err = finish(loader(ext, RNNBENCH_BUILD_LOCK_TIMEOUT_S="3"), 60)
     elapsed = time.monotonic() - t0
     assert value(out, "KERNEL") == "None"  # it gave up: the cell runs dense
-    assert f"pid {holder.pid}" in err and "since" in err, err  # who holds the lock, printed while waiting
+    assert f"pid {holder.pid}" in err and "since" in err, (
+        err
+    )  # who holds the lock, printed while waiting
     warning = value(out, "WARNING")
     assert "RNNBENCH_BUILD_LOCK_TIMEOUT_S" in warning and f"pid {holder.pid}" in warning, warning
     assert elapsed < 45, elapsed  # Python and torch start in a few seconds, then 3 s of waiting
@@ -160,12 +171,16 @@ def fake_build(tmp_path, monkeypatch):
     def build(name, build_directory, **kwargs):
         private = Path(build_directory)
         builds.append(private)
-        assert private.parent == _eurnn_fused.build_folder(name) and private.name.startswith("build-")
+        assert private.parent == _eurnn_fused.build_folder(name) and private.name.startswith(
+            "build-"
+        )
         (private / f"{name}.so").write_text("library")
         return None
 
     monkeypatch.setattr(cpp_extension, "load", build)
-    monkeypatch.setattr(_eurnn_fused, "_import", lambda name, library: f"module from {Path(library).read_text()}")
+    monkeypatch.setattr(
+        _eurnn_fused, "_import", lambda name, library: f"module from {Path(library).read_text()}"
+    )
     _eurnn_fused.load.cache_clear()
     yield builds
     _eurnn_fused.load.cache_clear()
@@ -178,7 +193,9 @@ def test_a_build_is_announced_published_whole_and_then_loaded_from_the_cache(fak
     assert "built the fused EURNN kernel in" in err
     assert _eurnn_fused.last_build_seconds() > 0
     folder = _eurnn_fused.build_folder(_eurnn_fused.build_name())
-    left = sorted(p.name for p in folder.iterdir() if p.name != "build.lock")  # (filelock may keep its file)
+    left = sorted(
+        p.name for p in folder.iterdir() if p.name != "build.lock"
+    )  # (filelock may keep its file)
     assert left == [f"{_eurnn_fused.build_name()}.so"]  # no private folder, no owner file
 
     _eurnn_fused.load.cache_clear()
@@ -195,7 +212,9 @@ def test_a_failed_build_leaves_no_private_folder_and_no_lock(fake_build, monkeyp
         raise RuntimeError("Error building extension: eurnn_fused.cpp:1: error: something")
 
     monkeypatch.setattr(cpp_extension, "load", failing)
-    with pytest.warns(RuntimeWarning, match="could not build the fused EURNN kernel .*error: something"):
+    with pytest.warns(
+        RuntimeWarning, match="could not build the fused EURNN kernel .*error: something"
+    ):
         assert _eurnn_fused.load() is None
     folder = _eurnn_fused.build_folder(_eurnn_fused.build_name())
     assert [p.name for p in folder.iterdir() if p.name != "build.lock"] == []
@@ -206,7 +225,9 @@ def test_a_failed_build_leaves_no_private_folder_and_no_lock(fake_build, monkeyp
     free.release()
 
 
-def test_a_library_published_while_waiting_is_imported_not_built_again(fake_build, tmp_path, capsys):
+def test_a_library_published_while_waiting_is_imported_not_built_again(
+    fake_build, tmp_path, capsys
+):
     """Another process holds the lock and publishes the library: the waiting loader, once it gets
     the lock, imports that library instead of building its own."""
     import threading
@@ -232,7 +253,10 @@ def test_a_library_published_while_waiting_is_imported_not_built_again(fake_buil
     finally:
         timer.join()
     assert fake_build == []
-    assert "waiting for the fused EURNN kernel, built by host otherhost pid 4242 since" in capsys.readouterr().err
+    assert (
+        "waiting for the fused EURNN kernel, built by host otherhost pid 4242 since"
+        in capsys.readouterr().err
+    )
     assert _eurnn_fused.last_build_seconds() >= 0.5  # the wait counts as build time
 
 
@@ -242,8 +266,12 @@ def test_private_folders_of_dead_builders_of_this_host_are_removed(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     host = platform.node()
-    names = [f"build-{host}-{dead.pid}-0a1b", f"build-{host}-{os.getpid()}-2c3d", f"build-other-host-{dead.pid}-4e5f",
-             "build-not-a-builder"]
+    names = [
+        f"build-{host}-{dead.pid}-0a1b",
+        f"build-{host}-{os.getpid()}-2c3d",
+        f"build-other-host-{dead.pid}-4e5f",
+        "build-not-a-builder",
+    ]
     for name in names:
         (tmp_path / name).mkdir()
     _eurnn_fused._remove_dead_builders(tmp_path)
@@ -252,5 +280,7 @@ def test_private_folders_of_dead_builders_of_this_host_are_removed(tmp_path):
 
 def test_the_lock_timeout_must_be_a_number(monkeypatch):
     monkeypatch.setenv("RNNBENCH_BUILD_LOCK_TIMEOUT_S", "soon")
-    with pytest.raises(ValueError, match="RNNBENCH_BUILD_LOCK_TIMEOUT_S must be a number of seconds"):
+    with pytest.raises(
+        ValueError, match="RNNBENCH_BUILD_LOCK_TIMEOUT_S must be a number of seconds"
+    ):
         _eurnn_fused._lock_timeout()

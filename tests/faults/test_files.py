@@ -22,8 +22,22 @@ from rnnbench.cli import main
 from rnnbench.config import RunConfig
 
 TASK = "adding:length=6:n_train=40:n_valid=16:n_test=16"
-TINY = ["--task", TASK, "--hidden", "4", "--steps", "6", "--eval-every", "3", "--batch-size", "8",
-        "--eval-batch-size", "16", "--device", "cpu"]
+TINY = [
+    "--task",
+    TASK,
+    "--hidden",
+    "4",
+    "--steps",
+    "6",
+    "--eval-every",
+    "3",
+    "--batch-size",
+    "8",
+    "--eval-batch-size",
+    "16",
+    "--device",
+    "cpu",
+]
 
 
 def invoke(*args):
@@ -31,10 +45,18 @@ def invoke(*args):
 
 
 def train_tiny(checkpoint: Path, steps: int = 6):
-    config = RunConfig(hidden_size=4, batch_size=8, steps=steps, eval_every=3, eval_batch_size=16, device="cpu")
+    config = RunConfig(
+        hidden_size=4, batch_size=8, steps=steps, eval_every=3, eval_batch_size=16, device="cpu"
+    )
     task = rnnbench.build_task(TASK)
-    return runner.train(task, rnnbench.parse_cell_spec("rnn"), config, task.load(config), torch.device("cpu"),
-                        checkpoint)
+    return runner.train(
+        task,
+        rnnbench.parse_cell_spec("rnn"),
+        config,
+        task.load(config),
+        torch.device("cpu"),
+        checkpoint,
+    )
 
 
 @pytest.fixture
@@ -45,8 +67,16 @@ def checkpoint(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("damage", ["flip a byte in the payload", "flip a byte in the checksum", "cut in half",
-                                    "cut to nothing", "another file format"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "flip a byte in the payload",
+        "flip a byte in the checksum",
+        "cut in half",
+        "cut to nothing",
+        "another file format",
+    ],
+)
 def test_a_damaged_checkpoint_restarts_the_run_from_scratch_with_a_warning(checkpoint, damage):
     data = bytearray(checkpoint.read_bytes())
     if damage == "flip a byte in the payload":
@@ -58,13 +88,15 @@ def test_a_damaged_checkpoint_restarts_the_run_from_scratch_with_a_warning(check
     elif damage == "cut to nothing":
         data = b""
     else:
-        data = bytearray(data[len(checkpoints.MAGIC) + 32:])  # a bare torch.save file
+        data = bytearray(data[len(checkpoints.MAGIC) + 32 :])  # a bare torch.save file
     checkpoint.write_bytes(bytes(data))
     with pytest.warns(UserWarning, match=f"ignoring checkpoint {checkpoint}.*starts from scratch"):
         result = train_tiny(checkpoint)
     straight = train_tiny(None)
     assert result["status"] == "ok" and result["steps_done"] == 6
-    assert result["test_loss"] == straight["test_loss"]  # from scratch, not from a wrongly read state
+    assert (
+        result["test_loss"] == straight["test_loss"]
+    )  # from scratch, not from a wrongly read state
 
 
 class RunsCode:
@@ -79,10 +111,15 @@ class RunsCode:
 
 def test_a_checkpoint_crafted_to_run_code_is_refused(checkpoint, tmp_path):
     marker = tmp_path / "code-ran"
-    payload = pickle.dumps({"version": checkpoints.VERSION, "progress": RunsCode(marker)}, protocol=2)
+    payload = pickle.dumps(
+        {"version": checkpoints.VERSION, "progress": RunsCode(marker)}, protocol=2
+    )
     buffer = io.BytesIO()
     torch.save({"version": checkpoints.VERSION, "progress": RunsCode(marker)}, buffer)
-    for crafted in (buffer.getvalue(), payload):  # valid checksum: only the loader stands in the way
+    for crafted in (
+        buffer.getvalue(),
+        payload,
+    ):  # valid checksum: only the loader stands in the way
         checkpoint.write_bytes(checkpoints.MAGIC + hashlib.sha256(crafted).digest() + crafted)
         with pytest.warns(UserWarning, match="ignoring checkpoint"):
             assert train_tiny(checkpoint)["status"] == "ok"
@@ -112,8 +149,18 @@ def test_four_processes_append_25_rows_each_and_every_row_is_whole(tmp_path, fol
 
 
 def _row(name: str) -> dict:
-    return {**{c: "" for c in store.COLUMNS}, "run_id": name, "run_key": name, "status": "ok", "seed": 0,
-            "hidden_size": 4, "task_version": 1, "test_acc": 0.5, "config_json": "{}", "error": "two\nlines"}
+    return {
+        **{c: "" for c in store.COLUMNS},
+        "run_id": name,
+        "run_key": name,
+        "status": "ok",
+        "seed": 0,
+        "hidden_size": 4,
+        "task_version": 1,
+        "test_acc": 0.5,
+        "config_json": "{}",
+        "error": "two\nlines",
+    }
 
 
 def test_a_failed_write_leaves_the_file_as_it_was_and_says_so(tmp_path, monkeypatch):
@@ -124,13 +171,19 @@ def test_a_failed_write_leaves_the_file_as_it_was_and_says_so(tmp_path, monkeypa
         os.write(fd, data[:10])  # some bytes go through, then the disk is full
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(csvfile, "os", type("os", (), {**vars(os), "write": staticmethod(disk_fills_up)}))
-    with pytest.raises(OSError, match=r"could not append to .*t.csv \(No space left on device\); the file is as it"):
+    monkeypatch.setattr(
+        csvfile, "os", type("os", (), {**vars(os), "write": staticmethod(disk_fills_up)})
+    )
+    with pytest.raises(
+        OSError, match=r"could not append to .*t.csv \(No space left on device\); the file is as it"
+    ):
         store.append_run(tmp_path, "t", _row("second"), [])
     assert (tmp_path / "t.csv").read_bytes() == before
 
 
-def test_a_full_disk_during_a_sweep_is_reported_and_keeps_rows_and_checkpoint(tmp_path, monkeypatch):
+def test_a_full_disk_during_a_sweep_is_reported_and_keeps_rows_and_checkpoint(
+    tmp_path, monkeypatch
+):
     results = tmp_path / "r"
     assert invoke("run", "--cells", "rnn", *TINY, "--results", results).exit_code == 0
     before = (results / "adding.csv").read_bytes()
@@ -142,10 +195,14 @@ def test_a_full_disk_during_a_sweep_is_reported_and_keeps_rows_and_checkpoint(tm
         real_append(path, columns, rows, *rest)
 
     monkeypatch.setattr(csvfile, "append", full)
-    out = invoke("run", "--cells", "gru", *TINY, "--results", results, "--in-process")  # (where the patch holds)
+    out = invoke(
+        "run", "--cells", "gru", *TINY, "--results", results, "--in-process"
+    )  # (where the patch holds)
     assert out.exit_code == 1 and "No space left on device" in out.output, out.output
     assert (results / "adding.csv").read_bytes() == before  # earlier rows intact
-    assert len(list((results / "checkpoints").glob("*.pt"))) == 1  # the finished run's state survives
+    assert (
+        len(list((results / "checkpoints").glob("*.pt"))) == 1
+    )  # the finished run's state survives
     monkeypatch.setattr(csvfile, "append", real_append)
     out = invoke("run", "--cells", "gru", *TINY, "--results", results)
     assert out.exit_code == 0 and "resuming from step 6" in out.output
@@ -159,7 +216,9 @@ def test_a_real_enospc_is_an_error_not_a_crash(tmp_path):
         store.append_run(tmp_path, "t", _row("x"), [])
 
 
-def test_out_of_memory_fails_that_run_says_what_to_lower_and_the_sweep_goes_on(tmp_path, scratch_cells):
+def test_out_of_memory_fails_that_run_says_what_to_lower_and_the_sweep_goes_on(
+    tmp_path, scratch_cells
+):
     @rnnbench.register_cell("oom")
     def oom(input_size, hidden_size):
         """Runs out of GPU memory in forward."""
@@ -167,12 +226,16 @@ def test_out_of_memory_fails_that_run_says_what_to_lower_and_the_sweep_goes_on(t
         module.output_size = hidden_size
 
         def forward(x):
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 139 GiB total)")
+            raise torch.OutOfMemoryError(
+                "CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 139 GiB total)"
+            )
 
         module.forward = forward
         return module
 
-    out = invoke("run", "--cells", "oom,rnn", *TINY, "--results", tmp_path / "r", "--in-process")  # (a cell of this process)
+    out = invoke(
+        "run", "--cells", "oom,rnn", *TINY, "--results", tmp_path / "r", "--in-process"
+    )  # (a cell of this process)
     rows = pd.read_csv(tmp_path / "r" / "adding.csv")
     assert out.exit_code == 1
     assert rows.status.tolist() == ["failed", "ok"]
@@ -184,8 +247,12 @@ def test_an_older_results_file_is_read_and_appended_to_without_loss(tmp_path):
     results = tmp_path / "r"
     assert invoke("run", "--cells", "rnn", *TINY, "--results", results).exit_code == 0
     old = pd.read_csv(results / "adding.csv", dtype=str, keep_default_na=False)
-    old.drop(columns=["impl", "task_spec"]).to_csv(results / "adding.csv", index=False)  # as an older version wrote it
-    assert invoke("run", "--cells", "rnn", *TINY, "--results", results).exit_code == 0  # same run: skipped
+    old.drop(columns=["impl", "task_spec"]).to_csv(
+        results / "adding.csv", index=False
+    )  # as an older version wrote it
+    assert (
+        invoke("run", "--cells", "rnn", *TINY, "--results", results).exit_code == 0
+    )  # same run: skipped
     assert invoke("run", "--cells", "gru", *TINY, "--results", results).exit_code == 0
     rows = pd.read_csv(results / "adding.csv", dtype=str, keep_default_na=False)
     assert rows.cell.tolist() == ["rnn", "gru"]
@@ -204,7 +271,10 @@ def test_a_row_with_an_unknown_status_is_reported_not_crashed_on(tmp_path):
     rows.to_csv(results / "adding.csv", index=False)
     out = invoke("report", "--results", results)
     assert out.exit_code == 0, out.output
-    assert "adding.csv:3: skipped, unknown status 'preempted' (known: ok, diverged, pruned, failed)" in out.output
+    assert (
+        "adding.csv:3: skipped, unknown status 'preempted' (known: ok, diverged, pruned, failed)"
+        in out.output
+    )
     # the run has no ok row, so the next sweep runs it again
     again = invoke("run", "--cells", "rnn,gru", *TINY, "--results", results)
     assert again.exit_code == 0 and again.output.count("already has an ok row") == 1

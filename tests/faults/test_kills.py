@@ -17,20 +17,65 @@ from pathlib import Path
 import pandas as pd
 
 HERE = Path(__file__).parent
-SWEEP = ["run", "--cells", "rnn,eurnn", "--task", "adding:length=12:n_train=96:n_valid=32:n_test=32",
-         "--hidden", "8", "--steps", "300", "--eval-every", "10", "--batch-size", "16", "--eval-batch-size", "32",
-         "--lr", "0.01", "--seeds", "1,2", "--device", "cpu"]
+SWEEP = [
+    "run",
+    "--cells",
+    "rnn,eurnn",
+    "--task",
+    "adding:length=12:n_train=96:n_valid=32:n_test=32",
+    "--hidden",
+    "8",
+    "--steps",
+    "300",
+    "--eval-every",
+    "10",
+    "--batch-size",
+    "16",
+    "--eval-batch-size",
+    "32",
+    "--lr",
+    "0.01",
+    "--seeds",
+    "1,2",
+    "--device",
+    "cpu",
+]
 RUNS = 4  # 2 cells x 2 seeds
-METRICS = ["test_acc", "test_acc_final", "test_loss", "best_valid_acc", "best_valid_step", "final_train_loss",
-           "steps_done", "n_evals"]
+METRICS = [
+    "test_acc",
+    "test_acc_final",
+    "test_loss",
+    "best_valid_acc",
+    "best_valid_step",
+    "final_train_loss",
+    "steps_done",
+    "n_evals",
+]
 
 
 def rnnbench(results: Path, fault: str = "", **popen) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
-           "RNNBENCH_FAULT": fault}
-    return subprocess.Popen([sys.executable, "-m", "rnnbench", "--plugin", "fault_plugin", *SWEEP,
-                             "--results", str(results)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **popen)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+        "RNNBENCH_FAULT": fault,
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rnnbench",
+            "--plugin",
+            "fault_plugin",
+            *SWEEP,
+            "--results",
+            str(results),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
@@ -53,7 +98,9 @@ def attempts(count: int, rng: random.Random):
 
 def curve_points(curves: pd.DataFrame, run_id: str) -> list:
     mine = curves[curves.run_id == run_id].drop_duplicates(["step", "split"], keep="last")
-    return mine[["step", "split", "loss", "acc"]].astype(str).values.tolist()  # (NaN: train rows have no acc)
+    return (
+        mine[["step", "split", "loss", "acc"]].astype(str).values.tolist()
+    )  # (NaN: train rows have no acc)
 
 
 def test_sigkill_at_any_point_loses_nothing_and_runs_nothing_twice(tmp_path, request):
@@ -99,13 +146,24 @@ def test_sigkill_at_any_point_loses_nothing_and_runs_nothing_twice(tmp_path, req
         curves = pd.read_csv(folder / "adding-curves.csv")
         for _, row in rows.iterrows():
             for metric in METRICS:
-                assert row[metric] == want.loc[row.run_key, metric], (folder, row.cell_spec, row.seed, metric)
-            assert curve_points(curves, row.run_id) == curve_points(want_curves, want.loc[row.run_key, "run_id"])
+                assert row[metric] == want.loc[row.run_key, metric], (
+                    folder,
+                    row.cell_spec,
+                    row.seed,
+                    metric,
+                )
+            assert curve_points(curves, row.run_id) == curve_points(
+                want_curves, want.loc[row.run_key, "run_id"]
+            )
         assert not list(folder.glob("checkpoints/*.pt"))  # finished runs leave no checkpoint
-    by_kind = {kind: sum(1 for what, code in log if what.startswith(kind) and code == -signal.SIGKILL)
-               for kind in ("time", "checkpoint", "row", "curves")}
-    print(f"\n{kills} kills survived over {len(log)} attempts ({by_kind}); {rows_written} rows in "
-          f"{len(list(tmp_path.glob('killed*')))} sweeps, none lost or doubled: {log}")
+    by_kind = {
+        kind: sum(1 for what, code in log if what.startswith(kind) and code == -signal.SIGKILL)
+        for kind in ("time", "checkpoint", "row", "curves")
+    }
+    print(
+        f"\n{kills} kills survived over {len(log)} attempts ({by_kind}); {rows_written} rows in "
+        f"{len(list(tmp_path.glob('killed*')))} sweeps, none lost or doubled: {log}"
+    )
 
 
 def test_a_kill_halfway_through_a_row_leaves_it_aside_and_the_run_runs_again(tmp_path):

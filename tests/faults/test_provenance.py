@@ -13,13 +13,44 @@ from rnnbench import sweep as sweeps
 from rnnbench.cli import main
 from rnnbench.config import RunConfig
 
-SWEEP = ["--cells", "rnn,lstm,eurnn", "--task", "copying:delay=5:n_train=64:n_valid=32:n_test=32", "--hidden", "10",
-         "--steps", "12", "--eval-every", "4", "--batch-size", "16", "--eval-batch-size", "32", "--lr", "0.01",
-         "--seeds", "3", "--device", "cpu"]
+SWEEP = [
+    "--cells",
+    "rnn,lstm,eurnn",
+    "--task",
+    "copying:delay=5:n_train=64:n_valid=32:n_test=32",
+    "--hidden",
+    "10",
+    "--steps",
+    "12",
+    "--eval-every",
+    "4",
+    "--batch-size",
+    "16",
+    "--eval-batch-size",
+    "32",
+    "--lr",
+    "0.01",
+    "--seeds",
+    "3",
+    "--device",
+    "cpu",
+]
 # What may differ between two runs of the same experiment: the run's id, and measurements of time
 # and memory (the process's resident set depends on what ran before in it).
-MEASURED = ["run_id", "build_time_s", "train_time_s", "step_time_ms", "step_time_iqr_ms", "warmup_time_s", "eval_time_s",
-            "log_time_s", "time_to_target_s", "timing_note", "peak_mem_mb", "timestamp"]
+MEASURED = [
+    "run_id",
+    "build_time_s",
+    "train_time_s",
+    "step_time_ms",
+    "step_time_iqr_ms",
+    "warmup_time_s",
+    "eval_time_s",
+    "log_time_s",
+    "time_to_target_s",
+    "timing_note",
+    "peak_mem_mb",
+    "timestamp",
+]
 
 
 def sweep(results, *extra):
@@ -32,10 +63,14 @@ def sweep(results, *extra):
 def test_the_same_config_and_seed_give_identical_rows_but_for_times(tmp_path):
     first = sweep(tmp_path / "a")
     second = sweep(tmp_path / "b")
-    assert "fused" in set(first.impl)  # eurnn at N=10 runs the compiled kernel: it is deterministic too
+    assert "fused" in set(
+        first.impl
+    )  # eurnn at N=10 runs the compiled kernel: it is deterministic too
     assert first.drop(columns=MEASURED).equals(second.drop(columns=MEASURED))
-    curves = [pd.read_csv(folder / "copying-curves.csv").drop(columns=["run_id", "wall_time_s"])
-              for folder in (tmp_path / "a", tmp_path / "b")]
+    curves = [
+        pd.read_csv(folder / "copying-curves.csv").drop(columns=["run_id", "wall_time_s"])
+        for folder in (tmp_path / "a", tmp_path / "b")
+    ]
     assert curves[0].equals(curves[1])
 
 
@@ -44,22 +79,49 @@ def test_a_row_is_reproduced_from_its_stored_config(tmp_path):
     for _, row in rows.iterrows():
         assert row.rnnbench_version == rnnbench.__version__
         config = RunConfig(**json.loads(row.config_json))
-        runs, splits = sweeps.plan(row.task_spec, [rnnbench.parse_cell_spec(row.cell_spec)], [int(row.seed)], config,
-                                   tmp_path / "again")
+        runs, splits = sweeps.plan(
+            row.task_spec,
+            [rnnbench.parse_cell_spec(row.cell_spec)],
+            [int(row.seed)],
+            config,
+            tmp_path / "again",
+        )
         again = executors.execute(runs, splits)[0]
         assert again["run_key"] == row.run_key
-        for metric in ("test_acc", "test_acc_final", "test_loss", "best_valid_acc", "final_train_loss"):
+        for metric in (
+            "test_acc",
+            "test_acc_final",
+            "test_loss",
+            "best_valid_acc",
+            "final_train_loss",
+        ):
             assert repr(again[metric]) == row[metric] or str(again[metric]) == row[metric], metric
 
 
 def test_every_row_names_what_produced_it(tmp_path):
     rows = sweep(tmp_path / "a")  # (one sweep for every column: each costs seconds)
-    for column in ("run_key", "cell_spec", "task_spec", "task_json", "data_json", "data_hash", "config_json",
-                   "torch_version", "rnnbench_version", "git_commit", "impl"):
+    for column in (
+        "run_key",
+        "cell_spec",
+        "task_spec",
+        "task_json",
+        "data_json",
+        "data_hash",
+        "config_json",
+        "torch_version",
+        "rnnbench_version",
+        "git_commit",
+        "impl",
+    ):
         assert column in store.COLUMNS
         assert (rows[column] != "").all() or column == "git_commit", column
-    assert json.loads(rows.data_json[0]) == {"generator": "copying", "delay": 5, "n_train": 64, "n_valid": 32,
-                                             "n_test": 32}
+    assert json.loads(rows.data_json[0]) == {
+        "generator": "copying",
+        "delay": 5,
+        "n_train": 64,
+        "n_valid": 32,
+        "n_test": 32,
+    }
 
 
 def test_a_run_inside_a_multi_seed_sweep_equals_the_same_seed_run_alone(tmp_path):

@@ -16,23 +16,56 @@ from click.testing import CliRunner
 from rnnbench import store
 from rnnbench.cli import main
 
-CONFIG = {"hidden_size": 8, "batch_size": 10, "steps": 20, "eval_every": 10, "eval_batch_size": 50,
-          "optimizer": "rmsprop", "lr": 0.001, "clip": 0.0, "device": "cpu", "dtype": "float32",
-          "sampling": "epochs", "warmup_steps": 1}
+CONFIG = {
+    "hidden_size": 8,
+    "batch_size": 10,
+    "steps": 20,
+    "eval_every": 10,
+    "eval_batch_size": 50,
+    "optimizer": "rmsprop",
+    "lr": 0.001,
+    "clip": 0.0,
+    "device": "cpu",
+    "dtype": "float32",
+    "sampling": "epochs",
+    "warmup_steps": 1,
+}
 
 
 def row(cell="lstm", seed=0, status="ok", **values):
     """A row as the runner writes it: ok rows have every metric, diverged rows lack the final
     accuracy, failed rows have no metric at all."""
     out = {c: "" for c in store.COLUMNS}
-    out.update(run_id=f"{cell}-{seed}-{status}", run_key=f"k{seed}", task="pmnist", task_spec="pmnist", task_version=1,
-               cell=cell.split(":")[0], cell_spec=cell, seed=seed, hidden_size=8,
-               config_json=json.dumps({**CONFIG, "seed": seed}), status=status, data_hash="ab" * 6,
-               data_json=json.dumps({"source": "sample", "perm_sha256": "ab" * 32}), n_test=1000, device="cpu", device_name="Test CPU (2 threads)",
-               mem_source="cpu_peak_rss")
+    out.update(
+        run_id=f"{cell}-{seed}-{status}",
+        run_key=f"k{seed}",
+        task="pmnist",
+        task_spec="pmnist",
+        task_version=1,
+        cell=cell.split(":")[0],
+        cell_spec=cell,
+        seed=seed,
+        hidden_size=8,
+        config_json=json.dumps({**CONFIG, "seed": seed}),
+        status=status,
+        data_hash="ab" * 6,
+        data_json=json.dumps({"source": "sample", "perm_sha256": "ab" * 32}),
+        n_test=1000,
+        device="cpu",
+        device_name="Test CPU (2 threads)",
+        mem_source="cpu_peak_rss",
+    )
     if status != "failed":
-        out.update(test_acc=0.5 + 0.1 * seed, test_loss=1.0, params=900, impl="native", train_time_s=10.0,
-                   step_time_ms=3.0, step_time_iqr_ms=0.1, peak_mem_mb=50.0)
+        out.update(
+            test_acc=0.5 + 0.1 * seed,
+            test_loss=1.0,
+            params=900,
+            impl="native",
+            train_time_s=10.0,
+            step_time_ms=3.0,
+            step_time_iqr_ms=0.1,
+            peak_mem_mb=50.0,
+        )
     if status == "ok":
         out.update(test_acc_final=0.5 + 0.1 * seed - 0.01)
     if status == "diverged":
@@ -57,8 +90,19 @@ def write(folder: Path, rows: list[dict], curves: bool = True) -> Path:
     with open(folder / "pmnist-curves.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, store.CURVE_COLUMNS)
         writer.writeheader()
-        writer.writerows({"run_id": r["run_id"], "step": s, "wall_time_s": s / 10, "split": "valid", "loss": 1.0,
-                          "acc": 0.05 * s} for r in rows if curves and r["status"] != "failed" for s in (10, 20))
+        writer.writerows(
+            {
+                "run_id": r["run_id"],
+                "step": s,
+                "wall_time_s": s / 10,
+                "split": "valid",
+                "loss": 1.0,
+                "acc": 0.05 * s,
+            }
+            for r in rows
+            if curves and r["status"] != "failed"
+            for s in (10, 20)
+        )
     return folder
 
 
@@ -69,7 +113,9 @@ def report(results: Path, out: Path, *args: str):
 def assert_clean_exit(result, code: int = 0):
     """The exit code, and no Python exception escaped (CliRunner keeps it in result.exception)."""
     assert result.exit_code == code, result.output + repr(result.exception)
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
     assert "Traceback" not in result.output
 
 
@@ -91,7 +137,9 @@ def test_row_values_never_name_files_outside_out(tmp_path, value):
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "rep").mkdir()
     odd = {column: value for column in NAMING}
-    results = write(tmp_path / "results", [row("lstm", 0, **odd), row("eurnn", 0, **odd), row("lstm", 1)])
+    results = write(
+        tmp_path / "results", [row("lstm", 0, **odd), row("eurnn", 0, **odd), row("lstm", 1)]
+    )
     before = files_under(tmp_path)
     result = report(results, tmp_path / "rep" / "out")
     assert_clean_exit(result)
@@ -105,7 +153,9 @@ def test_row_values_never_name_files_outside_out(tmp_path, value):
 
 def test_a_task_name_from_rows_names_no_file_outside_out(tmp_path):
     (tmp_path / "elsewhere").mkdir()
-    results = write(tmp_path / "results", [row("lstm", 0, task="../elsewhere/pmnist", task_spec="")])
+    results = write(
+        tmp_path / "results", [row("lstm", 0, task="../elsewhere/pmnist", task_spec="")]
+    )
     before = files_under(tmp_path)
     result = report(results, tmp_path / "out")
     assert_clean_exit(result)
@@ -132,22 +182,45 @@ def test_a_symlink_in_out_is_not_followed_outside(tmp_path):
 
 # --- 2. every status, every flag ----------------------------------------------------------------
 
+
 def mixed_rows():
     """Rows as real sweeps leave them: a run that diverged late has a score from its best
     weights; one that diverged at its first step has none, and no step time."""
-    first_step = dict(status="diverged", test_acc="", test_loss="", step_time_ms="", step_time_iqr_ms="",
-                      train_time_s=0.0)
-    return [row("lstm", 0), row("lstm", 1), row("eurnn", 0), row("eurnn", 1, status="diverged"),
-            row("eurnn", 2, status="diverged", params=0, peak_mem_mb=""), row("rnn", 1, **first_step),
-            row("rnn", 2, **first_step), row("gru", 0, status="failed"), row("gru", 1, status="failed"),
-            row("rnn", 0, status="failed")]
+    first_step = dict(
+        status="diverged",
+        test_acc="",
+        test_loss="",
+        step_time_ms="",
+        step_time_iqr_ms="",
+        train_time_s=0.0,
+    )
+    return [
+        row("lstm", 0),
+        row("lstm", 1),
+        row("eurnn", 0),
+        row("eurnn", 1, status="diverged"),
+        row("eurnn", 2, status="diverged", params=0, peak_mem_mb=""),
+        row("rnn", 1, **first_step),
+        row("rnn", 2, **first_step),
+        row("gru", 0, status="failed"),
+        row("gru", 1, status="failed"),
+        row("rnn", 0, status="failed"),
+    ]
 
 
-@pytest.mark.parametrize("flags", [["--status", "diverged"], ["--status", "failed"], ["--status", "ok,diverged"],
-                                   ["--status", "ok,failed"], ["--status", "ok,diverged,failed"],
-                                   ["--status", "failed", "--cells", "gru"],
-                                   ["--status", "diverged", "--task", "pmnist"],
-                                   ["--status", "failed,diverged", "--cells", "eurnn*,gru"]])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--status", "diverged"],
+        ["--status", "failed"],
+        ["--status", "ok,diverged"],
+        ["--status", "ok,failed"],
+        ["--status", "ok,diverged,failed"],
+        ["--status", "failed", "--cells", "gru"],
+        ["--status", "diverged", "--task", "pmnist"],
+        ["--status", "failed,diverged", "--cells", "eurnn*,gru"],
+    ],
+)
 def test_every_status_reports_without_crashing(tmp_path, flags):
     result = report(write(tmp_path / "results", mixed_rows()), tmp_path / "out", *flags)
     assert_clean_exit(result)
@@ -155,13 +228,17 @@ def test_every_status_reports_without_crashing(tmp_path, flags):
 
 
 def test_failed_rows_show_dashes_and_draw_no_empty_figure(tmp_path):
-    result = report(write(tmp_path / "results", mixed_rows()), tmp_path / "out", "--status", "failed")
+    result = report(
+        write(tmp_path / "results", mixed_rows()), tmp_path / "out", "--status", "failed"
+    )
     assert_clean_exit(result)
     table = next(p for p in (tmp_path / "out").glob("*.md") if p.name != "report.md").read_text()
     assert "| gru (failed) | – | 2 |" in table, table
     pngs = [p.name for p in (tmp_path / "out").glob("*.png")]
-    assert not any(name.endswith(("-test-acc.png", "-tradeoff.png", "-cost.png", "-valid-acc-vs-step.png"))
-                   for name in pngs), pngs
+    assert not any(
+        name.endswith(("-test-acc.png", "-tradeoff.png", "-cost.png", "-valid-acc-vs-step.png"))
+        for name in pngs
+    ), pngs
 
 
 # --- 3. numbers, JSON and text the report must survive ------------------------------------------
@@ -193,20 +270,37 @@ UNUSABLE = [
     ("data_json", "[1]", "data_json is a JSON array, not an object"),
     ("task_json", "{", "task_json is not valid JSON"),
 ]
+
+
 def test_unusable_rows_are_skipped_with_file_line_and_why(tmp_path):
-    bad = [{**row("eurnn", i, test_acc=0.5), column: value} for i, (column, value, _) in enumerate(UNUSABLE)]
-    results = write(tmp_path / "results", [row("lstm", 0)] + [{**r, "run_id": f"bad{i}", "run_key": f"kbad{i}"} for i, r in enumerate(bad)])
+    bad = [
+        {**row("eurnn", i, test_acc=0.5), column: value}
+        for i, (column, value, _) in enumerate(UNUSABLE)
+    ]
+    results = write(
+        tmp_path / "results",
+        [row("lstm", 0)]
+        + [{**r, "run_id": f"bad{i}", "run_key": f"kbad{i}"} for i, r in enumerate(bad)],
+    )
     result = report(results, tmp_path / "out")
     assert_clean_exit(result)
     output = " ".join(result.output.split())
     for line, (column, value, why) in enumerate(UNUSABLE, start=3):
-        said = output.split(f"{results / 'pmnist.csv'}:{line}: skipped, ", 1)[-1].split(" warning: ")[0]
-        assert said != output and why.replace("'", "") in said.replace("'", ""), (column, value, said[:200])
+        said = output.split(f"{results / 'pmnist.csv'}:{line}: skipped, ", 1)[-1].split(
+            " warning: "
+        )[0]
+        assert said != output and why.replace("'", "") in said.replace("'", ""), (
+            column,
+            value,
+            said[:200],
+        )
     assert "| lstm |" in output and "eurnn" not in output.split("skipped")[-1]
 
 
 def test_config_json_nested_too_deep_for_the_json_parser_is_skipped(tmp_path):
-    results = write(tmp_path / "results", [row("lstm", 0), row("eurnn", 0, config_json="[" * 100_000)])
+    results = write(
+        tmp_path / "results", [row("lstm", 0), row("eurnn", 0, config_json="[" * 100_000)]
+    )
     result = report(results, tmp_path / "out")
     assert_clean_exit(result)
     assert f"{results / 'pmnist.csv'}:3: skipped, config_json is not valid JSON" in result.output
@@ -215,17 +309,39 @@ def test_config_json_nested_too_deep_for_the_json_parser_is_skipped(tmp_path):
 def test_nan_in_a_measurement_is_a_missing_value(tmp_path):
     """The runner writes nan for a statistic it could not compute: the row is used, the value
     is shown as missing."""
-    columns = ["params", "step_time_ms", "peak_mem_mb", "test_loss", "step_time_iqr_ms", "time_to_target_s"]
-    rows = [row("lstm", 0)] + [row(f"eurnn:{column}=nan", 0, **{column: "nan"}) for column in columns]
+    columns = [
+        "params",
+        "step_time_ms",
+        "peak_mem_mb",
+        "test_loss",
+        "step_time_iqr_ms",
+        "time_to_target_s",
+    ]
+    rows = [row("lstm", 0)] + [
+        row(f"eurnn:{column}=nan", 0, **{column: "nan"}) for column in columns
+    ]
     result = report(write(tmp_path / "results", rows), tmp_path / "out")
     assert_clean_exit(result)
     assert "skipped" not in result.output
     assert all(f"| eurnn:{column}=nan |" in result.output for column in columns), result.output
 
 
-ODD_TEXT = ["eurnn:a|b", "eurnn:$\\frac$", "eurnn:$x$", "eurnn:100%", "eurnn:_x_", "eurnn:a&b", "eurnn:#1",
-            "eurnn:ü→日本", "eurnn:\x1b[31mred", "eurnn:tab\there", "eurnn:{}\\", "eurnn:*a*`b`<i>",
-            "eurnn:" + "long" * 500, "eurnn:\x00nul"]
+ODD_TEXT = [
+    "eurnn:a|b",
+    "eurnn:$\\frac$",
+    "eurnn:$x$",
+    "eurnn:100%",
+    "eurnn:_x_",
+    "eurnn:a&b",
+    "eurnn:#1",
+    "eurnn:ü→日本",
+    "eurnn:\x1b[31mred",
+    "eurnn:tab\there",
+    "eurnn:{}\\",
+    "eurnn:*a*`b`<i>",
+    "eurnn:" + "long" * 500,
+    "eurnn:\x00nul",
+]
 
 
 def test_odd_text_is_escaped_in_markdown_latex_and_figures(tmp_path):
@@ -233,7 +349,9 @@ def test_odd_text_is_escaped_in_markdown_latex_and_figures(tmp_path):
     rows = [{**r, "run_id": f"r{i}", "run_key": f"k{i}"} for i, r in enumerate(rows)]
     result = report(write(tmp_path / "results", rows), tmp_path / "out")
     assert_clean_exit(result)
-    table = next(p for p in (tmp_path / "out").glob("*.md") if p.name != "report.md").read_text(encoding="utf-8")
+    table = next(p for p in (tmp_path / "out").glob("*.md") if p.name != "report.md").read_text(
+        encoding="utf-8"
+    )
     lines = [line for line in table.splitlines() if line.startswith("|")]
     assert len(lines) == 3 + len(ODD_TEXT)  # header, rule, a line per cell: nothing broke a line
     cells = {len(re.findall(r"(?<!\\)\|", line)) for line in lines}
@@ -243,8 +361,13 @@ def test_odd_text_is_escaped_in_markdown_latex_and_figures(tmp_path):
     assert tex.isascii() and not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", tex)
     body = tex.split(r"\midrule", 1)[1].split(r"\bottomrule")[0]
     for char in "$%#_":  # every special character of LaTeX is escaped
-        assert not re.search(rf"(?<!\\){re.escape(char)}", re.sub(r"\$\\[a-z]+\$", "", body)), (char, body)
-    assert len({len(re.findall(r"(?<!\\)&", line)) for line in body.strip().splitlines()}) == 1  # & only between cells
+        assert not re.search(rf"(?<!\\){re.escape(char)}", re.sub(r"\$\\[a-z]+\$", "", body)), (
+            char,
+            body,
+        )
+    assert (
+        len({len(re.findall(r"(?<!\\)&", line)) for line in body.strip().splitlines()}) == 1
+    )  # & only between cells
     assert body.count("{") == body.count("}")
     assert any(p.name.endswith("-test-acc.png") for p in (tmp_path / "out").iterdir())
 
@@ -267,6 +390,7 @@ def test_bytes_that_are_not_utf8_skip_the_row_not_the_report(tmp_path):
 
 # --- 4. an --out that cannot be written ---------------------------------------------------------
 
+
 def assert_names_the_folder(result, folder: Path):
     assert_clean_exit(result, code=result.exit_code)
     assert result.exit_code not in (0,), result.output
@@ -280,7 +404,9 @@ def test_out_under_a_regular_file_is_a_clear_error(tmp_path):
     assert_names_the_folder(result, tmp_path / "file" / "sub")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders: the case cannot be made here")
+@pytest.mark.skipif(
+    os.geteuid() == 0, reason="root writes into read-only folders: the case cannot be made here"
+)
 def test_a_read_only_out_is_a_clear_error(tmp_path):
     results = write(tmp_path / "results", [row()])
     (tmp_path / "out").mkdir(mode=0o500)
@@ -291,7 +417,10 @@ def test_a_read_only_out_is_a_clear_error(tmp_path):
     assert_names_the_folder(result, tmp_path / "out")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into every user's folders: the case cannot be made here")
+@pytest.mark.skipif(
+    os.geteuid() == 0,
+    reason="root may write into every user's folders: the case cannot be made here",
+)
 def test_a_folder_of_another_user_is_a_clear_error(tmp_path):
     other = Path("/root") if Path("/root").exists() else Path("/")
     results = write(tmp_path / "results", [row()])
@@ -310,15 +439,23 @@ def test_a_full_disk_is_a_clear_error_and_leaves_no_temporary_file(tmp_path, mon
     result = report(results, tmp_path / "out")
     assert_names_the_folder(result, tmp_path / "out")
     assert "No space left on device" in result.output
-    assert not [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".") or p.suffix == ".tmp"]
+    assert not [
+        p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".") or p.suffix == ".tmp"
+    ]
 
 
 # --- task metadata and task cards as people (or attackers) leave them --------------------------
 
 HOSTILE_TASK_JSON = [
-    {"score_name": "<img src=x onerror=alert(1)> [x](http://evil) | pipe", "reference_lines": ["a", "b"]},
+    {
+        "score_name": "<img src=x onerror=alert(1)> [x](http://evil) | pipe",
+        "reference_lines": ["a", "b"],
+    },
     {"published_lines": "a string", "chance": True, "reference_lines": {"ok line": "0.5"}},
-    {"published_lines": {"x": [0.5, "full"], "y": 3, "z": [float("inf"), {}]}, "higher_is_better": "no"},
+    {
+        "published_lines": {"x": [0.5, "full"], "y": 3, "z": [float("inf"), {}]},
+        "higher_is_better": "no",
+    },
     {"score_name": 7, "reference_lines": {"nan": float("nan"), "big": 1e308}, "chance": "half"},
 ]
 
@@ -326,17 +463,27 @@ HOSTILE_TASK_JSON = [
 @pytest.mark.parametrize("task_json", HOSTILE_TASK_JSON, ids=range(len(HOSTILE_TASK_JSON)))
 def test_hand_edited_task_metadata_never_crashes_the_report_and_is_escaped(tmp_path, task_json):
     text = json.dumps(task_json)
-    results = write(tmp_path / "results", [row("lstm", 0, task_json=text), row("eurnn", 1, task_json=text)])
+    results = write(
+        tmp_path / "results", [row("lstm", 0, task_json=text), row("eurnn", 1, task_json=text)]
+    )
     (results / "tasks").mkdir()
-    for i, card in enumerate([{"task_spec": "pmnist", "task_version": [2], "example": {"x": [1, 2]}},
-                              {"task_spec": "pmnist", "task_version": 1, "example": [1, 2]},
-                              {"task_spec": "pmnist", "task_version": 1, "example": {"bad": "text", "deep": [[[1]]]}},
-                              {"task_spec": "pmnist", "task_version": 1, "citation": ["not-a-citation-5d1e", "text"]}]):
+    for i, card in enumerate(
+        [
+            {"task_spec": "pmnist", "task_version": [2], "example": {"x": [1, 2]}},
+            {"task_spec": "pmnist", "task_version": 1, "example": [1, 2]},
+            {"task_spec": "pmnist", "task_version": 1, "example": {"bad": "text", "deep": [[[1]]]}},
+            {"task_spec": "pmnist", "task_version": 1, "citation": ["not-a-citation-5d1e", "text"]},
+        ]
+    ):
         (results / "tasks" / f"pmnist-{i}.json").write_text(json.dumps(card))
     (results / "tasks" / "broken.json").write_text("{")
     result = report(results, tmp_path / "out")
     assert_clean_exit(result)
     markdown = (tmp_path / "out" / "report.md").read_text()
-    assert not re.search(r"(?<!\\)<img", markdown) and not re.search(r"(?<!\\)\]\(http", markdown)  # escaped
+    assert not re.search(r"(?<!\\)<img", markdown) and not re.search(
+        r"(?<!\\)\]\(http", markdown
+    )  # escaped
     bib = tmp_path / "out" / "references.bib"
-    assert not bib.exists() or "not-a-citation-5d1e" not in bib.read_text()  # (a citation that is not text is left out)
+    assert (
+        not bib.exists() or "not-a-citation-5d1e" not in bib.read_text()
+    )  # (a citation that is not text is left out)
