@@ -37,7 +37,6 @@ import rnnbench
 from rnnbench.cell import implementation
 from rnnbench.measure import current_memory_mb, flush_denormals, peak_memory_mb, reset_peak_memory
 
-
 # The cells of issue 16 that run a step loop, and those with a parallel scan (timed both ways).
 NEW_CELLS = ["exprnn", "scornn", "lmu", "indrnn", "cornn"]
 SCAN_CELLS = ["lru", "mingru", "minlstm"]

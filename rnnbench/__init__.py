@@ -6,6 +6,7 @@
 ['eurnn', 'eurnn-c16']
 """
 
+from rnnbench._version import __version__
 from rnnbench.registry import (
     CELLS,
     TASKS,
@@ -18,8 +19,6 @@ from rnnbench.registry import (
     register_cell,
     register_task,
 )
-
-from rnnbench._version import __version__
 
 __all__ = [
     "CELLS",

@@ -54,7 +54,8 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn

@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-
 _KEY = re.compile(r"@\s*\w+\s*\{\s*([^,\s]+)\s*,")
 _LATEX_COMMAND = re.compile(r"\\[a-zA-Z]+\s*|\\.")
 

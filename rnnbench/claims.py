@@ -1,16 +1,5 @@
-"""Deprecated: claims and locks live in `rnnbench.store.claims`; re-exported here for one release."""
+"""Deprecated: claims and locks live in `rnnbench.store.claims`; re-exported here for one release
+(Claim, ClaimLost, Held, LockTimeout, Owned, alive, die_with, folder_lock, take, whoami,
+write_atomically and the module's other public names)."""
 
-from rnnbench.store.claims import *  # noqa: F401,F403
-from rnnbench.store.claims import (
-    ClaimLost,
-    Held,
-    LockTimeout,
-    Owned,
-    Claim,
-    alive,
-    die_with,  # noqa: F401
-    folder_lock,
-    take,
-    whoami,
-    write_atomically,
-)
+from rnnbench.store.claims import *  # noqa: F403

@@ -21,7 +21,8 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 LOGGER = "rnnbench"
 

@@ -23,8 +23,9 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 from tqdm import tqdm

@@ -24,9 +24,10 @@ import math
 import re
 import sys
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 OPTION_TYPES = (bool, int, float, str)

@@ -20,9 +20,10 @@ import statistics
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,8 +31,6 @@ from torch import nn
 
 from rnnbench import checkpoints, monitor, optim, store
 from rnnbench.cell import implementation, init_readout, output_size
-from rnnbench.store import layout
-from rnnbench.store.claims import ClaimLost, LockTimeout
 from rnnbench.config import RunConfig
 from rnnbench.measure import (
     environment,
@@ -44,6 +43,8 @@ from rnnbench.measure import (
     timing_note,
 )
 from rnnbench.registry import Spec, build_cell
+from rnnbench.store import layout
+from rnnbench.store.claims import ClaimLost, LockTimeout
 from rnnbench.store.schema import data_hash, data_json
 from rnnbench.task import Split, Splits, Task, valid_steps
 

@@ -171,9 +171,9 @@ def prepare(
     """Check the task and seeds, check that the runs `sized` ((cell spec, config with its hidden
     size) pairs) fit this machine's memory before anything is loaded, then load the data of each
     seed and compute the task's linear baseline: everything the runs of a sweep share."""
+    from rnnbench.measure import check_tensorboard, resolve_device
     from rnnbench.registry import TASKS
     from rnnbench.resources import check_memory
-    from rnnbench.measure import check_tensorboard, resolve_device
     from rnnbench.task import check_task
 
     threads = threads or torch_threads()

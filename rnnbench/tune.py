@@ -228,8 +228,8 @@ def make_study(
     every dimension lists its values, else TPE, unless given. Each listed value and each end of a
     range is checked against `base` (the study's config) here, before anything runs. ValueError
     names what is wrong."""
-    from rnnbench.sweep import once
     from rnnbench.registry import CELLS
+    from rnnbench.sweep import once
 
     check_name(name)
     if not items:

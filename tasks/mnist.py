@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from typing import Literal
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch

@@ -3,13 +3,13 @@ once; the report names the cells' papers in its captions and writes them into re
 
 import pytest
 from click.testing import CliRunner
+from test_report import results  # noqa: F401 - the fixture (pytest puts tests/ on sys.path)
 
 import rnnbench
 from rnnbench import cite
 from rnnbench import report as reporting
 from rnnbench.cli import main
 from rnnbench.registry import TASKS, RegistryError
-from test_report import results  # noqa: F401 - the fixture (pytest puts tests/ on sys.path)
 
 
 @pytest.mark.parametrize("name", rnnbench.list_cells())
@@ -121,8 +121,9 @@ PLUGIN_CELL = "@article{me2026, title={My cell}, author={Me, Ann and You, Bo}, y
 def test_a_plugin_cells_folder_is_cited_and_reported_without_the_plugin(tmp_path):
     """The sweep keeps each cell's card in the results folder (store.write_cell_card), so `cite`
     and `report` name a plugin cell's paper where the plugin is not loaded."""
-    from rnnbench import cell, store
     from test_report import make_row
+
+    from rnnbench import cell, store
 
     folder = tmp_path / "results"
     for seed in (0, 1):

@@ -8,11 +8,12 @@ import types
 
 import pytest
 import torch
+from test_runner import FirstSign
 
 import rnnbench
-from rnnbench import measure, resources, runner, task as task_module
+from rnnbench import measure, resources, runner
+from rnnbench import task as task_module
 from rnnbench.config import RunConfig
-from test_runner import FirstSign
 
 CONFIG = RunConfig(
     hidden_size=8,

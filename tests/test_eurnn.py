@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 import rnnbench
 from rnnbench.cells import _eurnn_fused
-from rnnbench.cells.eurnn import EURNN, modrelu_scale, mixer_pairs
-from torch import nn
+from rnnbench.cells.eurnn import EURNN, mixer_pairs, modrelu_scale
 
 torch.manual_seed(0)
 

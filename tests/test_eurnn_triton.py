@@ -10,10 +10,10 @@ import sys
 
 import pytest
 import torch
+from test_eurnn_fused import NOTEBOOK_CASES, assert_bitwise_repeatable, random_case, run
 
 from rnnbench.cells import _eurnn_triton
 from rnnbench.cells.eurnn import EURNN, choose_impl, mixer_pairs
-from test_eurnn_fused import NOTEBOOK_CASES, assert_bitwise_repeatable, random_case, run
 
 pytest.importorskip("triton")
 pytestmark = pytest.mark.triton

@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
+from test_runner import tiny_mnist  # noqa: F401 - the fixture: 4x4 MNIST-format digits
 
 import rnnbench
 from rnnbench import logs, monitor
 from rnnbench.cli import main
 from rnnbench.config import RunConfig
 from rnnbench.runner import train
-from test_runner import tiny_mnist  # noqa: F401 - the fixture: 4x4 MNIST-format digits
 
 CPU = torch.device("cpu")
 TINY = RunConfig(

@@ -7,6 +7,7 @@ import re
 
 import pandas as pd
 import pytest
+import test_runner  # noqa: E402 - its tiny task (pytest puts tests/ on sys.path)
 import torch
 from click.testing import CliRunner
 
@@ -17,8 +18,6 @@ from rnnbench.config import PRESETS, RunConfig
 from rnnbench.registry import CELLS
 from rnnbench.runner import SequenceClassifier, train
 from rnnbench.task import Split
-
-import test_runner  # noqa: E402 - its tiny task (pytest puts tests/ on sys.path)
 
 NEW_FIELDS = ("weight_decay", "lr_schedule", "lr_warmup_steps", "lr_decay_every", "lr_decay")
 

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from matplotlib.collections import PathCollection
 
 import rnnbench
-from rnnbench import store
 from rnnbench import report as reporting
+from rnnbench import store
 from rnnbench.cli import main
 from rnnbench.task import data_hash
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_report import make_row, results  # noqa: F401 - `results`: a fixture (eurnn 3 seeds, lstm 2 ok + 1 failed)
 
 from rnnbench import store
 from rnnbench.cli import main
-from test_report import make_row, results  # noqa: F401 - `results`: a fixture (eurnn 3 seeds, lstm 2 ok + 1 failed)
 
 BROWSER = next(
     (

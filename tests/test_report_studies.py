@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from rnnbench import store
 from rnnbench import report as reporting
+from rnnbench import store
 from rnnbench.cli import main
 
 CONFIG = {

@@ -15,8 +15,8 @@ import hashlib
 import io
 import sys
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -25,7 +25,6 @@ from rnnbench.report.grouping import (
 from rnnbench.report.tables import MEMORY_WORDS
 from rnnbench.report.text import _name_part, _plot_text
 
-
 COLUMN_WIDTH_IN = 3.4  # one column of a two-column paper
 # Colours never depend on what else is in a report: the built-in cells have fixed ones (the
 # indices in seaborn's colorblind palette); any other cell name hashes into a palette of its own.

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from rnnbench.report.errors import ReportError
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import json
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd

@@ -42,7 +42,6 @@ from rnnbench.report.tables import (
 )
 from rnnbench.report.text import _markdown, _name_part, _plot_text, _printable
 
-
 STUDY_KEYS = [
     "study",
     "task_spec",

@@ -15,17 +15,18 @@ import math
 import os
 import stat
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from rnnbench.store import claims
 from rnnbench.store.schema import (
     COLUMNS,
     CURVE_COLUMNS,
-    REQUIRED,
     CURVE_NUMERIC,
     NUMERIC,
+    REQUIRED,
     _number,
     row_problem,
 )

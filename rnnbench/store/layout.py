@@ -20,8 +20,8 @@ tree for it), so the layout can be read, and changed, here alone.
 
 from __future__ import annotations
 
-import hashlib
 import getpass
+import hashlib
 from pathlib import Path
 
 

@@ -17,9 +17,9 @@ from click.testing import CliRunner
 
 import rnnbench
 from rnnbench import checkpoints, runner, store
-from rnnbench.store import csvfile
 from rnnbench.cli import main
 from rnnbench.config import RunConfig
+from rnnbench.store import csvfile
 
 TASK = "adding:length=6:n_train=40:n_valid=16:n_test=16"
 TINY = [

@@ -21,8 +21,8 @@ import pytest
 from click.testing import CliRunner
 
 from rnnbench import checkpoints, store
-from rnnbench.store import claims
 from rnnbench.cli import main
+from rnnbench.store import claims
 
 HERE = Path(__file__).parent
 TASK = "adding:length=8:n_train=48:n_valid=16:n_test=16"
