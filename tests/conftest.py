@@ -49,6 +49,50 @@ def _logging_as_a_library_finds_it():
     warnings.showwarning = showwarning
 
 
+def invoke(*args, catch_exceptions=False, **kwargs):
+    """`rnnbench ARGS` in this process, through click's CliRunner: each argument may be a path or a
+    number. The one way tests run the CLI in-process (`from conftest import invoke`; pytest puts
+    tests/ on sys.path). An exception that escapes the CLI fails the test with its traceback rather
+    than turning into an exit code: pass catch_exceptions=True where that is what is tested."""
+    from click.testing import CliRunner
+
+    from rnnbench.cli import main
+
+    return CliRunner().invoke(
+        main, [str(arg) for arg in args], catch_exceptions=catch_exceptions, **kwargs
+    )
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path, monkeypatch):
+    """4x4 'digits' (16-step sequences) in MNIST's four files: 60 train, 12 test; the class is
+    where the bright pixel is, so it can be learned."""
+    import hashlib
+
+    import numpy as np
+
+    from rnnbench.data import DataFile, write_idx
+    from rnnbench.data import mnist as mnist_data
+
+    def sha256_of_idx(array):
+        header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+        return hashlib.sha256(header + array.tobytes()).hexdigest()
+
+    rng = np.random.default_rng(0)
+    folder, files = tmp_path / "data", {}
+    folder.mkdir()
+    for split, n in (("train", 60), ("test", 12)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 60, (n, 4, 4)).astype(np.uint8)
+        images.reshape(n, 16)[np.arange(n), labels] = 255
+        for key, array in ((f"{split}_images", images), (f"{split}_labels", labels)):
+            name = mnist_data.MNIST_FILES[key].name
+            write_idx(folder / f"{name}.gz", array)
+            files[key] = DataFile(name, sha256_of_idx(array))
+    monkeypatch.setattr(mnist_data, "MNIST_FILES", files)
+    return folder
+
+
 @pytest.fixture(params=DEVICES)
 def device(request):
     return torch.device(request.param)
@@ -90,15 +134,84 @@ def _has_compiler() -> bool:
     return shutil.which(os.environ.get("CXX", "c++")) is not None
 
 
+# Tests that take long because of what they prove: real processes killed and restarted, real waits
+# (heartbeats, lock time-outs), kernel builds in fresh folders, SLURM jobs, a browser, or anything
+# over about SLOW_S seconds on two cores. `python -m pytest` leaves them out and answers in minutes;
+# `-m slow` runs just them, `--all` everything (CI's first pass), a test named by its node id runs
+# whatever its marks. Marks that imply `slow`:
+SLOW_MARKS = ("slow", "slurm", "browser")
+SLOW_S = 10.0
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--all",
+        action="store_true",
+        help="run the slow tests too (real processes, kills, waits, builds, SLURM, the browser)",
+    )
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        help="run the fault tests' long loops (60 kills of `rnnbench run` instead of 5, 20 rounds "
+        "of overlapping sweeps instead of 1); implies --all",
+    )
+
+
+def _named(config) -> set[str]:
+    """The node ids given on the command line (tests/x.py::test_y), as pytest spells them."""
+    return {arg.replace("\\", "/") for arg in config.args if "::" in arg}
+
+
+def _runs_slow(config) -> bool:
+    return bool(config.getoption("--all") or config.getoption("--soak") or config.option.markexpr)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `fused` need the compiled EURNN kernel: skipped, with the reason, where no
-    C++ compiler is found. Where one is, a kernel that fails to build fails them."""
-    if _has_compiler():
-        return
-    skip = pytest.mark.skip(reason="no C++ compiler: the fused EURNN kernel cannot be built here")
+    """Marks slurm and browser tests slow and leaves the slow ones out unless asked for (see
+    SLOW_MARKS). Tests marked `fused` need the compiled EURNN kernel: skipped, with the reason,
+    where no C++ compiler is found. Where one is, a kernel that fails to build fails them."""
     for item in items:
-        if "fused" in item.keywords:
-            item.add_marker(skip)
+        if any(mark in item.keywords for mark in SLOW_MARKS[1:]):
+            item.add_marker(pytest.mark.slow)
+    if not _runs_slow(config):
+        named = _named(config)
+        slow = [
+            item
+            for item in items
+            if "slow" in item.keywords and not any(item.nodeid.startswith(n) for n in named)
+        ]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            items[:] = [item for item in items if item not in set(slow)]
+    if not _has_compiler():
+        skip = pytest.mark.skip(
+            reason="no C++ compiler: the fused EURNN kernel cannot be built here"
+        )
+        for item in items:
+            if "fused" in item.keywords:
+                item.add_marker(skip)
+
+
+_unmarked_times: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    """Times each test that is not marked slow (setup, call and teardown together)."""
+    if "slow" not in report.keywords:
+        _unmarked_times[report.nodeid] = _unmarked_times.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Names the tests outside `slow` that took over SLOW_S seconds: they belong in it, or should
+    be made faster, for the default run to stay a few minutes' wait."""
+    over = sorted(
+        ((seconds, nodeid) for nodeid, seconds in _unmarked_times.items() if seconds > SLOW_S),
+        reverse=True,
+    )
+    if over:
+        terminalreporter.section(f"tests not marked slow that took over {SLOW_S:g} s")
+        for seconds, nodeid in over:
+            terminalreporter.write_line(f"{seconds:6.1f} s  {nodeid}")
 
 
 def pytest_configure(config):
@@ -107,14 +220,6 @@ def pytest_configure(config):
     import tempfile
 
     os.environ.setdefault("RNNBENCH_CACHE", tempfile.mkdtemp(prefix="rnnbench-test-cache-"))
-
-
-def pytest_addoption(parser):
-    parser.addoption(
-        "--soak",
-        action="store_true",
-        help="run the fault tests' long loops (60 kills of `rnnbench run` instead of 8)",
-    )
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -11,6 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 @pytest.mark.fused
 def test_cells_benchmark_quick(tmp_path):
     csv, js = tmp_path / "cells.csv", tmp_path / "cells.json"
@@ -71,6 +72,7 @@ def test_cells_benchmark_quick(tmp_path):
     assert all(r["value"] is None or r["value"] >= 0 for r in document["ratios"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "script, expected",
     [
@@ -93,6 +95,7 @@ def test_measurement_scripts_run_quickly(script, expected):
         assert line in out.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.triton
 def test_gpu_benchmark_dry_run_exercises_every_step_on_cpu(tmp_path):
     pytest.importorskip("triton")

@@ -2,13 +2,12 @@
 once; the report names the cells' papers in its captions and writes them into references.bib."""
 
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 from test_report import results  # noqa: F401 - the fixture (pytest puts tests/ on sys.path)
 
 import rnnbench
 from rnnbench import cite
 from rnnbench import report as reporting
-from rnnbench.cli import main
 from rnnbench.registry import TASKS, RegistryError
 
 
@@ -58,9 +57,7 @@ def test_a_citation_must_be_bibtex(scratch_cells):
 
 
 def test_cite_prints_each_entry_once_with_what_cites_it():
-    out = CliRunner().invoke(
-        main, ["cite", "--cells", "eurnn*,lstm", "--task", "copying", "--task", "adding"]
-    )
+    out = invoke("cite", "--cells", "eurnn*,lstm", "--task", "copying", "--task", "adding")
     assert out.exit_code == 0, out.output
     assert out.output.count("@inproceedings{jing2017tunable,") == 1
     assert (
@@ -72,7 +69,7 @@ def test_cite_prints_each_entry_once_with_what_cites_it():
 
 
 def test_cite_reads_the_cells_and_tasks_of_a_results_folder(results):  # noqa: F811
-    out = CliRunner().invoke(main, ["cite", "--results", str(results)])
+    out = invoke("cite", "--results", str(results))
     assert out.exit_code == 0, out.output
     assert [line for line in out.output.splitlines() if line.startswith("%")] == [
         "% cell lstm",
@@ -82,15 +79,15 @@ def test_cite_reads_the_cells_and_tasks_of_a_results_folder(results):  # noqa: F
 
 
 def test_cite_says_what_it_cannot_cite(tmp_path, scratch_cells):
-    empty = CliRunner().invoke(main, ["cite", "--results", str(tmp_path)])
+    empty = invoke("cite", "--results", str(tmp_path))
     assert empty.exit_code == 2 and "no rows in" in empty.output
-    assert CliRunner().invoke(main, ["cite", "--cells", "nope"]).exit_code == 2
+    assert invoke("cite", "--cells", "nope").exit_code == 2
 
     @scratch_cells.register("uncited")
     def uncited(input_size, hidden_size):
         """A cell without a paper."""
 
-    out = CliRunner().invoke(main, ["cite", "--cells", "uncited,rnn"])
+    out = invoke("cite", "--cells", "uncited,rnn")
     assert out.exit_code == 0
     assert (
         "warning: cell 'uncited' has no citation" in out.output
@@ -99,9 +96,7 @@ def test_cite_says_what_it_cannot_cite(tmp_path, scratch_cells):
 
 
 def test_the_report_names_the_cells_papers(results, tmp_path):  # noqa: F811
-    out = CliRunner().invoke(
-        main, ["report", "--results", str(results), "--out", str(tmp_path / "rep")]
-    )
+    out = invoke("report", "--results", str(results), "--out", str(tmp_path / "rep"))
     assert out.exit_code == 0, out.output
     caption = "Cells: eurnn (Jing et al. 2017), lstm (Hochreiter and Schmidhuber 1997)."
     assert caption in (tmp_path / "rep" / "report.md").read_text()
@@ -139,15 +134,13 @@ def test_a_plugin_cells_folder_is_cited_and_reported_without_the_plugin(tmp_path
         },
     )
     assert "my-cell" not in rnnbench.list_cells()
-    out = CliRunner().invoke(main, ["cite", "--results", str(folder)])
+    out = invoke("cite", "--results", str(folder))
     assert out.exit_code == 0, out.output
     assert (
         "% cell my-cell\n" + PLUGIN_CELL in out.output
         and "is not registered here" not in out.output
     )
-    out = CliRunner().invoke(
-        main, ["report", "--results", str(folder), "--out", str(tmp_path / "rep")]
-    )
+    out = invoke("report", "--results", str(folder), "--out", str(tmp_path / "rep"))
     assert out.exit_code == 0, out.output
     assert "Cells: my-cell (Me and You 2026)." in (tmp_path / "rep" / "report.md").read_text()
     assert "@article{me2026," in (tmp_path / "rep" / "references.bib").read_text()

@@ -4,10 +4,9 @@ import subprocess
 import sys
 import textwrap
 
-from click.testing import CliRunner
+from conftest import invoke
 
 import rnnbench
-from rnnbench.cli import main
 
 
 def listed(output, section):
@@ -23,7 +22,7 @@ def listed(output, section):
 
 
 def test_ls_lists_every_cell_with_options_and_defaults_then_tasks_and_presets():
-    result = CliRunner().invoke(main, ["ls"])
+    result = invoke("ls")
     assert result.exit_code == 0, result.output
     assert listed(result.output, "cells") == rnnbench.list_cells()
     assert listed(result.output, "tasks") == [
@@ -50,13 +49,13 @@ def test_ls_lists_every_cell_with_options_and_defaults_then_tasks_and_presets():
 
 
 def test_ls_filters_with_a_glob():
-    result = CliRunner().invoke(main, ["ls", "eurnn-c*"])
+    result = invoke("ls", "eurnn-c*")
     assert result.exit_code == 0
     assert listed(result.output, "cells") == ["eurnn-c16", "eurnn-c4", "eurnn-c8"]
 
 
 def test_ls_with_no_match_fails_with_the_known_names():
-    result = CliRunner().invoke(main, ["ls", "lstn*"])
+    result = invoke("ls", "lstn*")
     assert result.exit_code == 2
     assert "no cell matches 'lstn*'; known: cornn, eurnn, " in result.output
 
@@ -74,7 +73,7 @@ def test_plugin_module_registers_its_cells(tmp_path, monkeypatch, scratch_cells)
     ''')
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    result = CliRunner().invoke(main, ["--plugin", "my_cells_plugin", "ls", "my-*"])
+    result = invoke("--plugin", "my_cells_plugin", "ls", "my-*")
     assert result.exit_code == 0, result.output
     assert (
         "cells:\n  my-rnn  My own RNN.\n          options: relu: bool = false\ntasks:"
@@ -83,7 +82,7 @@ def test_plugin_module_registers_its_cells(tmp_path, monkeypatch, scratch_cells)
 
 
 def test_plugin_that_cannot_be_imported_is_a_usage_error():
-    result = CliRunner().invoke(main, ["--plugin", "no_such_module_here", "ls"])
+    result = invoke("--plugin", "no_such_module_here", "ls")
     assert result.exit_code == 2
     assert "cannot import plugin module 'no_such_module_here'" in result.output
 
@@ -96,10 +95,10 @@ def test_runs_as_a_module_and_prints_the_version():
 
 
 def test_ls_params_prints_the_size_each_cell_gets():
-    result = CliRunner().invoke(main, ["ls", "--params", "20000", "--task", "pmnist"])
+    result = invoke("ls", "--params", "20000", "--task", "pmnist")
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line.split()[1:] for line in result.output.splitlines()[1:]}
     assert lines["lstm"] == ["67", "19440"] and lines["eurnn"] == ["1332", "19990"]
     assert set(lines) == set(rnnbench.list_cells())
-    tight = CliRunner().invoke(main, ["ls", "eurnn-c16", "--params", "100"])
+    tight = invoke("ls", "eurnn-c16", "--params", "100")
     assert tight.exit_code == 0 and "more than --params 100" in tight.output

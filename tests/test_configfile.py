@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 
 from rnnbench import configfile
 from rnnbench.cli import main
@@ -30,10 +30,6 @@ TINY = [
     "cpu",
     "--in-process",
 ]
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def test_the_resolved_config_of_a_sweep_plans_the_same_runs(tmp_path):
@@ -188,7 +184,7 @@ BAD = [
 def test_a_bad_config_file_names_its_file_line_and_key(tmp_path, text, line, said):
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    out = CliRunner().invoke(main, ["run", "--config", str(path), "--results", str(tmp_path / "r")])
+    out = invoke("run", "--config", str(path), "--results", str(tmp_path / "r"))
     assert out.exit_code == 2 and said in out.output, out.output
     assert (f"{path}:{line}:" if line else f"{path}:") in out.output.replace("\n", "")
     assert not (tmp_path / "r").exists()
@@ -199,9 +195,7 @@ def test_a_bad_space_in_a_study_file_names_its_line(tmp_path):
     path.write_text(
         'command = "tune"\ncells = ["rnn"]\ntask = "flip-test"\n\n[space]\nlr = "1e-2:1e-4:log"\n'
     )
-    out = CliRunner().invoke(
-        main, ["tune", "--config", str(path), "--results", str(tmp_path / "r")]
-    )
+    out = invoke("tune", "--config", str(path), "--results", str(tmp_path / "r"))
     assert (
         out.exit_code == 2
         and f"{path}:6: space.lr:" in out.output
@@ -210,7 +204,7 @@ def test_a_bad_space_in_a_study_file_names_its_line(tmp_path):
 
 
 def test_a_missing_file_or_unknown_study_lists_the_shipped_ones(tmp_path):
-    out = CliRunner().invoke(main, ["tune", "--config", "no-such-study"])
+    out = invoke("tune", "--config", "no-such-study")
     assert out.exit_code == 2 and "no such file, nor a study shipped with rnnbench" in out.output
     assert "pmnist-tuned" in out.output and "quick-tuned" in out.output
 

@@ -34,6 +34,7 @@ def assert_triton_equals_reference(case: dict, seed: int) -> None:
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
+@pytest.mark.slow
 @interpreter
 @pytest.mark.parametrize("seed", range(12))
 def test_triton_equals_reference_on_random_meshes(seed):
@@ -183,6 +184,7 @@ def test_auto_on_cuda_is_triton_for_shallow_meshes_where_triton_is_installed_els
 COMPILE = "import json; from rnnbench.cells import _eurnn_triton as t; print(json.dumps(t.sm90_report(t.launch_shapes())))"
 
 
+@pytest.mark.slow
 def test_every_kernel_configuration_compiles_for_the_h200_without_spills():
     environment = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     out = subprocess.run(

@@ -8,9 +8,8 @@ import pandas as pd
 import pytest
 import submitit
 import torch
-from click.testing import CliRunner
+from conftest import invoke
 
-from rnnbench.cli import main
 from rnnbench.executors import SlurmOptions, parse_sbatch_options
 
 SWEEP = [
@@ -34,10 +33,7 @@ SWEEP = [
 ]
 
 
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
+@pytest.mark.slow
 def test_local_executor_runs_the_sweep_in_parallel_processes_with_the_rows_of_an_inline_run(
     tmp_path,
 ):

@@ -7,10 +7,9 @@ import logging
 import warnings
 
 import pandas as pd
-from click.testing import CliRunner
+from conftest import invoke
 
 from rnnbench import executors, logs, sweep
-from rnnbench.cli import main
 from rnnbench.config import RunConfig
 from rnnbench.registry import CELLS
 from rnnbench.store import layout
@@ -69,12 +68,12 @@ def test_the_cli_prints_each_line_once_across_commands_and_a_childs_lines_throug
         "a file where the folder should be"
     )  # (a warning in every command)
     args = ["run", *TINY, "--seeds", "0,0", "--results", str(results), "--keep-checkpoints"]
-    first = CliRunner().invoke(main, args)
+    first = invoke(*args)
     assert first.exit_code == 0, first.output
     (checkpoint,) = layout.checkpoint(results, "*").parent.glob("*.pt")
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])  # torn
     layout.rows_csv(results, "adding").unlink()  # (the run is to train again)
-    second = CliRunner().invoke(main, args)
+    second = invoke(*args)
     assert second.exit_code == 0, second.output
     for out in (first, second):
         lines = out.stderr.splitlines()

@@ -54,6 +54,7 @@ def rnnbench(*args, **env):
     return out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_a_kernel_built_on_first_use_is_timed_apart_from_training(tmp_path):
     rnnbench("run", "--cells", "lazy", *TINY, "--results", tmp_path, RNNBENCH_LAZY_S=3)
     row = store.read_rows(tmp_path, "adding").iloc[0]
@@ -61,6 +62,7 @@ def test_a_kernel_built_on_first_use_is_timed_apart_from_training(tmp_path):
     assert row.warmup_time_s < 1 and row.train_time_s < 2  # the build is in neither
 
 
+@pytest.mark.slow
 def test_a_runs_memory_is_its_own_whatever_ran_before_it_in_the_sweep(tmp_path):
     rnnbench("run", "--cells", "lstm", *TINY, "--results", tmp_path / "alone")
     rnnbench(
@@ -72,6 +74,7 @@ def test_a_runs_memory_is_its_own_whatever_ran_before_it_in_the_sweep(tmp_path):
     assert after["lstm"] == pytest.approx(alone["lstm"], rel=0.10)  # ...and not the next run's
 
 
+@pytest.mark.slow
 def test_in_one_process_what_an_earlier_run_kept_is_counted_in_the_next(tmp_path):
     """What --in-process is for (debugging), and why it is not the default."""
     rnnbench(
@@ -101,6 +104,7 @@ def test_a_row_says_when_its_times_deserve_caution(times, loads, threads, note):
     assert measure.timing_note(times, loads, threads) == note
 
 
+@pytest.mark.slow
 def test_rows_record_threads_and_versions_and_the_key_ignores_them(tmp_path):
     rnnbench("run", "--cells", "rnn", *TINY, "--results", tmp_path)
     row = store.read_rows(tmp_path, "adding").iloc[0]
@@ -144,6 +148,7 @@ def test_git_commit_is_marked_dirty_by_uncommitted_code_only(tmp_path):
     assert measure.git_commit(tmp_path.parent) == ""  # not a checkout
 
 
+@pytest.mark.slow
 def test_the_linear_baseline_is_computed_on_the_runs_own_data_and_cached(tmp_path):
     import time
 

@@ -10,12 +10,10 @@ import sys
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner
-from test_runner import tiny_mnist  # noqa: F401 - the fixture: 4x4 MNIST-format digits
+from conftest import invoke
 
 import rnnbench
 from rnnbench import logs, monitor
-from rnnbench.cli import main
 from rnnbench.config import RunConfig
 from rnnbench.runner import train
 
@@ -179,27 +177,29 @@ def _events(folder):
 
 
 def test_tensorboard_events_hold_the_curves_scalars_and_the_config(tmp_path):
-    """`--tensorboard` on the quick preset (EURNN, the bundled MNIST sample): every scalar of the
+    """`--tensorboard` on the quick preset, 60 steps (EURNN, the bundled MNIST sample): every scalar of the
     curves file is in the run's event files, at its step, and nothing else but the final metrics."""
     pytest.importorskip("tensorboard")
     results = tmp_path / "results"
-    out = CliRunner().invoke(
-        main,
-        [
-            "run",
-            "--cells",
-            "eurnn",
-            "--task",
-            "pmnist",
-            "--preset",
-            "quick",
-            "--device",
-            "cpu",
-            "--tensorboard",
-            "--results",
-            str(results),
-        ],
-        catch_exceptions=False,
+    out = invoke(
+        "run",
+        "--cells",
+        "eurnn",
+        "--task",
+        "pmnist",
+        "--preset",
+        "quick",
+        "--steps",
+        "60",
+        "--eval-every",
+        "20",
+        "--log-every",
+        "10",
+        "--device",
+        "cpu",
+        "--tensorboard",
+        "--results",
+        str(results),
     )
     assert out.exit_code == 0, out.output
     row = pd.read_csv(results / "pmnist.csv").iloc[0]
@@ -220,7 +220,7 @@ def test_tensorboard_events_hold_the_curves_scalars_and_the_config(tmp_path):
         points = curves[curves.split == split]
         for name in names:
             expected[f"{group}/{name}"] = list(zip(points.step, points[name]))
-    assert len(expected["train/loss"]) == 300 // 50 and len(expected["valid/acc"]) == 3
+    assert len(expected["train/loss"]) == 60 // 10 and len(expected["valid/acc"]) == 3
     finals = {tag: values for tag, values in scalars.items() if tag.startswith("final/")}
     assert set(scalars) - set(finals) == set(expected)
     for tag, points in expected.items():
@@ -267,9 +267,8 @@ def test_tensorboard_in_a_config_file_and_refused_without_the_package(tmp_path, 
     monkeypatch.setitem(
         sys.modules, "torch.utils.tensorboard", None
     )  # (import fails: not installed)
-    out = CliRunner().invoke(
-        main,
-        ["run", "--config", str(config), "--preset", "quick", "--results", str(tmp_path / "r")],
+    out = invoke(
+        "run", "--config", str(config), "--preset", "quick", "--results", str(tmp_path / "r")
     )
     assert out.exit_code == 2 and "pip install 'rnnbench[tensorboard]'" in out.output
     assert not (tmp_path / "r" / "pmnist.csv").exists()
@@ -322,22 +321,19 @@ def test_a_tensorboard_folder_that_cannot_be_written_costs_a_warning_not_the_run
         == 1
     )
     # the command refuses it before anything trains
-    out = CliRunner().invoke(
-        main,
-        [
-            "run",
-            "--cells",
-            "rnn",
-            "--task",
-            "pmnist",
-            "--preset",
-            "quick",
-            "--device",
-            "cpu",
-            "--tensorboard",
-            "--results",
-            str(tmp_path),
-        ],
+    out = invoke(
+        "run",
+        "--cells",
+        "rnn",
+        "--task",
+        "pmnist",
+        "--preset",
+        "quick",
+        "--device",
+        "cpu",
+        "--tensorboard",
+        "--results",
+        str(tmp_path),
     )
     assert out.exit_code == 1 and "tb" in out.output and not (tmp_path / "pmnist.csv").exists()
 

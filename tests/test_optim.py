@@ -9,11 +9,10 @@ import pandas as pd
 import pytest
 import test_runner  # noqa: E402 - its tiny task (pytest puts tests/ on sys.path)
 import torch
-from click.testing import CliRunner
+from conftest import invoke
 
 import rnnbench
 from rnnbench import checkpoints, optim, store
-from rnnbench.cli import main
 from rnnbench.config import PRESETS, RunConfig
 from rnnbench.registry import CELLS
 from rnnbench.runner import SequenceClassifier, train
@@ -167,7 +166,7 @@ TINY = [
 )
 def test_bad_flags_fail_before_anything_runs(tmp_path, flags, message):
     results = tmp_path / "results"
-    out = CliRunner().invoke(main, ["run", *TINY, *flags, "--results", str(results)])
+    out = invoke("run", *TINY, *flags, "--results", str(results))
     assert out.exit_code == 2, out.output
     assert message in out.output
     assert not list(results.glob("*.csv"))
@@ -330,24 +329,20 @@ def test_a_resumed_cosine_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_
 
 def test_a_run_records_its_optimizer_and_schedule(tmp_path):
     results = tmp_path / "results"
-    out = CliRunner().invoke(
-        main,
-        [
-            "run",
-            *TINY,
-            "--optimizer",
-            "adamw",
-            "--weight-decay",
-            "0.01",
-            "--lr-schedule",
-            "cosine",
-            "--lr-warmup-steps",
-            "2",
-            "--results",
-            str(results),
-            "--keep-checkpoints",
-        ],
-        catch_exceptions=False,
+    out = invoke(
+        "run",
+        *TINY,
+        "--optimizer",
+        "adamw",
+        "--weight-decay",
+        "0.01",
+        "--lr-schedule",
+        "cosine",
+        "--lr-warmup-steps",
+        "2",
+        "--results",
+        str(results),
+        "--keep-checkpoints",
     )
     assert out.exit_code == 0, out.output
     row = pd.read_csv(results / "copying.csv").iloc[0]

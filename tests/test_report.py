@@ -5,18 +5,17 @@ import shutil
 import subprocess
 
 import matplotlib
+from conftest import invoke
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 from matplotlib.collections import PathCollection
 
 import rnnbench
 from rnnbench import report as reporting
 from rnnbench import store
-from rnnbench.cli import main
 from rnnbench.task import data_hash
 
 CONFIG = {
@@ -212,9 +211,7 @@ def test_the_latex_table_compiles_in_a_minimal_document(results, tmp_path, suffi
 
 
 def test_report_writes_every_table_and_figure(results, tmp_path):
-    out = CliRunner().invoke(
-        main, ["report", "--results", str(results), "--out", str(tmp_path / "rep")]
-    )
+    out = invoke("report", "--results", str(results), "--out", str(tmp_path / "rep"))
     assert out.exit_code == 0, out.output
     assert "left out: 1 failed (--status to include)" in out.output
     stem = "pmnist_data=sample-v2-cpu"  # TASK_SPEC-vVERSION-DEVICE
@@ -233,19 +230,16 @@ def test_report_writes_every_table_and_figure(results, tmp_path):
 
 
 def test_filters_and_statuses(results, tmp_path):
-    out = CliRunner().invoke(
-        main,
-        [
-            "report",
-            "--results",
-            str(results),
-            "--out",
-            str(tmp_path / "a"),
-            "--cells",
-            "eur*",
-            "--status",
-            "ok,failed",
-        ],
+    out = invoke(
+        "report",
+        "--results",
+        str(results),
+        "--out",
+        str(tmp_path / "a"),
+        "--cells",
+        "eur*",
+        "--status",
+        "ok,failed",
     )
     assert out.exit_code == 0 and "| eurnn |" in out.output and "lstm" not in out.output
 
@@ -266,7 +260,7 @@ def test_filters_and_statuses(results, tmp_path):
 def test_nothing_to_report_exits_2_with_a_reason(results, tmp_path, args, message):
     (tmp_path / "empty").mkdir()
     fill = {"tmp": tmp_path, "results": results}
-    out = CliRunner().invoke(main, ["report", *[a.format(**fill) for a in args]])
+    out = invoke("report", *[a.format(**fill) for a in args])
     assert out.exit_code == 2
     assert " ".join(message.format(**fill).split()) in " ".join(out.output.split())
 
@@ -520,9 +514,7 @@ def test_a_table_of_rows_from_two_versions_of_the_code_says_so(tmp_path):
         make_row("lstm", 0, 0.7, git_commit="bbbbbbbbbbbb"),
     ):
         store.append_run(folder, "pmnist", row, [])
-    out = CliRunner().invoke(
-        main, ["report", "--results", str(folder), "--out", str(tmp_path / "out")]
-    )
+    out = invoke("report", "--results", str(folder), "--out", str(tmp_path / "out"))
     assert out.exit_code == 0, out.output
     assert "mixes rows from 2 versions of the code: aaaaaaaaaaaa, bbbbbbbbbbbb" in out.output
     assert "Caution: rows from 2 versions of the code" in out.output

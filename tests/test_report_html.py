@@ -10,11 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 from test_report import make_row, results  # noqa: F401 - `results`: a fixture (eurnn 3 seeds, lstm 2 ok + 1 failed)
 
 from rnnbench import store
-from rnnbench.cli import main
 
 BROWSER = next(
     (
@@ -30,11 +29,7 @@ browser = pytest.mark.skipif(
 
 
 def _report(folder, out, *args):
-    result = CliRunner().invoke(
-        main,
-        ["report", "--results", str(folder), "--out", str(out), "--html", *args],
-        catch_exceptions=False,
-    )
+    result = invoke("report", "--results", str(folder), "--out", str(out), "--html", *args)
     assert result.exit_code == 0, result.output
     return out / "report.html"
 
@@ -102,7 +97,7 @@ def test_how_runs_were_logged_does_not_set_them_apart(tmp_path):
 
 def test_without_html_no_page_is_written(results, tmp_path):  # noqa: F811
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["report", "--results", str(results), "--out", str(out)])
+    result = invoke("report", "--results", str(results), "--out", str(out))
     assert (
         result.exit_code == 0
         and (out / "report.md").exists()

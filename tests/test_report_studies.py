@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 
 from rnnbench import report as reporting
 from rnnbench import store
-from rnnbench.cli import main
 
 CONFIG = {
     "hidden_size": 8,
@@ -185,7 +184,7 @@ def reported(tmp_path_factory):
     plain = [row("lstm", 0, 0.60, 0.6), row("lstm", 1, 0.62, 0.6)]
     results = write(tmp / "results", plain + tuned_study() + running_study() + odd_study())
     out = tmp / "nested" / "out"
-    result = CliRunner().invoke(main, ["report", "--results", str(results), "--out", str(out)])
+    result = invoke("report", "--results", str(results), "--out", str(out))
     assert result.exit_code == 0, result.output + repr(result.exception)
     return result.output, out
 
@@ -228,9 +227,7 @@ def test_the_committed_fixture_reports_exactly_as_before(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
     (results / "pmnist.csv").write_bytes((fixtures / "pmnist-rows-v1.csv").read_bytes())
-    result = CliRunner().invoke(
-        main, ["report", "--results", str(results), "--out", str(tmp_path / "out")]
-    )
+    result = invoke("report", "--results", str(results), "--out", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "report.md").read_text() == (
         fixtures / "pmnist-rows-v1-report.md"

@@ -5,46 +5,18 @@ import logging
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner
+from conftest import invoke
 
 import rnnbench
 from rnnbench import store
-from rnnbench.cli import main
 from rnnbench.config import RunConfig
-from rnnbench.data import DataFile, write_idx
 from rnnbench.data import mnist as mnist_data
 from rnnbench.runner import train
 from rnnbench.task import Split, Splits, Task
 from rnnbench.tasks.mnist import pixel_permutation
-
-
-def _idx_sha(array):
-    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
-    return hashlib.sha256(header + array.tobytes()).hexdigest()
-
-
-@pytest.fixture
-def tiny_mnist(tmp_path, monkeypatch):
-    """4x4 'digits' (16-step sequences) in MNIST's four files: 60 train, 12 test; the class is
-    where the bright pixel is, so it can be learned."""
-    rng = np.random.default_rng(0)
-    folder, files = tmp_path / "data", {}
-    folder.mkdir()
-    for split, n in (("train", 60), ("test", 12)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = rng.integers(0, 60, (n, 4, 4)).astype(np.uint8)
-        images.reshape(n, 16)[np.arange(n), labels] = 255
-        for key, array in ((f"{split}_images", images), (f"{split}_labels", labels)):
-            name = mnist_data.MNIST_FILES[key].name
-            write_idx(folder / f"{name}.gz", array)
-            files[key] = DataFile(name, _idx_sha(array))
-    monkeypatch.setattr(mnist_data, "MNIST_FILES", files)
-    return folder
-
 
 TINY = [
     "--task",
@@ -62,10 +34,6 @@ TINY = [
     "--device",
     "cpu",
 ]
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def test_run_writes_a_row_per_run_with_every_column_and_curves(tiny_mnist, tmp_path):
@@ -335,21 +303,18 @@ def test_unreachable_data_is_a_clear_error_and_writes_nothing(tmp_path, monkeypa
         mnist_data, "MNIST_MIRRORS", ("http://127.0.0.1:9",)
     )  # nothing listens there
     (tmp_path / "d").mkdir()
-    out = CliRunner().invoke(
-        main,
-        [
-            "run",
-            "--cells",
-            "rnn",
-            "--task",
-            "pmnist",
-            "--device",
-            "cpu",
-            "--data-dir",
-            str(tmp_path / "d"),
-            "--results",
-            str(tmp_path / "r"),
-        ],
+    out = invoke(
+        "run",
+        "--cells",
+        "rnn",
+        "--task",
+        "pmnist",
+        "--device",
+        "cpu",
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--results",
+        str(tmp_path / "r"),
     )
     assert out.exit_code == 1
     assert "mnist: 4 files are missing from" in out.output and "Put these files into" in out.output
@@ -397,21 +362,18 @@ def test_a_parameter_budget_sizes_each_cell(tiny_mnist, tmp_path):
     assert (rows.params <= 2000).all() and set(rows.params_budget) == {2000}
     assert rows.hidden_size["eurnn"] > 3 * rows.hidden_size["lstm"]
     assert "lstm: hidden size" in out.output and "for --params 2000" in out.output
-    both = CliRunner().invoke(
-        main,
-        [
-            "run",
-            "--cells",
-            "rnn",
-            "--params",
-            "2000",
-            "--hidden",
-            "8,16",
-            "--task",
-            "pmnist:data=sample",
-            "--results",
-            str(tmp_path / "x"),
-        ],
+    both = invoke(
+        "run",
+        "--cells",
+        "rnn",
+        "--params",
+        "2000",
+        "--hidden",
+        "8,16",
+        "--task",
+        "pmnist:data=sample",
+        "--results",
+        str(tmp_path / "x"),
     )
     assert both.exit_code == 2 and "not both" in both.output
 
@@ -463,17 +425,8 @@ def test_pfmnist_reads_real_fashion_mnist_files():
 
 
 def test_fashion_mnist_has_no_bundled_sample(tmp_path):
-    out = CliRunner().invoke(
-        main,
-        [
-            "run",
-            "--cells",
-            "rnn",
-            "--task",
-            "sfmnist:data=sample",
-            "--results",
-            str(tmp_path / "r"),
-        ],
+    out = invoke(
+        "run", "--cells", "rnn", "--task", "sfmnist:data=sample", "--results", str(tmp_path / "r")
     )
     assert out.exit_code == 2 and "no sample of fashion-mnist is bundled" in out.output
     assert not (tmp_path / "r").exists()

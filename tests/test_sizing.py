@@ -237,6 +237,7 @@ print(json.dumps({"measured": max(loaded, status("VmHWM")) - base,
         ),
     ],
 )
+@pytest.mark.slow
 def test_the_memory_estimate_is_within_a_sane_factor_of_the_measured_peak(task_spec, cell, fields):
     """A small run in a fresh process: its peak resident set above what the process held before
     loading the data, against the estimate. The estimate errs on the large side, not by much."""

@@ -11,10 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner
+from conftest import invoke
 
 from rnnbench import config, store
-from rnnbench.cli import main
 from rnnbench.store import layout, schema
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -63,9 +62,7 @@ def test_latest_is_the_last_row_of_each_run_in_the_order_runs_first_appear():
 
 
 def test_the_report_of_0_1_results_is_unchanged(tmp_path):
-    out = CliRunner().invoke(
-        main, ["report", "--results", str(RESULTS), "--out", str(tmp_path / "report")]
-    )
+    out = invoke("report", "--results", str(RESULTS), "--out", str(tmp_path / "report"))
     assert out.exit_code == 0, out.output
     assert out.stdout == (READ / "report.md").read_text()
 
@@ -80,9 +77,7 @@ def test_every_run_key_of_0_1_is_planned_again_unchanged(tmp_path, sweep):
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # (a CPU run's key holds its threads: the fixture ran with 2)
     try:
-        out = CliRunner().invoke(
-            main, ["run", "--config", str(results / "sweeps" / sweep), "--results", str(results)]
-        )
+        out = invoke("run", "--config", str(results / "sweeps" / sweep), "--results", str(results))
     finally:
         torch.set_num_threads(threads)
     assert out.exit_code == 0, out.output

@@ -6,12 +6,11 @@ import json
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner
+from conftest import invoke
 
 import rnnbench
 from rnnbench import report as reporting
 from rnnbench import sweep
-from rnnbench.cli import main
 from rnnbench.config import RunConfig
 from rnnbench.registry import TASKS, RegistryError
 from rnnbench.runner import train
@@ -144,9 +143,7 @@ def test_options_a_preset_adds_are_named_when_they_conflict_with_the_users():
         "applies to data=full",
     ):
         sweep.resolve_task("pmnist:data=sample", "torch-eunn")
-    out = CliRunner().invoke(
-        main, ["run", "--cells", "rnn", "--task", "listops:min_len=1000", "--preset", "quick"]
-    )
+    out = invoke("run", "--cells", "rnn", "--task", "listops:min_len=1000", "--preset", "quick")
     assert out.exit_code == 2 and "with the quick preset, which adds" in out.output
 
 

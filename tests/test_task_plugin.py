@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import pandas as pd
+import pytest
 
 PLUGIN = textwrap.dedent('''
     """A task of our own: the parity of a bit string of 3 to 9 bits, read at its end."""
@@ -61,6 +62,7 @@ def rnnbench(*args, cwd, plugin=True):
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_task_of_our_own_runs_through_run_status_and_report(tmp_path):
     (tmp_path / "parity_task.py").write_text(PLUGIN)
     results = tmp_path / "results"
@@ -126,6 +128,7 @@ def test_a_task_of_our_own_runs_through_run_status_and_report(tmp_path):
     assert len(tables) == 2  # two task specs: two tables
 
 
+@pytest.mark.slow
 def test_the_readme_example_task_runs_as_written(tmp_path):
     """README's "Adding your own task" code, as a plugin, trains and writes its rows."""
     import re

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 
-from rnnbench.cli import main
 from rnnbench.config import parse_seeds, parse_values
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -35,10 +34,6 @@ TINY = [
     "--device",
     "cpu",
 ]
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def rows_of(results):
@@ -122,9 +117,7 @@ def test_numeric_lists_expand_into_the_cross_product_with_cells_and_seeds(tmp_pa
     ],
 )
 def test_bad_lists_fail_before_anything_runs(tmp_path, flags, said):
-    out = CliRunner().invoke(
-        main, ["run", "--cells", "rnn", *TINY, *flags, "--results", str(tmp_path / "r")]
-    )
+    out = invoke("run", "--cells", "rnn", *TINY, *flags, "--results", str(tmp_path / "r"))
     assert out.exit_code == 2 and said in out.output, out.output
     assert not (tmp_path / "r").exists()
 
@@ -186,6 +179,7 @@ def test_selection_reads_validation_never_test(tmp_path):
     assert again.exit_code == 0 and len(rows_of(tmp_path)) == len(rows)
 
 
+@pytest.mark.slow
 def test_a_study_killed_halfway_resumes_without_repeating_a_trial(tmp_path):
     command = [
         sys.executable,
@@ -275,7 +269,7 @@ def test_trials_that_ended_before_the_study_heard_of_them_are_not_trained_again(
 
     with monkeypatch.context() as patched:
         patched.setattr(tune.Tuner, "_tell", killed)
-        assert CliRunner().invoke(main, args).exit_code != 0
+        assert invoke(*args).exit_code != 0
     before = rows_of(tmp_path)
     assert sorted(before["status"]) == ["diverged", "ok"] and set(before["phase"]) == {"tune"}
     again = invoke(*args)
@@ -325,7 +319,7 @@ def test_a_resumed_tpe_study_asks_new_settings_not_the_ones_it_tried(tmp_path, m
 
     with monkeypatch.context() as patched:
         patched.setattr(tune.Tuner, "_tell", killed_after_first)
-        assert CliRunner().invoke(main, args).exit_code != 0
+        assert invoke(*args).exit_code != 0
     assert invoke(*args).exit_code == 0
     tune_rows = rows_of(tmp_path).query("phase == 'tune'")
     assert (
@@ -502,9 +496,7 @@ def test_bad_studies_are_refused_before_anything_runs(tmp_path, flags, said):
     tiny = (
         TINY[:2] + TINY[4:] if "--params" in flags else TINY
     )  # (--hidden with --params is refused first)
-    out = CliRunner().invoke(
-        main, ["tune", "--cells", "lstm,rnn", *tiny, *flags, "--results", str(tmp_path / "r")]
-    )
+    out = invoke("tune", "--cells", "lstm,rnn", *tiny, *flags, "--results", str(tmp_path / "r"))
     assert "Traceback" not in out.output
     assert out.exit_code == 2 and said in out.output, out.output
     assert not (tmp_path / "r").exists()
@@ -527,7 +519,7 @@ def test_a_study_name_is_not_reused_for_another_config(tmp_path):
         "same",
     ]
     assert invoke(*args, "--space", "lr=1e-3,1e-2").exit_code == 0
-    out = CliRunner().invoke(main, [*args, "--space", "lr=1e-3,3e-2"])
+    out = invoke(*args, "--space", "lr=1e-3,3e-2")
     assert (
         out.exit_code == 2
         and "was started with another config" in out.output

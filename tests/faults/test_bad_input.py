@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
+from conftest import invoke
 
 import rnnbench
-from rnnbench.cli import main
 from rnnbench.data import mnist as mnist_data
 
 KNOWN_CELLS = "known: " + ", ".join(rnnbench.list_cells())
@@ -242,7 +241,7 @@ def run(folder, args):
     base = {"--task": "pmnist:data=sample", "--device": "cpu"}
     extra = [item for key, value in base.items() if key not in args for item in (key, value)]
     before = sorted(p.name for p in folder.rglob("*"))
-    out = CliRunner().invoke(main, ["run", *args, *extra, "--results", str(folder / "results")])
+    out = invoke("run", *args, *extra, "--results", str(folder / "results"))
     assert sorted(p.name for p in folder.rglob("*")) == before  # nothing written, anywhere
     assert out.exception is None or isinstance(out.exception, SystemExit), (
         out.exception

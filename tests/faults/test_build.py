@@ -96,6 +96,7 @@ def value(out: str, key: str) -> str:
     return next(line.split(" ", 1)[1] for line in out.splitlines() if line.startswith(key + " "))
 
 
+@pytest.mark.slow
 @pytest.mark.fused
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_a_process_killed_while_building_does_not_block_later_loads(tmp_path, loader, sig, request):
@@ -132,6 +133,7 @@ def test_a_process_killed_while_building_does_not_block_later_loads(tmp_path, lo
     assert "building" not in err
 
 
+@pytest.mark.slow
 def test_a_lock_held_by_a_stopped_process_makes_a_loader_give_up_with_the_holder(tmp_path, loader):
     """A builder that is alive but stuck (here: its compiler never returns, then it is stopped
     with SIGSTOP) holds the build lock: another loader says who holds it and since when, and

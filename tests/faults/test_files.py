@@ -13,11 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner
+from conftest import invoke
 
 import rnnbench
 from rnnbench import checkpoints, runner, store
-from rnnbench.cli import main
 from rnnbench.config import RunConfig
 from rnnbench.store import csvfile
 
@@ -38,10 +37,6 @@ TINY = [
     "--device",
     "cpu",
 ]
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def train_tiny(checkpoint: Path, steps: int = 6):
@@ -132,6 +127,7 @@ def _append_rows(results: str, worker: int, count: int) -> None:
         store.append_run(Path(results), "t", row, [{"run_id": f"{worker}-{i}", "step": i}])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("folder", ["plain", "with spaces and ünïcødé ✓"])
 def test_four_processes_append_25_rows_each_and_every_row_is_whole(tmp_path, folder):
     results = tmp_path / folder

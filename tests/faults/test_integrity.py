@@ -18,10 +18,9 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 
 from rnnbench import checkpoints, store
-from rnnbench.cli import main
 from rnnbench.store import claims
 
 HERE = Path(__file__).parent
@@ -44,10 +43,6 @@ TINY = [
     "--device",
     "cpu",
 ]
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def environment(**extra) -> dict:
@@ -102,6 +97,7 @@ def assert_each_run_once(results: Path, runs: int) -> pd.DataFrame:
 # --- 1, 2: two commands on one folder --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_sweep_that_ends_never_removes_a_folder_another_sweep_writes_into(tmp_path):
     # The slow sweep is before its first checkpoint when the quick one ends (which used to remove
     # the then empty checkpoints/ folder, failing the slow sweep at its first checkpoint).
@@ -126,6 +122,7 @@ def test_a_sweep_that_ends_never_removes_a_folder_another_sweep_writes_into(tmp_
     assert (tmp_path / "checkpoints").is_dir()  # created once, never removed
 
 
+@pytest.mark.slow
 def test_the_same_command_twice_at_once_trains_every_run_once(tmp_path):
     command = ["run", "--cells", "slow,rnn", *TINY, "--seeds", "1,2", "--results", tmp_path]
     first, second = rnnbench(*command, RNNBENCH_SLOW_S=0.1), rnnbench(*command, RNNBENCH_SLOW_S=0.1)
@@ -206,6 +203,7 @@ def test_a_live_process_stays_alive_when_the_clock_moves_its_start_time(monkeypa
     assert claims.alive(me) is False
 
 
+@pytest.mark.slow
 def test_a_claim_of_another_node_is_waited_on_while_its_heartbeat_is_fresh_then_taken_over(
     tmp_path,
 ):
@@ -241,6 +239,7 @@ def test_a_process_whose_claim_was_taken_over_writes_nothing(tmp_path):
     )  # (the runner checks the claim before each checkpoint and under the lock before its row)
 
 
+@pytest.mark.slow
 def test_killing_the_local_executors_parent_stops_its_workers_and_a_rerun_trains_each_run_once(
     tmp_path,
 ):
@@ -282,6 +281,7 @@ def test_killing_the_local_executors_parent_stops_its_workers_and_a_rerun_trains
 # --- 8: threads change a CPU run's numbers --------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_same_run_with_another_thread_count_is_another_run(tmp_path):
     for threads in (1, 2):
         code, output = finish(
@@ -318,6 +318,7 @@ def test_a_value_given_twice_is_planned_once(tmp_path, args, said):
 # --- 4, 5: jobs import what the submitting process imports ----------------------------------------
 
 
+@pytest.mark.slow
 def test_local_jobs_import_this_rnnbench_and_the_plugins_from_any_working_folder(tmp_path):
     work = tmp_path / "work"
     (work / "rnnbench").mkdir(parents=True)  # like the parent folder of a clone
@@ -399,6 +400,7 @@ def test_force_after_keep_checkpoints_trains_again_from_scratch(tmp_path):
     assert not list((tmp_path / "checkpoints").glob("*"))
 
 
+@pytest.mark.slow
 def test_a_kill_between_the_row_and_the_checkpoint_removal_leaves_no_orphan(tmp_path):
     code, _ = finish(
         rnnbench("run", "--cells", "rnn", *TINY, "--results", tmp_path, RNNBENCH_FAULT="afterrow:1")
@@ -529,6 +531,7 @@ def test_an_unreadable_row_is_named_by_file_and_line(finished, tmp_path):
 # --- 10: a lock held by a stopped process ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_lock_held_by_a_stopped_process_is_named_and_given_up_on_keeping_the_checkpoint(tmp_path):
     tmp_path.mkdir(exist_ok=True)
     holder = subprocess.Popen(
@@ -649,6 +652,7 @@ SOAK_COMMANDS = [
 ]
 
 
+@pytest.mark.slow
 def test_overlapping_sweeps_killed_at_random_train_every_run_once(tmp_path, request):
     rounds = 20 if request.config.getoption("--soak") else 1
     rng = random.Random(12)

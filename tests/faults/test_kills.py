@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 HERE = Path(__file__).parent
 SWEEP = [
@@ -103,6 +104,7 @@ def curve_points(curves: pd.DataFrame, run_id: str) -> list:
     )  # (NaN: train rows have no acc)
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_point_loses_nothing_and_runs_nothing_twice(tmp_path, request):
     kills_wanted = 60 if request.config.getoption("--soak") else 5  # (each kind of fault once)
     reference = tmp_path / "reference"
@@ -166,6 +168,7 @@ def test_sigkill_at_any_point_loses_nothing_and_runs_nothing_twice(tmp_path, req
     )
 
 
+@pytest.mark.slow
 def test_a_kill_halfway_through_a_row_leaves_it_aside_and_the_run_runs_again(tmp_path):
     results = tmp_path / "r"
     code, _ = finish(rnnbench(results, "row:2"))

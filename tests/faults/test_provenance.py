@@ -5,12 +5,11 @@ import json
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 
 import rnnbench
 from rnnbench import executors, store
 from rnnbench import sweep as sweeps
-from rnnbench.cli import main
 from rnnbench.config import RunConfig
 
 SWEEP = [
@@ -54,7 +53,7 @@ MEASURED = [
 
 
 def sweep(results, *extra):
-    out = CliRunner().invoke(main, ["run", *SWEEP, "--results", str(results), *extra])
+    out = invoke("run", *SWEEP, "--results", str(results), *extra)
     assert out.exit_code == 0, out.output
     return pd.read_csv(results / "copying.csv", dtype=str, keep_default_na=False)
 

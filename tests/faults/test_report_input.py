@@ -11,10 +11,9 @@ import re
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 
 from rnnbench import store
-from rnnbench.cli import main
 
 CONFIG = {
     "hidden_size": 8,
@@ -107,7 +106,7 @@ def write(folder: Path, rows: list[dict], curves: bool = True) -> Path:
 
 
 def report(results: Path, out: Path, *args: str):
-    return CliRunner().invoke(main, ["report", "--results", str(results), "--out", str(out), *args])
+    return invoke("report", "--results", str(results), "--out", str(out), *args)
 
 
 def assert_clean_exit(result, code: int = 0):
@@ -131,6 +130,7 @@ ESCAPES = ["../elsewhere/x", "../../elsewhere", "/abs/x", "..", ".hidden", "a\\b
 NAMING = ["task_spec", "data_hash", "device", "device_name", "impl", "cell_spec"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ESCAPES)
 def test_row_values_never_name_files_outside_out(tmp_path, value):
     """Every column that could end up in a file name holds the same hostile value."""
