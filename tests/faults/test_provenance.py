@@ -2,15 +2,21 @@
 stored config reproduces it."""
 
 import json
+import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from conftest import invoke
 
 import rnnbench
 from rnnbench import executors, store
 from rnnbench import sweep as sweeps
 from rnnbench.config import RunConfig
+from rnnbench.store import schema
+
+PACKAGE = Path(rnnbench.__file__).parent
 
 SWEEP = [
     "--cells",
@@ -97,23 +103,25 @@ def test_a_row_is_reproduced_from_its_stored_config(tmp_path):
             assert repr(again[metric]) == row[metric] or str(again[metric]) == row[metric], metric
 
 
+def _git(*args: str) -> str:
+    out = subprocess.run(["git", *args], capture_output=True, text=True, cwd=PACKAGE)
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
 def test_every_row_names_what_produced_it(tmp_path):
+    """Each provenance column holds what produced the row, checked against its source here: the
+    plan's keys, the specs given, the versions imported, the checkout's commit (asked of git)."""
     rows = sweep(tmp_path / "a")  # (one sweep for every column: each costs seconds)
-    for column in (
-        "run_key",
-        "cell_spec",
-        "task_spec",
-        "task_json",
-        "data_json",
-        "data_hash",
-        "config_json",
-        "torch_version",
-        "rnnbench_version",
-        "git_commit",
-        "impl",
-    ):
-        assert column in store.COLUMNS
-        assert (rows[column] != "").all() or column == "git_commit", column
+    assert list(rows.columns) == store.COLUMNS  # every column written, in the schema's order
+    config = RunConfig(**json.loads(rows.config_json[0]))
+    cells = [rnnbench.parse_cell_spec(spec) for spec in ("rnn", "lstm", "eurnn")]
+    runs, _ = sweeps.plan(rows.task_spec[0], cells, [3], config, tmp_path / "plan")
+    assert sorted(rows.run_key) == sorted(run.key for run in runs) and rows.run_key.is_unique
+    assert set(rows.cell_spec) == {"rnn", "lstm", "eurnn"}
+    assert set(rows.task_spec) == {"copying:delay=5:n_test=32:n_train=64:n_valid=32"}
+    assert {json.dumps(json.loads(text), sort_keys=True) for text in rows.task_json} == {
+        json.dumps(rnnbench.build_task(rows.task_spec[0]).metadata(), sort_keys=True)
+    }
     assert json.loads(rows.data_json[0]) == {
         "generator": "copying",
         "delay": 5,
@@ -121,6 +129,19 @@ def test_every_row_names_what_produced_it(tmp_path):
         "n_valid": 32,
         "n_test": 32,
     }
+    assert set(rows.data_hash) == {schema.data_hash(json.loads(rows.data_json[0]))}
+    assert set(rows.torch_version) == {torch.__version__}
+    assert set(rows.rnnbench_version) == {rnnbench.__version__}
+    impl = dict(zip(rows.cell_spec, rows.impl, strict=True))
+    assert impl["rnn"] == impl["lstm"] == "native" and impl["eurnn"] in {"fused", "dense"}
+    # The commit of the checkout rnnbench runs from, '+dirty' when its code has changes; nothing
+    # where rnnbench is not a checkout (installed from a wheel).
+    commit = _git("rev-parse", "--short=12", "HEAD")
+    if commit:
+        dirty = _git("status", "--porcelain", "--", "rnnbench", "cells", "tasks", "pyproject.toml")
+        assert set(rows.git_commit) == {commit + ("+dirty" if dirty else "")}
+    else:
+        assert set(rows.git_commit) == {""}
 
 
 def test_a_run_inside_a_multi_seed_sweep_equals_the_same_seed_run_alone(tmp_path):
