@@ -13,7 +13,10 @@ It also registers cells for tests, each torch's tanh RNN with one twist:
         compiles on first use does;
   hog   keeps $RNNBENCH_HOG_MB MiB of memory alive for the rest of its process after its first
         forward pass, as a cache or a leak would.
-Nothing here changes what rnnbench does when no fault is due.
+Nothing here changes what rnnbench does when no fault is due. A fault that fires first appends
+"WHERE:N" to the file $RNNBENCH_FAULT_FIRED names (where set), so that a test can tell a kill by
+its fault from a process that died of something else, or a fault that never fired (a renamed
+function this plugin no longer reaches) from a kill that did no harm.
 """
 
 import json
@@ -39,13 +42,20 @@ ROOT = int(os.environ["RNNBENCH_FAULT_ROOT"])
 COUNTS = Path(tempfile.gettempdir()) / f"rnnbench-fault-{ROOT}.json"
 
 
+FIRED = os.environ.get("RNNBENCH_FAULT_FIRED", "")
+
+
 def _due(where: str) -> bool:
     if not WHERE:
         return False
     calls = json.loads(COUNTS.read_text()) if COUNTS.exists() else {}
     calls[where] = calls.get(where, 0) + 1
     COUNTS.write_text(json.dumps(calls))
-    return where == WHERE and calls[where] == COUNT
+    due = where == WHERE and calls[where] == COUNT
+    if due and FIRED:
+        with open(FIRED, "a") as log:  # (before the kill: what is written here survives it)
+            log.write(f"{where}:{COUNT}\n")
+    return due
 
 
 def _die() -> None:

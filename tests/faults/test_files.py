@@ -163,7 +163,10 @@ def test_a_failed_write_leaves_the_file_as_it_was_and_says_so(tmp_path, monkeypa
     store.append_run(tmp_path, "t", _row("first"), [])
     before = (tmp_path / "t.csv").read_bytes()
 
+    filled = []
+
     def disk_fills_up(fd, data):
+        filled.append(fd)
         os.write(fd, data[:10])  # some bytes go through, then the disk is full
         raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -174,6 +177,7 @@ def test_a_failed_write_leaves_the_file_as_it_was_and_says_so(tmp_path, monkeypa
         OSError, match=r"could not append to .*t.csv \(No space left on device\); the file is as it"
     ):
         store.append_run(tmp_path, "t", _row("second"), [])
+    assert filled  # (the write failed where the fault put it)
     assert (tmp_path / "t.csv").read_bytes() == before
 
 
@@ -185,8 +189,11 @@ def test_a_full_disk_during_a_sweep_is_reported_and_keeps_rows_and_checkpoint(
     before = (results / "adding.csv").read_bytes()
     real_append = csvfile.append
 
+    refused = []
+
     def full(path, columns, rows, *rest):
         if not path.name.endswith("-curves.csv"):
+            refused.append(path.name)
             raise OSError(errno.ENOSPC, f"could not append to {path} (No space left on device)")
         real_append(path, columns, rows, *rest)
 
@@ -195,6 +202,7 @@ def test_a_full_disk_during_a_sweep_is_reported_and_keeps_rows_and_checkpoint(
         "run", "--cells", "gru", *TINY, "--results", results, "--in-process"
     )  # (where the patch holds)
     assert out.exit_code == 1 and "No space left on device" in out.output, out.output
+    assert refused == ["adding.csv"]  # the row's write, and only it, met the full disk
     assert (results / "adding.csv").read_bytes() == before  # earlier rows intact
     assert (
         len(list((results / "checkpoints").glob("*.pt"))) == 1

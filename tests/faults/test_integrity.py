@@ -402,10 +402,20 @@ def test_force_after_keep_checkpoints_trains_again_from_scratch(tmp_path):
 
 @pytest.mark.slow
 def test_a_kill_between_the_row_and_the_checkpoint_removal_leaves_no_orphan(tmp_path):
+    fired = tmp_path.parent / f"{tmp_path.name}-fired.txt"
     code, _ = finish(
-        rnnbench("run", "--cells", "rnn", *TINY, "--results", tmp_path, RNNBENCH_FAULT="afterrow:1")
+        rnnbench(
+            "run",
+            "--cells",
+            "rnn",
+            *TINY,
+            "--results",
+            tmp_path,
+            RNNBENCH_FAULT="afterrow:1",
+            RNNBENCH_FAULT_FIRED=fired,
+        )
     )
-    assert code == -signal.SIGKILL
+    assert code == -signal.SIGKILL and fired.read_text() == "afterrow:1\n"  # by the fault
     assert list((tmp_path / "checkpoints").glob("*.pt"))  # the orphan
     code, output = finish(rnnbench("run", "--cells", "rnn", *TINY, "--results", tmp_path))
     assert code == 0 and "already has an ok row" in output, output

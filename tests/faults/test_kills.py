@@ -55,10 +55,13 @@ METRICS = [
 
 
 def rnnbench(results: Path, fault: str = "", **popen) -> subprocess.Popen:
+    """The sweep in a process of its own, with the fault plugin: `fault` ("WHERE:N") is due, and
+    the fault that fires says so in results.parent / FIRED (see fired())."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
         "RNNBENCH_FAULT": fault,
+        "RNNBENCH_FAULT_FIRED": str(results.parent / FIRED),
     }
     return subprocess.Popen(
         [
@@ -77,6 +80,15 @@ def rnnbench(results: Path, fault: str = "", **popen) -> subprocess.Popen:
         text=True,
         **popen,
     )
+
+
+FIRED = "faults-fired.txt"
+
+
+def fired(results: Path) -> list[str]:
+    """The faults that fired in the sweeps of results' parent folder, in order ("WHERE:N")."""
+    path = results.parent / FIRED
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
@@ -113,7 +125,7 @@ def test_sigkill_at_any_point_loses_nothing_and_runs_nothing_twice(tmp_path, req
 
     results = tmp_path / "killed"
     rng = random.Random(7)
-    kills, log = 0, []
+    kills, log, fault_kills = 0, [], set()
     for fault, delay in attempts(kills_wanted * 3, rng):
         process = rnnbench(results, fault)
         if delay is not None:
@@ -123,14 +135,19 @@ def test_sigkill_at_any_point_loses_nothing_and_runs_nothing_twice(tmp_path, req
                 process.send_signal(signal.SIGKILL)
         code, output = finish(process)
         assert code in (0, -signal.SIGKILL), output
+        if fault:  # a fault kills its sweep when it fires, and only then
+            assert (fired(results)[-1:] == [fault]) == (code == -signal.SIGKILL), (fault, output)
+            if code == -signal.SIGKILL:
+                (results.parent / FIRED).unlink()
+                fault_kills.add(fault.partition(":")[0])
         log.append((fault or f"time:{delay:.1f}s", code))
         kills += code == -signal.SIGKILL
         if code == 0:  # the sweep got through despite the kills: go on in a fresh folder
             assert len(pd.read_csv(results / "adding.csv")) == RUNS
             results = tmp_path / f"killed-{len(log)}"
-        if kills >= kills_wanted:
+        if kills >= kills_wanted and fault_kills == {"checkpoint", "row", "curves"}:
             break
-    assert kills >= kills_wanted, log
+    assert kills >= kills_wanted and fault_kills == {"checkpoint", "row", "curves"}, log
 
     code, output = finish(rnnbench(results))  # the survivor finishes what is left...
     assert code == 0, output
@@ -172,7 +189,7 @@ def test_sigkill_at_any_point_loses_nothing_and_runs_nothing_twice(tmp_path, req
 def test_a_kill_halfway_through_a_row_leaves_it_aside_and_the_run_runs_again(tmp_path):
     results = tmp_path / "r"
     code, _ = finish(rnnbench(results, "row:2"))
-    assert code == -signal.SIGKILL
+    assert code == -signal.SIGKILL and fired(results) == ["row:2"]
     data = (results / "adding.csv").read_bytes()
     assert not data.endswith(b"\n")  # the torn row
     code, output = finish(rnnbench(results))
