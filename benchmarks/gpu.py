@@ -112,7 +112,7 @@ def time_step_events(
         f, b = step_parts(timed=True)
         forward.append(f)
         backward.append(b)
-    total = [f + b for f, b in zip(forward, backward)]
+    total = [f + b for f, b in zip(forward, backward, strict=True)]
     return {
         "cell": spec,
         "impl": bench_cells.implementation(cell),

@@ -193,7 +193,7 @@ def loop_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     coefficients = a.unbind(1) if varying else [a] * len(steps)
     h = torch.zeros_like(b[:, 0], dtype=torch.promote_types(a.dtype, b.dtype))
     states = []
-    for a_t, b_t in zip(coefficients, steps):
+    for a_t, b_t in zip(coefficients, steps, strict=True):
         h = a_t * h + b_t
         states.append(h)
     if not states:

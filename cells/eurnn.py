@@ -262,6 +262,7 @@ class EURNN(nn.Module):
             sin.split(self.layer_sizes),
             phase.split(self.layer_sizes),
             self._layer_pattern,
+            strict=True,
         ):
             hp = h.index_select(-1, getattr(self, f"perm{p}"))  # (..., N) as [a, b, rest]
             ha, hb, rest = hp[..., :m], hp[..., m : 2 * m], hp[..., 2 * m :]

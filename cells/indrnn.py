@@ -193,7 +193,8 @@ class IndRNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         states = x.transpose(0, 1)  # (T, B, input_size): the layer below's outputs, time first
-        for linear, u in zip(self.inputs, self.recurrent_weight().unbind(0)):  # u: (N,)
+        # u: (N,)
+        for linear, u in zip(self.inputs, self.recurrent_weight().unbind(0), strict=True):
             xp = F.linear(states, linear.weight, linear.bias)  # (T, B, N), all steps at once
             states = IndependentRecurrence.apply(xp, u)  # (T, B, N)
         return states.transpose(0, 1)  # (B, T, N)

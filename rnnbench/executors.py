@@ -378,7 +378,12 @@ def submit_slurm(
     ids = [job.job_id for job in jobs]
     array_id = ids[0].split("_")[0]
     path = _record(
-        results, array_id, "slurm", list(zip(ids, runs)), logs, {"options": asdict(options)}
+        results,
+        array_id,
+        "slurm",
+        list(zip(ids, runs, strict=True)),
+        logs,
+        {"options": asdict(options)},
     )
     log.info(
         f"submitted {len(ids)} runs as SLURM job array {array_id}; logs in {logs}/{array_id}_*; "
@@ -528,7 +533,11 @@ class Slurm(_Elsewhere):
             raise
         except Exception as error:  # sbatch refused the job: say why, in its words
             raise SubmissionFailed(f"submission to SLURM failed: {error}") from None
-        self.announce("\n".join(f"{job_id}  {run.describe()}" for job_id, run in zip(ids, pending)))
+        self.announce(
+            "\n".join(
+                f"{job_id}  {run.describe()}" for job_id, run in zip(ids, pending, strict=True)
+            )
+        )
         if not self.wait:
             return False
         wait_slurm(ids)

@@ -217,7 +217,8 @@ def _write_report(
             )
         )
     reported = {
-        (spec, int(version)) for spec, version in zip(rows["task_spec"], rows["task_version"])
+        (spec, int(version))
+        for spec, version in zip(rows["task_spec"], rows["task_version"], strict=True)
     }
     shown = [
         c

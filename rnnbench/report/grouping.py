@@ -68,7 +68,7 @@ def select(
                     fnmatch.fnmatchcase(str(name), p) or fnmatch.fnmatchcase(str(spec), p)
                     for p in cells
                 )
-                for name, spec in zip(rows["cell"], rows["cell_spec"])
+                for name, spec in zip(rows["cell"], rows["cell_spec"], strict=True)
             ],
             index=rows.index,
             dtype=bool,
@@ -139,7 +139,7 @@ def experiment_labels(summary: pd.DataFrame, shown: tuple[str, ...] = ()) -> lis
         lambda s: len(set(s) - {""})
     )  # (a failed run has none)
     labels = []
-    for (_, line), rest in zip(summary.iterrows(), rests):
+    for (_, line), rest in zip(summary.iterrows(), rests, strict=True):
         details = (
             ([f"N={int(line['hidden_size'])}"] if show_n else [])
             + ([f"impl={line['impl'] or '?'}"] if impls[line["cell_spec"]] > 1 else [])
@@ -213,7 +213,7 @@ def table_groups(summary: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     it, then the device's name and threads, and by a hash where they still would."""
     groups = []
     for keys, part in summary.groupby(TABLE_KEYS, sort=True, dropna=False):
-        k = dict(zip(TABLE_KEYS, keys))
+        k = dict(zip(TABLE_KEYS, keys, strict=True))
         stem = "-".join(
             p
             for p in map(
@@ -243,14 +243,15 @@ def table_groups(summary: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         2,
     ):  # the data's hash, then the machine, only where stems clash and they tell them apart
         values: dict[str, set] = {}  # (casefolded: a case-insensitive disk would merge A and a)
-        for s, g in zip(stems, groups):
+        for s, g in zip(stems, groups, strict=True):
             values.setdefault(s.casefold(), set()).add(g[extra])
         stems = [
-            s + g[extra] if len(values[s.casefold()]) > 1 else s for s, g in zip(stems, groups)
+            s + g[extra] if len(values[s.casefold()]) > 1 else s
+            for s, g in zip(stems, groups, strict=True)
         ]
     groups = [[g[0], g[1] + g[2], g[3], g[4]] for g in groups]
     stems = _distinct(stems, [g[2] for g in groups])
-    return [(stem, g[3]) for stem, g in zip(stems, groups)]
+    return [(stem, g[3]) for stem, g in zip(stems, groups, strict=True)]
 
 
 def _distinct(stems: list[str], keys: list) -> list[str]:
@@ -260,7 +261,7 @@ def _distinct(stems: list[str], keys: list) -> list[str]:
         counts = Counter(s.casefold() for s in stems)
         stems = [
             f"{s}-{_digest([*k, s])}" if counts[s.casefold()] > 1 else s
-            for s, k in zip(stems, keys)
+            for s, k in zip(stems, keys, strict=True)
         ]
     return stems
 

@@ -169,19 +169,21 @@ def _runs(rows: pd.DataFrame | None, study: bool = False) -> dict[str, Any] | No
     rows = rows.sort_values(order, kind="stable", na_position="last")
     options = [_json_dict(text) for text in rows["options"]]
     configs = [differing_config(_json_dict(text)) for text in rows["config_json"]]
-    settings = [{**o, **c} for o, c in zip(options, configs)]
+    settings = [{**o, **c} for o, c in zip(options, configs, strict=True)]
     varying: dict[
         str, set[str]
     ] = {}  # per cell spec, the keys whose values differ between its runs
     for cell in set(rows["cell_spec"]):
-        mine = [s for s, c in zip(settings, rows["cell_spec"]) if c == cell]
+        mine = [s for s, c in zip(settings, rows["cell_spec"], strict=True) if c == cell]
         varying[cell] = {
             k
             for k in set().union(*mine)
             if len({json.dumps(s.get(k), default=str) for s in mine}) > 1
         }
     lines = []
-    for (_, row), option, config, setting in zip(rows.iterrows(), options, configs, settings):
+    for (_, row), option, config, setting in zip(
+        rows.iterrows(), options, configs, settings, strict=True
+    ):
         keys = sorted(varying[row["cell_spec"]])
         lines.append(
             {

@@ -65,7 +65,7 @@ def study_groups(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     rows = rows[rows["phase"].isin(("tune", "final"))]
     groups = []
     for keys, part in rows.groupby(STUDY_KEYS, sort=True, dropna=False):
-        k = dict(zip(STUDY_KEYS, keys))
+        k = dict(zip(STUDY_KEYS, keys, strict=True))
         stem = "-".join(
             ["study"]
             + [
@@ -79,11 +79,13 @@ def study_groups(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         )
         cells = [
             _study_cell(spec, _searched(tuned, study))
-            for spec, tuned, study in zip(part["cell_spec"], part["tuned_json"], part["study_json"])
+            for spec, tuned, study in zip(
+                part["cell_spec"], part["tuned_json"], part["study_json"], strict=True
+            )
         ]
         groups.append((stem, keys, part.assign(study_cell=cells)))
     stems = _distinct([stem for stem, _, _ in groups], [keys for _, keys, _ in groups])
-    return [(stem, part) for stem, (_, _, part) in zip(stems, groups)]
+    return [(stem, part) for stem, (_, _, part) in zip(stems, groups, strict=True)]
 
 
 def _space(study_json: str) -> dict:
@@ -256,7 +258,7 @@ def trials_frame(study: pd.DataFrame, chosen: dict[str, int | None]) -> pd.DataF
             "steps_done": tune["steps_done"],
             "chosen": [
                 chosen.get(cell) is not None and trial == chosen[cell]
-                for cell, trial in zip(tune["study_cell"], tune["trial"])
+                for cell, trial in zip(tune["study_cell"], tune["trial"], strict=True)
             ],
             "n_valid": tune["n_valid"],
         }
@@ -349,7 +351,8 @@ def final_tables(
         trials=counts, **{f"chosen_{d}": [v.get(d) for v in values] for d in dims}
     )
     columns = tuple(
-        (d, {i: _value_text(v[d]) for i, v in zip(summary.index, values) if d in v}) for d in dims
+        (d, {i: _value_text(v[d]) for i, v in zip(summary.index, values, strict=True) if d in v})
+        for d in dims
     ) + (("Trial", dict(summary["trial"])), ("Trials", dict(summary["trials"])))
     name = summary["study"].iloc[0] or "unnamed"
     note = (
@@ -400,7 +403,8 @@ def study_figure(trials: pd.DataFrame, dims: list[str], spaces: dict[str, dict],
         figsize=(0.8 * COLUMN_WIDTH_IN * columns + 1.2, 2.3 * -(-len(panels) // columns)),
     )
     cells = sorted(scored["cell"].unique())
-    for ax, dim in zip(axes.flat, panels):
+    # (the grid's last row may have axes to spare: hidden below)
+    for ax, dim in zip(axes.flat, panels, strict=False):
         categories = _categories(dim, spaces, list(scored["values"]))
         log = categories is None and any(
             isinstance(s.get(dim), dict) and s[dim].get("log") is True for s in spaces.values()

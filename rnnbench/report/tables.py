@@ -132,7 +132,7 @@ def _cells(
                 if i in texts[c.key] and pd.notna(sd):
                     texts[c.key][i] += f" ± {sd * c.scale:.{digits}f}"
     body = []
-    for label, i in zip(experiment_labels(summary, extra.shown), summary.index):
+    for label, i in zip(experiment_labels(summary, extra.shown), summary.index, strict=True):
         body.append(
             [(label, False)]
             + [(values.get(i, "–"), False) for _, values in extra.columns]

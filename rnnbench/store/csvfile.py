@@ -149,7 +149,8 @@ def parse(path: Path, kind: str = "rows") -> Parsed:
             extra = [f for f in fields[len(header) :] if f.strip()]
             if extra:
                 note = f"{path}:{line}: {len(fields) - len(header)} field(s) beyond the header ignored ({extra[0][:40]!r})"
-        row = dict(zip(header, fields + [""] * (len(header) - len(fields))))
+        # (a short record is padded with empty fields; fields beyond the header are dropped)
+        row = dict(zip(header, fields + [""] * (len(header) - len(fields)), strict=False))
         problem = row_problem(row, kind)
         if index == last and not ends:
             if problem:  # a torn row: not a row, whatever it parses to
