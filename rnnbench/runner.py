@@ -311,7 +311,8 @@ def start(
     except Exception as error:  # noqa: BLE001 - a torn, foreign or damaged file: start over, never resume wrongly
         warnings.warn(
             f"ignoring checkpoint {checkpoint} ({type(error).__name__}: {error}); "
-            "the run starts from scratch"
+            "the run starts from scratch",
+            stacklevel=2,
         )
         # (nothing of the checkpoint survives, even if applied in part)
         return (

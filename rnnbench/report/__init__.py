@@ -160,7 +160,8 @@ def _write_report(
         if len(commits := mixed_commits(part)) > 1:
             warnings.warn(
                 f"table {stem} mixes rows from {len(commits)} versions of the code: {', '.join(commits)}; "
-                "`rnnbench run --force` the older ones, or report them apart"
+                "`rnnbench run --force` the older ones, or report them apart",
+                stacklevel=3,
             )
         md, tex = markdown_table(part), latex_table(part, f"tab:{stem}")
         written += [

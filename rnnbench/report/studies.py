@@ -591,7 +591,7 @@ def write_study(
         for note in edge_notes(cell, spaces.get(cell, {}), chosen_setting(study, cell, trial))
     ]
     for note in notes:
-        warnings.warn(f"study {_printable(name)}: {_printable(note)}")
+        warnings.warn(f"study {_printable(name)}: {_printable(note)}", stacklevel=2)
     if notes:
         text.append("Edges:\n\n" + "".join(f"- {_markdown(note)}\n" for note in notes))
         section.words += [_printable(f"Edge: {note}") for note in notes]

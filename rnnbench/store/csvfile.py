@@ -212,7 +212,8 @@ def _set_aside_torn_tail(path: Path, offset: int) -> None:
     os.truncate(path, offset)
     warnings.warn(
         f"{path} ended in a torn row ({len(data) - offset} bytes, from a writer that was killed or ran "
-        f"out of disk); moved it to {aside}. Its run has no row and will run again."
+        f"out of disk); moved it to {aside}. Its run has no row and will run again.",
+        stacklevel=3,
     )
 
 
