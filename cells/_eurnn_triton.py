@@ -220,7 +220,7 @@ def sm90_report(
                     )
                 text = out.stdout + out.stderr
 
-                def number(pattern: str) -> int | None:
+                def number(pattern: str, text: str = text) -> int | None:
                     found = re.search(pattern, text)
                     return int(found.group(1)) if found else None
 

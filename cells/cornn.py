@@ -96,7 +96,7 @@ class CoRNN(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, dt = self.hidden_size, self.dt
+        dt = self.dt
         xp = F.linear(x.transpose(0, 1), self.input.weight, self.input.bias)  # (T, B, n): V u_n + b
         recurrent = torch.cat(
             [self.weight_y, self.weight_z], 1

@@ -169,7 +169,8 @@ class IndRNN(nn.Module):
         self.bound = max_gain ** (1 / max_length)  # |u| <= bound
         # W_l, b_l: layer 1 reads the input, every later layer the states of the one below
         self.inputs = nn.ModuleList(
-            nn.Linear(input_size if l == 0 else hidden_size, hidden_size) for l in range(layers)
+            nn.Linear(input_size if layer == 0 else hidden_size, hidden_size)
+            for layer in range(layers)
         )
         self.recurrent = nn.Parameter(torch.empty(layers, hidden_size))  # u_l, one row per layer
         with torch.no_grad():

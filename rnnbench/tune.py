@@ -204,8 +204,8 @@ def searchable(specs: list[Spec] | None = None) -> dict[str, type]:
     from rnnbench.registry import CELLS
 
     kinds = {name: type(value) for name, value in DEFAULTS.items() if listed(name)}
-    for name in [spec.name for spec in specs] if specs is not None else CELLS.names():
-        for name, option in CELLS.get(name).options.items():
+    for cell in [spec.name for spec in specs] if specs is not None else CELLS.names():
+        for name, option in CELLS.get(cell).options.items():
             kinds.setdefault(name, type(option.default))
     return kinds
 

@@ -282,7 +282,7 @@ def test_acc_figure(summary: pd.DataFrame, task_spec: str, score: str):
         )
     # Each reference line gets a row of its own above the cells, where its label sits beside it.
     rows_of_labels = {name: len(lines) + i for i, name in enumerate(references)}
-    for name, value in references.items():
+    for value in references.values():
         ax.axvline(100 * value, color="0.4", linestyle="--", linewidth=1)
     ax.set(
         yticks=positions,
