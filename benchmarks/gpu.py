@@ -1,7 +1,7 @@
 """Every CUDA path, checked by one command on one GPU, into one JSON (issue 17).
 
-    python benchmarks/gpu.py                       # on a GPU machine: under 10 minutes on one H200
-    python benchmarks/gpu.py --dry-run             # anywhere: every step on CPU at tiny sizes, no CUDA
+    python benchmarks/gpu.py             # on a GPU machine: under 10 minutes on one H200
+    python benchmarks/gpu.py --dry-run   # anywhere: every step on CPU at tiny sizes, no CUDA
 
 Four steps, each recorded in the JSON (default results/benchmarks/gpu.json) with the environment:
   1. tests: the `cuda`-marked tests (pytest -m cuda), with the compiled Triton kernels
@@ -68,8 +68,8 @@ NOTEBOOK_STEPS = 40_000  # the seed notebook's run: 45.9 hours
 
 
 def run_tests(dry_run: bool) -> dict:
-    """Step 1: pytest -m cuda (with --dry-run, only collected: without a GPU they would all skip); its
-    exit status and last line."""
+    """Step 1: pytest -m cuda (with --dry-run, only collected: without a GPU they would all skip);
+    its exit status and last line."""
     environment = {**os.environ, "TRITON_INTERPRET": "0"}
     command = [
         sys.executable,
@@ -130,8 +130,8 @@ def time_step_events(
 
 
 def _step_parts(spec, hidden, steps, batch, device):
-    """benchmarks/cells.py's training step, split into its forward (with the loss) and backward (with
-    the update); `step(timed=True)` returns their durations in ms."""
+    """benchmarks/cells.py's training step, split into its forward (with the loss) and backward
+    (with the update); `step(timed=True)` returns their durations in ms."""
     torch.manual_seed(0)
     cell = bench_cells.rnnbench.build_cell(spec, input_size=1, hidden_size=hidden).to(device)
     readout = torch.nn.Linear(cell.output_size, 10).to(device)
@@ -171,7 +171,8 @@ def _step_parts(spec, hidden, steps, batch, device):
 def measure_steps(
     dry_run: bool, device: str, hidden: int, steps: int, batch: int, repeats: int, warmup: int
 ) -> list[dict]:
-    """Step 2: every cell's step time (fresh process each) and peak memory (another fresh process)."""
+    """Step 2: every cell's step time (fresh process each) and peak memory (another fresh
+    process)."""
     rows = []
     for spec in CELLS:
         if dry_run:

@@ -2,8 +2,8 @@
 the fused recurrence. (The same module also holds the dense path's step loop; DenseRecurrence in
 eurnn.py calls it.)
 
-The kernel is C++ compiled with torch's extension tools the first time it is used, then cached
-(in $TORCH_EXTENSIONS_DIR/NAME, by default ~/.cache/torch_extensions/NAME). It needs a C++ compiler with
+The kernel is C++ compiled with torch's extension tools the first time it is used, then cached (in
+$TORCH_EXTENSIONS_DIR/NAME, by default ~/.cache/torch_extensions/NAME). It needs a C++ compiler with
 OpenMP SIMD support (g++ or clang++); building takes about a minute, once per machine type. When no
 compiler is available, `load()` returns None after a single warning, and EURNN's impl=auto runs
 `dense` or `reference` instead (impl=fused fails, naming what can run).

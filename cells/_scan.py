@@ -151,8 +151,9 @@ class _LinearScan(torch.autograd.Function):
         g_b = _LinearScan.apply(a.conj(), g_out, not ctx.reverse)
         g_a = None
         if ctx.needs_input_grad[0]:
-            # a_t (t >= 1) joins h_{t-1} and h_t: forward, h_t = a_t h_{t-1} + ...; reverse,
-            # h_{t-1} = a_t h_t + ... . d(a x)/da against an upstream g is g conj(x) (torch's convention).
+            # a_t (t >= 1) joins h_{t-1} and h_t: forward, h_t = a_t h_{t-1} + ...;
+            # reverse, h_{t-1} = a_t h_t + ... . d(a x)/da against an upstream g is g conj(x)
+            # (torch's convention).
             g, x = (g_b[:, :-1], h[:, 1:]) if ctx.reverse else (g_b[:, 1:], h[:, :-1])
             if a.dim() < h.dim():  # time-invariant: summed over batch and time
                 g_a = (g * x.conj()).sum((0, 1)).sum_to_size(a.shape)

@@ -27,8 +27,8 @@ CHO = """@inproceedings{cho2014learning,
 
 # Floats kept per example, step and unit (train, eval): the memory check's (rnnbench.cell). Measured
 # as the peak resident set on CPU (B=50-200, T=120-400, N=128-512): what forward saves for backward
-# and what backward adds, over several steps, the allocator's keep included, then an evaluation batch
-# without autograd: rnn 7.7-10 / 3.0, lstm 17.6 / 2.0, gru 14.4 / 5.0; rounded up.
+# and what backward adds, over several steps, the allocator's keep included, then an evaluation
+# batch without autograd: rnn 7.7-10 / 3.0, lstm 17.6 / 2.0, gru 14.4 / 5.0; rounded up.
 RNN_MEMORY, LSTM_MEMORY, GRU_MEMORY = (10, 4), (20, 3), (18, 6)
 
 

@@ -9,9 +9,9 @@ own and sees only its own past state; units interact only through the next layer
 
 with * the element-wise product; the cell's output is the last layer's states h^L_t. W_1 is
 N x input_size, every later W_l is N x N. The gradient through T steps of a unit scales like u^T, so
-the paper bounds |u| <= gamma^(1/T) for sequences of length T, gamma the largest growth allowed (2 in
-its experiments: |u| <= 2^(1/T)). Options `max_length` (T, default 784 for (p)MNIST) and `max_gain`
-(gamma, default 2) set the bound, the same for every layer.
+the paper bounds |u| <= gamma^(1/T) for sequences of length T, gamma the largest growth allowed (2
+in its experiments: |u| <= 2^(1/T)). Options `max_length` (T, default 784 for (p)MNIST) and
+`max_gain` (gamma, default 2) set the bound, the same for every layer.
 
 How the bound is enforced. The paper clips u into [-bound, bound] after each optimizer step (the
 authors' code clips before each forward pass); the runner has no hook for that. Here forward uses
@@ -67,10 +67,10 @@ from rnnbench.registry import register_cell
 
 Init = Literal["uniform", "long"]
 
-# W_l ~ U(+-gain sqrt(3 / fan_in)), gain = sqrt(2 / (1 + a^2)): the authors' plain-net code draws its
-# input weights with kaiming_uniform_(a=8, mode="fan_in"), 0.30/sqrt(fan_in), a third of nn.Linear's
-# 1/sqrt(fan_in). Without it a 6-layer stack without batch normalisation explodes at init on
-# 784 steps: each layer sums its input over ~1/(1-u) steps.
+# W_l ~ U(+-gain sqrt(3 / fan_in)), gain = sqrt(2 / (1 + a^2)): the authors' plain-net code draws
+# its input weights with kaiming_uniform_(a=8, mode="fan_in"), 0.30/sqrt(fan_in), a third of
+# nn.Linear's 1/sqrt(fan_in). Without it a 6-layer stack without batch normalisation explodes at
+# init on 784 steps: each layer sums its input over ~1/(1-u) steps.
 INPUT_INIT_SLOPE = 8.0
 
 CITATION = """@inproceedings{li2018independently,
@@ -211,7 +211,8 @@ def indrnn(
     max_gain: float = 2.0,
     init: Init = "uniform",
 ) -> IndRNN:
-    """IndRNN: a stack of `layers` ReLU layers, each unit with one recurrent weight u, |u| <= max_gain^(1/max_length).
+    """IndRNN: a stack of `layers` ReLU layers, each unit with one recurrent weight u,
+    |u| <= max_gain^(1/max_length).
 
     `init`: u uniform in [0, 1] (`uniform`), or the last layer's in [max_gain^(-1/max_length),
     max_gain^(1/max_length)] (`long`).

@@ -178,7 +178,8 @@ def read(
             )
         param = params[key]
         given = []
-        # A table (`[space]`, `[space.eurnn]`) is checked item by item, so that an error names its line.
+        # A table (`[space]`, `[space.eurnn]`) is checked item by item, so that an error names its
+        # line.
         parts = (
             _table_items(key, value)
             if isinstance(value, dict) and param.multiple
@@ -251,7 +252,8 @@ def config_document(config: Any, grid: dict[str, list]) -> dict[str, Any]:
 
 def executor_document(options: dict[str, Any]) -> dict[str, Any]:
     """The executor options given (parameter name -> value), as a config file writes them:
-    `executor_document({"executor": "local", "jobs": 2, "wait": False}) == {"executor": "local", "jobs": 2}`."""
+    `executor_document({"executor": "local", "jobs": 2, "wait": False})
+    == {"executor": "local", "jobs": 2}`."""
     from rnnbench.executors import (
         EXECUTOR_OPTIONS,
     )  # (here: it imports submitit, which reading a file never needs)

@@ -310,9 +310,9 @@ def local_threads(jobs: int) -> int:
 
 
 def run_local(runs: list[PlannedRun], jobs: int, results: Path, poll_s: float = 0.5) -> Path:
-    """Run `runs` in parallel processes on this machine, at most `jobs` at once, each with its
-    share of the CPU cores (planned with local_threads(jobs)); returns when all are over. Returns the sweep record. The processes
-    end with this one, however it ends (Ctrl-C, SIGTERM or SIGKILL)."""
+    """Run `runs` in parallel processes on this machine, at most `jobs` at once, each with its share
+    of the CPU cores (planned with local_threads(jobs)); returns when all are over. Returns the
+    sweep record. The processes end with this one, however it ends (Ctrl-C, SIGTERM or SIGKILL)."""
     import rnnbench
 
     logs = job_folder(results)
@@ -367,7 +367,8 @@ def submit_slurm(
         folder=logs / "%j", max_num_timeout=20, python=_executor_python()
     )
     parameters = options.parameters()
-    # Jobs start in the private job folder, never in a working directory whose files could shadow ours.
+    # Jobs start in the private job folder, never in a working directory whose files could shadow
+    # ours.
     parameters["additional_parameters"] = {
         "chdir": str(logs),
         **parameters["additional_parameters"],
@@ -453,8 +454,8 @@ def latest_sweep(results: Path) -> Path:
 
 
 class _Elsewhere(Executor):
-    """Runs in other processes, which write their rows themselves: runs that already have a row
-    that finishes them (store.DONE) are skipped here, the rest go to `_start`; the rows are read back
+    """Runs in other processes, which write their rows themselves: runs that already have a row that
+    finishes them (store.DONE) are skipped here, the rest go to `_start`; the rows are read back
     from the results file."""
 
     def run(self, runs: list[PlannedRun], data: DataBySeed) -> list[dict] | None:
@@ -566,7 +567,8 @@ def make(
     raise ValueError(f"unknown executor {name!r}; choose from {', '.join(EXECUTORS)}")
 
 
-# The executor options of `rnnbench run` and `rnnbench tune`, by parameter name: what from_options takes.
+# The executor options of `rnnbench run` and `rnnbench tune`, by parameter name: what from_options
+# takes.
 EXECUTOR_OPTIONS = (
     "executor",
     "jobs",

@@ -168,7 +168,8 @@ class Progress:
     time_to_target: float | None = (
         None  # training time when validation accuracy first reached the target
     )
-    # The steps since the last `train` curve point and their summed loss (a checkpoint between two points keeps them).
+    # The steps since the last `train` curve point and their summed loss (a checkpoint between two
+    # points keeps them).
     window_steps: int = 0
     window_loss: float = 0.0
     log_time: float = 0.0  # seconds spent logging training steps (outside the clock)
@@ -565,7 +566,8 @@ def train(
     build_kernels(trainee.model, task, splits.train.take(slice(0, 1), device), device)
     synchronize(device)
     build_time = time.perf_counter() - begin
-    # (the views start before peak memory is reset: TensorBoard's writer is no part of the run's memory)
+    # (the views start before peak memory is reset: TensorBoard's writer is no part of the run's
+    # memory)
     watch = monitor.Monitor(
         name,
         config.steps,

@@ -702,9 +702,13 @@ def run_study(
     runs train (made from `executor_options`, which its config records). ValueError: bad input,
     before anything is written.
 
-    >>> request = Request("st", [CELLS.parse("rnn")], "pmnist", "quick", preset("quick"), ["lr=1e-4:1e-2:log"],
-    ...                   trials=8)  # doctest: +SKIP
-    >>> rows, study = run_study(request, executors.from_options({}), {}, Path("results"))  # doctest: +SKIP
+    >>> request = Request(
+    ...     "st", [CELLS.parse("rnn")], "pmnist", "quick", preset("quick"), ["lr=1e-4:1e-2:log"],
+    ...     trials=8,
+    ... )  # doctest: +SKIP
+    >>> rows, study = run_study(
+    ...     request, executors.from_options({}), {}, Path("results")
+    ... )  # doctest: +SKIP
     """
     from rnnbench import configfile, sweep
     from rnnbench.registry import TASKS

@@ -24,7 +24,8 @@ ARJOVSKY = """@inproceedings{arjovsky2016unitary,
 
 @register_task("copying")
 class CopyingMemory(TokenTask):
-    """Copying memory: 10 symbols from 8, `delay` blanks, a marker; output the 10 symbols at the end."""
+    """Copying memory: 10 symbols from 8, `delay` blanks, a marker; output the 10 symbols at the
+    end."""
 
     version = 2  # (2: the task contract of rnnbench.task; data identity in data_json)
     salt = 1  # (split_generators)

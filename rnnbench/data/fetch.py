@@ -159,7 +159,8 @@ def fetch_missing(
 
 
 def fetch(file: DataFile, folder: Path, mirrors: Sequence[str]) -> Path:
-    """Download `file` (as NAME.gz) from the first mirror that gives a good copy (see fetch_missing)."""
+    """Download `file` (as NAME.gz) from the first mirror that gives a good copy (see
+    fetch_missing)."""
     return fetch_missing([file], folder, mirrors)[0]
 
 
@@ -177,7 +178,8 @@ def load_dataset(
     files: dict[str, DataFile], folder: Path, mirrors: Sequence[str], what: str
 ) -> dict[str, np.ndarray]:
     """The arrays of several files of one dataset (`what`, named in errors), from `folder`; those
-    missing there are fetched first, all of them, so that one error lists every file still missing."""
+    missing there are fetched first, all of them, so that one error lists every file still
+    missing."""
     missing = [file for file in files.values() if find_local(file, folder) is None]
     if missing:
         fetch_missing(missing, folder, mirrors, what)

@@ -14,7 +14,8 @@ from rnnbench import cite
 
 
 def cell_citations(cell_cards: list[dict]) -> dict[str, str]:
-    """cell name -> its BibTeX ('' without one), from the cards (the newest version's, if several)."""
+    """cell name -> its BibTeX ('' without one), from the cards (the newest version's, if
+    several)."""
     newest = sorted(cell_cards, key=lambda card: int(card.get("cell_version") or 0))
     return {str(card["name"]): str(card.get("citation") or "") for card in newest}
 

@@ -1,7 +1,8 @@
-"""Which rows go together, and what they recorded: `select` picks rows, `aggregate` pools the seeds of
-each experiment (GROUP_KEYS) into one line, `table_groups` splits the lines into tables that never
-mix task versions, data or machines (TABLE_KEYS), each with a file-name stem; `experiment_labels`
-names the lines; `score_name`, `data_words` and the like read what the rows recorded as JSON.
+"""Which rows go together, and what they recorded: `select` picks rows, `aggregate` pools the seeds
+of each experiment (GROUP_KEYS) into one line, `table_groups` splits the lines into tables that
+never mix task versions, data or machines (TABLE_KEYS), each with a file-name stem;
+`experiment_labels` names the lines; `score_name`, `data_words` and the like read what the rows
+recorded as JSON.
 
 What a line pools is said in the package's docstring (rnnbench.report).
 """
@@ -20,7 +21,8 @@ from rnnbench import store
 from rnnbench.report.read import config_rest
 from rnnbench.report.text import _digest, _name_part, _printable
 
-# What a table never mixes: two machines, or one machine with another number of threads, are two tables.
+# What a table never mixes: two machines, or one machine with another number of threads, are two
+# tables.
 TABLE_KEYS = [
     "task",
     "task_spec",
@@ -185,12 +187,14 @@ def score_name(summary: pd.DataFrame) -> str:
 
 
 def score_higher_is_better(summary: pd.DataFrame) -> bool:
-    """Which way the table's score is better, as its rows recorded (higher where they do not say)."""
+    """Which way the table's score is better, as its rows recorded (higher where they do not
+    say)."""
     return _recorded(summary, "task_json").get("higher_is_better") is not False
 
 
 def data_words(summary: pd.DataFrame, escape: Callable[[str], str] = _printable) -> str:
-    """The table's data identity as recorded, `key=value, ...` (long values cut to 12 characters)."""
+    """The table's data identity as recorded, `key=value, ...` (long values cut to 12
+    characters)."""
     identity = _recorded(summary, "data_json")
     if not identity:
         return "not recorded (rows from before rnnbench recorded data identities)"

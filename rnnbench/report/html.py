@@ -28,7 +28,8 @@ import pandas as pd
 from rnnbench._version import __version__
 from rnnbench.report.read import differing_config
 
-# What each figure of a table shows, by the end of its file name (figures.plot_group, studies.write_study).
+# What each figure of a table shows, by the end of its file name (figures.plot_group,
+# studies.write_study).
 FIGURE_WORDS = {
     "valid-acc-vs-step": "Validation score against training step (mean over seeds, band: ±1 standard deviation).",
     "valid-acc-vs-time": "Validation score against training time (mean over seeds, band: ±1 standard deviation).",
@@ -114,7 +115,8 @@ def _section(section) -> dict[str, Any]:
 
 
 def _anchor(stem: str) -> str:
-    """An id attribute from a file-name stem (already [A-Za-z0-9._=-]): `_anchor("pmnist-v2-cpu")`."""
+    """An id attribute from a file-name stem (already [A-Za-z0-9._=-]):
+    `_anchor("pmnist-v2-cpu")`."""
     return "s-" + re.sub(r"[^A-Za-z0-9_-]", "_", stem)
 
 

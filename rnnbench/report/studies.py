@@ -195,8 +195,11 @@ def edge_notes(cell: str, space: dict, setting: dict) -> list[str]:
     smallest or largest of three numeric choices or more (of two, every choice is an end: the note
     would say nothing).
 
-    >>> edge_notes("lstm", {"lr": {"low": 0.0001, "high": 0.01, "log": True}}, {"lr": 0.01})
-    ['lstm: the chosen lr 0.01 is at the upper edge of the searched range [0.0001, 0.01]: the optimum may lie outside it']
+    >>> edge_notes(
+    ...     "lstm", {"lr": {"low": 0.0001, "high": 0.01, "log": True}}, {"lr": 0.01}
+    ... )  # doctest: +NORMALIZE_WHITESPACE
+    ['lstm: the chosen lr 0.01 is at the upper edge of the searched range [0.0001, 0.01]: the
+     optimum may lie outside it']
     """
     notes = []
     for name, dimension in space.items():
@@ -214,7 +217,8 @@ def edge_notes(cell: str, space: dict, setting: dict) -> list[str]:
 
 def _edge(dimension: dict, value: float) -> tuple[str, str]:
     """("lower", "upper" or "" where the value lies inside, and the searched values in words) for
-    one dimension of a space: `_edge({"choices": [1, 2, 4]}, 4.0) == ("upper", "choices [1, 2, 4]")`."""
+    one dimension of a space:
+    `_edge({"choices": [1, 2, 4]}, 4.0) == ("upper", "choices [1, 2, 4]")`."""
     choices = dimension.get("choices")
     if isinstance(choices, list):
         numbers = sorted(c for c in choices if _finite(c))
@@ -271,8 +275,9 @@ def _whole(value) -> str:
 
 
 def trials_table(trials: pd.DataFrame, dims: list[str], score: str, higher: bool) -> str:
-    """The Markdown table of a study's trials: a line per trial row, a column per searched name,
-    the seed only where a trial ran on more than one (`| lstm | 1 | 0.01 | 64 | 90.0 | ok | 20 | ✓ |`)."""
+    """The Markdown table of a study's trials: a line per trial row, a column per searched name, the
+    seed only where a trial ran on more than one
+    (`| lstm | 1 | 0.01 | 64 | 90.0 | ok | 20 | ✓ |`)."""
     return _markdown_lines(*trials_cells(trials, dims, score, higher))
 
 
@@ -322,10 +327,11 @@ def trials_csv(trials: pd.DataFrame, dims: list[str]) -> pd.DataFrame:
 def final_tables(
     study: pd.DataFrame, dims: list[str], trials: pd.DataFrame
 ) -> list[tuple[str, pd.DataFrame, Extra]]:
-    """The final runs of a study as tables (split as table_groups splits results: by machine...),
-    a line per cell and setting with its chosen values, the trial they came from and the number of
+    """The final runs of a study as tables (split as table_groups splits results: by machine...), a
+    line per cell and setting with its chosen values, the trial they came from and the number of
     trials of its cell (of those planned, where fewer ran); each with table_groups' stem
-    (`[("pmnist-v2-cpu", summary, Extra(...))]`, whose line reads `| lstm | 0.01 | 1 | 4 | 82.00 ± 2.00 | ...`)."""
+    (`[("pmnist-v2-cpu", summary, Extra(...))]`, whose line reads
+    `| lstm | 0.01 | 1 | 4 | 82.00 ± 2.00 | ...`)."""
     finals = study[study["phase"] == "final"]
     if finals.empty:
         return []

@@ -1,5 +1,5 @@
-"""Results tables: their columns (`Column`, TABLE_COLUMNS), cells (`_cells`: the precision the test set
-supports, ± where there are seeds to spread, bold only for a clear best) and captions
+"""Results tables: their columns (`Column`, TABLE_COLUMNS), cells (`_cells`: the precision the test
+set supports, ± where there are seeds to spread, bold only for a clear best) and captions
 (`table_caption`: what the table shows, in words), as Markdown and as LaTeX that compiles."""
 
 from __future__ import annotations
@@ -210,8 +210,8 @@ def markdown_table(summary: pd.DataFrame, extra: Extra = Extra()) -> str:
 
 
 def _markdown_lines(header: list[str], body: list[list[tuple[str, bool]]]) -> str:
-    """A Markdown table of texts from rows (escaped here), bold where flagged, numbers right-aligned:
-    `_markdown_lines(["Cell", "n"], [[("lstm", False), ("3", True)]])`."""
+    """A Markdown table of texts from rows (escaped here), bold where flagged, numbers
+    right-aligned: `_markdown_lines(["Cell", "n"], [[("lstm", False), ("3", True)]])`."""
     lines = [
         "| " + " | ".join(_markdown(h) for h in header) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",

@@ -87,12 +87,12 @@ def whoami() -> dict[str, Any]:
     }
 
 
-# How far two readings of one process's start time may differ. psutil derives it from the boot
-# time the kernel reports (/proc/stat btime), which is the wall clock minus the uptime, read once per
-# process: when the clock is adjusted (NTP, a VM's clock sync) a process started later reads a
-# boot time a second off, and so the same process's start a second off (seen here: btime moved
-# from ...699 to ...700 within a session, and every child then took its live parent for gone).
-# Another process given the same pid within this slack is not a real risk.
+# How far two readings of one process's start time may differ. psutil derives it from the boot time
+# the kernel reports (/proc/stat btime), which is the wall clock minus the uptime, read once per
+# process: when the clock is adjusted (NTP, a VM's clock sync) a process started later reads a boot
+# time a second off, and so the same process's start a second off (seen here: btime moved from
+# ...699 to ...700 within a session, and every child then took its live parent for gone). Another
+# process given the same pid within this slack is not a real risk.
 START_SLACK_S = 2.0
 
 

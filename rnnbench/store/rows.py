@@ -64,7 +64,8 @@ def frame(rows: list[dict[str, str]]) -> pd.DataFrame:
 
 def read_path(path: Path, kind: str = "rows", warn: bool = True) -> pd.DataFrame:
     """Every usable row of a results (or curves, `kind="curves"`) file, upgraded to this version;
-    the others are skipped with a warning naming file and line. ForeignFile if the file is not rnnbench's."""
+    the others are skipped with a warning naming file and line. ForeignFile if the file is not
+    rnnbench's."""
     parsed = csvfile.parse(path, kind)
     if warn:
         for problem in parsed.problems:
