@@ -190,7 +190,8 @@ def measure_steps(
                 ),
             }
         click.echo(
-            f"{spec:28s} {row['impl']:10s} {row['median_ms']:9.2f} ms  peak {row['peak_mb']:8.1f} MiB",
+            f"{spec:28s} {row['impl']:10s} {row['median_ms']:9.2f} ms  "
+            f"peak {row['peak_mb']:8.1f} MiB",
             err=True,
         )
         rows.append(row)
@@ -202,7 +203,8 @@ def kernel_registers(hidden: int, batch: int) -> list[dict]:
     sm_90a (cells/_eurnn_triton.py, sm90_report), compiled in a process without the interpreter."""
     code = (
         "import json; from rnnbench.cells import _eurnn_triton as t; "
-        f"print(json.dumps(t.sm90_report([(t.block_rows({batch}, {hidden}), t._pow2({hidden}))], ('fp32',))))"
+        f"print(json.dumps(t.sm90_report([(t.block_rows({batch}, {hidden}), t._pow2({hidden}))], "
+        "('fp32',))))"
     )
     environment = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     out = subprocess.run(
@@ -339,8 +341,8 @@ def environment(device: str) -> dict:
     "json_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Where the JSON goes [default: results/benchmarks/gpu.json; with --dry-run, gpu-dry-run.json in "
-    "the temporary folder]",
+    help="Where the JSON goes [default: results/benchmarks/gpu.json; with --dry-run, "
+    "gpu-dry-run.json in the temporary folder]",
 )
 @click.option("--repeats", default=10, show_default=True)
 @click.option("--warmup", default=3, show_default=True)

@@ -71,7 +71,10 @@ def unavailable(device: torch.device) -> str | None:
     if device.type == "cpu" and interpreted():
         return None
     if device.type == "cuda":
-        return f"the Triton kernels were defined for its interpreter ({INTERPRET_ENV}=1), which runs them on CPU"
+        return (
+            f"the Triton kernels were defined for its interpreter ({INTERPRET_ENV}=1), "
+            "which runs them on CPU"
+        )
     return (
         f"the Triton kernels run on CUDA devices (on CPU only under Triton's interpreter, "
         f"{INTERPRET_ENV}=1, for tests); this is {device.type}"

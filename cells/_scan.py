@@ -214,7 +214,8 @@ def log_scan(log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
     """
     if log_a.is_complex() or log_b.is_complex():
         raise ValueError(
-            "log_scan: takes the real logarithms of positive a and b; use linear_scan for complex values"
+            "log_scan: takes the real logarithms of positive a and b; "
+            "use linear_scan for complex values"
         )
     if _time_varying(log_a, log_b):
         a_star = torch.cumsum(log_a, 1)  # (B, T, ...): log(a_0 a_1 ... a_t)

@@ -20,8 +20,10 @@ HOCHREITER = """@article{hochreiter1997long,
   author={Hochreiter, Sepp and Schmidhuber, J{\\"u}rgen},
   journal={Neural Computation}, volume={9}, number={8}, pages={1735--1780}, year={1997}}"""
 CHO = """@inproceedings{cho2014learning,
-  title={Learning Phrase Representations using {RNN} Encoder-Decoder for Statistical Machine Translation},
-  author={Cho, Kyunghyun and van Merri{\\"e}nboer, Bart and Gulcehre, Caglar and Bahdanau, Dzmitry and
+  title={Learning Phrase Representations using {RNN} Encoder-Decoder for Statistical Machine \
+Translation},
+  author={Cho, Kyunghyun and van Merri{\\"e}nboer, Bart and Gulcehre, Caglar and Bahdanau, Dzmitry \
+and
           Bougares, Fethi and Schwenk, Holger and Bengio, Yoshua},
   booktitle={Proceedings of EMNLP}, pages={1724--1734}, year={2014}, note={arXiv:1406.1078}}"""
 

@@ -48,7 +48,8 @@ from rnnbench.registry import register_cell
 Scheme = Literal["imex", "explicit"]
 
 CITATION = """@inproceedings{rusch2021coupled,
-  title={Coupled Oscillatory Recurrent Neural Network ({coRNN}): An accurate and (gradient) stable architecture for learning long time dependencies},
+  title={Coupled Oscillatory Recurrent Neural Network ({coRNN}): An accurate and (gradient) stable \
+architecture for learning long time dependencies},
   author={Rusch, T. Konstantin and Mishra, Siddhartha},
   booktitle={International Conference on Learning Representations (ICLR)},
   year={2021},

@@ -167,7 +167,8 @@ class EURNN(nn.Module):
             capacity = 2 if capacity is None else capacity
             if not 1 <= capacity <= n:
                 raise ValueError(
-                    f"EURNN capacity must be in [1, hidden_size={n}] for style='tunable'; got {capacity}"
+                    f"EURNN capacity must be in [1, hidden_size={n}] for style='tunable'; "
+                    f"got {capacity}"
                 )
         self.input_size, self.hidden_size = input_size, n
         self.capacity, self.style, self.output, self.boundary = capacity, style, output, boundary
@@ -394,7 +395,10 @@ def _fused_unavailable(device: torch.device) -> str | None:
     if device.type != "cpu":
         return f"the fused kernel is a CPU kernel; this is {device.type}"
     if _eurnn_fused.load() is None:
-        return "the fused kernel could not be built here (a C++ compiler and ninja are needed; see README.md)"
+        return (
+            "the fused kernel could not be built here (a C++ compiler and ninja are needed; "
+            "see README.md)"
+        )
     return None
 
 

@@ -188,8 +188,9 @@ class IndRNN(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"{self.input_size}, {self.hidden_size}, layers={self.layers}, max_length={self.max_length}, "
-            f"max_gain={self.max_gain}, bound={self.bound:.6g}, init={self.init}"
+            f"{self.input_size}, {self.hidden_size}, layers={self.layers}, "
+            f"max_length={self.max_length}, max_gain={self.max_gain}, bound={self.bound:.6g}, "
+            f"init={self.init}"
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -170,7 +170,10 @@ class LMU(nn.Module):
         return self.a_bar, self.b_bar
 
     def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}, order={self.order}, theta={self.theta}, init={self.init}"
+        return (
+            f"{self.input_size}, {self.hidden_size}, order={self.order}, theta={self.theta}, "
+            f"init={self.init}"
+        )
 
     def step_matrix(self, dtype: torch.dtype) -> torch.Tensor:
         """The (d + n, d + n) matrix M with [m_t, z_t] = [m_{t-1}, h_{t-1}] @ M + (terms in x_t),

@@ -73,7 +73,8 @@ Candidate = Literal["g", "linear"]
 
 CITATION = """@article{feng2024were,
   title={Were {RNNs} All We Needed?},
-  author={Feng, Leo and Tung, Frederick and Ahmed, Mohamed Osama and Bengio, Yoshua and Hajimirsadeghi, Hossein},
+  author={Feng, Leo and Tung, Frederick and Ahmed, Mohamed Osama and Bengio, Yoshua and \
+Hajimirsadeghi, Hossein},
   journal={arXiv preprint arXiv:2410.01201},
   year={2024}
 }"""

@@ -84,7 +84,8 @@ from rnnbench.registry import register_cell
 ExpInit = Literal["cayley", "henaff"]
 
 EXPRNN_CITATION = """@inproceedings{lezcano2019cheap,
-  title={Cheap Orthogonal Constraints in Neural Networks: A Simple Parametrization of the Orthogonal and
+  title={Cheap Orthogonal Constraints in Neural Networks: A Simple Parametrization of the \
+Orthogonal and
          Unitary Group},
   author={Lezcano-Casado, Mario and Mart{\\'i}nez-Rubio, David},
   booktitle={Proceedings of the 36th International Conference on Machine Learning (ICML)},

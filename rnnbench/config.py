@@ -191,7 +191,8 @@ class RunConfig:
             self.lr_warmup_steps >= self.steps
         ):  # (the run would never reach --lr; cosine would divide by 0)
             raise ValueError(
-                f"--lr-warmup-steps {self.lr_warmup_steps} must be smaller than --steps {self.steps}"
+                f"--lr-warmup-steps {self.lr_warmup_steps} must be smaller than "
+                f"--steps {self.steps}"
             )
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"--lr-decay must be in (0, 1] (1 = no decay); got {self.lr_decay!r}")

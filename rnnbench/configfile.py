@@ -301,9 +301,11 @@ def keep(results: Path, name: str, document: dict[str, Any]) -> Path | None:
     saying how to run it again; a file that cannot be written costs a warning, never the sweep."""
     path = sweep_path(results, name)
     header = (
-        f"The resolved config of `rnnbench {document['command']}` (written by rnnbench). From the folder\n"
-        f"that holds {results.name}/: rnnbench {document['command']} --config {path.relative_to(results.parent)} "
-        f"--results {results.name}\nplans the same runs again (with the same --plugin modules, if any)."
+        f"The resolved config of `rnnbench {document['command']}` (written by rnnbench). "
+        "From the folder\n"
+        f"that holds {results.name}/: rnnbench {document['command']} --config "
+        f"{path.relative_to(results.parent)} --results {results.name}\n"
+        "plans the same runs again (with the same --plugin modules, if any)."
     )
     try:
         write(path, document, header)

@@ -100,7 +100,8 @@ def execute(
                 if isinstance(claim, claims.Held):
                     if run.key not in told:
                         log.info(
-                            f"{run.describe()} is being trained by {claim.describe()}: waiting for its row"
+                            f"{run.describe()} is being trained by {claim.describe()}: "
+                            "waiting for its row"
                         )
                         told.add(run.key)
                     continue
@@ -340,8 +341,8 @@ def run_local(runs: list[PlannedRun], jobs: int, results: Path, poll_s: float = 
                     job.result()
                 except Exception as error:  # noqa: BLE001 - the row (if any) says what happened
                     log.info(
-                        f"{run.describe()}: the process ended with {type(error).__name__}: {error}; "
-                        f"see {logs / job.job_id}"
+                        f"{run.describe()}: the process ended with {type(error).__name__}: "
+                        f"{error}; see {logs / job.job_id}"
                     )
     except BaseException:  # Ctrl-C, SIGTERM: stop the runs now, they resume from their checkpoints
         for job, _ in running:
@@ -483,8 +484,8 @@ class _Elsewhere(Executor):
         missing = len(runs) - len(rows)
         if missing:
             log.info(
-                f"{missing} of {len(runs)} runs wrote no row (killed or cancelled); run the same command again "
-                "to run them, `rnnbench status` to see which"
+                f"{missing} of {len(runs)} runs wrote no row (killed or cancelled); run the same "
+                "command again to run them, `rnnbench status` to see which"
             )
         return rows
 

@@ -190,7 +190,8 @@ class Monitor:
             else ""
         )
         log.info(
-            f"{self._where(point['step'])}; valid {point['acc']:.4f}, loss {point['loss']:.4f}{health}"
+            f"{self._where(point['step'])}; valid {point['acc']:.4f}, "
+            f"loss {point['loss']:.4f}{health}"
         )
         self.last_line = time.perf_counter()
 
@@ -238,8 +239,8 @@ class Monitor:
         except OSError as error:
             self.writer = None
             log.warning(
-                f"{self.name}: TensorBoard stops here, its event files cannot be written ({error}); the run "
-                "goes on, its curves file has every point"
+                f"{self.name}: TensorBoard stops here, its event files cannot be written "
+                f"({error}); the run goes on, its curves file has every point"
             )
 
     def _where(self, step: int) -> str:

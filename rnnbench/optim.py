@@ -75,7 +75,8 @@ def param_groups(
         for p in params:
             if id(p) not in in_model:
                 raise ValueError(
-                    f"lr group {name!r} of the cell holds a tensor that is not a parameter of the model"
+                    f"lr group {name!r} of the cell holds a tensor "
+                    "that is not a parameter of the model"
                 )
             if id(p) in owner:
                 raise ValueError(

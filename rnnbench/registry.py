@@ -67,7 +67,8 @@ class Option:
             raise RegistryError(f"{owner}: option {self.name}={text!r} is not a finite number")
         if self.choices is not None and value not in self.choices:
             raise RegistryError(
-                f"{owner}: option {self.name}={text!r} is not one of {', '.join(map(str, self.choices))}"
+                f"{owner}: option {self.name}={text!r} is not one of "
+                f"{', '.join(map(str, self.choices))}"
             )
         return value
 
@@ -239,12 +240,13 @@ class Registry:
             where = f"{place} ({target.__module__}.{target.__qualname__})"
             if not NAME_PATTERN.match(name):
                 raise RegistryError(
-                    f"{self.kind} name {name!r} at {where}: use lowercase letters, digits and hyphens"
+                    f"{self.kind} name {name!r} at {where}: "
+                    "use lowercase letters, digits and hyphens"
                 )
             if name in self._entries:
                 raise RegistryError(
-                    f"{self.kind} {name!r} is registered twice: first at {self._entries[name].where}, "
-                    f"again at {where}"
+                    f"{self.kind} {name!r} is registered twice: first at "
+                    f"{self._entries[name].where}, again at {where}"
                 )
             options = _options_of(factory, f"{self.kind} {name!r}", self.leading)
             self._entries[name] = Entry(

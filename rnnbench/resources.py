@@ -192,7 +192,10 @@ def check_memory(
         for pool, needed in need.needs(device).items():
             if needed * runs_at_once > available[pool]:
                 where = "this machine has" if pool == "host" else f"the GPU ({device}) has"
-                share = f" ({format_bytes(available[pool] / runs_at_once)} for each of {runs_at_once} runs at once)"
+                share = (
+                    f" ({format_bytes(available[pool] / runs_at_once)} for each of {runs_at_once} "
+                    "runs at once)"
+                )
                 cause, advice = _cause(need, spec, run_config, task_spec)
                 raise ValueError(
                     f"{cause}: {spec} needs about {format_bytes(needed)} ({need.describe()}), "

@@ -737,9 +737,10 @@ def summary_line(row: dict[str, Any]) -> str:
         return format(value, spec) if isinstance(value, (int, float)) and value != "" else "-"
 
     return (
-        f"{row['cell_spec']} N={row['hidden_size']} seed {row['seed']}: {row['status']}, test acc {fmt(row.get('test_acc'), '.4f')}"
-        f" (final {fmt(row.get('test_acc_final'), '.4f')}), {fmt(row.get('train_time_s'), '.1f')} s, "
-        f"{fmt(row.get('step_time_ms'), '.1f')} ms/step, peak {fmt(row.get('peak_mem_mb'), '.0f')} MiB"
+        f"{row['cell_spec']} N={row['hidden_size']} seed {row['seed']}: {row['status']}, test acc "
+        f"{fmt(row.get('test_acc'), '.4f')} (final {fmt(row.get('test_acc_final'), '.4f')}), "
+        f"{fmt(row.get('train_time_s'), '.1f')} s, {fmt(row.get('step_time_ms'), '.1f')} ms/step, "
+        f"peak {fmt(row.get('peak_mem_mb'), '.0f')} MiB"
         + (f" [{row['error']}]" if row.get("error") else "")
         + (
             f"\n  warning: its times deserve caution: {row['timing_note']}"
@@ -747,7 +748,8 @@ def summary_line(row: dict[str, Any]) -> str:
             else ""
         )
         + (
-            f"\n  (building or loading its kernels took {row['build_time_s']:.0f} s, outside every clock)"
+            f"\n  (building or loading its kernels took {row['build_time_s']:.0f} s, "
+            "outside every clock)"
             if isinstance(row.get("build_time_s"), float) and row["build_time_s"] >= 5
             else ""
         )

@@ -289,7 +289,8 @@ def make_study(
     overlap = sorted(set(tune_seeds) & set(final_seeds))
     if overlap:
         raise ValueError(
-            f"--final-seeds must be fresh seeds, not ones the tuning used: {', '.join(map(str, overlap))}"
+            "--final-seeds must be fresh seeds, not ones the tuning used: "
+            f"{', '.join(map(str, overlap))}"
         )
     return Study(
         name, specs, space, trials or 0, sampler, pruner, tune_seeds, final_seeds, sampler_seed
@@ -615,13 +616,14 @@ class Tuner:
             ]
             if "no row" in outcomes:
                 log.info(
-                    f"study {self.study.name}: {outcomes.count('no row')} trials wrote no row (killed?); "
-                    "run the same command again to take them up"
+                    f"study {self.study.name}: {outcomes.count('no row')} trials wrote no row "
+                    "(killed?); run the same command again to take them up"
                 )
                 return False
             if "retry" in outcomes:
                 log.info(
-                    f"study {self.study.name}: {outcomes.count('retry')} trials failed: trying them once more"
+                    f"study {self.study.name}: {outcomes.count('retry')} trials failed: trying "
+                    "them once more"
                 )
 
     def chosen(self) -> dict[str, Outcome | None]:

@@ -39,7 +39,8 @@ MEASURED_CHANCE = {
 }
 LRA = """@inproceedings{tay2021long,
   title={Long Range Arena: A Benchmark for Efficient Transformers},
-  author={Tay, Yi and Dehghani, Mostafa and Abnar, Samira and Shen, Yikang and Bahri, Dara and Pham, Philip
+  author={Tay, Yi and Dehghani, Mostafa and Abnar, Samira and Shen, Yikang and Bahri, Dara and \
+Pham, Philip
           and Rao, Jinfeng and Yang, Liu and Ruder, Sebastian and Metzler, Donald},
   booktitle={International Conference on Learning Representations}, year={2021},
   note={arXiv:2011.04006}}

@@ -18,7 +18,8 @@ from rnnbench.task import Split, Splits, Task, TokenTask, split_generators
 
 BLANK, MARKER, SYMBOLS, RECALLED = 0, 9, 8, 10
 ARJOVSKY = """@inproceedings{arjovsky2016unitary,
-  title={Unitary Evolution Recurrent Neural Networks}, author={Arjovsky, Martin and Shah, Amar and Bengio, Yoshua},
+  title={Unitary Evolution Recurrent Neural Networks}, author={Arjovsky, Martin and Shah, Amar and \
+Bengio, Yoshua},
   booktitle={International Conference on Machine Learning}, pages={1120--1128}, year={2016}}"""
 
 

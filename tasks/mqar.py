@@ -156,7 +156,8 @@ class MQAR(TokenTask):
     def example(self) -> dict[str, Any]:
         inputs, targets = self.example_input()
         return {
-            f"the input: {self.length} steps, one-hot over {self.vocab_size} tokens (0 blank, keys, values)": inputs,
+            f"the input: {self.length} steps, one-hot over {self.vocab_size} tokens (0 blank, "
+            "keys, values)": inputs,
             "the target: the value at each query (0: no target)": targets.clamp(min=0)
             .numpy()
             .astype(float),

@@ -143,16 +143,17 @@ def fetch_missing(
     if silent and len(missing) > 1:
         they = "it was" if len(silent) == 1 else "they were"
         tried.append(
-            f"  ({', '.join(sorted(silent))} did not answer, so {they} not asked for the other files)"
+            f"  ({', '.join(sorted(silent))} did not answer, "
+            f"so {they} not asked for the other files)"
         )
     width = max(len(f.name) for f in missing) + 5
     source = f"from {mirrors[0].rstrip('/')}/NAME.gz for example, or " if mirrors else "or "
     raise DownloadError(
-        f"{what + ': ' if what else ''}{len(missing)} file{'s are' if len(missing) > 1 else ' is'} missing from "
-        f"{folder}, and no mirror gave a good copy:\n"
+        f"{what + ': ' if what else ''}{len(missing)} file{'s are' if len(missing) > 1 else ' is'} "
+        f"missing from {folder}, and no mirror gave a good copy:\n"
         + "\n".join(tried)
-        + f"\nPut {'these files' if len(missing) > 1 else 'it'} into {folder} yourself, as published (gzipped) or "
-        "decompressed:\n"
+        + f"\nPut {'these files' if len(missing) > 1 else 'it'} into {folder} yourself, as "
+        "published (gzipped) or decompressed:\n"
         + "\n".join(f"  {f.name + '.gz':{width}}or  {f.name}" for f in missing)
         + f"\n{source}pass --data-dir a folder that holds them; then run again."
     )

@@ -161,7 +161,8 @@ def _write_report(
     for stem, part in table_groups(summary) if summary is not None else ():
         if len(commits := mixed_commits(part)) > 1:
             warnings.warn(
-                f"table {stem} mixes rows from {len(commits)} versions of the code: {', '.join(commits)}; "
+                f"table {stem} mixes rows from {len(commits)} versions of the code: "
+                f"{', '.join(commits)}; "
                 "`rnnbench run --force` the older ones, or report them apart",
                 stacklevel=3,
             )
@@ -213,8 +214,9 @@ def _write_report(
                 "other-runs",
                 "Runs in no table",
                 [
-                    "These runs are in no table above: their status is left out of the tables (rnnbench report "
-                    "--status), so a task whose runs all failed has its errors here."
+                    "These runs are in no table above: their status is left out of the tables "
+                    "(rnnbench report --status), so a task whose runs all failed has its errors "
+                    "here."
                 ],
                 runs=unlisted,
             )

@@ -64,7 +64,10 @@ def cell_color(name: str) -> tuple[float, float, float]:
 def memory_label(sources) -> str:
     """The axis label of peak memory, in words for the way it was measured."""
     sources = {s for source in sources for s in str(source).split(",") if s}
-    return f"{MEMORY_WORDS.get(sources.pop(), 'peak memory') if len(sources) == 1 else 'peak memory'} (MiB)"
+    return (
+        f"{MEMORY_WORDS.get(sources.pop(), 'peak memory') if len(sources) == 1 else 'peak memory'} "
+        "(MiB)"
+    )
 
 
 def _inside_axes(extent, box, slack: float = 0.5) -> bool:

@@ -31,10 +31,19 @@ from rnnbench.report.read import differing_config
 # What each figure of a table shows, by the end of its file name (figures.plot_group,
 # studies.write_study).
 FIGURE_WORDS = {
-    "valid-acc-vs-step": "Validation score against training step (mean over seeds, band: ±1 standard deviation).",
-    "valid-acc-vs-time": "Validation score against training time (mean over seeds, band: ±1 standard deviation).",
-    "test-acc": "Test score of each cell (mean ± standard deviation; dashed: published results and baselines).",
-    "tradeoff": "Test score (mean ± standard deviation) against parameters and against time per step.",
+    "valid-acc-vs-step": (
+        "Validation score against training step (mean over seeds, band: ±1 standard deviation)."
+    ),
+    "valid-acc-vs-time": (
+        "Validation score against training time (mean over seeds, band: ±1 standard deviation)."
+    ),
+    "test-acc": (
+        "Test score of each cell (mean ± standard deviation; "
+        "dashed: published results and baselines)."
+    ),
+    "tradeoff": (
+        "Test score (mean ± standard deviation) against parameters and against time per step."
+    ),
     "cost": "Median time per training step and peak memory of each cell.",
     "trials": "Each trial's validation score against the values it tried; ★ the chosen trial.",
     "input": "One example of the task's input, as the cell sees it.",

@@ -54,7 +54,8 @@ EDGE = (
 TRIALS_NOTE = (
     "✓: the chosen trial (the one whose setting the final runs use; before they exist, the best "
     "validation score among complete trials). Pruned: stopped early by the pruner, with its best "
-    "validation score so far. –: not recorded. The trials' test scores play no part and are not shown."
+    "validation score so far. –: not recorded. "
+    "The trials' test scores play no part and are not shown."
 )
 
 
@@ -209,8 +210,8 @@ def edge_notes(cell: str, space: dict, setting: dict) -> list[str]:
         side, searched = _edge(dimension, float(value))
         if side:
             notes.append(
-                f"{cell}: the chosen {name} {_value_text(value)} is at the {side} edge of the searched "
-                f"{searched}: the optimum may lie outside it"
+                f"{cell}: the chosen {name} {_value_text(value)} is at the {side} edge of the "
+                f"searched {searched}: the optimum may lie outside it"
             )
     return notes
 
@@ -362,8 +363,9 @@ def final_tables(
     ) + (("Trial", dict(summary["trial"])), ("Trials", dict(summary["trials"])))
     name = summary["study"].iloc[0] or "unnamed"
     note = (
-        f"Study {name}: the final runs of each cell's chosen setting ({', '.join(dims) or 'nothing searched'}; "
-        "Trial: the trial it was chosen from by validation score; Trials: the cell's trials)."
+        f"Study {name}: the final runs of each cell's chosen setting "
+        f"({', '.join(dims) or 'nothing searched'}; Trial: the trial it was chosen from by "
+        "validation score; Trials: the cell's trials)."
     )
     return [
         (stem, part, Extra(columns, shown=tuple(dims) + ("study",), note=note))
@@ -559,8 +561,8 @@ def write_study(
     missing = sorted(set(trials["cell"]) - set(study.loc[study["phase"] == "final", "study_cell"]))
     if missing:
         said = (
-            f"No final runs of {', '.join(missing)} in these rows: tuning is still going or stopped before "
-            "them (or they did not end ok: see --status)."
+            f"No final runs of {', '.join(missing)} in these rows: tuning is still going or "
+            "stopped before them (or they did not end ok: see --status)."
         )
         text.append(_markdown(said) + "\n")
         section.words.append(_printable(said))

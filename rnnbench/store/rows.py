@@ -72,8 +72,8 @@ def read_path(path: Path, kind: str = "rows", warn: bool = True) -> pd.DataFrame
             warnings.warn(problem, stacklevel=2)
         if parsed.torn_at is not None:
             warnings.warn(
-                f"{path} ends in a torn row ({path.stat().st_size - parsed.torn_at} bytes): ignored; the "
-                "next append to the file moves it aside",
+                f"{path} ends in a torn row ({path.stat().st_size - parsed.torn_at} bytes): "
+                "ignored; the next append to the file moves it aside",
                 stacklevel=2,
             )
     rows = [upgrade(row) for row in parsed.rows] if kind == "rows" else parsed.rows
