@@ -13,8 +13,9 @@ against fused, and the step memory of every fused configuration against `rnn`'s)
 denormals are flushed to zero on every thread (see rnnbench.measure) unless --keep-denormals.
 The fused kernel is CPU-only: on CUDA its rows are left out.
 
-    python benchmarks/cells.py                      # N=256, T=784, B=100 and full capacity at N=64, T=196
-    python benchmarks/cells.py --quick              # seconds: small sizes, to check it runs
+    python benchmarks/cells.py                             # N=256, T=784, B=100 and full capacity
+                                                           # at N=64, T=196
+    python benchmarks/cells.py --quick                     # seconds: small sizes, to check it runs
     python benchmarks/cells.py --csv t.csv --json t.json   # also as tables for the report
 """
 

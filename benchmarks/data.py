@@ -90,7 +90,8 @@ def main(data_dir, dataset, repeats, quick):
 
         task_s = _median_seconds(task_load, repeats)
     click.echo(
-        f"{dataset} files in {'generated scratch files' if generated else data_dir}, median of {repeats}"
+        f"{dataset} files in {'generated scratch files' if generated else data_dir}, "
+        f"median of {repeats}"
     )
     click.echo(f"  parse + checksum, gzipped files  {gz_s:7.3f} s")
     click.echo(f"  parse + checksum, plain files    {plain_s:7.3f} s")

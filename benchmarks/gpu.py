@@ -1,7 +1,7 @@
 """Every CUDA path, checked by one command on one GPU, into one JSON (issue 17).
 
-    python benchmarks/gpu.py                       # on a GPU machine: under 10 minutes on one H200
-    python benchmarks/gpu.py --dry-run             # anywhere: every step on CPU at tiny sizes, no CUDA
+    python benchmarks/gpu.py             # on a GPU machine: under 10 minutes on one H200
+    python benchmarks/gpu.py --dry-run   # anywhere: every step on CPU at tiny sizes, no CUDA
 
 Four steps, each recorded in the JSON (default results/benchmarks/gpu.json) with the environment:
   1. tests: the `cuda`-marked tests (pytest -m cuda), with the compiled Triton kernels
@@ -68,8 +68,8 @@ NOTEBOOK_STEPS = 40_000  # the seed notebook's run: 45.9 hours
 
 
 def run_tests(dry_run: bool) -> dict:
-    """Step 1: pytest -m cuda (with --dry-run, only collected: without a GPU they would all skip); its
-    exit status and last line."""
+    """Step 1: pytest -m cuda (with --dry-run, only collected: without a GPU they would all skip);
+    its exit status and last line."""
     environment = {**os.environ, "TRITON_INTERPRET": "0"}
     command = [
         sys.executable,
@@ -112,7 +112,7 @@ def time_step_events(
         f, b = step_parts(timed=True)
         forward.append(f)
         backward.append(b)
-    total = [f + b for f, b in zip(forward, backward)]
+    total = [f + b for f, b in zip(forward, backward, strict=True)]
     return {
         "cell": spec,
         "impl": bench_cells.implementation(cell),
@@ -130,8 +130,8 @@ def time_step_events(
 
 
 def _step_parts(spec, hidden, steps, batch, device):
-    """benchmarks/cells.py's training step, split into its forward (with the loss) and backward (with
-    the update); `step(timed=True)` returns their durations in ms."""
+    """benchmarks/cells.py's training step, split into its forward (with the loss) and backward
+    (with the update); `step(timed=True)` returns their durations in ms."""
     torch.manual_seed(0)
     cell = bench_cells.rnnbench.build_cell(spec, input_size=1, hidden_size=hidden).to(device)
     readout = torch.nn.Linear(cell.output_size, 10).to(device)
@@ -171,7 +171,8 @@ def _step_parts(spec, hidden, steps, batch, device):
 def measure_steps(
     dry_run: bool, device: str, hidden: int, steps: int, batch: int, repeats: int, warmup: int
 ) -> list[dict]:
-    """Step 2: every cell's step time (fresh process each) and peak memory (another fresh process)."""
+    """Step 2: every cell's step time (fresh process each) and peak memory (another fresh
+    process)."""
     rows = []
     for spec in CELLS:
         if dry_run:
@@ -189,7 +190,8 @@ def measure_steps(
                 ),
             }
         click.echo(
-            f"{spec:28s} {row['impl']:10s} {row['median_ms']:9.2f} ms  peak {row['peak_mb']:8.1f} MiB",
+            f"{spec:28s} {row['impl']:10s} {row['median_ms']:9.2f} ms  "
+            f"peak {row['peak_mb']:8.1f} MiB",
             err=True,
         )
         rows.append(row)
@@ -201,7 +203,8 @@ def kernel_registers(hidden: int, batch: int) -> list[dict]:
     sm_90a (cells/_eurnn_triton.py, sm90_report), compiled in a process without the interpreter."""
     code = (
         "import json; from rnnbench.cells import _eurnn_triton as t; "
-        f"print(json.dumps(t.sm90_report([(t.block_rows({batch}, {hidden}), t._pow2({hidden}))], ('fp32',))))"
+        f"print(json.dumps(t.sm90_report([(t.block_rows({batch}, {hidden}), t._pow2({hidden}))], "
+        "('fp32',))))"
     )
     environment = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     out = subprocess.run(
@@ -338,8 +341,8 @@ def environment(device: str) -> dict:
     "json_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Where the JSON goes [default: results/benchmarks/gpu.json; with --dry-run, gpu-dry-run.json in "
-    "the temporary folder]",
+    help="Where the JSON goes [default: results/benchmarks/gpu.json; with --dry-run, "
+    "gpu-dry-run.json in the temporary folder]",
 )
 @click.option("--repeats", default=10, show_default=True)
 @click.option("--warmup", default=3, show_default=True)

@@ -118,13 +118,13 @@ def main(cell, hidden, steps, batch, repeats, log_every, quick):
         f"  runner + tb {1e3 * board_s / steps:9.2f} ms/step {spread(board)} (--tensorboard)"
     )
     click.echo(
-        f"  overhead    {100 * (runner_s / bare_s - 1):+9.1f} % (medians; compare with the spreads), "
-        f"{100 * (board_s / bare_s - 1):+.1f} % with --tensorboard"
+        f"  overhead    {100 * (runner_s / bare_s - 1):+9.1f} % (medians; compare with the "
+        f"spreads), {100 * (board_s / bare_s - 1):+.1f} % with --tensorboard"
     )
     click.echo(
-        f"  logging     {100 * statistics.median(logging):9.3f} % of training time (a curve point every "
-        f"{log_every} steps), {100 * statistics.median(board_logging):.3f} % with --tensorboard "
-        "(each run's log_time_s / train_time_s; budget 1 %)"
+        f"  logging     {100 * statistics.median(logging):9.3f} % of training time (a curve point "
+        f"every {log_every} steps), {100 * statistics.median(board_logging):.3f} % with "
+        "--tensorboard (each run's log_time_s / train_time_s; budget 1 %)"
     )
 
 

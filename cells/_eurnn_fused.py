@@ -2,8 +2,8 @@
 the fused recurrence. (The same module also holds the dense path's step loop; DenseRecurrence in
 eurnn.py calls it.)
 
-The kernel is C++ compiled with torch's extension tools the first time it is used, then cached
-(in $TORCH_EXTENSIONS_DIR/NAME, by default ~/.cache/torch_extensions/NAME). It needs a C++ compiler with
+The kernel is C++ compiled with torch's extension tools the first time it is used, then cached (in
+$TORCH_EXTENSIONS_DIR/NAME, by default ~/.cache/torch_extensions/NAME). It needs a C++ compiler with
 OpenMP SIMD support (g++ or clang++); building takes about a minute, once per machine type. When no
 compiler is available, `load()` returns None after a single warning, and EURNN's impl=auto runs
 `dense` or `reference` instead (impl=fused fails, naming what can run).
@@ -173,13 +173,13 @@ def _acquire(lock, folder: Path) -> None:
             waited = time.monotonic() - start
             if waited >= timeout:
                 raise BuildLockTimeout(
-                    f"gave up after waiting {waited:.0f} s ({LOCK_TIMEOUT_ENV}={timeout:g}) for the build lock "
-                    f"{folder / 'build.lock'}, held by {_holder(folder)}"
+                    f"gave up after waiting {waited:.0f} s ({LOCK_TIMEOUT_ENV}={timeout:g}) for "
+                    f"the build lock {folder / 'build.lock'}, held by {_holder(folder)}"
                 ) from None
             if waited >= notice_at:
                 announce(
-                    f"waiting for the fused EURNN kernel, built by {_holder(folder)} "
-                    f"(lock {folder / 'build.lock'}; giving up after {LOCK_TIMEOUT_ENV}={timeout:g} s)"
+                    f"waiting for the fused EURNN kernel, built by {_holder(folder)} (lock "
+                    f"{folder / 'build.lock'}; giving up after {LOCK_TIMEOUT_ENV}={timeout:g} s)"
                 )
                 notice_at = waited + LOCK_NOTICE_EVERY_S
             attempt = max(0.0, min(timeout - waited, 1.0))
@@ -262,12 +262,13 @@ def load():
             lines = str(error).strip().splitlines() or [type(error).__name__]
             first_line = next((ln for ln in lines if "error:" in ln), lines[0])[:300]
             reason = (
-                f"{type(error).__name__}: {first_line}; the kernel needs a C++ compiler (g++ or clang++) "
-                "and ninja, see README.md"
+                f"{type(error).__name__}: {first_line}; the kernel needs a C++ compiler (g++ or "
+                "clang++) and ninja, see README.md"
             )
         warnings.warn(
-            f"rnnbench could not build the fused EURNN kernel ({reason}). EURNN with impl=auto runs 'dense' "
-            "(with its steps in Python, slower) or 'reference' instead; impl=fused cannot run.",
+            f"rnnbench could not build the fused EURNN kernel ({reason}). EURNN with impl=auto "
+            "runs 'dense' (with its steps in Python, slower) or 'reference' instead; impl=fused "
+            "cannot run.",
             RuntimeWarning,
             stacklevel=2,
         )

@@ -71,7 +71,10 @@ def unavailable(device: torch.device) -> str | None:
     if device.type == "cpu" and interpreted():
         return None
     if device.type == "cuda":
-        return f"the Triton kernels were defined for its interpreter ({INTERPRET_ENV}=1), which runs them on CPU"
+        return (
+            f"the Triton kernels were defined for its interpreter ({INTERPRET_ENV}=1), "
+            "which runs them on CPU"
+        )
     return (
         f"the Triton kernels run on CUDA devices (on CPU only under Triton's interpreter, "
         f"{INTERPRET_ENV}=1, for tests); this is {device.type}"
@@ -106,8 +109,8 @@ def _pow2(n: int) -> int:
 # two) stay within MAX_UNITS and its sequences within MAX_ROWS, for N >= MIN_SHARED_N: the backward
 # kernel keeps a dozen values per unit live, and ptxas (Triton 3.8 and 3.9) spills registers on
 # sm_90 beyond that (at 4096 units and 4 warps; at 512 units of several sequences and 16 warps; at
-# 128 sequences of N = 2 or 32 of N = 4). tests/test_eurnn_triton.py compiles every launch configuration and checks. (One sequence
-# of N = 1024 is 1024 units, at 16 warps: no spills.)
+# 128 sequences of N = 2 or 32 of N = 4). tests/test_eurnn_triton.py compiles every launch
+# configuration and checks. (One sequence of N = 1024 is 1024 units, at 16 warps: no spills.)
 MAX_UNITS = 256
 MAX_ROWS = 16
 MIN_SHARED_N = 16  # below, one sequence a program (32 sequences of N = 4 in float64 spill)
@@ -220,7 +223,7 @@ def sm90_report(
                     )
                 text = out.stdout + out.stderr
 
-                def number(pattern: str) -> int | None:
+                def number(pattern: str, text: str = text) -> int | None:
                     found = re.search(pattern, text)
                     return int(found.group(1)) if found else None
 

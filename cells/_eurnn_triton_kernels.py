@@ -1,5 +1,6 @@
 """The Triton kernels of impl="triton" (see _eurnn_triton.py, which imports this module only when
-they are used: Triton is an optional dependency, and TRITON_INTERPRET is read when they are defined).
+they are used: Triton is an optional dependency, and TRITON_INTERPRET is read when they are
+defined).
 """
 
 import triton
@@ -17,8 +18,8 @@ def modrelu_scale(zr, zi, beta, shift, NOTEBOOK: tl.constexpr):
 
 @triton.jit
 def layer_mixers(table, cos_t, sin_t, cos_p, sin_p, layer, L, BLOCK_H: tl.constexpr):
-    """Layer `layer`'s mixer slots from the (3, L, BLOCK_H) table (_eurnn_triton.tables): units a and
-    b (1, BLOCK_H), mixer index m (BLOCK_H,; 0 in empty slots), ok (BLOCK_H,: not empty), and
+    """Layer `layer`'s mixer slots from the (3, L, BLOCK_H) table (_eurnn_triton.tables): units a
+    and b (1, BLOCK_H), mixer index m (BLOCK_H,; 0 in empty slots), ok (BLOCK_H,: not empty), and
     cos theta, sin theta, cos phi, sin phi (1, BLOCK_H)."""
     k = tl.arange(0, BLOCK_H)
     pa = tl.load(table + layer * BLOCK_H + k)[None, :]

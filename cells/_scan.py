@@ -151,8 +151,9 @@ class _LinearScan(torch.autograd.Function):
         g_b = _LinearScan.apply(a.conj(), g_out, not ctx.reverse)
         g_a = None
         if ctx.needs_input_grad[0]:
-            # a_t (t >= 1) joins h_{t-1} and h_t: forward, h_t = a_t h_{t-1} + ...; reverse,
-            # h_{t-1} = a_t h_t + ... . d(a x)/da against an upstream g is g conj(x) (torch's convention).
+            # a_t (t >= 1) joins h_{t-1} and h_t: forward, h_t = a_t h_{t-1} + ...;
+            # reverse, h_{t-1} = a_t h_t + ... . d(a x)/da against an upstream g is g conj(x)
+            # (torch's convention).
             g, x = (g_b[:, :-1], h[:, 1:]) if ctx.reverse else (g_b[:, 1:], h[:, :-1])
             if a.dim() < h.dim():  # time-invariant: summed over batch and time
                 g_a = (g * x.conj()).sum((0, 1)).sum_to_size(a.shape)
@@ -193,7 +194,7 @@ def loop_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     coefficients = a.unbind(1) if varying else [a] * len(steps)
     h = torch.zeros_like(b[:, 0], dtype=torch.promote_types(a.dtype, b.dtype))
     states = []
-    for a_t, b_t in zip(coefficients, steps):
+    for a_t, b_t in zip(coefficients, steps, strict=True):
         h = a_t * h + b_t
         states.append(h)
     if not states:
@@ -213,7 +214,8 @@ def log_scan(log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
     """
     if log_a.is_complex() or log_b.is_complex():
         raise ValueError(
-            "log_scan: takes the real logarithms of positive a and b; use linear_scan for complex values"
+            "log_scan: takes the real logarithms of positive a and b; "
+            "use linear_scan for complex values"
         )
     if _time_varying(log_a, log_b):
         a_star = torch.cumsum(log_a, 1)  # (B, T, ...): log(a_0 a_1 ... a_t)

@@ -20,15 +20,17 @@ HOCHREITER = """@article{hochreiter1997long,
   author={Hochreiter, Sepp and Schmidhuber, J{\\"u}rgen},
   journal={Neural Computation}, volume={9}, number={8}, pages={1735--1780}, year={1997}}"""
 CHO = """@inproceedings{cho2014learning,
-  title={Learning Phrase Representations using {RNN} Encoder-Decoder for Statistical Machine Translation},
-  author={Cho, Kyunghyun and van Merri{\\"e}nboer, Bart and Gulcehre, Caglar and Bahdanau, Dzmitry and
+  title={Learning Phrase Representations using {RNN} Encoder-Decoder for Statistical Machine \
+Translation},
+  author={Cho, Kyunghyun and van Merri{\\"e}nboer, Bart and Gulcehre, Caglar and Bahdanau, Dzmitry \
+and
           Bougares, Fethi and Schwenk, Holger and Bengio, Yoshua},
   booktitle={Proceedings of EMNLP}, pages={1724--1734}, year={2014}, note={arXiv:1406.1078}}"""
 
 # Floats kept per example, step and unit (train, eval): the memory check's (rnnbench.cell). Measured
 # as the peak resident set on CPU (B=50-200, T=120-400, N=128-512): what forward saves for backward
-# and what backward adds, over several steps, the allocator's keep included, then an evaluation batch
-# without autograd: rnn 7.7-10 / 3.0, lstm 17.6 / 2.0, gru 14.4 / 5.0; rounded up.
+# and what backward adds, over several steps, the allocator's keep included, then an evaluation
+# batch without autograd: rnn 7.7-10 / 3.0, lstm 17.6 / 2.0, gru 14.4 / 5.0; rounded up.
 RNN_MEMORY, LSTM_MEMORY, GRU_MEMORY = (10, 4), (20, 3), (18, 6)
 
 

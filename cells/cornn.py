@@ -12,12 +12,13 @@ explicit in the drive and the restoring force, implicit in the damping:
     z_n = z_{n-1} + dt tanh(W y_{n-1} + Wz z_{n-1} + V u_n + b) - dt gamma y_{n-1} - dt epsilon z_n,
     y_n = y_{n-1} + dt z_n,                                   y_0 = z_0 = 0,
 
-solved for z_n: z_n = (z_{n-1} + dt (tanh(...) - gamma y_{n-1})) / (1 + dt epsilon) (`scheme="imex"`,
-the default). The authors' code steps the damping explicitly instead, z_n = z_{n-1} + dt (tanh(...)
-- gamma y_{n-1} - epsilon z_{n-1}) (`scheme="explicit"`): the step behind the paper's published
-numbers, which its hyper-parameters were tuned with. The two differ by O(dt^2 epsilon^2) a step; at
-the psMNIST values z keeps a fraction 1 / (1 + dt epsilon) = 0.62 of itself a step (IMEX) against
-1 - dt epsilon = 0.39 (explicit), and the explicit step is only stable for dt epsilon < 2.
+solved for z_n: z_n = (z_{n-1} + dt (tanh(...) - gamma y_{n-1})) / (1 + dt epsilon)
+(`scheme="imex"`, the default). The authors' code steps the damping explicitly instead,
+z_n = z_{n-1} + dt (tanh(...) - gamma y_{n-1} - epsilon z_{n-1}) (`scheme="explicit"`): the step
+behind the paper's published numbers, which its hyper-parameters were tuned with. The two differ by
+O(dt^2 epsilon^2) a step; at the psMNIST values z keeps a fraction 1 / (1 + dt epsilon) = 0.62 of
+itself a step (IMEX) against 1 - dt epsilon = 0.39 (explicit), and the explicit step is only stable
+for dt epsilon < 2.
 and the cell outputs y_n (the authors' readout reads y too). Options `dt`, `gamma`, `epsilon`
 default to the psMNIST values, from the authors' psMNIST script (psMNIST/psMNIST_task.py in
 tk-rusch/coRNN, the run behind the paper's psMNIST result): dt = 0.076, gamma = 0.4, epsilon = 8.0
@@ -47,7 +48,8 @@ from rnnbench.registry import register_cell
 Scheme = Literal["imex", "explicit"]
 
 CITATION = """@inproceedings{rusch2021coupled,
-  title={Coupled Oscillatory Recurrent Neural Network ({coRNN}): An accurate and (gradient) stable architecture for learning long time dependencies},
+  title={Coupled Oscillatory Recurrent Neural Network ({coRNN}): An accurate and (gradient) stable \
+architecture for learning long time dependencies},
   author={Rusch, T. Konstantin and Mishra, Siddhartha},
   booktitle={International Conference on Learning Representations (ICLR)},
   year={2021},
@@ -56,7 +58,8 @@ CITATION = """@inproceedings{rusch2021coupled,
 
 
 class CoRNN(nn.Module):
-    """Coupled oscillatory RNN. `forward(x: (B, T, input_size)) -> (B, T, hidden_size)`, the positions y."""
+    """Coupled oscillatory RNN. `forward(x: (B, T, input_size)) -> (B, T, hidden_size)`, the
+    positions y."""
 
     def __init__(
         self,
@@ -96,7 +99,7 @@ class CoRNN(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, dt = self.hidden_size, self.dt
+        dt = self.dt
         xp = F.linear(x.transpose(0, 1), self.input.weight, self.input.bias)  # (T, B, n): V u_n + b
         recurrent = torch.cat(
             [self.weight_y, self.weight_z], 1
@@ -134,7 +137,8 @@ def cornn(
     epsilon: float = 8.0,
     scheme: Scheme = "imex",
 ) -> CoRNN:
-    """coRNN: coupled damped oscillators y'' = tanh(W y + Wz y' + V u + b) - gamma y - epsilon y', step dt.
+    """coRNN: coupled damped oscillators y'' = tanh(W y + Wz y' + V u + b) - gamma y - epsilon y',
+    step dt.
 
     Defaults: the paper's psMNIST hyper-parameters (dt 0.076, gamma 0.4, epsilon 8). `scheme`: imex
     (the paper's eq. 3, damping implicit) or explicit (the authors' code).

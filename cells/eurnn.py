@@ -167,7 +167,8 @@ class EURNN(nn.Module):
             capacity = 2 if capacity is None else capacity
             if not 1 <= capacity <= n:
                 raise ValueError(
-                    f"EURNN capacity must be in [1, hidden_size={n}] for style='tunable'; got {capacity}"
+                    f"EURNN capacity must be in [1, hidden_size={n}] for style='tunable'; "
+                    f"got {capacity}"
                 )
         self.input_size, self.hidden_size = input_size, n
         self.capacity, self.style, self.output, self.boundary = capacity, style, output, boundary
@@ -227,18 +228,20 @@ class EURNN(nn.Module):
             readout.bias.fill_(bias)
 
     def lr_groups(self) -> dict[str, list[nn.Parameter]]:
-        """The parameters with a learning rate of their own (rnnbench.optim): `angles`, every rotation
-        angle of U (theta, phi, and omega with diag_phase), at the spec's `angles_lr`. They live on a
-        torus, not in a vector space like the input weights and modReLU bias, which stay at --lr.
+        """The parameters with a learning rate of their own (rnnbench.optim): `angles`, every
+        rotation angle of U (theta, phi, and omega with diag_phase), at the spec's `angles_lr`. They
+        live on a torus, not in a vector space like the input weights and modReLU bias, which stay
+        at --lr.
 
         Example: `{name: len(ps) for name, ps in cell.lr_groups().items()} == {"angles": 2}`.
         """
         return {"angles": [p for p in (self.theta, self.phi, self.omega) if p is not None]}
 
     def chosen_impl(self, device: torch.device) -> str:
-        """The implementation a forward pass on `device` runs: `choose_impl` for this mesh, where the
-        fused kernel counts as available once it is built (`_eurnn_fused.load()`). Raises ValueError
-        when the implementation the spec names cannot run on `device`, naming those that can."""
+        """The implementation a forward pass on `device` runs: `choose_impl` for this mesh, where
+        the fused kernel counts as available once it is built (`_eurnn_fused.load()`). Raises
+        ValueError when the implementation the spec names cannot run on `device`, naming those that
+        can."""
         layers = self.capacity + (self.omega is not None)
         return choose_impl(self.impl, device, self.hidden_size, layers)
 
@@ -262,6 +265,7 @@ class EURNN(nn.Module):
             sin.split(self.layer_sizes),
             phase.split(self.layer_sizes),
             self._layer_pattern,
+            strict=True,
         ):
             hp = h.index_select(-1, getattr(self, f"perm{p}"))  # (..., N) as [a, b, rest]
             ha, hb, rest = hp[..., :m], hp[..., m : 2 * m], hp[..., 2 * m :]
@@ -391,7 +395,10 @@ def _fused_unavailable(device: torch.device) -> str | None:
     if device.type != "cpu":
         return f"the fused kernel is a CPU kernel; this is {device.type}"
     if _eurnn_fused.load() is None:
-        return "the fused kernel could not be built here (a C++ compiler and ninja are needed; see README.md)"
+        return (
+            "the fused kernel could not be built here (a C++ compiler and ninja are needed; "
+            "see README.md)"
+        )
     return None
 
 
@@ -410,20 +417,21 @@ def choose_impl(
     layers: int,
     fused_unavailable: Callable[[torch.device], str | None] = _fused_unavailable,
 ) -> str:
-    """The implementation a mesh of `layers` layers (capacity, plus one with the diagonal phase) over
-    N = hidden_size units runs on `device` when the spec asks for `impl`.
+    """The implementation a mesh of `layers` layers (capacity, plus one with the diagonal phase)
+    over N = hidden_size units runs on `device` when the spec asks for `impl`.
 
-    A named implementation runs where it can, else ValueError names those that can. `auto`: on
-    CUDA, triton where Triton is installed and the mesh is shallow (at most N/5 layers, as fused on
-    CPU: each layer is a barrier a step) up to N = 1024 (every launch of it compiled without spills
-    in the tests), else dense (a GEMM is cheap there; the reference path is bound by kernel launches). On CPU, fused when the mesh has at most N/5 layers and the kernel is
-    built: it costs ~ L N per step, dense ~ N^2 at a better rate per operation; measured crossovers
-    against the compiled dense loop (benchmarks/cells.py, 2 cores, B=100) lie at L = N/4.5 (N=1024,
-    T=100), N/5 (N=256, T=784) and N/4 (N=64, T=196). Otherwise `auto` compares per-step costs
-    fitted on 2 cores (B=50, T=120; N=512..1332, capacity 2..16): dense ~ 0.77 + 5.6e-6 N^2 ms,
-    reference ~ 1.22 + L (0.41 + 9e-4 N) ms. Dense wins at N=512 with capacity 2 (1.3x) and at
-    N=1024 with capacity 8; reference at N=1332 with capacity 2 (2.4x). Elsewhere (MPS...), dense.
-    `fused_unavailable` replaces the fused kernel's check (rnnbench.resources asks without building).
+    A named implementation runs where it can, else ValueError names those that can. `auto`: on CUDA,
+    triton where Triton is installed and the mesh is shallow (at most N/5 layers, as fused on CPU:
+    each layer is a barrier a step) up to N = 1024 (every launch of it compiled without spills in
+    the tests), else dense (a GEMM is cheap there; the reference path is bound by kernel launches).
+    On CPU, fused when the mesh has at most N/5 layers and the kernel is built: it costs ~ L N per
+    step, dense ~ N^2 at a better rate per operation; measured crossovers against the compiled dense
+    loop (benchmarks/cells.py, 2 cores, B=100) lie at L = N/4.5 (N=1024, T=100), N/5 (N=256, T=784)
+    and N/4 (N=64, T=196). Otherwise `auto` compares per-step costs fitted on 2 cores (B=50, T=120;
+    N=512..1332, capacity 2..16): dense ~ 0.77 + 5.6e-6 N^2 ms, reference ~ 1.22 + L (0.41 + 9e-4 N)
+    ms. Dense wins at N=512 with capacity 2 (1.3x) and at N=1024 with capacity 8; reference at
+    N=1332 with capacity 2 (2.4x). Elsewhere (MPS...), dense. `fused_unavailable` replaces the fused
+    kernel's check (rnnbench.resources asks without building).
 
     >>> choose_impl("auto", torch.device("cpu"), 256, 2)
     'fused'
@@ -435,7 +443,8 @@ def choose_impl(
     if impl != "auto":
         reason = unavailable[impl](device)
         if reason is not None:
-            # (the fused kernel is listed where it could be built, without building it for a message)
+            # (the fused kernel is listed where it could be built, without building it for a
+            # message)
             can = [
                 name
                 for name in IMPLEMENTATIONS
@@ -568,8 +577,9 @@ class DenseRecurrence(torch.autograd.Function):
 
 
 def _check_angles_lr(angles_lr: float) -> None:
-    # The cell itself ignores angles_lr: the runner's optimizer reads it from the spec (rnnbench.optim).
-    # Checked here so that a sweep refuses a bad value while planning, before anything runs.
+    # The cell itself ignores angles_lr: the runner's optimizer reads it from the spec
+    # (rnnbench.optim). Checked here so that a sweep refuses a bad value while planning, before
+    # anything runs.
     if not angles_lr >= 0:
         raise ValueError(f"EURNN angles_lr must be >= 0 (0 = the run's --lr); got {angles_lr!r}")
 
@@ -632,13 +642,16 @@ def eurnn_size(
     mixer, mod_bias (and omega with diag_phase) per unit, the input layer. (EURNN cannot be built
     on torch's meta device: it builds its index tensors from data, which units each layer mixes.)
 
-    >>> eurnn_size("tunable", 1, 8, {"capacity": 2, "boundary": "periodic", "diag_phase": False, "output": "real"})
+    >>> options = {"capacity": 2, "boundary": "periodic", "diag_phase": False, "output": "real"}
+    >>> eurnn_size("tunable", 1, 8, options)
     (40, 8)
     """
     n = hidden_size
     if variant == "fft":
         mixers = int(math.log2(n)) * (n // 2)
-    else:  # even layers mix N/2 pairs; odd layers N/2 (periodic) or N/2 - 1 (open: units 0 and N-1 skip)
+    else:
+        # even layers mix N/2 pairs; odd layers N/2 (periodic) or N/2 - 1 (open: units 0 and N-1
+        # skip)
         capacity = _mesh_capacity(variant, options, n)
         odd = n // 2 if options["boundary"] == "periodic" else n // 2 - 1
         mixers = (capacity + 1) // 2 * (n // 2) + capacity // 2 * odd

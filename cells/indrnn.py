@@ -9,9 +9,9 @@ own and sees only its own past state; units interact only through the next layer
 
 with * the element-wise product; the cell's output is the last layer's states h^L_t. W_1 is
 N x input_size, every later W_l is N x N. The gradient through T steps of a unit scales like u^T, so
-the paper bounds |u| <= gamma^(1/T) for sequences of length T, gamma the largest growth allowed (2 in
-its experiments: |u| <= 2^(1/T)). Options `max_length` (T, default 784 for (p)MNIST) and `max_gain`
-(gamma, default 2) set the bound, the same for every layer.
+the paper bounds |u| <= gamma^(1/T) for sequences of length T, gamma the largest growth allowed (2
+in its experiments: |u| <= 2^(1/T)). Options `max_length` (T, default 784 for (p)MNIST) and
+`max_gain` (gamma, default 2) set the bound, the same for every layer.
 
 How the bound is enforced. The paper clips u into [-bound, bound] after each optimizer step (the
 authors' code clips before each forward pass); the runner has no hook for that. Here forward uses
@@ -67,10 +67,10 @@ from rnnbench.registry import register_cell
 
 Init = Literal["uniform", "long"]
 
-# W_l ~ U(+-gain sqrt(3 / fan_in)), gain = sqrt(2 / (1 + a^2)): the authors' plain-net code draws its
-# input weights with kaiming_uniform_(a=8, mode="fan_in"), 0.30/sqrt(fan_in), a third of nn.Linear's
-# 1/sqrt(fan_in). Without it a 6-layer stack without batch normalisation explodes at init on
-# 784 steps: each layer sums its input over ~1/(1-u) steps.
+# W_l ~ U(+-gain sqrt(3 / fan_in)), gain = sqrt(2 / (1 + a^2)): the authors' plain-net code draws
+# its input weights with kaiming_uniform_(a=8, mode="fan_in"), 0.30/sqrt(fan_in), a third of
+# nn.Linear's 1/sqrt(fan_in). Without it a 6-layer stack without batch normalisation explodes at
+# init on 784 steps: each layer sums its input over ~1/(1-u) steps.
 INPUT_INIT_SLOPE = 8.0
 
 CITATION = """@inproceedings{li2018independently,
@@ -169,7 +169,8 @@ class IndRNN(nn.Module):
         self.bound = max_gain ** (1 / max_length)  # |u| <= bound
         # W_l, b_l: layer 1 reads the input, every later layer the states of the one below
         self.inputs = nn.ModuleList(
-            nn.Linear(input_size if l == 0 else hidden_size, hidden_size) for l in range(layers)
+            nn.Linear(input_size if layer == 0 else hidden_size, hidden_size)
+            for layer in range(layers)
         )
         self.recurrent = nn.Parameter(torch.empty(layers, hidden_size))  # u_l, one row per layer
         with torch.no_grad():
@@ -187,13 +188,15 @@ class IndRNN(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"{self.input_size}, {self.hidden_size}, layers={self.layers}, max_length={self.max_length}, "
-            f"max_gain={self.max_gain}, bound={self.bound:.6g}, init={self.init}"
+            f"{self.input_size}, {self.hidden_size}, layers={self.layers}, "
+            f"max_length={self.max_length}, max_gain={self.max_gain}, bound={self.bound:.6g}, "
+            f"init={self.init}"
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         states = x.transpose(0, 1)  # (T, B, input_size): the layer below's outputs, time first
-        for linear, u in zip(self.inputs, self.recurrent_weight().unbind(0)):  # u: (N,)
+        # u: (N,)
+        for linear, u in zip(self.inputs, self.recurrent_weight().unbind(0), strict=True):
             xp = F.linear(states, linear.weight, linear.bias)  # (T, B, N), all steps at once
             states = IndependentRecurrence.apply(xp, u)  # (T, B, N)
         return states.transpose(0, 1)  # (B, T, N)
@@ -209,7 +212,8 @@ def indrnn(
     max_gain: float = 2.0,
     init: Init = "uniform",
 ) -> IndRNN:
-    """IndRNN: a stack of `layers` ReLU layers, each unit with one recurrent weight u, |u| <= max_gain^(1/max_length).
+    """IndRNN: a stack of `layers` ReLU layers, each unit with one recurrent weight u,
+    |u| <= max_gain^(1/max_length).
 
     `init`: u uniform in [0, 1] (`uniform`), or the last layer's in [max_gain^(-1/max_length),
     max_gain^(1/max_length)] (`long`).

@@ -17,7 +17,8 @@ continuous delay system theta m'(t) = A m(t) + B u(t), with, for i, j = 0 .. d-1
 [[A_bar, B_bar], [0, 1]] = expm([[A, B], [0, 0]] / theta), one block-matrix exponential
 (`torch.linalg.matrix_exp`) in float64 when the cell is built, kept as (non-trainable) buffers;
 `memory_matrices()` returns them. m_t then approximates u on [t - theta, t] by shifted Legendre
-polynomials: u(t - s) ~ sum_i m_i(t) P_i(s / theta), P_i(r) = (-1)^i sum_k C(i, k) C(i + k, k) (-r)^k.
+polynomials: u(t - s) ~ sum_i m_i(t) P_i(s / theta),
+P_i(r) = (-1)^i sum_k C(i, k) C(i + k, k) (-r)^k.
 
 Parameters (the paper's names), as in the paper's cell: encoders e_x (input_size), e_h (n), e_m (d),
 kernels W_x (n, input_size), W_h (n, n), W_m (n, d); no biases: n^2 + n (input_size + d + 1) +
@@ -169,7 +170,10 @@ class LMU(nn.Module):
         return self.a_bar, self.b_bar
 
     def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}, order={self.order}, theta={self.theta}, init={self.init}"
+        return (
+            f"{self.input_size}, {self.hidden_size}, order={self.order}, theta={self.theta}, "
+            f"init={self.init}"
+        )
 
     def step_matrix(self, dtype: torch.dtype) -> torch.Tensor:
         """The (d + n, d + n) matrix M with [m_t, z_t] = [m_{t-1}, h_{t-1}] @ M + (terms in x_t),
@@ -211,9 +215,11 @@ def lmu(
     theta: float = 784.0,
     init: Init = "default",
 ) -> LMU:
-    """Legendre Memory Unit: a fixed Legendre delay memory of `order` dims over a `theta`-step window, tanh cell.
+    """Legendre Memory Unit: a fixed Legendre delay memory of `order` dims over a `theta`-step
+    window, tanh cell.
 
-    hidden_size is the tanh cell's size; the memory (order dims) adds to the state, not to hidden_size.
-    `init`: `default` (the paper's general cell) or `psmnist` (its psMNIST run's; see cells/lmu.py).
+    hidden_size is the tanh cell's size; the memory (order dims) adds to the state, not to
+    hidden_size. `init`: `default` (the paper's general cell) or `psmnist` (its psMNIST run's; see
+    cells/lmu.py).
     """
     return LMU(input_size, hidden_size, order=order, theta=theta, init=init)

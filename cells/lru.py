@@ -13,11 +13,13 @@ nonlinearity. For x_t in R^I, with h_0 = 0:
 The output has N features (output_size = N). GELU is torch's exact (erf) form; the paper's JAX code
 uses flax's default tanh approximation (the two differ by at most 5e-4). The recurrence runs as one
 parallel scan over time (`impl="scan"`, cells/_scan.py, time-invariant diagonal) or as a step loop
-(`impl="loop"`): the same function, equal to rounding (1e-15 in float64 at T = 300, tests/test_lru.py).
+(`impl="loop"`): the same function, equal to rounding (1e-15 in float64 at T = 300,
+tests/test_lru.py).
 
 Parametrisation and initialisation (the paper's Section 3 and its Appendix A code):
-  - exponential magnitude and phase: nu_log = log(-log|lambda|), theta_log = log(arg lambda), so that
-    |lambda| = exp(-exp(nu_log)) stays in (0, 1) and the phase stays positive, whatever the updates;
+  - exponential magnitude and phase: nu_log = log(-log|lambda|), theta_log = log(arg lambda), so
+    that |lambda| = exp(-exp(nu_log)) stays in (0, 1) and the phase stays positive, whatever the
+    updates;
   - ring init: |lambda| uniform on the ring r_min <= |lambda| <= r_max in the complex plane (area
     measure): |lambda|^2 = u1 (r_max^2 - r_min^2) + r_min^2, i.e. nu_log = log(-log(...) / 2); phase
     arg lambda = max_phase * u2, u1, u2 uniform (u2 in (0, 1], so that theta_log is finite);
@@ -41,8 +43,8 @@ because the paper gives a factor, not a rate: a fixed default would be right for
 it to e.g. half of --lr to follow the paper. rnnbench applies --weight-decay to every group, this
 one included.
 
-Parameters: 3N (nu_log, theta_log, gamma_log) + 2NI (B) + 2N^2 (C) + NI (D) + 2N^2 + 2N (GLU; none with
-mlp="gelu"): 4N^2 + 3NI + 5N with the GLU, 2N^2 + 3NI + 3N without.
+Parameters: 3N (nu_log, theta_log, gamma_log) + 2NI (B) + 2N^2 (C) + NI (D) + 2N^2 + 2N (GLU; none
+with mlp="gelu"): 4N^2 + 3NI + 5N with the GLU, 2N^2 + 3NI + 3N without.
 
 Deviations from the paper's model, which stacks LRU blocks: this is one block, reading the input
 directly (no encoder: B takes the I input features, the paper's encoder is folded into it, without
@@ -78,7 +80,8 @@ CITATION = """@inproceedings{orvieto2023resurrecting,
 
 
 class LRU(nn.Module):
-    """Linear Recurrent Unit plus its position-wise nonlinearity. `forward(x: (B, T, I)) -> (B, T, N)`."""
+    """Linear Recurrent Unit plus its position-wise nonlinearity.
+    `forward(x: (B, T, I)) -> (B, T, N)`."""
 
     def __init__(
         self,
@@ -100,8 +103,9 @@ class LRU(nn.Module):
             raise ValueError(f"lru: r_min={r_min} must be below r_max={r_max}")
         if not 0 < max_phase <= 2 * math.pi:
             raise ValueError(f"lru: max_phase={max_phase} must be in (0, 2 pi = {2 * math.pi}]")
-        # The init runs in float32 (the parameters' dtype): a ring reaching 1, or phases reaching 0, there
-        # would give nu_log or theta_log = -inf, refused here for every seed rather than for some draws.
+        # The init runs in float32 (the parameters' dtype): a ring reaching 1, or phases reaching 0,
+        # there would give nu_log or theta_log = -inf, refused here for every seed rather than for
+        # some draws.
         if torch.tensor(r_max**2, dtype=torch.float32) >= 1:
             raise ValueError(
                 f"lru: r_max={r_max} is within float32 rounding of 1 (r_max^2 rounds to 1); "
@@ -134,8 +138,8 @@ class LRU(nn.Module):
         modulus_sq = u1 * (r_max**2 - r_min**2) + r_min**2  # |lambda|^2, uniform on the ring's area
         self.nu_log = nn.Parameter(torch.log(-0.5 * torch.log(modulus_sq)))
         self.theta_log = nn.Parameter(torch.log(max_phase * u2))
-        # log sqrt(1 - |lambda|^2) of the lambda the rounded nu_log gives, 1 - |lambda|^2 as -expm1 (exact
-        # near |lambda| = 1, where 1 - exp(...) would cancel)
+        # log sqrt(1 - |lambda|^2) of the lambda the rounded nu_log gives, 1 - |lambda|^2 as -expm1
+        # (exact near |lambda| = 1, where 1 - exp(...) would cancel)
         self.gamma_log = nn.Parameter(
             0.5 * torch.log(-torch.expm1(-2 * torch.exp(self.nu_log.detach())))
         )
@@ -163,13 +167,13 @@ class LRU(nn.Module):
         )
 
     def diagonal(self) -> torch.Tensor:
-        """lambda = exp(-exp(nu_log) + i exp(theta_log)), the complex (N,) diagonal of the recurrence
-        (differentiable): h_t = lambda * h_{t-1} + ... ."""
+        """lambda = exp(-exp(nu_log) + i exp(theta_log)), the complex (N,) diagonal of the
+        recurrence (differentiable): h_t = lambda * h_{t-1} + ... ."""
         return torch.exp(torch.complex(-torch.exp(self.nu_log), torch.exp(self.theta_log)))
 
     def lr_groups(self) -> dict[str, list[nn.Parameter]]:
-        """`recurrent`: nu_log, theta_log, gamma_log, B_re, B_im, at the spec's `recurrent_lr` (the paper's
-        reduced rate for the recurrence and its input matrix).
+        """`recurrent`: nu_log, theta_log, gamma_log, B_re, B_im, at the spec's `recurrent_lr` (the
+        paper's reduced rate for the recurrence and its input matrix).
 
         Example: `[p.shape for p in cell.lr_groups()["recurrent"]][:1] == [torch.Size([N])]`.
         """
@@ -178,7 +182,8 @@ class LRU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = self.hidden_size
         scale = torch.exp(self.gamma_log)[:, None]  # (N, 1)
-        # B x as one real matmul whose outputs interleave (Re, Im) per state: a complex view, no copy.
+        # B x as one real matmul whose outputs interleave (Re, Im) per state: a complex view, no
+        # copy.
         w_in = torch.stack([self.B_re * scale, self.B_im * scale], 1).flatten(0, 1)  # (2N, I)
         bx = torch.view_as_complex(F.linear(x, w_in).unflatten(-1, (n, 2)))  # (B, T, N) complex
         scan = linear_scan if self.impl == "scan" else loop_scan
@@ -208,13 +213,15 @@ def lru(
     impl: Impl = "scan",
     recurrent_lr: float = 0.0,
 ) -> LRU:
-    """LRU (Orvieto et al. 2023): diagonal complex linear recurrence, ring init, then GELU and a GLU.
+    """LRU (Orvieto et al. 2023): diagonal complex linear recurrence, ring init, then GELU and a
+    GLU.
 
     r_min, r_max: the ring |lambda| is drawn on at init; max_phase: phases in [0, max_phase];
     mlp: glu (GELU then a GLU, the paper's block) or gelu; impl: scan or loop (the same function);
     recurrent_lr: the rate of nu_log, theta_log, gamma_log, B (0 = the run's --lr).
     """
-    try:  # (read by the runner's optimizer: checked here, by its rule, so that a sweep refuses it early)
+    # (read by the runner's optimizer: checked here, by its rule, so that a sweep refuses it early)
+    try:
         group_rate("recurrent", {"recurrent_lr": recurrent_lr}, 1.0)
     except ValueError as error:
         raise ValueError(f"lru: {error}") from None

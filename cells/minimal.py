@@ -17,11 +17,12 @@ the paper's log-space version requires, and as its experiments (and its official
 "linear" is g(x) = x, the paper's plain (linear-space) version, whose states take any sign.
 
 The gate is computed from one logit d per step: w = sigmoid(d) = z_t (minGRU) or i'_t (minLSTM) and
-a_t = sigmoid(-d) = 1 - w, with d = k_z for minGRU and d = softplus(-k_f) - softplus(-k_i) = log(i / f)
-for minLSTM, so that i' = i / (f + i) without the 0 / 0 of two underflowing gates. a_t is computed
-as sigmoid(-d), the a_t whose log the log-space scan takes (logsigmoid(-d)), not as 1 - w, which
-rounds every a_t below the float's epsilon to 0 (float32: from d ~ 17 on). h_t barely changes (a_t
-h_{t-1} is then below h_t's rounding), but a_t and its gradient keep their relative precision.
+a_t = sigmoid(-d) = 1 - w, with d = k_z for minGRU and
+d = softplus(-k_f) - softplus(-k_i) = log(i / f) for minLSTM, so that i' = i / (f + i) without the
+0 / 0 of two underflowing gates. a_t is computed as sigmoid(-d), the a_t whose log the log-space
+scan takes (logsigmoid(-d)), not as 1 - w, which rounds every a_t below the float's epsilon to 0
+(float32: from d ~ 17 on). h_t barely changes (a_t h_{t-1} is then below h_t's rounding), but a_t
+and its gradient keep their relative precision.
 
 Three implementations (`impl`) of the same function:
   - `scan` (default): these a_t, b_t, then `linear_scan`, the odd-even parallel scan (products and
@@ -72,14 +73,16 @@ Candidate = Literal["g", "linear"]
 
 CITATION = """@article{feng2024were,
   title={Were {RNNs} All We Needed?},
-  author={Feng, Leo and Tung, Frederick and Ahmed, Mohamed Osama and Bengio, Yoshua and Hajimirsadeghi, Hossein},
+  author={Feng, Leo and Tung, Frederick and Ahmed, Mohamed Osama and Bengio, Yoshua and \
+Hajimirsadeghi, Hossein},
   journal={arXiv preprint arXiv:2410.01201},
   year={2024}
 }"""
 
 
 def g(x: torch.Tensor) -> torch.Tensor:
-    """The paper's positive candidate activation: x + 0.5 for x >= 0, sigmoid(x) below (continuous at 0).
+    """The paper's positive candidate activation: x + 0.5 for x >= 0, sigmoid(x) below (continuous
+    at 0).
 
     >>> g(torch.tensor([-100.0, 0.0, 2.0])).tolist()
     [0.0, 0.5, 2.5]
@@ -98,9 +101,9 @@ class MinimalLayer(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, kind: str, candidate: str, impl: str):
         super().__init__()
         self.kind, self.candidate, self.impl = kind, candidate, impl
-        # The paper's Linear_z, Linear_h (minGRU) and Linear_f, Linear_i, Linear_h (minLSTM). Separate
-        # layers rather than one of width 2N or 3N: each output is used as it is, without the copy
-        # that the backward pass of a split makes.
+        # The paper's Linear_z, Linear_h (minGRU) and Linear_f, Linear_i, Linear_h (minLSTM).
+        # Separate layers rather than one of width 2N or 3N: each output is used as it is, without
+        # the copy that the backward pass of a split makes.
         if kind == "gru":
             self.linear_z = nn.Linear(input_size, hidden_size)
         else:
@@ -109,8 +112,8 @@ class MinimalLayer(nn.Module):
         self.linear_h = nn.Linear(input_size, hidden_size)
 
     def _gate_logit(self, x: torch.Tensor) -> torch.Tensor:
-        """d, (B, T, N), with b_t = sigmoid(d) h~_t and a_t = 1 - sigmoid(d) = sigmoid(-d): for minGRU
-        d = k_z; for minLSTM d = log(i / f), so that sigmoid(d) = i / (f + i)."""
+        """d, (B, T, N), with b_t = sigmoid(d) h~_t and a_t = 1 - sigmoid(d) = sigmoid(-d): for
+        minGRU d = k_z; for minLSTM d = log(i / f), so that sigmoid(d) = i / (f + i)."""
         if self.kind == "gru":
             return self.linear_z(x)
         # log(i / f) = log sigmoid(k_i) - log sigmoid(k_f)
@@ -184,8 +187,8 @@ class MinimalRNN(nn.Module):
 # Floats per example, step and unit (train, eval), for the memory check (rnnbench.cell): measured as
 # the peak resident set on CPU (B=100, T=300, N=128), the estimate with the default (24, 8) was only
 # 0.95 (mingru) and 0.88 (minlstm) times the peak: every layer keeps its gates and the scan's levels
-# (minlstm's peak varies by 10% from process to process: 750-930 MB here). Raised until each is above
-# 1.1 at its largest peak.
+# (minlstm's peak varies by 10% from process to process: 750-930 MB here). Raised until each is
+# above 1.1 at its largest peak.
 MINGRU_MEMORY, MINLSTM_MEMORY = (32, 8), (48, 8)
 
 

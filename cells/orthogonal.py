@@ -32,12 +32,12 @@ Scaled Cayley Transform", ICML, arXiv:1707.09520.
     W = (I + A)^{-1} (I - A) D    (torch.linalg.solve; I + A is invertible for every skew A)
 
   D is a fixed diagonal of +-1 (a buffer, not trained): the last rho entries are -1, as in the
-  paper's code, so that W can have eigenvalues -1, which the Cayley transform alone cannot give.
-  rho is `negative_ones` if set, else round(negative_fraction * N) (halves up). The default
-  fraction 0.1 is the paper's code's MNIST setting (rho = 17 of N = 170, one script for the
-  unpermuted and permuted runs); its copying task uses N/2 (rho = 95 of 190): `negative_fraction=0.5`.
-  A starts with the 2x2 blocks a_j = -tan(s_j / 2), s_j ~ U[0, pi/2], so that (I + A)^{-1} (I - A)
-  starts as rotations by s_j of unit pairs. U ~ U[-0.01, 0.01]; b = 0 (the paper's code).
+  paper's code, so that W can have eigenvalues -1, which the Cayley transform alone cannot give. rho
+  is `negative_ones` if set, else round(negative_fraction * N) (halves up). The default fraction 0.1
+  is the paper's code's MNIST setting (rho = 17 of N = 170, one script for the unpermuted and
+  permuted runs); its copying task uses N/2 (rho = 95 of 190): `negative_fraction=0.5`. A starts
+  with the 2x2 blocks a_j = -tan(s_j / 2), s_j ~ U[0, pi/2], so that (I + A)^{-1} (I - A) starts as
+  rotations by s_j of unit pairs. U ~ U[-0.01, 0.01]; b = 0 (the paper's code).
 
 Learning rates: both papers train A at its own rate, ten times below that of the other weights
 (RMSprop): scoRNN's MNIST script, which runs both pixel orders, uses 1e-4 for A and 1e-3 for the
@@ -84,7 +84,8 @@ from rnnbench.registry import register_cell
 ExpInit = Literal["cayley", "henaff"]
 
 EXPRNN_CITATION = """@inproceedings{lezcano2019cheap,
-  title={Cheap Orthogonal Constraints in Neural Networks: A Simple Parametrization of the Orthogonal and
+  title={Cheap Orthogonal Constraints in Neural Networks: A Simple Parametrization of the \
+Orthogonal and
          Unitary Group},
   author={Lezcano-Casado, Mario and Mart{\\'i}nez-Rubio, David},
   booktitle={Proceedings of the 36th International Conference on Machine Learning (ICML)},
@@ -159,8 +160,9 @@ class ModReLURecurrence(torch.autograd.Function):
 
 
 def block_index(n: int) -> torch.Tensor:
-    """Positions, in the strict upper triangle of an n x n matrix read row by row (torch.triu_indices
-    order), of the entries (2j, 2j+1), j < n // 2: where the 2x2 blocks of the inits sit.
+    """Positions, in the strict upper triangle of an n x n matrix read row by row
+    (torch.triu_indices order), of the entries (2j, 2j+1), j < n // 2: where the 2x2 blocks of the
+    inits sit.
 
     Example: `block_index(4).tolist() == [0, 5]` ((0, 1) is entry 0, (2, 3) is entry 5)."""
     rows = 2 * torch.arange(n // 2, device="cpu")
@@ -204,7 +206,8 @@ class OrthogonalRNN(nn.Module):
 
     def lr_groups(self) -> dict[str, list[nn.Parameter]]:
         """The parameters with a learning rate of their own (rnnbench.optim): `orthogonal`, the free
-        entries of the skew-symmetric A, at the spec's `orthogonal_lr` or `orthogonal_lr_factor` x --lr.
+        entries of the skew-symmetric A, at the spec's `orthogonal_lr` or
+        `orthogonal_lr_factor` x --lr.
 
         Example: `cell.lr_groups() == {"orthogonal": [cell.skew]}`."""
         return {"orthogonal": [self.skew]}
@@ -229,12 +232,14 @@ class ExpRNN(OrthogonalRNN):
             self.mod_bias.uniform_(-MODRELU_BIAS_BOUND, MODRELU_BIAS_BOUND)
 
     def recurrent_matrix(self) -> torch.Tensor:
-        """W = exp(A), (N, N), orthogonal with determinant 1: h_t = modReLU(W h_{t-1} + U x_t, b)."""
+        """W = exp(A), (N, N), orthogonal with determinant 1:
+        h_t = modReLU(W h_{t-1} + U x_t, b)."""
         return torch.linalg.matrix_exp(self.skew_matrix())
 
 
 class ScoRNN(OrthogonalRNN):
-    """scoRNN: W = (I + A)^{-1} (I - A) D. `forward(x: (B, T, input_size)) -> (B, T, hidden_size)`."""
+    """scoRNN: W = (I + A)^{-1} (I - A) D.
+    `forward(x: (B, T, input_size)) -> (B, T, hidden_size)`."""
 
     def __init__(self, input_size: int, hidden_size: int, negative_ones: int):
         super().__init__(input_size, hidden_size)
@@ -264,7 +269,8 @@ def _check_common(
             "needs at least 2 units (A has N(N-1)/2 free entries)"
         )
     # The cell ignores the rates: the runner's optimizer reads them from the spec (rnnbench.optim).
-    # Checked here, by the optimizer's own rule (group_rate), so that a sweep refuses a bad value while planning.
+    # Checked here, by the optimizer's own rule (group_rate), so that a sweep refuses a bad value
+    # while planning.
     try:
         group_rate(
             "orthogonal",
@@ -287,8 +293,8 @@ def exprnn(
     """expRNN: orthogonal recurrence W = exp(A), A skew-symmetric, modReLU (N >= 2).
 
     `init`: the initial skew matrix, `cayley` (the paper's for (p)MNIST) or `henaff` (its copying
-    task's). A's free entries (`lr_groups`) train at `orthogonal_lr_factor` (default 0.1, the paper's
-    ratio) times the run's --lr, or at the absolute rate `orthogonal_lr` when that is set.
+    task's). A's free entries (`lr_groups`) train at `orthogonal_lr_factor` (default 0.1, the
+    paper's ratio) times the run's --lr, or at the absolute rate `orthogonal_lr` when that is set.
     """
     _check_common("exprnn", hidden_size, orthogonal_lr, orthogonal_lr_factor)
     if init not in ("cayley", "henaff"):

@@ -90,7 +90,8 @@ def linear_accuracy(task: Task, splits: Splits, cache: Path | None = None) -> fl
         return float(json.loads(path.read_text())["test_acc"])
     except (OSError, ValueError, KeyError, TypeError):
         log.info(
-            "computing the linear baseline on this data (logistic regression, L2 chosen on validation; once)"
+            "computing the linear baseline on this data "
+            "(logistic regression, L2 chosen on validation; once)"
         )
 
     def features(split: Split) -> tuple[torch.Tensor, torch.Tensor]:

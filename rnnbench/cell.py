@@ -62,9 +62,9 @@ from torch import nn
 
 from rnnbench.registry import CELLS, Entry, Spec, is_floats
 
-# Floats per example, step and unit (train, eval) of a cell that declares none (a plugin): more than a
-# gated cell needs. Measured as the peak resident set on CPU (B=100, T=300, N=128), it covers the cells
-# that declare none (estimate / peak: exprnn 3.4, scornn 2.5, cornn 2.6, indrnn 2.1, lmu 1.5).
+# Floats per example, step and unit (train, eval) of a cell that declares none (a plugin): more than
+# a gated cell needs. Measured as the peak resident set on CPU (B=100, T=300, N=128), it covers the
+# cells that declare none (estimate / peak: exprnn 3.4, scornn 2.5, cornn 2.6, indrnn 2.1, lmu 1.5).
 DEFAULT_MEMORY = (24, 8)
 DEFAULT_IMPLEMENTATION = "native"  # what rows record in `impl` for a cell with one implementation
 
@@ -127,7 +127,10 @@ def recurrent_matrix(cell: nn.Module) -> torch.Tensor | None:
     """The cell's (N, N) unitary or orthogonal recurrent matrix, None for a cell that defines no
     `recurrent_matrix()`. Looked up on the class: it is a method, not a parameter or submodule.
 
-    >>> recurrent_matrix(build_cell("exprnn", 1, 4)).shape, recurrent_matrix(build_cell("lstm", 1, 4))
+    >>> (
+    ...     recurrent_matrix(build_cell("exprnn", 1, 4)).shape,
+    ...     recurrent_matrix(build_cell("lstm", 1, 4)),
+    ... )
     (torch.Size([4, 4]), None)
     """
     if getattr(type(cell), "recurrent_matrix", None) is None:
@@ -140,7 +143,10 @@ def group_rate(name: str, options: Mapping[str, Any], lr: float) -> float:
     if not 0, else `name_lr_factor` times `lr` if that is not 0, else `lr` (the base group's).
     Cells call it to refuse a bad rate while a sweep is planned; rnnbench.optim to build groups.
 
-    >>> group_rate("angles", {"angles_lr": 1e-4}, 1e-3), group_rate("o", {"o_lr": 0, "o_lr_factor": 0.1}, 1e-3)
+    >>> (
+    ...     group_rate("angles", {"angles_lr": 1e-4}, 1e-3),
+    ...     group_rate("o", {"o_lr": 0, "o_lr_factor": 0.1}, 1e-3),
+    ... )
     (0.0001, 0.0001)
     """
     option, factor_option = f"{name}_lr", f"{name}_lr_factor"

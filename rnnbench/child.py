@@ -1,13 +1,13 @@
 """One run in a fresh child process, so that what it measures belongs to it alone.
 
 On CPU a run's `peak_mem_mb` is its process's peak resident set; in a sweep of several runs in one
-process, each run inherited what earlier runs left (allocator arenas, caches, anything a cell
-kept), so the same LSTM measured 1.0, 2.1 or 5.4 GB depending on what ran before it. Each planned
-run of an inline sweep therefore trains in a child process of its own: the parent plans and holds
-the run's claim and the planned data (shared, not copied), the child trains and appends the row;
-its output is streamed through the parent. Children are forked from a server process that imported torch once and never
-ran a computation (multiprocessing's "forkserver"), so starting one costs tens of milliseconds,
-not the seconds of a fresh interpreter, and no OpenMP state is inherited.
+process, each run inherited what earlier runs left (allocator arenas, caches, anything a cell kept),
+so the same LSTM measured 1.0, 2.1 or 5.4 GB depending on what ran before it. Each planned run of an
+inline sweep therefore trains in a child process of its own: the parent plans and holds the run's
+claim and the planned data (shared, not copied), the child trains and appends the row; its output is
+streamed through the parent. Children are forked from a server process that imported torch once and
+never ran a computation (multiprocessing's "forkserver"), so starting one costs tens of
+milliseconds, not the seconds of a fresh interpreter, and no OpenMP state is inherited.
 
 Ctrl-C stops both (the run resumes from its checkpoint next time); a child that dies without
 writing its row (killed by the kernel for memory, say) gets a `failed` row written by the parent.

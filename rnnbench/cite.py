@@ -3,8 +3,8 @@ report's captions name them by ("eurnn: Jing et al. 2017").
 
 A cell's citation is given when it is registered (`register_cell(name, citation=...)`), a task's is
 its class attribute `citation`; both are kept in the results folder's cards, so this module works
-from citations alone, never the registry: `rnnbench cite` prints the entries of the cells and tasks a
-results folder used (or of those named), the report lists them under each table and in
+from citations alone, never the registry: `rnnbench cite` prints the entries of the cells and tasks
+a results folder used (or of those named), the report lists them under each table and in
 references.bib, for plugin cells too without their plugin.
 
 >>> label("@article{x, author={Hochreiter, Sepp and Schmidhuber, J{\\\"u}rgen}, year={1997}}")
@@ -21,7 +21,8 @@ _LATEX_COMMAND = re.compile(r"\\[a-zA-Z]+\s*|\\.")
 
 
 def key(bibtex: str) -> str:
-    """The citation key of a BibTeX entry (`@article{le2015simple, ...}` -> 'le2015simple'); '' if none."""
+    """The citation key of a BibTeX entry (`@article{le2015simple, ...}` -> 'le2015simple'); '' if
+    none."""
     found = _KEY.search(bibtex)
     return found.group(1) if found else ""
 
@@ -29,8 +30,8 @@ def key(bibtex: str) -> str:
 def bibtex_field(bibtex: str, name: str) -> str:
     """The value of one field of a BibTeX entry, its outer braces or quotes removed ('' if absent).
 
-    Written here rather than taken from a BibTeX library: the entries are our own, one field is read,
-    and a dependency for that would weigh more than these lines."""
+    Written here rather than taken from a BibTeX library: the entries are our own, one field is
+    read, and a dependency for that would weigh more than these lines."""
     found = re.search(rf"[,{{\s]{name}\s*=\s*", bibtex, re.IGNORECASE)
     if not found:
         return ""
@@ -55,8 +56,8 @@ def _plain(text: str) -> str:
 
 
 def label(bibtex: str) -> str:
-    """'Last year', 'Last and Other year' or 'Last et al. year' from an entry's author and year fields;
-    the entry's key where it has no authors.
+    """'Last year', 'Last and Other year' or 'Last et al. year' from an entry's author and year
+    fields; the entry's key where it has no authors.
 
     >>> label("@article{x, author={Jing, Li and Shen, Yichen and Tegmark, Max}, year={2017}}")
     'Jing et al. 2017'

@@ -110,7 +110,8 @@ def ls(pattern: str, budget: int | None, task_name: str) -> None:
         click.echo(f"  {name:{width}}  {entry.summary}")
         if entry.options:
             click.echo(
-                f"  {'':{width}}  options: {'; '.join(o.describe() for o in entry.options.values())}"
+                f"  {'':{width}}  options: "
+                f"{'; '.join(o.describe() for o in entry.options.values())}"
             )
         if entry.factory.presets:
             implied = "; ".join(
@@ -249,8 +250,8 @@ def sweep_options(command):
                 is_eager=True,
                 expose_value=False,
                 metavar="FILE|NAME",
-                help="Read the options from a TOML file (or a study shipped with rnnbench, by name: "
-                "torch-eunn, pmnist-tuned...); options given here override it.",
+                help="Read the options from a TOML file (or a study shipped with rnnbench, by "
+                "name: torch-eunn, pmnist-tuned...); options given here override it.",
             ),
             click.option(
                 "--cells",
@@ -261,14 +262,16 @@ def sweep_options(command):
                 "--task",
                 "task_name",
                 required=True,
-                help="Task name or spec with options (see `rnnbench ls`): pmnist, copying:delay=200.",
+                help="Task name or spec with options (see `rnnbench ls`): "
+                "pmnist, copying:delay=200.",
             ),
             click.option(
                 "--preset",
                 "preset_name",
                 default="default",
                 show_default=True,
-                help=f"Named configuration: {', '.join(PRESETS)}; the flags below override its fields.",
+                help=f"Named configuration: {', '.join(PRESETS)}; "
+                "the flags below override its fields.",
             ),
             config_options,
             click.option(
@@ -300,16 +303,18 @@ def executor_options(command):
             click.option(
                 "--in-process",
                 is_flag=True,
-                help="inline: train every run in this process instead of a fresh child process per run (for "
-                "debugging; the memory and clocks of a run then include what earlier runs left).",
+                help="inline: train every run in this process instead of a fresh child process per "
+                "run (for debugging; the memory and clocks of a run then include what earlier runs "
+                "left).",
             ),
             click.option(
                 "--executor",
                 type=click.Choice(["inline", "local", "slurm"]),
                 default="inline",
                 show_default=True,
-                help="inline: one run after another in this process; local: parallel processes on this "
-                "machine (--jobs); slurm: one SLURM job array, one run per task (returns after submitting).",
+                help="inline: one run after another in this process; local: parallel processes on "
+                "this machine (--jobs); slurm: one SLURM job array, one run per task (returns "
+                "after submitting).",
             ),
             click.option(
                 "--jobs",
@@ -328,8 +333,8 @@ def executor_options(command):
                 "time_min",
                 type=click.IntRange(min=1),
                 default=None,
-                help="slurm: time limit per job, in minutes; a job that reaches it is requeued and resumes "
-                "from its checkpoint [default: 1440].",
+                help="slurm: time limit per job, in minutes; a job that reaches it is requeued and "
+                "resumes from its checkpoint [default: 1440].",
             ),
             click.option(
                 "--gpus-per-task",
@@ -341,7 +346,8 @@ def executor_options(command):
                 "--cpus-per-task",
                 type=click.IntRange(min=1),
                 default=None,
-                help="slurm: CPU cores per run (also its torch threads) [default: the cluster's, 1 thread].",
+                help="slurm: CPU cores per run (also its torch threads) "
+                "[default: the cluster's, 1 thread].",
             ),
             click.option("--mem", default=None, help="slurm: memory per run, e.g. 16G."),
             click.option("--account", default=None, help="slurm: the account to charge."),
@@ -357,7 +363,8 @@ def executor_options(command):
                 "sbatch_options",
                 multiple=True,
                 metavar="KEY=VALUE",
-                help="slurm: any other sbatch option, without its dashes (repeatable): --sbatch constraint=a100.",
+                help="slurm: any other sbatch option, without its dashes (repeatable): "
+                "--sbatch constraint=a100.",
             ),
         ],
     )
@@ -587,8 +594,8 @@ def tune_command(
     planned = len(study.cells) * len(study.final_seeds)
     if len(rows) < planned:
         click.echo(
-            f"{planned - len(rows)} of the {planned} final runs have no row (a cell without a complete "
-            "trial, or a run killed): see above",
+            f"{planned - len(rows)} of the {planned} final runs have no row (a cell without a "
+            "complete trial, or a run killed): see above",
             err=True,
         )
     if any(r["status"] == "failed" for r in rows) or len(rows) < planned:

@@ -32,9 +32,9 @@ def flag(name: str) -> str:
 
 
 def option_flags(name: str) -> list[str]:
-    """The flags of a RunConfig field's option, the long one first (a config file's key is made
-    from it, configfile.option_key), then its alias: `option_flags("hidden_size") == ["--hidden-size",
-    "--hidden"]`."""
+    """The flags of a RunConfig field's option, the long one first (a config file's key is made from
+    it, configfile.option_key), then its alias:
+    `option_flags("hidden_size") == ["--hidden-size", "--hidden"]`."""
     long = "--" + name.replace("_", "-")
     return [long, *([FLAGS[name]] if name in FLAGS else [])]
 
@@ -136,8 +136,8 @@ class RunConfig:
         return {k: v for k, v in self.as_dict().items() if DEFAULTS[k] != v and k not in WATCH}
 
     def validate(self) -> None:
-        """Raise ValueError naming the first bad value, by its flag (`--lr inf`), and the valid range
-        or choices."""
+        """Raise ValueError naming the first bad value, by its flag (`--lr inf`), and the valid
+        range or choices."""
         for f in dataclasses.fields(
             self
         ):  # nan and inf pass every comparison below, or wrongly fail it
@@ -191,7 +191,8 @@ class RunConfig:
             self.lr_warmup_steps >= self.steps
         ):  # (the run would never reach --lr; cosine would divide by 0)
             raise ValueError(
-                f"--lr-warmup-steps {self.lr_warmup_steps} must be smaller than --steps {self.steps}"
+                f"--lr-warmup-steps {self.lr_warmup_steps} must be smaller than "
+                f"--steps {self.steps}"
             )
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"--lr-decay must be in (0, 1] (1 = no decay); got {self.lr_decay!r}")
@@ -303,7 +304,8 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-# The two fields that size a run's cell: its hidden size, or the largest one within a parameter budget.
+# The two fields that size a run's cell: its hidden size, or the largest one within a parameter
+# budget.
 SIZING = ("hidden_size", "params_budget")
 
 
@@ -324,11 +326,13 @@ def command_line_wins(
     fields: dict[str, Any], typed: set[str], from_file: set[str]
 ) -> dict[str, Any]:
     """`fields` (field -> value or None) less a config file's hidden size or parameter budget where
-    the command line gives the other one: a resolved config file sets the hidden size, and `--params`
-    given with it replaces it (check_budget_or_size would refuse the two). `typed`: the fields given
-    on the command line; `from_file`: those a config file gave.
+    the command line gives the other one: a resolved config file sets the hidden size, and
+    `--params` given with it replaces it (check_budget_or_size would refuse the two). `typed`: the
+    fields given on the command line; `from_file`: those a config file gave.
 
-    >>> command_line_wins({"hidden_size": 64, "params_budget": "2000"}, {"params_budget"}, {"hidden_size"})
+    >>> command_line_wins(
+    ...     {"hidden_size": 64, "params_budget": "2000"}, {"params_budget"}, {"hidden_size"}
+    ... )
     {'hidden_size': None, 'params_budget': '2000'}
     """
     given = [name for name in SIZING if name in typed]

@@ -178,7 +178,8 @@ def read(
             )
         param = params[key]
         given = []
-        # A table (`[space]`, `[space.eurnn]`) is checked item by item, so that an error names its line.
+        # A table (`[space]`, `[space.eurnn]`) is checked item by item, so that an error names its
+        # line.
         parts = (
             _table_items(key, value)
             if isinstance(value, dict) and param.multiple
@@ -251,7 +252,8 @@ def config_document(config: Any, grid: dict[str, list]) -> dict[str, Any]:
 
 def executor_document(options: dict[str, Any]) -> dict[str, Any]:
     """The executor options given (parameter name -> value), as a config file writes them:
-    `executor_document({"executor": "local", "jobs": 2, "wait": False}) == {"executor": "local", "jobs": 2}`."""
+    `executor_document({"executor": "local", "jobs": 2, "wait": False})
+    == {"executor": "local", "jobs": 2}`."""
     from rnnbench.executors import (
         EXECUTOR_OPTIONS,
     )  # (here: it imports submitit, which reading a file never needs)
@@ -299,9 +301,11 @@ def keep(results: Path, name: str, document: dict[str, Any]) -> Path | None:
     saying how to run it again; a file that cannot be written costs a warning, never the sweep."""
     path = sweep_path(results, name)
     header = (
-        f"The resolved config of `rnnbench {document['command']}` (written by rnnbench). From the folder\n"
-        f"that holds {results.name}/: rnnbench {document['command']} --config {path.relative_to(results.parent)} "
-        f"--results {results.name}\nplans the same runs again (with the same --plugin modules, if any)."
+        f"The resolved config of `rnnbench {document['command']}` (written by rnnbench). "
+        "From the folder\n"
+        f"that holds {results.name}/: rnnbench {document['command']} --config "
+        f"{path.relative_to(results.parent)} --results {results.name}\n"
+        "plans the same runs again (with the same --plugin modules, if any)."
     )
     try:
         write(path, document, header)

@@ -100,7 +100,8 @@ def execute(
                 if isinstance(claim, claims.Held):
                     if run.key not in told:
                         log.info(
-                            f"{run.describe()} is being trained by {claim.describe()}: waiting for its row"
+                            f"{run.describe()} is being trained by {claim.describe()}: "
+                            "waiting for its row"
                         )
                         told.add(run.key)
                     continue
@@ -310,9 +311,9 @@ def local_threads(jobs: int) -> int:
 
 
 def run_local(runs: list[PlannedRun], jobs: int, results: Path, poll_s: float = 0.5) -> Path:
-    """Run `runs` in parallel processes on this machine, at most `jobs` at once, each with its
-    share of the CPU cores (planned with local_threads(jobs)); returns when all are over. Returns the sweep record. The processes
-    end with this one, however it ends (Ctrl-C, SIGTERM or SIGKILL)."""
+    """Run `runs` in parallel processes on this machine, at most `jobs` at once, each with its share
+    of the CPU cores (planned with local_threads(jobs)); returns when all are over. Returns the
+    sweep record. The processes end with this one, however it ends (Ctrl-C, SIGTERM or SIGKILL)."""
     import rnnbench
 
     logs = job_folder(results)
@@ -340,8 +341,8 @@ def run_local(runs: list[PlannedRun], jobs: int, results: Path, poll_s: float = 
                     job.result()
                 except Exception as error:  # noqa: BLE001 - the row (if any) says what happened
                     log.info(
-                        f"{run.describe()}: the process ended with {type(error).__name__}: {error}; "
-                        f"see {logs / job.job_id}"
+                        f"{run.describe()}: the process ended with {type(error).__name__}: "
+                        f"{error}; see {logs / job.job_id}"
                     )
     except BaseException:  # Ctrl-C, SIGTERM: stop the runs now, they resume from their checkpoints
         for job, _ in running:
@@ -367,7 +368,8 @@ def submit_slurm(
         folder=logs / "%j", max_num_timeout=20, python=_executor_python()
     )
     parameters = options.parameters()
-    # Jobs start in the private job folder, never in a working directory whose files could shadow ours.
+    # Jobs start in the private job folder, never in a working directory whose files could shadow
+    # ours.
     parameters["additional_parameters"] = {
         "chdir": str(logs),
         **parameters["additional_parameters"],
@@ -378,7 +380,12 @@ def submit_slurm(
     ids = [job.job_id for job in jobs]
     array_id = ids[0].split("_")[0]
     path = _record(
-        results, array_id, "slurm", list(zip(ids, runs)), logs, {"options": asdict(options)}
+        results,
+        array_id,
+        "slurm",
+        list(zip(ids, runs, strict=True)),
+        logs,
+        {"options": asdict(options)},
     )
     log.info(
         f"submitted {len(ids)} runs as SLURM job array {array_id}; logs in {logs}/{array_id}_*; "
@@ -448,8 +455,8 @@ def latest_sweep(results: Path) -> Path:
 
 
 class _Elsewhere(Executor):
-    """Runs in other processes, which write their rows themselves: runs that already have a row
-    that finishes them (store.DONE) are skipped here, the rest go to `_start`; the rows are read back
+    """Runs in other processes, which write their rows themselves: runs that already have a row that
+    finishes them (store.DONE) are skipped here, the rest go to `_start`; the rows are read back
     from the results file."""
 
     def run(self, runs: list[PlannedRun], data: DataBySeed) -> list[dict] | None:
@@ -477,8 +484,8 @@ class _Elsewhere(Executor):
         missing = len(runs) - len(rows)
         if missing:
             log.info(
-                f"{missing} of {len(runs)} runs wrote no row (killed or cancelled); run the same command again "
-                "to run them, `rnnbench status` to see which"
+                f"{missing} of {len(runs)} runs wrote no row (killed or cancelled); run the same "
+                "command again to run them, `rnnbench status` to see which"
             )
         return rows
 
@@ -528,7 +535,11 @@ class Slurm(_Elsewhere):
             raise
         except Exception as error:  # sbatch refused the job: say why, in its words
             raise SubmissionFailed(f"submission to SLURM failed: {error}") from None
-        self.announce("\n".join(f"{job_id}  {run.describe()}" for job_id, run in zip(ids, pending)))
+        self.announce(
+            "\n".join(
+                f"{job_id}  {run.describe()}" for job_id, run in zip(ids, pending, strict=True)
+            )
+        )
         if not self.wait:
             return False
         wait_slurm(ids)
@@ -557,7 +568,8 @@ def make(
     raise ValueError(f"unknown executor {name!r}; choose from {', '.join(EXECUTORS)}")
 
 
-# The executor options of `rnnbench run` and `rnnbench tune`, by parameter name: what from_options takes.
+# The executor options of `rnnbench run` and `rnnbench tune`, by parameter name: what from_options
+# takes.
 EXECUTOR_OPTIONS = (
     "executor",
     "jobs",

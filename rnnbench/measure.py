@@ -148,7 +148,8 @@ def current_memory_mb(device: torch.device) -> float:
 
 
 def _process_status_mb(field: str) -> float:
-    """A memory field of /proc/self/status (Linux) in MiB: VmRSS now, VmHWM the peak; NaN elsewhere."""
+    """A memory field of /proc/self/status (Linux) in MiB: VmRSS now, VmHWM the peak; NaN
+    elsewhere."""
     try:
         with open("/proc/self/status") as f:
             for line in f:

@@ -4,10 +4,10 @@ The runner owns the loop and the clock; it hands this module what it measured, a
 clock has stopped, so that nothing here is ever inside a timed step. Three views of one run:
 
 - curve points (the curves file): every `log_every` steps a `train` point (the mean training loss
-  over those steps, and the gradient norm before clipping of the last one), and at every evaluation a
-  `valid` point with the task's metrics and, for a cell whose recurrent matrix is unitary or
-  orthogonal by construction (it defines `recurrent_matrix()`), ‖U^H U − I‖_F, which shows
-  numerical drift over a long run;
+  over those steps, and the gradient norm before clipping of the last one), and at every evaluation
+  a `valid` point with the task's metrics and, for a cell whose recurrent matrix is unitary or
+  orthogonal by construction (it defines `recurrent_matrix()`), ‖U^H U − I‖_F, which shows numerical
+  drift over a long run;
 - progress: a tqdm bar on a terminal; elsewhere (nohup, SLURM logs) lines that each name the run
   and say how far it is, with the time elapsed and an estimate of the time left (this module's
   logger, at INFO; where they go is rnnbench.logs's to say);
@@ -86,7 +86,8 @@ def unitarity_error(cell: torch.nn.Module) -> float | None:
 
 
 def describe(task: str, cell_spec: str, hidden_size: int, seed: int) -> str:
-    """How progress lines name a run: `describe("pmnist", "eurnn", 64, 0) == "pmnist eurnn N=64 seed 0"`."""
+    """How progress lines name a run:
+    `describe("pmnist", "eurnn", 64, 0) == "pmnist eurnn N=64 seed 0"`."""
     return f"{task} {cell_spec} N={hidden_size} seed {seed}"
 
 
@@ -189,7 +190,8 @@ class Monitor:
             else ""
         )
         log.info(
-            f"{self._where(point['step'])}; valid {point['acc']:.4f}, loss {point['loss']:.4f}{health}"
+            f"{self._where(point['step'])}; valid {point['acc']:.4f}, "
+            f"loss {point['loss']:.4f}{health}"
         )
         self.last_line = time.perf_counter()
 
@@ -237,8 +239,8 @@ class Monitor:
         except OSError as error:
             self.writer = None
             log.warning(
-                f"{self.name}: TensorBoard stops here, its event files cannot be written ({error}); the run "
-                "goes on, its curves file has every point"
+                f"{self.name}: TensorBoard stops here, its event files cannot be written "
+                f"({error}); the run goes on, its curves file has every point"
             )
 
     def _where(self, step: int) -> str:

@@ -7,14 +7,14 @@ of the step, so that a resumed run needs no scheduler state in its checkpoint. B
 the runner sets every group's rate to its base rate times that factor (`set_learning_rates`).
 
 Learning-rate groups (rnnbench/cell.py, the cell contract, has `lr_groups` and `group_rate`): a cell
-module may define `lr_groups(self) -> dict[str, list[Parameter]]`,
-naming groups of its parameters (EURNN: `{"angles": [theta, phi, omega]}`). The rate of group G is
-the cell's option `G_lr` (a float option of its factory, default 0.0), so that it is in the cell
-spec, recorded in rows and tunable: 0 keeps the group at --lr, another value is the group's own
-rate. A cell whose paper gives the group's rate as a ratio to the others' (expRNN, scoRNN: a tenth)
-may also have an option `G_lr_factor`: unless `G_lr` is set (not 0), the group's rate is that
-factor times --lr, so the ratio holds at any --lr and through a tuning of --lr. Every group is scaled by the same schedule factor, and weight decay
-applies to all.
+module may define `lr_groups(self) -> dict[str, list[Parameter]]`, naming groups of its parameters
+(EURNN: `{"angles": [theta, phi, omega]}`). The rate of group G is the cell's option `G_lr` (a float
+option of its factory, default 0.0), so that it is in the cell spec, recorded in rows and tunable: 0
+keeps the group at --lr, another value is the group's own rate. A cell whose paper gives the group's
+rate as a ratio to the others' (expRNN, scoRNN: a tenth) may also have an option `G_lr_factor`:
+unless `G_lr` is set (not 0), the group's rate is that factor times --lr, so the ratio holds at any
+--lr and through a tuning of --lr. Every group is scaled by the same schedule factor, and weight
+decay applies to all.
 
 >>> optimizer = build(RunConfig(lr=1e-3), model, model.cell, {"angles_lr": 1e-4})
 >>> base = [group["lr"] for group in optimizer.param_groups]  # [0.001, 0.0001]
@@ -33,8 +33,8 @@ from torch import nn
 from rnnbench.cell import group_rate, lr_groups
 from rnnbench.config import RunConfig
 
-# (RMSprop and Adam add weight_decay * w to the gradient, an L2 penalty; AdamW decouples it, shrinking
-# the weights by lr * weight_decay * w at each step, apart from the adaptive update.)
+# (RMSprop and Adam add weight_decay * w to the gradient, an L2 penalty; AdamW decouples it,
+# shrinking the weights by lr * weight_decay * w at each step, apart from the adaptive update.)
 OPTIMIZERS = {"rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
@@ -48,7 +48,8 @@ def build(
     parameters at --lr, then one group per learning-rate group of `cell` whose option `G_lr`
     (in `options`, the cell spec's resolved options) is set.
 
-    >>> build(RunConfig(optimizer="adamw", weight_decay=0.01), model).param_groups[0]["weight_decay"]
+    >>> optimizer = build(RunConfig(optimizer="adamw", weight_decay=0.01), model)
+    >>> optimizer.param_groups[0]["weight_decay"]
     0.01
     """
     groups = param_groups(config, model, cell, options or {})
@@ -74,7 +75,8 @@ def param_groups(
         for p in params:
             if id(p) not in in_model:
                 raise ValueError(
-                    f"lr group {name!r} of the cell holds a tensor that is not a parameter of the model"
+                    f"lr group {name!r} of the cell holds a tensor "
+                    "that is not a parameter of the model"
                 )
             if id(p) in owner:
                 raise ValueError(

@@ -67,7 +67,8 @@ class Option:
             raise RegistryError(f"{owner}: option {self.name}={text!r} is not a finite number")
         if self.choices is not None and value not in self.choices:
             raise RegistryError(
-                f"{owner}: option {self.name}={text!r} is not one of {', '.join(map(str, self.choices))}"
+                f"{owner}: option {self.name}={text!r} is not one of "
+                f"{', '.join(map(str, self.choices))}"
             )
         return value
 
@@ -102,8 +103,9 @@ class Entry:
     citation: str = (
         ""  # BibTeX of the paper the entry implements (`rnnbench cite`, the report's references)
     )
-    # Cells only (rnnbench.cell reads them): floats kept per example, step and unit, (train, eval) or
-    # a function of the options; and (parameters, output size) counted from the options, without building.
+    # Cells only (rnnbench.cell reads them): floats kept per example, step and unit, (train, eval)
+    # or a function of the options; and (parameters, output size) counted from the options, without
+    # building.
     memory: Any = None
     size: Callable[..., tuple[int, int]] | None = None
 
@@ -135,7 +137,8 @@ class Spec:
 def _options_of(
     factory: Callable[..., Any], owner: str, leading: tuple[str, ...]
 ) -> dict[str, Option]:
-    """Read the options of `factory` from its signature: every parameter after the `leading` ones."""
+    """Read the options of `factory` from its signature: every parameter after the `leading`
+    ones."""
     params = list(inspect.signature(factory).parameters.values())
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     if len(params) < len(leading) or any(p.kind not in positional for p in params[: len(leading)]):
@@ -212,7 +215,8 @@ class Registry:
         size: Callable[..., tuple[int, int]] | None = None,
     ) -> Callable[[Factory], Factory]:
         """Decorator registering a factory under `name`, at `version`, citing `citation` (BibTeX),
-        with a cell's `memory` and `size` declarations (rnnbench.cell); a name can be registered once.
+        with a cell's `memory` and `size` declarations (rnnbench.cell); a name can be registered
+        once.
 
         The place recorded for error messages is the caller's, `stacklevel` frames up.
         """
@@ -236,12 +240,13 @@ class Registry:
             where = f"{place} ({target.__module__}.{target.__qualname__})"
             if not NAME_PATTERN.match(name):
                 raise RegistryError(
-                    f"{self.kind} name {name!r} at {where}: use lowercase letters, digits and hyphens"
+                    f"{self.kind} name {name!r} at {where}: "
+                    "use lowercase letters, digits and hyphens"
                 )
             if name in self._entries:
                 raise RegistryError(
-                    f"{self.kind} {name!r} is registered twice: first at {self._entries[name].where}, "
-                    f"again at {where}"
+                    f"{self.kind} {name!r} is registered twice: first at "
+                    f"{self._entries[name].where}, again at {where}"
                 )
             options = _options_of(factory, f"{self.kind} {name!r}", self.leading)
             self._entries[name] = Entry(
@@ -354,7 +359,12 @@ def register_cell(
     `size(input_size, hidden_size, options) -> (parameters, output_size)`, for a cell that cannot
     be counted on torch's meta device.
 
-    >>> @register_cell("my-rnn", version=2, citation="@article{me2026, author={Me}, year={2026}}", memory=(12, 4))
+    >>> @register_cell(
+    ...     "my-rnn",
+    ...     version=2,
+    ...     citation="@article{me2026, author={Me}, year={2026}}",
+    ...     memory=(12, 4),
+    ... )
     ... def my_rnn(input_size, hidden_size, layers: int = 1): ...
     """
     check_declarations(name, memory, size)

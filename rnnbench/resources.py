@@ -8,7 +8,8 @@ The estimate is simple and errs on the large side. In bytes of the run's dtype (
   held as the parameters, their gradients, the optimizer's state (RMSprop 1, Adam 2 per parameter)
   and the best-so-far copy the runner keeps: P x (3 + states);
 - checkpoint: writing one serialises the model, the optimizer and the best copy, and holds that
-  payload twice while it writes (the payload, and the file's bytes with its header): 2 P x (2 + states);
+  payload twice while it writes (the payload, and the file's bytes with its header):
+  2 P x (2 + states);
 - data: what the task's load() holds at its peak (its `data_bytes(config)`), once per seed for tasks
   that generate their data from the seed (all seeds are loaded when the sweep is planned);
 - activations: a training step, batch x steps x (hidden x F + 4 x classes read at every step),
@@ -177,8 +178,8 @@ def check_memory(
         --hidden 100000: lstm needs about 2.5 TB (weights, gradients and optimizer state 1.6 TB,
         activations 941 GB, data 440 MB), this machine has 23 GB available; lower --hidden
 
-    `cells`: the sweep's (cell spec, hidden size) pairs; `task_spec`: --task as typed; `n_seeds`: for
-    tasks that generate their data from the seed, the planner holds one copy per seed;
+    `cells`: the sweep's (cell spec, hidden size) pairs; `task_spec`: --task as typed; `n_seeds`:
+    for tasks that generate their data from the seed, the planner holds one copy per seed;
     `runs_at_once`: runs that share the machine (--executor local --jobs N), each getting its share;
     `available`: bytes free per pool (default: available_bytes(device), measured now).
     """
@@ -191,7 +192,10 @@ def check_memory(
         for pool, needed in need.needs(device).items():
             if needed * runs_at_once > available[pool]:
                 where = "this machine has" if pool == "host" else f"the GPU ({device}) has"
-                share = f" ({format_bytes(available[pool] / runs_at_once)} for each of {runs_at_once} runs at once)"
+                share = (
+                    f" ({format_bytes(available[pool] / runs_at_once)} for each of {runs_at_once} "
+                    "runs at once)"
+                )
                 cause, advice = _cause(need, spec, run_config, task_spec)
                 raise ValueError(
                     f"{cause}: {spec} needs about {format_bytes(needed)} ({need.describe()}), "

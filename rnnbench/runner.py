@@ -168,7 +168,8 @@ class Progress:
     time_to_target: float | None = (
         None  # training time when validation accuracy first reached the target
     )
-    # The steps since the last `train` curve point and their summed loss (a checkpoint between two points keeps them).
+    # The steps since the last `train` curve point and their summed loss (a checkpoint between two
+    # points keeps them).
     window_steps: int = 0
     window_loss: float = 0.0
     log_time: float = 0.0  # seconds spent logging training steps (outside the clock)
@@ -311,7 +312,8 @@ def start(
     except Exception as error:  # noqa: BLE001 - a torn, foreign or damaged file: start over, never resume wrongly
         warnings.warn(
             f"ignoring checkpoint {checkpoint} ({type(error).__name__}: {error}); "
-            "the run starts from scratch"
+            "the run starts from scratch",
+            stacklevel=2,
         )
         # (nothing of the checkpoint survives, even if applied in part)
         return (
@@ -564,7 +566,8 @@ def train(
     build_kernels(trainee.model, task, splits.train.take(slice(0, 1), device), device)
     synchronize(device)
     build_time = time.perf_counter() - begin
-    # (the views start before peak memory is reset: TensorBoard's writer is no part of the run's memory)
+    # (the views start before peak memory is reset: TensorBoard's writer is no part of the run's
+    # memory)
     watch = monitor.Monitor(
         name,
         config.steps,
@@ -734,9 +737,10 @@ def summary_line(row: dict[str, Any]) -> str:
         return format(value, spec) if isinstance(value, (int, float)) and value != "" else "-"
 
     return (
-        f"{row['cell_spec']} N={row['hidden_size']} seed {row['seed']}: {row['status']}, test acc {fmt(row.get('test_acc'), '.4f')}"
-        f" (final {fmt(row.get('test_acc_final'), '.4f')}), {fmt(row.get('train_time_s'), '.1f')} s, "
-        f"{fmt(row.get('step_time_ms'), '.1f')} ms/step, peak {fmt(row.get('peak_mem_mb'), '.0f')} MiB"
+        f"{row['cell_spec']} N={row['hidden_size']} seed {row['seed']}: {row['status']}, test acc "
+        f"{fmt(row.get('test_acc'), '.4f')} (final {fmt(row.get('test_acc_final'), '.4f')}), "
+        f"{fmt(row.get('train_time_s'), '.1f')} s, {fmt(row.get('step_time_ms'), '.1f')} ms/step, "
+        f"peak {fmt(row.get('peak_mem_mb'), '.0f')} MiB"
         + (f" [{row['error']}]" if row.get("error") else "")
         + (
             f"\n  warning: its times deserve caution: {row['timing_note']}"
@@ -744,7 +748,8 @@ def summary_line(row: dict[str, Any]) -> str:
             else ""
         )
         + (
-            f"\n  (building or loading its kernels took {row['build_time_s']:.0f} s, outside every clock)"
+            f"\n  (building or loading its kernels took {row['build_time_s']:.0f} s, "
+            "outside every clock)"
             if isinstance(row.get("build_time_s"), float) and row["build_time_s"] >= 5
             else ""
         )

@@ -111,6 +111,7 @@ def match_hidden_size(task: Any, spec: Spec, budget: int) -> tuple[int, int]:
             p for n in range(1, MAX_HIDDEN) if (p := count_params(task, spec, n)) is not None
         )
         raise ValueError(
-            f"{spec}: its smallest legal size has {smallest} parameters, more than --params {budget}"
+            f"{spec}: its smallest legal size has {smallest} parameters, "
+            f"more than --params {budget}"
         )
     return best

@@ -61,8 +61,8 @@ def resolve_task(text: str, preset_name: str | None = None) -> Spec:
         TASKS.build(spec)  # (cheap: a task loads nothing before load())
     except ValueError as error:  # a value the user never typed: say where it came from
         raise ValueError(
-            f"--task {text} with the {preset_name} preset, which adds {extra[1:].replace(':', ', ')}: "
-            f"{error}"
+            f"--task {text} with the {preset_name} preset, which adds "
+            f"{extra[1:].replace(':', ', ')}: {error}"
         ) from None
     return spec
 
@@ -246,7 +246,8 @@ def size_cells(
                 size, params = match_hidden_size(task, spec, config.params_budget)
                 log.log(
                     logging.DEBUG if quiet else logging.INFO,
-                    f"{spec}: hidden size {size} ({params} parameters) for --params {config.params_budget}",
+                    f"{spec}: hidden size {size} ({params} parameters) "
+                    f"for --params {config.params_budget}",
                 )
                 config = config.replace(hidden_size=size)
             else:

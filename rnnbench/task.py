@@ -142,7 +142,8 @@ def split_generators(seed: int, salt: int) -> dict[str, torch.Generator]:
 
 
 def split_sizes(task: str, n_train: int, n_valid: int, n_test: int) -> dict[str, int]:
-    """Examples per split, {"train": n_train, ...}, or ValueError naming the first that is not positive."""
+    """Examples per split, {"train": n_train, ...}, or ValueError naming the first that is not
+    positive."""
     for name, n in (("n_train", n_train), ("n_valid", n_valid), ("n_test", n_test)):
         if n < 1:
             raise ValueError(f"{task}: {name}={n} must be positive")
@@ -178,13 +179,15 @@ class Task:
         None  # the score of the best memoryless answer, drawn as a reference line
     )
     reference_lines: ClassVar[dict[str, float]] = {}  # other lines for the test-score figure
-    # Published numbers, each drawn only on data whose identity has these items: {label: (score, {...})}.
+    # Published numbers, each drawn only on data whose identity has these items:
+    # {label: (score, {...})}.
     published_lines: ClassVar[dict[str, tuple[float, dict[str, Any]]]] = {}
     linear_baseline: ClassVar[bool] = (
         False  # fit a logistic regression on the whole inputs (fixed length)
     )
     citation: ClassVar[str] = ""  # BibTeX of the task's source
-    # Option values a preset implies, where the user did not give them: {"quick": {"data": "sample"}}.
+    # Option values a preset implies, where the user did not give them:
+    # {"quick": {"data": "sample"}}.
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def load(self, config: RunConfig, folder: Path | None = None) -> Splits:
@@ -212,9 +215,9 @@ class Task:
         return F.cross_entropy(logits, y, ignore_index=IGNORE)
 
     def metrics(self, logits: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[float, float]]:
-        """Sums and counts of a batch ({"loss": (sum, count), "acc": (sum, count)}), so that a split's
-        mean is exact whatever the batch size. `acc` is the score (accuracy over the targets that
-        count, or what score_name says)."""
+        """Sums and counts of a batch ({"loss": (sum, count), "acc": (sum, count)}), so that a
+        split's mean is exact whatever the batch size. `acc` is the score (accuracy over the targets
+        that count, or what score_name says)."""
         if self.num_classes == 1:
             error = (logits.squeeze(-1) - y).square().sum().item()
             return {"loss": (error, len(y)), "acc": (len(y) - error / self.score_scale(), len(y))}
@@ -291,7 +294,8 @@ class TokenTask(Task):
     def data_bytes(self, config: RunConfig) -> int:
         """Memory that load() holds at its peak, before generating anything: per step of every
         example, the one-hot input (dtype) and an int64 target it keeps, plus, while it generates
-        the largest split, that split's int64 tokens and targets and float64 draws per step and token."""
+        the largest split, that split's int64 tokens and targets and float64 draws per step and
+        token."""
         kept = sum(self.sizes.values()) * self.length * (self.input_size * config.itemsize + 8)
         generating = max(self.sizes.values()) * (self.length * 24 + self.input_size * 16)
         return kept + generating

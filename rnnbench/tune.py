@@ -204,8 +204,8 @@ def searchable(specs: list[Spec] | None = None) -> dict[str, type]:
     from rnnbench.registry import CELLS
 
     kinds = {name: type(value) for name, value in DEFAULTS.items() if listed(name)}
-    for name in [spec.name for spec in specs] if specs is not None else CELLS.names():
-        for name, option in CELLS.get(name).options.items():
+    for cell in [spec.name for spec in specs] if specs is not None else CELLS.names():
+        for name, option in CELLS.get(cell).options.items():
             kinds.setdefault(name, type(option.default))
     return kinds
 
@@ -289,7 +289,8 @@ def make_study(
     overlap = sorted(set(tune_seeds) & set(final_seeds))
     if overlap:
         raise ValueError(
-            f"--final-seeds must be fresh seeds, not ones the tuning used: {', '.join(map(str, overlap))}"
+            "--final-seeds must be fresh seeds, not ones the tuning used: "
+            f"{', '.join(map(str, overlap))}"
         )
     return Study(
         name, specs, space, trials or 0, sampler, pruner, tune_seeds, final_seeds, sampler_seed
@@ -615,13 +616,14 @@ class Tuner:
             ]
             if "no row" in outcomes:
                 log.info(
-                    f"study {self.study.name}: {outcomes.count('no row')} trials wrote no row (killed?); "
-                    "run the same command again to take them up"
+                    f"study {self.study.name}: {outcomes.count('no row')} trials wrote no row "
+                    "(killed?); run the same command again to take them up"
                 )
                 return False
             if "retry" in outcomes:
                 log.info(
-                    f"study {self.study.name}: {outcomes.count('retry')} trials failed: trying them once more"
+                    f"study {self.study.name}: {outcomes.count('retry')} trials failed: trying "
+                    "them once more"
                 )
 
     def chosen(self) -> dict[str, Outcome | None]:
@@ -702,9 +704,13 @@ def run_study(
     runs train (made from `executor_options`, which its config records). ValueError: bad input,
     before anything is written.
 
-    >>> request = Request("st", [CELLS.parse("rnn")], "pmnist", "quick", preset("quick"), ["lr=1e-4:1e-2:log"],
-    ...                   trials=8)  # doctest: +SKIP
-    >>> rows, study = run_study(request, executors.from_options({}), {}, Path("results"))  # doctest: +SKIP
+    >>> request = Request(
+    ...     "st", [CELLS.parse("rnn")], "pmnist", "quick", preset("quick"), ["lr=1e-4:1e-2:log"],
+    ...     trials=8,
+    ... )  # doctest: +SKIP
+    >>> rows, study = run_study(
+    ...     request, executors.from_options({}), {}, Path("results")
+    ... )  # doctest: +SKIP
     """
     from rnnbench import configfile, sweep
     from rnnbench.registry import TASKS

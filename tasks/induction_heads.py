@@ -15,15 +15,20 @@ from rnnbench.task import TokenTask, split_sizes
 
 CITATION = """@article{olsson2022context,
   title={In-context Learning and Induction Heads},
-  author={Olsson, Catherine and Elhage, Nelson and Nanda, Neel and Joseph, Nicholas and DasSarma, Nova
-          and Henighan, Tom and Mann, Ben and Askell, Amanda and Bai, Yuntao and Chen, Anna and Conerly, Tom
-          and Drain, Dawn and Ganguli, Deep and Hatfield-Dodds, Zac and Hernandez, Danny and Johnston, Scott
-          and Jones, Andy and Kernion, Jackson and Lovitt, Liane and Ndousse, Kamal and Amodei, Dario
+  author={Olsson, Catherine and Elhage, Nelson and Nanda, Neel and Joseph, Nicholas and DasSarma, \
+Nova
+          and Henighan, Tom and Mann, Ben and Askell, Amanda and Bai, Yuntao and Chen, Anna and \
+Conerly, Tom
+          and Drain, Dawn and Ganguli, Deep and Hatfield-Dodds, Zac and Hernandez, Danny and \
+Johnston, Scott
+          and Jones, Andy and Kernion, Jackson and Lovitt, Liane and Ndousse, Kamal and Amodei, \
+Dario
           and Brown, Tom and Clark, Jack and Kaplan, Jared and McCandlish, Sam and Olah, Chris},
   journal={arXiv preprint arXiv:2209.11895}, year={2022}}
 @inproceedings{fu2023hungry,
   title={Hungry Hungry Hippos: Towards Language Modeling with State Space Models},
-  author={Fu, Daniel Y. and Dao, Tri and Saab, Khaled K. and Thomas, Armin W. and Rudra, Atri and R{\\'e}, Christopher},
+  author={Fu, Daniel Y. and Dao, Tri and Saab, Khaled K. and Thomas, Armin W. and Rudra, Atri and \
+R{\\'e}, Christopher},
   booktitle={International Conference on Learning Representations}, year={2023},
   note={arXiv:2212.14052}}
 @article{gu2023mamba,
@@ -120,6 +125,6 @@ class InductionHeads(TokenTask):
     def example(self) -> dict[str, Any]:
         inputs, target = self.example_input()
         return {
-            f"the input: {self.length} steps, one-hot ({self.vocab_size - 1} tokens, then the trigger); "
-            f"target {int(target)}": inputs
+            f"the input: {self.length} steps, one-hot ({self.vocab_size - 1} tokens, then the "
+            f"trigger); target {int(target)}": inputs
         }

@@ -39,7 +39,8 @@ MEASURED_CHANCE = {
 }
 LRA = """@inproceedings{tay2021long,
   title={Long Range Arena: A Benchmark for Efficient Transformers},
-  author={Tay, Yi and Dehghani, Mostafa and Abnar, Samira and Shen, Yikang and Bahri, Dara and Pham, Philip
+  author={Tay, Yi and Dehghani, Mostafa and Abnar, Samira and Shen, Yikang and Bahri, Dara and \
+Pham, Philip
           and Rao, Jinfeng and Yang, Liu and Ruder, Sebastian and Metzler, Donald},
   booktitle={International Conference on Learning Representations}, year={2021},
   note={arXiv:2011.04006}}
@@ -105,8 +106,8 @@ class ListOps(Task):
     readout = "last"
     target_score = 0.36  # time_to_target_s: about the LRA Transformer's test accuracy
     citation = LRA
-    # Tay et al. 2021, table 1: the vanilla Transformer's test accuracy on ListOps (the published files,
-    # drawn from this distribution).
+    # Tay et al. 2021, table 1: the vanilla Transformer's test accuracy on ListOps (the published
+    # files, drawn from this distribution).
     published_lines = {
         "Transformer, Tay et al. 2021": (
             0.3637,
@@ -197,7 +198,8 @@ class ListOps(Task):
 
     def _expression(self, rng: random.Random, depth: int, tokens: list[int]) -> int:
         """Append one expression's tokens (the grammar of the benchmark's generator); its value.
-        (Only rng.random() is drawn: its sequence is the one Python promises to keep across versions.)"""
+        (Only rng.random() is drawn: its sequence is the one Python promises to keep across
+        versions.)"""
         if depth >= self.max_depth or rng.random() < DIGIT_P:
             digit = int(rng.random() * DIGITS)
             tokens.append(digit)

@@ -18,13 +18,15 @@ from rnnbench.task import Split, Splits, Task, TokenTask, split_generators
 
 BLANK, MARKER, SYMBOLS, RECALLED = 0, 9, 8, 10
 ARJOVSKY = """@inproceedings{arjovsky2016unitary,
-  title={Unitary Evolution Recurrent Neural Networks}, author={Arjovsky, Martin and Shah, Amar and Bengio, Yoshua},
+  title={Unitary Evolution Recurrent Neural Networks}, author={Arjovsky, Martin and Shah, Amar and \
+Bengio, Yoshua},
   booktitle={International Conference on Machine Learning}, pages={1120--1128}, year={2016}}"""
 
 
 @register_task("copying")
 class CopyingMemory(TokenTask):
-    """Copying memory: 10 symbols from 8, `delay` blanks, a marker; output the 10 symbols at the end."""
+    """Copying memory: 10 symbols from 8, `delay` blanks, a marker; output the 10 symbols at the
+    end."""
 
     version = 2  # (2: the task contract of rnnbench.task; data identity in data_json)
     salt = 1  # (split_generators)

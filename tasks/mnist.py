@@ -44,7 +44,8 @@ def _images(
     if source == "sample":  # the bundled 5,000 digits, sorted by class: shuffle, then 4k/0.5k/0.5k
         if dataset != "mnist":
             raise ValueError(
-                f"no sample of {dataset} is bundled; use --data full (and --data-dir with its files)"
+                f"no sample of {dataset} is bundled; "
+                "use --data full (and --data-dir with its files)"
             )
         images, labels = load_sample()
         order = np.random.RandomState(SPLIT_SEED).permutation(len(images))
@@ -120,12 +121,13 @@ class SequentialMNIST(Task):
             raise ValueError(f"perm_seed {perm_seed}: a seed must be an integer in [0, 2**32 - 1]")
         if data == "sample" and self.dataset != "mnist":
             raise ValueError(
-                f"no sample of {self.dataset} is bundled; use data=full (and --data-dir with its files)"
+                f"no sample of {self.dataset} is bundled; "
+                "use data=full (and --data-dir with its files)"
             )
         if perm_seed and not self.permuted:  # (it would change the run's identity, not its data)
             raise ValueError(
-                f"perm_seed={perm_seed}: {self.name} reads the pixels in raster order; the permuted "
-                "tasks (pmnist, pfmnist) take a permutation seed"
+                f"perm_seed={perm_seed}: {self.name} reads the pixels in raster order; the "
+                "permuted tasks (pmnist, pfmnist) take a permutation seed"
             )
         if data == "sample" and protocol != "standard":
             raise ValueError(
@@ -204,7 +206,8 @@ class SequentialFashionMNIST(SequentialMNIST):
     target_score = 0.85
     citation = """@article{xiao2017fashion,
   title={Fashion-MNIST: a Novel Image Dataset for Benchmarking Machine Learning Algorithms},
-  author={Xiao, Han and Rasul, Kashif and Vollgraf, Roland}, journal={arXiv preprint arXiv:1708.07747},
+  author={Xiao, Han and Rasul, Kashif and Vollgraf, Roland}, journal={arXiv preprint \
+arXiv:1708.07747},
   year={2017}}"""
 
 

@@ -134,9 +134,10 @@ class MQAR(TokenTask):
         weights = self.power_a * torch.arange(1, space + 1, dtype=torch.float64) ** (
             self.power_a - 1
         )
-        # Drawing k gaps without replacement, each in turn with probability proportional to its weight
-        # (numpy's choice(p=..., replace=False), as Zoology does): the k largest of u^(1/weight), in
-        # decreasing order (Efraimidis & Spirakis 2006), so that key i gets the i-th gap drawn.
+        # Drawing k gaps without replacement, each in turn with probability proportional to its
+        # weight (numpy's choice(p=..., replace=False), as Zoology does): the k largest of
+        # u^(1/weight), in decreasing order (Efraimidis & Spirakis 2006), so that key i gets the
+        # i-th gap drawn.
         u = torch.rand(n, space, generator=generator, dtype=torch.float64).clamp_(min=1e-300)
         gaps = (u.log() / (weights / weights.sum())).topk(k, dim=-1).indices
         tokens = torch.zeros(n, self.length, dtype=torch.int64)
@@ -155,7 +156,8 @@ class MQAR(TokenTask):
     def example(self) -> dict[str, Any]:
         inputs, targets = self.example_input()
         return {
-            f"the input: {self.length} steps, one-hot over {self.vocab_size} tokens (0 blank, keys, values)": inputs,
+            f"the input: {self.length} steps, one-hot over {self.vocab_size} tokens (0 blank, "
+            "keys, values)": inputs,
             "the target: the value at each query (0: no target)": targets.clamp(min=0)
             .numpy()
             .astype(float),

@@ -143,23 +143,25 @@ def fetch_missing(
     if silent and len(missing) > 1:
         they = "it was" if len(silent) == 1 else "they were"
         tried.append(
-            f"  ({', '.join(sorted(silent))} did not answer, so {they} not asked for the other files)"
+            f"  ({', '.join(sorted(silent))} did not answer, "
+            f"so {they} not asked for the other files)"
         )
     width = max(len(f.name) for f in missing) + 5
     source = f"from {mirrors[0].rstrip('/')}/NAME.gz for example, or " if mirrors else "or "
     raise DownloadError(
-        f"{what + ': ' if what else ''}{len(missing)} file{'s are' if len(missing) > 1 else ' is'} missing from "
-        f"{folder}, and no mirror gave a good copy:\n"
+        f"{what + ': ' if what else ''}{len(missing)} file{'s are' if len(missing) > 1 else ' is'} "
+        f"missing from {folder}, and no mirror gave a good copy:\n"
         + "\n".join(tried)
-        + f"\nPut {'these files' if len(missing) > 1 else 'it'} into {folder} yourself, as published (gzipped) or "
-        "decompressed:\n"
+        + f"\nPut {'these files' if len(missing) > 1 else 'it'} into {folder} yourself, as "
+        "published (gzipped) or decompressed:\n"
         + "\n".join(f"  {f.name + '.gz':{width}}or  {f.name}" for f in missing)
         + f"\n{source}pass --data-dir a folder that holds them; then run again."
     )
 
 
 def fetch(file: DataFile, folder: Path, mirrors: Sequence[str]) -> Path:
-    """Download `file` (as NAME.gz) from the first mirror that gives a good copy (see fetch_missing)."""
+    """Download `file` (as NAME.gz) from the first mirror that gives a good copy (see
+    fetch_missing)."""
     return fetch_missing([file], folder, mirrors)[0]
 
 
@@ -177,7 +179,8 @@ def load_dataset(
     files: dict[str, DataFile], folder: Path, mirrors: Sequence[str], what: str
 ) -> dict[str, np.ndarray]:
     """The arrays of several files of one dataset (`what`, named in errors), from `folder`; those
-    missing there are fetched first, all of them, so that one error lists every file still missing."""
+    missing there are fetched first, all of them, so that one error lists every file still
+    missing."""
     missing = [file for file in files.values() if find_local(file, folder) is None]
     if missing:
         fetch_missing(missing, folder, mirrors, what)

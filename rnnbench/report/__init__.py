@@ -14,8 +14,8 @@ pools, besides its seeds, what should not change its result:
 - `device` as asked for (auto, cpu, cuda): the device the run used is a key already;
 - `warmup_steps` and `eval_batch_size`: they change neither training nor scores, only measurement
   (which first steps the median step time leaves out; how many examples are evaluated at once);
-- the WATCH fields (`log_every`, `tensorboard`): how a run was shown while it trained, no part of its
-  run key either;
+- the WATCH fields (`log_every`, `tensorboard`): how a run was shown while it trained, no part of
+  its run key either;
 - a field at RunConfig's default and the same field absent: rows written before it existed match;
 - code versions, which might: rows of different git commits are pooled, with a warning and a caution
   in the table's caption (`mixed_commits`).
@@ -31,9 +31,11 @@ The modules, each importing only those above it:
     errors      ReportError, ReportNotWritten
     text        escaping for Markdown, LaTeX and matplotlib; pieces of file names
     files       safe writes inside the output folder
-    read        the results folder: rows, curves, views of a config (the results store is to replace it)
+    read        the results folder: rows, curves, views of a config (the results store is to
+                replace it)
     citations   cell labels for captions, references.bib (the only user of rnnbench.cite)
-    grouping    select rows, pool seeds into lines, split lines into tables; labels, recorded metadata
+    grouping    select rows, pool seeds into lines, split lines into tables; labels, recorded
+                metadata
     tables      columns, cells and captions; Markdown and LaTeX tables
     figures     colours, markers, every figure of a table and of a task's input
     html        the one-page report (report.html) and its parts, Section and TableView
@@ -159,8 +161,10 @@ def _write_report(
     for stem, part in table_groups(summary) if summary is not None else ():
         if len(commits := mixed_commits(part)) > 1:
             warnings.warn(
-                f"table {stem} mixes rows from {len(commits)} versions of the code: {', '.join(commits)}; "
-                "`rnnbench run --force` the older ones, or report them apart"
+                f"table {stem} mixes rows from {len(commits)} versions of the code: "
+                f"{', '.join(commits)}; "
+                "`rnnbench run --force` the older ones, or report them apart",
+                stacklevel=3,
             )
         md, tex = markdown_table(part), latex_table(part, f"tab:{stem}")
         written += [
@@ -210,14 +214,16 @@ def _write_report(
                 "other-runs",
                 "Runs in no table",
                 [
-                    "These runs are in no table above: their status is left out of the tables (rnnbench report "
-                    "--status), so a task whose runs all failed has its errors here."
+                    "These runs are in no table above: their status is left out of the tables "
+                    "(rnnbench report --status), so a task whose runs all failed has its errors "
+                    "here."
                 ],
                 runs=unlisted,
             )
         )
     reported = {
-        (spec, int(version)) for spec, version in zip(rows["task_spec"], rows["task_version"])
+        (spec, int(version))
+        for spec, version in zip(rows["task_spec"], rows["task_version"], strict=True)
     }
     shown = [
         c

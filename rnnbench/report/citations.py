@@ -14,7 +14,8 @@ from rnnbench import cite
 
 
 def cell_citations(cell_cards: list[dict]) -> dict[str, str]:
-    """cell name -> its BibTeX ('' without one), from the cards (the newest version's, if several)."""
+    """cell name -> its BibTeX ('' without one), from the cards (the newest version's, if
+    several)."""
     newest = sorted(cell_cards, key=lambda card: int(card.get("cell_version") or 0))
     return {str(card["name"]): str(card.get("citation") or "") for card in newest}
 
@@ -30,14 +31,16 @@ def cells_sentence(summary: pd.DataFrame) -> str:
     ('' if none), for its caption."""
     if "cell_citation" not in summary:
         return ""
-    return cite.cells_sentence(dict(zip(summary["cell"], summary["cell_citation"])))
+    return cite.cells_sentence(dict(zip(summary["cell"], summary["cell_citation"], strict=True)))
 
 
 def bibliography(task_cards: list[dict], task_specs: set[str], rows: pd.DataFrame) -> str:
     """The BibTeX of the reported tasks' sources, as their cards recorded it, and of the reported
     cells (their cards'); each entry once."""
     cells = (
-        dict(sorted(zip(rows["cell"], rows["cell_citation"]))) if "cell_citation" in rows else {}
+        dict(sorted(zip(rows["cell"], rows["cell_citation"], strict=True)))
+        if "cell_citation" in rows
+        else {}
     )
     found = cite.sources({name: citation for name, citation in cells.items() if citation})
     for card in task_cards:

@@ -1,5 +1,6 @@
 """The report's errors: what the CLI turns into a message (ReportError: nothing to report, a name
-that would leave the output folder...), and the one that says the output folder cannot be written."""
+that would leave the output folder...), and the one that says the output folder cannot be
+written."""
 
 from __future__ import annotations
 

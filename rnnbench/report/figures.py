@@ -64,7 +64,10 @@ def cell_color(name: str) -> tuple[float, float, float]:
 def memory_label(sources) -> str:
     """The axis label of peak memory, in words for the way it was measured."""
     sources = {s for source in sources for s in str(source).split(",") if s}
-    return f"{MEMORY_WORDS.get(sources.pop(), 'peak memory') if len(sources) == 1 else 'peak memory'} (MiB)"
+    return (
+        f"{MEMORY_WORDS.get(sources.pop(), 'peak memory') if len(sources) == 1 else 'peak memory'} "
+        "(MiB)"
+    )
 
 
 def _inside_axes(extent, box, slack: float = 0.5) -> bool:
@@ -272,7 +275,7 @@ def test_acc_figure(summary: pd.DataFrame, task_spec: str, score: str):
         ecolor="0.3",
         capsize=3,
     )
-    for position, (_, line) in zip(positions, lines.iterrows()):
+    for position, (_, line) in zip(positions, lines.iterrows(), strict=True):
         ax.scatter(
             100 * line["test_acc_mean"],
             position,
@@ -282,7 +285,7 @@ def test_acc_figure(summary: pd.DataFrame, task_spec: str, score: str):
         )
     # Each reference line gets a row of its own above the cells, where its label sits beside it.
     rows_of_labels = {name: len(lines) + i for i, name in enumerate(references)}
-    for name, value in references.items():
+    for value in references.values():
         ax.axvline(100 * value, color="0.4", linestyle="--", linewidth=1)
     ax.set(
         yticks=positions,
@@ -349,7 +352,7 @@ def tradeoff_figure(summary: pd.DataFrame, score: str):
     fig, axes = plt.subplots(
         1, len(panels), figsize=(len(panels) * COLUMN_WIDTH_IN, 2.5), sharey=True, squeeze=False
     )
-    for ax, (x, xlabel, points) in zip(axes[0], panels):
+    for ax, (x, xlabel, points) in zip(axes[0], panels, strict=True):
         ax.errorbar(
             points[x],
             100 * points["test_acc_mean"],
@@ -372,7 +375,7 @@ def tradeoff_figure(summary: pd.DataFrame, score: str):
         ax.margins(x=0.08, y=0.1)
     axes[0][0].set_ylabel(f"test {_plot_text(score)} (%)")
     fig.tight_layout()
-    for ax, (x, _, points) in zip(axes[0], panels):
+    for ax, (x, _, points) in zip(axes[0], panels, strict=True):
         _label_points(
             ax,
             [
@@ -408,9 +411,9 @@ def cost_figure(summary: pd.DataFrame):
         squeeze=False,
     )
     colors = [cell_color(cell) for cell in lines["cell"]]
-    for ax, (x, xlabel) in zip(axes[0], panels):
+    for ax, (x, xlabel) in zip(axes[0], panels, strict=True):
         ax.barh(positions, lines[x].fillna(0), color=colors)
-        for position, value in zip(positions, lines[x]):
+        for position, value in zip(positions, lines[x], strict=True):
             if pd.isna(value):  # (not a bar of length 0)
                 ax.text(0, position, " not measured", va="center", fontsize="x-small", color="0.4")
         ax.set(xlabel=xlabel)
@@ -478,7 +481,7 @@ def plot_input(card: dict, out: Path) -> list[Path]:
     fig = plt.figure(figsize=(2 * COLUMN_WIDTH_IN, 1.9))
     grid = fig.add_gridspec(1, sum(widths))
     column = 0
-    for (name, array), width in zip(panels.items(), widths):
+    for (name, array), width in zip(panels.items(), widths, strict=True):
         ax = fig.add_subplot(grid[0, column : column + width])
         column += width
         if array.ndim == 2:

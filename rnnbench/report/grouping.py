@@ -1,7 +1,8 @@
-"""Which rows go together, and what they recorded: `select` picks rows, `aggregate` pools the seeds of
-each experiment (GROUP_KEYS) into one line, `table_groups` splits the lines into tables that never
-mix task versions, data or machines (TABLE_KEYS), each with a file-name stem; `experiment_labels`
-names the lines; `score_name`, `data_words` and the like read what the rows recorded as JSON.
+"""Which rows go together, and what they recorded: `select` picks rows, `aggregate` pools the seeds
+of each experiment (GROUP_KEYS) into one line, `table_groups` splits the lines into tables that
+never mix task versions, data or machines (TABLE_KEYS), each with a file-name stem;
+`experiment_labels` names the lines; `score_name`, `data_words` and the like read what the rows
+recorded as JSON.
 
 What a line pools is said in the package's docstring (rnnbench.report).
 """
@@ -20,7 +21,8 @@ from rnnbench import store
 from rnnbench.report.read import config_rest
 from rnnbench.report.text import _digest, _name_part, _printable
 
-# What a table never mixes: two machines, or one machine with another number of threads, are two tables.
+# What a table never mixes: two machines, or one machine with another number of threads, are two
+# tables.
 TABLE_KEYS = [
     "task",
     "task_spec",
@@ -68,7 +70,7 @@ def select(
                     fnmatch.fnmatchcase(str(name), p) or fnmatch.fnmatchcase(str(spec), p)
                     for p in cells
                 )
-                for name, spec in zip(rows["cell"], rows["cell_spec"])
+                for name, spec in zip(rows["cell"], rows["cell_spec"], strict=True)
             ],
             index=rows.index,
             dtype=bool,
@@ -139,7 +141,7 @@ def experiment_labels(summary: pd.DataFrame, shown: tuple[str, ...] = ()) -> lis
         lambda s: len(set(s) - {""})
     )  # (a failed run has none)
     labels = []
-    for (_, line), rest in zip(summary.iterrows(), rests):
+    for (_, line), rest in zip(summary.iterrows(), rests, strict=True):
         details = (
             ([f"N={int(line['hidden_size'])}"] if show_n else [])
             + ([f"impl={line['impl'] or '?'}"] if impls[line["cell_spec"]] > 1 else [])
@@ -185,12 +187,14 @@ def score_name(summary: pd.DataFrame) -> str:
 
 
 def score_higher_is_better(summary: pd.DataFrame) -> bool:
-    """Which way the table's score is better, as its rows recorded (higher where they do not say)."""
+    """Which way the table's score is better, as its rows recorded (higher where they do not
+    say)."""
     return _recorded(summary, "task_json").get("higher_is_better") is not False
 
 
 def data_words(summary: pd.DataFrame, escape: Callable[[str], str] = _printable) -> str:
-    """The table's data identity as recorded, `key=value, ...` (long values cut to 12 characters)."""
+    """The table's data identity as recorded, `key=value, ...` (long values cut to 12
+    characters)."""
     identity = _recorded(summary, "data_json")
     if not identity:
         return "not recorded (rows from before rnnbench recorded data identities)"
@@ -213,7 +217,7 @@ def table_groups(summary: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     it, then the device's name and threads, and by a hash where they still would."""
     groups = []
     for keys, part in summary.groupby(TABLE_KEYS, sort=True, dropna=False):
-        k = dict(zip(TABLE_KEYS, keys))
+        k = dict(zip(TABLE_KEYS, keys, strict=True))
         stem = "-".join(
             p
             for p in map(
@@ -243,14 +247,15 @@ def table_groups(summary: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         2,
     ):  # the data's hash, then the machine, only where stems clash and they tell them apart
         values: dict[str, set] = {}  # (casefolded: a case-insensitive disk would merge A and a)
-        for s, g in zip(stems, groups):
+        for s, g in zip(stems, groups, strict=True):
             values.setdefault(s.casefold(), set()).add(g[extra])
         stems = [
-            s + g[extra] if len(values[s.casefold()]) > 1 else s for s, g in zip(stems, groups)
+            s + g[extra] if len(values[s.casefold()]) > 1 else s
+            for s, g in zip(stems, groups, strict=True)
         ]
     groups = [[g[0], g[1] + g[2], g[3], g[4]] for g in groups]
     stems = _distinct(stems, [g[2] for g in groups])
-    return [(stem, g[3]) for stem, g in zip(stems, groups)]
+    return [(stem, g[3]) for stem, g in zip(stems, groups, strict=True)]
 
 
 def _distinct(stems: list[str], keys: list) -> list[str]:
@@ -260,7 +265,7 @@ def _distinct(stems: list[str], keys: list) -> list[str]:
         counts = Counter(s.casefold() for s in stems)
         stems = [
             f"{s}-{_digest([*k, s])}" if counts[s.casefold()] > 1 else s
-            for s, k in zip(stems, keys)
+            for s, k in zip(stems, keys, strict=True)
         ]
     return stems
 

@@ -28,12 +28,22 @@ import pandas as pd
 from rnnbench._version import __version__
 from rnnbench.report.read import differing_config
 
-# What each figure of a table shows, by the end of its file name (figures.plot_group, studies.write_study).
+# What each figure of a table shows, by the end of its file name (figures.plot_group,
+# studies.write_study).
 FIGURE_WORDS = {
-    "valid-acc-vs-step": "Validation score against training step (mean over seeds, band: ±1 standard deviation).",
-    "valid-acc-vs-time": "Validation score against training time (mean over seeds, band: ±1 standard deviation).",
-    "test-acc": "Test score of each cell (mean ± standard deviation; dashed: published results and baselines).",
-    "tradeoff": "Test score (mean ± standard deviation) against parameters and against time per step.",
+    "valid-acc-vs-step": (
+        "Validation score against training step (mean over seeds, band: ±1 standard deviation)."
+    ),
+    "valid-acc-vs-time": (
+        "Validation score against training time (mean over seeds, band: ±1 standard deviation)."
+    ),
+    "test-acc": (
+        "Test score of each cell (mean ± standard deviation; "
+        "dashed: published results and baselines)."
+    ),
+    "tradeoff": (
+        "Test score (mean ± standard deviation) against parameters and against time per step."
+    ),
     "cost": "Median time per training step and peak memory of each cell.",
     "trials": "Each trial's validation score against the values it tried; ★ the chosen trial.",
     "input": "One example of the task's input, as the cell sees it.",
@@ -114,7 +124,8 @@ def _section(section) -> dict[str, Any]:
 
 
 def _anchor(stem: str) -> str:
-    """An id attribute from a file-name stem (already [A-Za-z0-9._=-]): `_anchor("pmnist-v2-cpu")`."""
+    """An id attribute from a file-name stem (already [A-Za-z0-9._=-]):
+    `_anchor("pmnist-v2-cpu")`."""
     return "s-" + re.sub(r"[^A-Za-z0-9_-]", "_", stem)
 
 
@@ -169,19 +180,21 @@ def _runs(rows: pd.DataFrame | None, study: bool = False) -> dict[str, Any] | No
     rows = rows.sort_values(order, kind="stable", na_position="last")
     options = [_json_dict(text) for text in rows["options"]]
     configs = [differing_config(_json_dict(text)) for text in rows["config_json"]]
-    settings = [{**o, **c} for o, c in zip(options, configs)]
+    settings = [{**o, **c} for o, c in zip(options, configs, strict=True)]
     varying: dict[
         str, set[str]
     ] = {}  # per cell spec, the keys whose values differ between its runs
     for cell in set(rows["cell_spec"]):
-        mine = [s for s, c in zip(settings, rows["cell_spec"]) if c == cell]
+        mine = [s for s, c in zip(settings, rows["cell_spec"], strict=True) if c == cell]
         varying[cell] = {
             k
             for k in set().union(*mine)
             if len({json.dumps(s.get(k), default=str) for s in mine}) > 1
         }
     lines = []
-    for (_, row), option, config, setting in zip(rows.iterrows(), options, configs, settings):
+    for (_, row), option, config, setting in zip(
+        rows.iterrows(), options, configs, settings, strict=True
+    ):
         keys = sorted(varying[row["cell_spec"]])
         lines.append(
             {

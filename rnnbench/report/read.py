@@ -16,7 +16,8 @@ from rnnbench.report.errors import ReportError
 from rnnbench.store.schema import CONFIG_DEFAULTS, CONFIG_WATCH
 
 # Columns the report treats as text ('' where missing); every other column of the store's NUMERIC
-# list is a number (NaN where missing), and num_threads a whole number written as text (a table key).
+# list is a number (NaN where missing), and num_threads a whole number written as text (a table
+# key).
 TEXT = [
     "task",
     "task_spec",
@@ -37,9 +38,9 @@ TEXT = [
 ]
 
 # The config fields a table line pools (the package's docstring says why): the seed; hidden_size, a
-# group key of its own; device as asked for (auto...), where the row's device columns say the one used;
-# warmup_steps and eval_batch_size, which change what is measured, never training or scores; and the
-# watch fields, how a run was shown while it trained.
+# group key of its own; device as asked for (auto...), where the row's device columns say the one
+# used; warmup_steps and eval_batch_size, which change what is measured, never training or scores;
+# and the watch fields, how a run was shown while it trained.
 POOLED = ("seed", "hidden_size", "device", "warmup_steps", "eval_batch_size", *CONFIG_WATCH)
 
 
@@ -79,7 +80,8 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def rows_frame(rows: list[dict[str, str]]) -> pd.DataFrame:
-    """Rows as a results file would give them (checked rows, as dicts of text), upgraded and typed."""
+    """Rows as a results file would give them (checked rows, as dicts of text), upgraded and
+    typed."""
     return _typed(store.rows.frame(rows))
 
 

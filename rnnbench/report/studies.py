@@ -54,7 +54,8 @@ EDGE = (
 TRIALS_NOTE = (
     "✓: the chosen trial (the one whose setting the final runs use; before they exist, the best "
     "validation score among complete trials). Pruned: stopped early by the pruner, with its best "
-    "validation score so far. –: not recorded. The trials' test scores play no part and are not shown."
+    "validation score so far. –: not recorded. "
+    "The trials' test scores play no part and are not shown."
 )
 
 
@@ -65,7 +66,7 @@ def study_groups(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     rows = rows[rows["phase"].isin(("tune", "final"))]
     groups = []
     for keys, part in rows.groupby(STUDY_KEYS, sort=True, dropna=False):
-        k = dict(zip(STUDY_KEYS, keys))
+        k = dict(zip(STUDY_KEYS, keys, strict=True))
         stem = "-".join(
             ["study"]
             + [
@@ -79,11 +80,13 @@ def study_groups(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         )
         cells = [
             _study_cell(spec, _searched(tuned, study))
-            for spec, tuned, study in zip(part["cell_spec"], part["tuned_json"], part["study_json"])
+            for spec, tuned, study in zip(
+                part["cell_spec"], part["tuned_json"], part["study_json"], strict=True
+            )
         ]
         groups.append((stem, keys, part.assign(study_cell=cells)))
     stems = _distinct([stem for stem, _, _ in groups], [keys for _, keys, _ in groups])
-    return [(stem, part) for stem, (_, _, part) in zip(stems, groups)]
+    return [(stem, part) for stem, (_, _, part) in zip(stems, groups, strict=True)]
 
 
 def _space(study_json: str) -> dict:
@@ -193,8 +196,11 @@ def edge_notes(cell: str, space: dict, setting: dict) -> list[str]:
     smallest or largest of three numeric choices or more (of two, every choice is an end: the note
     would say nothing).
 
-    >>> edge_notes("lstm", {"lr": {"low": 0.0001, "high": 0.01, "log": True}}, {"lr": 0.01})
-    ['lstm: the chosen lr 0.01 is at the upper edge of the searched range [0.0001, 0.01]: the optimum may lie outside it']
+    >>> edge_notes(
+    ...     "lstm", {"lr": {"low": 0.0001, "high": 0.01, "log": True}}, {"lr": 0.01}
+    ... )  # doctest: +NORMALIZE_WHITESPACE
+    ['lstm: the chosen lr 0.01 is at the upper edge of the searched range [0.0001, 0.01]: the
+     optimum may lie outside it']
     """
     notes = []
     for name, dimension in space.items():
@@ -204,15 +210,16 @@ def edge_notes(cell: str, space: dict, setting: dict) -> list[str]:
         side, searched = _edge(dimension, float(value))
         if side:
             notes.append(
-                f"{cell}: the chosen {name} {_value_text(value)} is at the {side} edge of the searched "
-                f"{searched}: the optimum may lie outside it"
+                f"{cell}: the chosen {name} {_value_text(value)} is at the {side} edge of the "
+                f"searched {searched}: the optimum may lie outside it"
             )
     return notes
 
 
 def _edge(dimension: dict, value: float) -> tuple[str, str]:
     """("lower", "upper" or "" where the value lies inside, and the searched values in words) for
-    one dimension of a space: `_edge({"choices": [1, 2, 4]}, 4.0) == ("upper", "choices [1, 2, 4]")`."""
+    one dimension of a space:
+    `_edge({"choices": [1, 2, 4]}, 4.0) == ("upper", "choices [1, 2, 4]")`."""
     choices = dimension.get("choices")
     if isinstance(choices, list):
         numbers = sorted(c for c in choices if _finite(c))
@@ -256,7 +263,7 @@ def trials_frame(study: pd.DataFrame, chosen: dict[str, int | None]) -> pd.DataF
             "steps_done": tune["steps_done"],
             "chosen": [
                 chosen.get(cell) is not None and trial == chosen[cell]
-                for cell, trial in zip(tune["study_cell"], tune["trial"])
+                for cell, trial in zip(tune["study_cell"], tune["trial"], strict=True)
             ],
             "n_valid": tune["n_valid"],
         }
@@ -269,8 +276,9 @@ def _whole(value) -> str:
 
 
 def trials_table(trials: pd.DataFrame, dims: list[str], score: str, higher: bool) -> str:
-    """The Markdown table of a study's trials: a line per trial row, a column per searched name,
-    the seed only where a trial ran on more than one (`| lstm | 1 | 0.01 | 64 | 90.0 | ok | 20 | ✓ |`)."""
+    """The Markdown table of a study's trials: a line per trial row, a column per searched name, the
+    seed only where a trial ran on more than one
+    (`| lstm | 1 | 0.01 | 64 | 90.0 | ok | 20 | ✓ |`)."""
     return _markdown_lines(*trials_cells(trials, dims, score, higher))
 
 
@@ -320,10 +328,11 @@ def trials_csv(trials: pd.DataFrame, dims: list[str]) -> pd.DataFrame:
 def final_tables(
     study: pd.DataFrame, dims: list[str], trials: pd.DataFrame
 ) -> list[tuple[str, pd.DataFrame, Extra]]:
-    """The final runs of a study as tables (split as table_groups splits results: by machine...),
-    a line per cell and setting with its chosen values, the trial they came from and the number of
+    """The final runs of a study as tables (split as table_groups splits results: by machine...), a
+    line per cell and setting with its chosen values, the trial they came from and the number of
     trials of its cell (of those planned, where fewer ran); each with table_groups' stem
-    (`[("pmnist-v2-cpu", summary, Extra(...))]`, whose line reads `| lstm | 0.01 | 1 | 4 | 82.00 ± 2.00 | ...`)."""
+    (`[("pmnist-v2-cpu", summary, Extra(...))]`, whose line reads
+    `| lstm | 0.01 | 1 | 4 | 82.00 ± 2.00 | ...`)."""
     finals = study[study["phase"] == "final"]
     if finals.empty:
         return []
@@ -349,12 +358,14 @@ def final_tables(
         trials=counts, **{f"chosen_{d}": [v.get(d) for v in values] for d in dims}
     )
     columns = tuple(
-        (d, {i: _value_text(v[d]) for i, v in zip(summary.index, values) if d in v}) for d in dims
+        (d, {i: _value_text(v[d]) for i, v in zip(summary.index, values, strict=True) if d in v})
+        for d in dims
     ) + (("Trial", dict(summary["trial"])), ("Trials", dict(summary["trials"])))
     name = summary["study"].iloc[0] or "unnamed"
     note = (
-        f"Study {name}: the final runs of each cell's chosen setting ({', '.join(dims) or 'nothing searched'}; "
-        "Trial: the trial it was chosen from by validation score; Trials: the cell's trials)."
+        f"Study {name}: the final runs of each cell's chosen setting "
+        f"({', '.join(dims) or 'nothing searched'}; Trial: the trial it was chosen from by "
+        "validation score; Trials: the cell's trials)."
     )
     return [
         (stem, part, Extra(columns, shown=tuple(dims) + ("study",), note=note))
@@ -400,7 +411,8 @@ def study_figure(trials: pd.DataFrame, dims: list[str], spaces: dict[str, dict],
         figsize=(0.8 * COLUMN_WIDTH_IN * columns + 1.2, 2.3 * -(-len(panels) // columns)),
     )
     cells = sorted(scored["cell"].unique())
-    for ax, dim in zip(axes.flat, panels):
+    # (the grid's last row may have axes to spare: hidden below)
+    for ax, dim in zip(axes.flat, panels, strict=False):
         categories = _categories(dim, spaces, list(scored["values"]))
         log = categories is None and any(
             isinstance(s.get(dim), dict) and s[dim].get("log") is True for s in spaces.values()
@@ -549,8 +561,8 @@ def write_study(
     missing = sorted(set(trials["cell"]) - set(study.loc[study["phase"] == "final", "study_cell"]))
     if missing:
         said = (
-            f"No final runs of {', '.join(missing)} in these rows: tuning is still going or stopped before "
-            "them (or they did not end ok: see --status)."
+            f"No final runs of {', '.join(missing)} in these rows: tuning is still going or "
+            "stopped before them (or they did not end ok: see --status)."
         )
         text.append(_markdown(said) + "\n")
         section.words.append(_printable(said))
@@ -587,7 +599,7 @@ def write_study(
         for note in edge_notes(cell, spaces.get(cell, {}), chosen_setting(study, cell, trial))
     ]
     for note in notes:
-        warnings.warn(f"study {_printable(name)}: {_printable(note)}")
+        warnings.warn(f"study {_printable(name)}: {_printable(note)}", stacklevel=2)
     if notes:
         text.append("Edges:\n\n" + "".join(f"- {_markdown(note)}\n" for note in notes))
         section.words += [_printable(f"Edge: {note}") for note in notes]

@@ -1,5 +1,5 @@
-"""Results tables: their columns (`Column`, TABLE_COLUMNS), cells (`_cells`: the precision the test set
-supports, ± where there are seeds to spread, bold only for a clear best) and captions
+"""Results tables: their columns (`Column`, TABLE_COLUMNS), cells (`_cells`: the precision the test
+set supports, ± where there are seeds to spread, bold only for a clear best) and captions
 (`table_caption`: what the table shows, in words), as Markdown and as LaTeX that compiles."""
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def _cells(
                 if i in texts[c.key] and pd.notna(sd):
                     texts[c.key][i] += f" ± {sd * c.scale:.{digits}f}"
     body = []
-    for label, i in zip(experiment_labels(summary, extra.shown), summary.index):
+    for label, i in zip(experiment_labels(summary, extra.shown), summary.index, strict=True):
         body.append(
             [(label, False)]
             + [(values.get(i, "–"), False) for _, values in extra.columns]
@@ -181,22 +181,24 @@ def table_caption(
         + f"{escape(first['task_spec'])} (task version {int(first['task_version'])}), data: "
         f"{data_words(summary, escape)}; {_where(first, escape)}"
         + (
-            f", implementation{'s' if len(impls) > 1 else ''}: {', '.join(escape(i) for i in impls)}"
+            f", implementation{'s' if len(impls) > 1 else ''}: "
+            f"{', '.join(escape(i) for i in impls)}"
             if impls
             else ""
         )
-        + f"; {spread}. "
-        f"{precision} Bold: best ok run by more than the larger spread of it and the runner-up "
-        f"(standard deviation over 2 seeds or more; for Step, also the interquartile range of step times). "
-        f"{score.capitalize()}: test {score} of the weights with the best validation score; Final: of the final "
-        f"weights; Step: median time of a training step; Train: training time; Mem.: {memory}."
+        + f"; {spread}. {precision} Bold: best ok run by more than the larger spread of it and the "
+        "runner-up (standard deviation over 2 seeds or more; for Step, also the interquartile "
+        f"range of step times). {score.capitalize()}: test {score} of the weights with the best "
+        "validation score; Final: of the final weights; Step: median time of a training step; "
+        f"Train: training time; Mem.: {memory}."
         + (
             f" Loss: test loss; the memoryless baseline's is {first['baseline_loss']:.4g}."
             if pd.notna(first["baseline_loss"])
             else ""
         )
         + (
-            f" Caution: rows from {len(commits)} versions of the code ({', '.join(escape(c) for c in commits)})."
+            f" Caution: rows from {len(commits)} versions of the code "
+            f"({', '.join(escape(c) for c in commits)})."
             if len(commits := mixed_commits(summary)) > 1
             else ""
         )
@@ -210,8 +212,8 @@ def markdown_table(summary: pd.DataFrame, extra: Extra = Extra()) -> str:
 
 
 def _markdown_lines(header: list[str], body: list[list[tuple[str, bool]]]) -> str:
-    """A Markdown table of texts from rows (escaped here), bold where flagged, numbers right-aligned:
-    `_markdown_lines(["Cell", "n"], [[("lstm", False), ("3", True)]])`."""
+    """A Markdown table of texts from rows (escaped here), bold where flagged, numbers
+    right-aligned: `_markdown_lines(["Cell", "n"], [[("lstm", False), ("3", True)]])`."""
     lines = [
         "| " + " | ".join(_markdown(h) for h in header) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",

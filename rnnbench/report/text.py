@@ -25,8 +25,8 @@ def _printable(text) -> str:
 
 
 def _markdown(text) -> str:
-    """Text as it reads in a Markdown table cell: `|` and the characters that would start
-    emphasis, code, math, links, HTML or entities escaped (an underscore inside a word needs none)."""
+    """Text as it reads in a Markdown table cell: `|` and the characters that would start emphasis,
+    code, math, links, HTML or entities escaped (an underscore inside a word needs none)."""
     text = re.sub(r"([\\`*\[\]<>|~&$])", r"\\\1", _printable(text))
     return re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", text)
 

@@ -26,10 +26,10 @@ def _read(paths: list[Path], what: str, key: str) -> list[dict[str, Any]]:
         try:
             card = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError) as error:
-            warnings.warn(f"{path}: skipped, not a readable {what} card ({error})")
+            warnings.warn(f"{path}: skipped, not a readable {what} card ({error})", stacklevel=3)
             continue
         if not isinstance(card, dict) or not isinstance(card.get(key), str):
-            warnings.warn(f"{path}: skipped, not a {what} card (no {key})")
+            warnings.warn(f"{path}: skipped, not a {what} card (no {key})", stacklevel=3)
             continue
         cards.append(card)
     return cards

@@ -87,12 +87,12 @@ def whoami() -> dict[str, Any]:
     }
 
 
-# How far two readings of one process's start time may differ. psutil derives it from the boot
-# time the kernel reports (/proc/stat btime), which is the wall clock minus the uptime, read once per
-# process: when the clock is adjusted (NTP, a VM's clock sync) a process started later reads a
-# boot time a second off, and so the same process's start a second off (seen here: btime moved
-# from ...699 to ...700 within a session, and every child then took its live parent for gone).
-# Another process given the same pid within this slack is not a real risk.
+# How far two readings of one process's start time may differ. psutil derives it from the boot time
+# the kernel reports (/proc/stat btime), which is the wall clock minus the uptime, read once per
+# process: when the clock is adjusted (NTP, a VM's clock sync) a process started later reads a boot
+# time a second off, and so the same process's start a second off (seen here: btime moved from
+# ...699 to ...700 within a session, and every child then took its live parent for gone). Another
+# process given the same pid within this slack is not a real risk.
 START_SLACK_S = 2.0
 
 
@@ -164,13 +164,14 @@ def folder_lock(
             who = describe(holder) if holder else "another process"
             if waited >= timeout_s:
                 raise LockTimeout(
-                    f"gave up after {waited:.0f} s waiting for the lock {path} ({what}), held by {who}; if that "
-                    "process is stopped (Ctrl-Z), resume or end it, then run again"
+                    f"gave up after {waited:.0f} s waiting for the lock {path} ({what}), held by "
+                    f"{who}; if that process is stopped (Ctrl-Z), resume or end it, then run again"
                 ) from None
             if not told:
                 log.log(
                     logging.DEBUG if quiet else logging.INFO,
-                    f"waiting for the lock {path} ({what}): held by {who}; giving up after {timeout_s:.0f} s",
+                    f"waiting for the lock {path} ({what}): held by {who}; "
+                    f"giving up after {timeout_s:.0f} s",
                 )
                 told = True
     try:
@@ -223,8 +224,9 @@ class Owned:
             self.lost = True
             holder = _read_json(self.path)
             raise ClaimLost(
-                f"{self.path.name} was taken over by {describe(holder) if holder else 'another process'} "
-                "while this process was stopped or cut off; that process finishes the run"
+                f"{self.path.name} was taken over by "
+                f"{describe(holder) if holder else 'another process'} while this process was "
+                "stopped or cut off; that process finishes the run"
             )
 
 
@@ -281,7 +283,8 @@ def die_with(parent: dict[str, Any]) -> None:
         while alive(parent) is not False:
             time.sleep(0.5)
         print(
-            f"process {parent['pid']}, which started this one, is gone: stopping (the run's checkpoint is kept)",
+            f"process {parent['pid']}, which started this one, is gone: stopping (the run's "
+            "checkpoint is kept)",
             flush=True,
         )
         _thread.interrupt_main()
@@ -312,7 +315,10 @@ def staleness(owner: dict[str, Any], mtime: float, now: float) -> str:
         return f"its {describe(owner)} has ended"
     age = now - mtime
     if age > claim_timeout_s():
-        return f"its heartbeat is {age:.0f} s old (limit {claim_timeout_s():.0f} s): {describe(owner)} is gone or stopped"
+        return (
+            f"its heartbeat is {age:.0f} s old (limit {claim_timeout_s():.0f} s): "
+            f"{describe(owner)} is gone or stopped"
+        )
     return ""
 
 

@@ -112,8 +112,9 @@ def parse(path: Path, kind: str = "rows") -> Parsed:
         ):  # a header torn by a writer killed while creating the file
             return Parsed(path, None, torn_at=0)
         raise ForeignFile(
-            f"{path} is not an rnnbench {'curves' if kind == 'curves' else 'results'} file: its first "
-            f"line lacks the columns {', '.join(needed)}; move it away, or use another --results folder"
+            f"{path} is not an rnnbench {'curves' if kind == 'curves' else 'results'} file: its "
+            f"first line lacks the columns {', '.join(needed)}; move it away, or use another "
+            "--results folder"
         )
     newline = (
         text[len(first) : len(first) + 2]
@@ -148,8 +149,12 @@ def parse(path: Path, kind: str = "rows") -> Parsed:
         if len(fields) > len(header):
             extra = [f for f in fields[len(header) :] if f.strip()]
             if extra:
-                note = f"{path}:{line}: {len(fields) - len(header)} field(s) beyond the header ignored ({extra[0][:40]!r})"
-        row = dict(zip(header, fields + [""] * (len(header) - len(fields))))
+                note = (
+                    f"{path}:{line}: {len(fields) - len(header)} field(s) beyond the header "
+                    f"ignored ({extra[0][:40]!r})"
+                )
+        # (a short record is padded with empty fields; fields beyond the header are dropped)
+        row = dict(zip(header, fields + [""] * (len(header) - len(fields)), strict=False))
         problem = row_problem(row, kind)
         if index == last and not ends:
             if problem:  # a torn row: not a row, whatever it parses to
@@ -210,8 +215,9 @@ def _set_aside_torn_tail(path: Path, offset: int) -> None:
         os.fsync(f.fileno())
     os.truncate(path, offset)
     warnings.warn(
-        f"{path} ended in a torn row ({len(data) - offset} bytes, from a writer that was killed or ran "
-        f"out of disk); moved it to {aside}. Its run has no row and will run again."
+        f"{path} ended in a torn row ({len(data) - offset} bytes, from a writer that was killed or "
+        f"ran out of disk); moved it to {aside}. Its run has no row and will run again.",
+        stacklevel=3,
     )
 
 

@@ -64,15 +64,17 @@ def frame(rows: list[dict[str, str]]) -> pd.DataFrame:
 
 def read_path(path: Path, kind: str = "rows", warn: bool = True) -> pd.DataFrame:
     """Every usable row of a results (or curves, `kind="curves"`) file, upgraded to this version;
-    the others are skipped with a warning naming file and line. ForeignFile if the file is not rnnbench's."""
+    the others are skipped with a warning naming file and line. ForeignFile if the file is not
+    rnnbench's."""
     parsed = csvfile.parse(path, kind)
     if warn:
         for problem in parsed.problems:
-            warnings.warn(problem)
+            warnings.warn(problem, stacklevel=2)
         if parsed.torn_at is not None:
             warnings.warn(
-                f"{path} ends in a torn row ({path.stat().st_size - parsed.torn_at} bytes): ignored; the "
-                "next append to the file moves it aside"
+                f"{path} ends in a torn row ({path.stat().st_size - parsed.torn_at} bytes): "
+                "ignored; the next append to the file moves it aside",
+                stacklevel=2,
             )
     rows = [upgrade(row) for row in parsed.rows] if kind == "rows" else parsed.rows
     return _frame(rows, parsed.layout.header if parsed.layout else [], kind)
@@ -168,7 +170,7 @@ def read_all(results: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         try:
             parsed = csvfile.parse(path, kind)
         except csvfile.ForeignFile as error:
-            warnings.warn(f"{error} (skipped)")
+            warnings.warn(f"{error} (skipped)", stacklevel=2)
             continue
         if parsed.layout is None:
             continue
@@ -178,10 +180,10 @@ def read_all(results: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             if c not in parsed.layout.header
         ]
         if missing:
-            warnings.warn(f"{path}: skipped, the header lacks {', '.join(missing)}")
+            warnings.warn(f"{path}: skipped, the header lacks {', '.join(missing)}", stacklevel=2)
             continue
         for problem in parsed.problems:
-            warnings.warn(problem)
+            warnings.warn(problem, stacklevel=2)
         headers[kind] += parsed.layout.header
         for row in parsed.rows:
             (curves if kind == "curves" else rows).append(upgrade(row) if kind == "rows" else row)

@@ -117,8 +117,8 @@ CURVE_COLUMNS = [
     "unitarity_error",
 ]
 STATUSES = ("ok", "diverged", "pruned", "failed")  # pruned: stopped early by a study's pruner
-# A run with a row of these is over, never trained again unless forced: training is deterministic, so
-# a diverged run diverges again (a failed one, which raised, may not fail again: it is retried).
+# A run with a row of these is over, never trained again unless forced: training is deterministic,
+# so a diverged run diverges again (a failed one, which raised, may not fail again: it is retried).
 DONE = ("ok", "diverged", "pruned")
 
 
@@ -229,7 +229,8 @@ NOT_NEGATIVE = (
     "peak_mem_mb",
     "time_to_target_s",
 )
-# (all but config_json absent from rows before them; tuned_json and study_json only in a study's rows)
+# (all but config_json absent from rows before them; tuned_json and study_json only in a study's
+# rows)
 JSON_OBJECTS = ("config_json", "data_json", "task_json", "tuned_json", "study_json")
 
 
@@ -279,9 +280,8 @@ def row_problem(row: dict[str, str], kind: str = "rows") -> str:
             return f"{column} {_shown(text, quoted=False)} is negative"
         if column == "num_threads" and value < 1:
             return f"num_threads {text} is not a positive whole number"
-        values[column] = (
-            value  # (a NaN measurement is a missing one: the runner writes NaN it could not compute)
-        )
+        # (a NaN measurement is a missing one: the runner writes NaN it could not compute)
+        values[column] = value
     score = values.get(
         "test_acc", math.nan
     )  # an accuracy, or a score such as R^2 that may be negative
@@ -346,8 +346,8 @@ def data_hash(identity: dict[str, Any]) -> str:
 
 # RunConfig's fields and their defaults, as this version writes them into config_json: what a value
 # left out of a row's config was, and which values are unremarkable (the report lists what differs).
-# rnnbench.config defines RunConfig; tests/test_store.py keeps the two equal, so that changing a default
-# is a decision about the rows written before (an upgrade step below), never an accident.
+# rnnbench.config defines RunConfig; tests/test_store.py keeps the two equal, so that changing a
+# default is a decision about the rows written before (an upgrade step below), never an accident.
 CONFIG_DEFAULTS = {
     "hidden_size": 256,
     "batch_size": 100,
