@@ -1,6 +1,7 @@
 import functools
 import http.server
 import os
+import pathlib
 import threading
 
 import torch
@@ -157,9 +158,21 @@ def pytest_addoption(parser):
     )
 
 
-def _named(config) -> set[str]:
-    """The node ids given on the command line (tests/x.py::test_y), as pytest spells them."""
-    return {arg.replace("\\", "/") for arg in config.args if "::" in arg}
+def _named(config) -> list[tuple[pathlib.Path, str]]:
+    """The tests named by node id on the command line (tests/x.py::test_y[case]): (file, rest)."""
+    named = []
+    for arg in config.args:
+        path, sep, rest = arg.partition("::")
+        if sep:
+            named.append((pathlib.Path(config.invocation_params.dir, path).resolve(), rest))
+    return named
+
+
+def _is_named(item, named) -> bool:
+    return any(
+        item.path == path and item.nodeid.partition("::")[2].startswith(rest)
+        for path, rest in named
+    )
 
 
 def _runs_slow(config) -> bool:
@@ -175,11 +188,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
     if not _runs_slow(config):
         named = _named(config)
-        slow = [
-            item
-            for item in items
-            if "slow" in item.keywords and not any(item.nodeid.startswith(n) for n in named)
-        ]
+        slow = [item for item in items if "slow" in item.keywords and not _is_named(item, named)]
         if slow:
             config.hook.pytest_deselected(items=slow)
             items[:] = [item for item in items if item not in set(slow)]
