@@ -1,6 +1,6 @@
 """EURNN: unitarity, structure, parameter count, the reach of the mesh (full capacity spans U(N)),
-gradients, reference == dense, the original notebook's options, and which path auto runs. The
-fused kernel's own tests are in test_eurnn_fused.py."""
+reference == dense, the original notebook's options, and which path auto runs. Its gradcheck and
+bad specs: test_cell_checks.py; the fused kernel's own tests: test_eurnn_fused.py."""
 
 import math
 
@@ -267,40 +267,6 @@ def test_dense_equals_reference_in_outputs_and_gradients(kwargs, n, steps):
 @pytest.mark.parametrize(
     "impl", ["reference", "dense", pytest.param("fused", marks=pytest.mark.fused)]
 )
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        dict(style="tunable", capacity=3, output="complex", diag_phase=True),
-        dict(style="tunable", capacity=2, output="real", boundary="open"),
-        dict(style="fft", output="abs"),
-        dict(
-            style="tunable",
-            capacity=4,
-            output="complex",
-            diag_phase=True,
-            modrelu="notebook",
-            init="notebook",
-        ),
-    ],
-)
-def test_gradcheck(impl, kwargs):
-    torch.manual_seed(5)
-    cell = EURNN(2, 4, impl=impl, **kwargs).double()
-    x = torch.randn(2, 4, 2, dtype=torch.float64, requires_grad=True)
-    h0 = (0.5 * torch.randn(2, 4, dtype=torch.complex128)).requires_grad_()
-    params = tuple(cell.parameters())
-
-    def f(x, h0, *values):
-        return torch.func.functional_call(
-            cell, dict(zip(dict(cell.named_parameters()), values)), (x, h0)
-        )
-
-    assert torch.autograd.gradcheck(f, (x, h0, *params))
-
-
-@pytest.mark.parametrize(
-    "impl", ["reference", "dense", pytest.param("fused", marks=pytest.mark.fused)]
-)
 @pytest.mark.parametrize("style, n, capacity, boundary", MESHES[2:])
 def test_state_norm_is_preserved_without_input_and_bias(impl, style, n, capacity, boundary):
     cell = make(style, n, capacity, boundary, impl=impl, output="complex").double()
@@ -536,12 +502,6 @@ def test_auto_picks_fused_on_cpu_for_meshes_of_at_most_n_over_5_layers(
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(hidden_size=7), "even hidden size >= 2 (units are mixed in pairs); got 7"),
-        (dict(hidden_size=0), "got 0"),
-        (dict(capacity=0), "capacity must be in [1, hidden_size=8] for style='tunable'; got 0"),
-        (dict(capacity=-2), "got -2"),
-        (dict(capacity=9), "got 9"),
-        (dict(style="fft", hidden_size=12), "power of two; got 12"),
         (dict(style="fft", capacity=3), "capacity must be left unset, got 3"),
         (
             dict(style="fft", boundary="open"),
@@ -558,27 +518,14 @@ def test_auto_picks_fused_on_cpu_for_meshes_of_at_most_n_over_5_layers(
         (dict(modrelu="tf"), "modrelu must be one of smooth, notebook; got 'tf'"),
     ],
 )
-def test_invalid_options_raise_value_errors_naming_the_value(kwargs, message):
+def test_values_given_to_the_class_directly_are_refused_naming_them(kwargs, message):
+    """What no spec can give the class (a style, options that style has not) or what the spec
+    parser refuses before the class sees it (a value outside the choices). Bad specs, hidden sizes
+    and capacities included: test_cell_checks.py."""
     kwargs = {"input_size": 1, "hidden_size": 8, **kwargs}
     with pytest.raises(ValueError) as error:
         EURNN(**kwargs)
     assert message in str(error.value)
-
-
-@pytest.mark.parametrize(
-    "spec, hidden, message",
-    [
-        ("eurnn", 15, "got 15"),
-        ("eurnn-c16", 8, "got 16"),
-        ("eurnn-fft", 48, "power of two; got 48"),
-        ("eurnn:output=imag", 8, "not one of real, abs, complex"),
-        ("eurnn:init=paper", 8, "not one of default, notebook"),
-        ("eurnn-full:modrelu=abs", 8, "not one of smooth, notebook"),
-    ],
-)
-def test_invalid_specs_raise_value_errors(spec, hidden, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        rnnbench.build_cell(spec, 1, hidden)
 
 
 @pytest.mark.parametrize("impl", ["reference", "dense", "fused", "triton"])

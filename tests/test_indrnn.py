@@ -1,9 +1,9 @@
 """IndRNN: its step, the stack of layers, the bound on the recurrent weights under large optimizer
-steps, the projected gradient that enforces it, initialisation, gradients, sizes and options."""
+steps, the projected gradient that enforces it, initialisation and sizes. Its gradcheck and bad
+options: test_cell_checks.py."""
 
 import pytest
 import torch
-from torch.func import functional_call
 
 import rnnbench
 from rnnbench.cells.indrnn import IndependentRecurrence, IndRNN
@@ -155,23 +155,6 @@ def test_the_default_stack_stays_moderate_at_init_over_784_sparse_pixels():
     assert last.abs().mean() < 10 and last.abs().max() < 1e3, (last.abs().mean(), last.abs().max())
 
 
-def test_gradients_match_finite_differences_in_float64():
-    torch.manual_seed(1)
-    cell = rnnbench.build_cell("indrnn:max_length=20:layers=2", 2, 3).double()
-    with torch.no_grad():
-        for linear in cell.inputs:
-            linear.weight.abs_()
-            linear.bias.fill_(0.3)  # units active, away from relu's kink
-    names = [n for n, _ in cell.named_parameters()]
-    params = tuple(p.detach().clone().requires_grad_() for p in cell.parameters())
-    x = torch.randn(2, 6, 2, dtype=torch.float64, requires_grad=True)
-
-    def run(x, *ps):
-        return functional_call(cell, dict(zip(names, ps)), (x,))
-
-    assert torch.autograd.gradcheck(run, (x, *params))
-
-
 @pytest.mark.parametrize(
     "layers, count",
     [
@@ -188,18 +171,3 @@ def test_parameters_counted_by_hand(layers, count):
         == count
         == 5 * (3 + 2) + (layers - 1) * 5 * (5 + 2)
     )
-
-
-@pytest.mark.parametrize(
-    "spec, message",
-    [
-        ("indrnn:layers=0", "layers=0 must be >= 1"),
-        ("indrnn:layers=-2", "layers=-2 must be >= 1"),
-        ("indrnn:max_length=0", "max_length=0 must be >= 1"),
-        ("indrnn:max_gain=0.5", "max_gain=0.5 must be >= 1"),
-        ("indrnn:init=zeros", "init='zeros' is not one of uniform, long"),
-    ],
-)
-def test_bad_options_are_refused(spec, message):
-    with pytest.raises(ValueError, match=message):
-        rnnbench.build_cell(spec, 1, 8)

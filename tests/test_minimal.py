@@ -1,10 +1,9 @@
 """minGRU and minLSTM: the paper's equations step by step, impl=scan == impl=log-scan == impl=loop in
-float64 (with gates near 0 and near 1), gradcheck, g and log g, the convex-combination bound on
-the states, stacked layers, parameter counts and option checks."""
+float64 (with gates near 0 and near 1), g and log g, the convex-combination bound on the states,
+stacked layers and parameter counts. Their gradcheck and bad options: test_cell_checks.py."""
 
 import pytest
 import torch
-from torch.func import functional_call
 
 import rnnbench
 from rnnbench.cells.minimal import MinimalRNN, g, log_g
@@ -97,23 +96,6 @@ def test_every_impl_computes_the_same_function_in_float64(kind, steps, gate_scal
             )
 
 
-@pytest.mark.parametrize(
-    "candidate, impl", [("g", "scan"), ("g", "log-scan"), ("g", "loop"), ("linear", "scan")]
-)
-@pytest.mark.parametrize("kind", KINDS)
-def test_gradcheck(kind, candidate, impl):
-    torch.manual_seed(3)
-    cell = MinimalRNN(2, 3, kind, candidate, impl, layers=2).double()
-    names = [name for name, _ in cell.named_parameters()]
-    x = torch.randn(2, 5, 2, dtype=F64, requires_grad=True)
-
-    def run(x, *params):
-        return functional_call(cell, dict(zip(names, params)), (x,))
-
-    params = [p.detach().clone().requires_grad_() for p in cell.parameters()]
-    assert torch.autograd.gradcheck(run, (x, *params))
-
-
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
 def test_the_decay_keeps_its_relative_precision_when_the_gate_is_nearly_open(kind):
     """a_t = sigmoid(-d), the decay whose log the log-space scan uses; 1 - sigmoid(d) rounds it to 0
@@ -189,26 +171,3 @@ def test_a_stack_is_causal_and_trains_every_layer(name):
     torch.testing.assert_close(cell(x)[:, :5], cell(changed)[:, :5], rtol=0, atol=0)
     cell(x).square().sum().backward()
     assert all(p.grad.abs().sum() > 0 for p in cell.parameters())
-
-
-@pytest.mark.parametrize(
-    "spec, message",
-    [
-        (
-            "mingru:impl=log-scan:candidate=linear",
-            "impl='log-scan' takes logarithms of the candidate, which needs",
-        ),
-        ("minlstm:impl=log-scan:candidate=linear", "minlstm: impl='log-scan'"),
-        ("mingru:layers=0", "mingru: layers=0 must be at least 1"),
-        ("minlstm:impl=fast", "is not one of scan, log-scan, loop"),
-        ("mingru:candidate=tanh", "is not one of g, linear"),
-    ],
-)
-def test_bad_options_are_refused(spec, message):
-    with pytest.raises(ValueError, match=message):
-        rnnbench.build_cell(spec, 1, 8)
-
-
-def test_a_hidden_size_below_one_is_refused():
-    with pytest.raises(ValueError, match="minlstm: hidden_size=0 must be at least 1"):
-        rnnbench.build_cell("minlstm", 1, 0)

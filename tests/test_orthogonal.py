@@ -1,7 +1,8 @@
 """The orthogonal RNNs of cells/orthogonal.py: `exprnn` (W = exp(A)) and `scornn`
 (W = (I + A)^-1 (I - A) D). W is orthogonal at init and after large optimizer steps, equals the
 paper's formula computed independently, starts as each paper's initialisation says; the fast
-recurrence equals plain autograd; options are checked."""
+recurrence equals plain autograd; values given to the factories directly are checked. Their
+gradcheck and bad specs: test_cell_checks.py."""
 
 import math
 
@@ -214,25 +215,6 @@ def test_modrelu_is_sign_times_relu_of_the_biased_magnitude():
     assert modrelu(z, torch.full((5,), 0.5)).tolist() == [-2.5, -1.0, 0.0, 1.0, 2.5]
 
 
-@pytest.mark.parametrize(
-    "name, n",
-    [("exprnn", 4), ("exprnn:init=henaff", 3), ("scornn", 4), ("scornn:negative_ones=2", 3)],
-)
-def test_gradcheck_float64(name, n):
-    torch.manual_seed(8)
-    cell = rnnbench.build_cell(name, 2, n).double()
-    with torch.no_grad():
-        cell.mod_bias.uniform_(-0.1, 0.1)
-    x = torch.randn(2, 5, 2, dtype=torch.float64, requires_grad=True)
-    names = [k for k, _ in cell.named_parameters()]
-    params = [p.detach().clone().requires_grad_() for p in cell.parameters()]
-
-    def run(x, *values):
-        return torch.func.functional_call(cell, dict(zip(names, values)), (x,))
-
-    assert torch.autograd.gradcheck(run, (x, *params), eps=1e-6, atol=1e-7)
-
-
 def test_gradcheck_of_the_recurrence_alone():
     torch.manual_seed(9)
     u = torch.randn(6, 2, 3, dtype=torch.float64, requires_grad=True)
@@ -284,43 +266,6 @@ def test_an_absolute_rate_or_no_factor_replaces_the_ratio(name):
     assert (
         len(optim.param_groups(RunConfig(lr=1e-3), model, cell, at_lr)) == 1
     )  # both 0: at --lr with the rest
-
-
-@pytest.mark.parametrize(
-    "spec, size, message",
-    [
-        ("scornn:negative_ones=20", 16, "scornn: negative_ones=20 must be at most hidden_size=16"),
-        ("scornn:negative_ones=-2", 16, "scornn: negative_ones=-2 must be >= 0"),
-        ("scornn:negative_fraction=1.5", 16, "scornn: negative_fraction=1.5 must be in [0, 1]"),
-        ("scornn:negative_fraction=-0.1", 16, "scornn: negative_fraction=-0.1 must be in [0, 1]"),
-        (
-            "scornn:negative_ones=3:negative_fraction=0.5",
-            16,
-            "scornn: give negative_ones=3 or negative_fraction=0.5",
-        ),
-        (
-            "scornn:orthogonal_lr=-1",
-            16,
-            "scornn: cell option orthogonal_lr=-1.0: must be a finite number >= 0",
-        ),
-        (
-            "exprnn:orthogonal_lr=-0.001",
-            16,
-            "exprnn: cell option orthogonal_lr=-0.001: must be a finite number >= 0",
-        ),
-        (
-            "exprnn:orthogonal_lr_factor=-0.1",
-            16,
-            "exprnn: cell option orthogonal_lr_factor=-0.1: must be a finite",
-        ),
-        ("exprnn", 1, "exprnn: hidden_size=1 is too small"),
-        ("scornn", 0, "scornn: hidden_size=0 is too small"),
-    ],
-)
-def test_bad_options_raise_value_error_naming_the_value(spec, size, message):
-    with pytest.raises(ValueError) as error:
-        rnnbench.build_cell(spec, 1, size)
-    assert str(error.value).startswith(message)
 
 
 def test_bad_values_given_directly_raise_value_error():
