@@ -38,7 +38,7 @@ def test_classic_cells_equal_the_native_torch_modules(name, native):
     torch.testing.assert_close(y, y_control, rtol=0, atol=1e-12)
     y.sum().backward()
     y_control.sum().backward()
-    for (pname, p), q in zip(cell.named_parameters(), control.parameters()):
+    for (pname, p), q in zip(cell.named_parameters(), control.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, rtol=0, atol=1e-12, msg=pname)
 
 

@@ -11,8 +11,9 @@ import rnnbench
 
 @pytest.mark.parametrize("scheme", ["imex", "explicit"])
 def test_a_step_is_the_scheme_written_out(scheme):
-    """imex: the paper's eq. (3), damping at the new z_n, solved here by fixed-point iteration rather
-    than by the closed form the cell uses; explicit: the authors' code, damping at z_{n-1}."""
+    """imex: the paper's eq. (3), damping at the new z_n, solved here by fixed-point iteration
+    rather than by the closed form the cell uses; explicit: the authors' code, damping at
+    z_{n-1}."""
     torch.manual_seed(0)
     cell = rnnbench.build_cell(f"cornn:dt=0.3:gamma=1.5:epsilon=2:scheme={scheme}", 3, 6).double()
     with torch.no_grad():  # larger weights than the init, so that tanh is not near-linear
@@ -28,7 +29,8 @@ def test_a_step_is_the_scheme_written_out(scheme):
         drive = torch.tanh(y @ w.T + z @ wz.T + x[:, n] @ v.T + b)
         if scheme == "explicit":
             z = z + dt * (drive - gamma * y - eps * z)
-        else:  # z_n = z_{n-1} + dt drive - dt gamma y_{n-1} - dt eps z_n: a contraction for dt eps < 1
+        else:
+            # z_n = z_{n-1} + dt drive - dt gamma y_{n-1} - dt eps z_n: a contraction for dt eps < 1
             z_new = z
             for _ in range(200):
                 z_new = z + dt * drive - dt * gamma * y - dt * eps * z_new

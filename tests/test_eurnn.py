@@ -85,7 +85,7 @@ def unitary_jacobian(cell: EURNN) -> torch.Tensor:
     matrix = _Matrix(cell)
 
     def u(*values):
-        swapped = {f"cell.{k}": v for k, v in zip(names, values)}
+        swapped = {f"cell.{k}": v for k, v in zip(names, values, strict=True)}
         return torch.view_as_real(torch.func.functional_call(matrix, swapped, ())).flatten()
 
     jacobian = torch.autograd.functional.jacobian(
@@ -260,7 +260,7 @@ def test_dense_equals_reference_in_outputs_and_gradients(kwargs, n, steps):
     y_ref, g_ref = run_impl("reference", kwargs, x, h0)
     y_dense, g_dense = run_impl("dense", kwargs, x, h0)
     torch.testing.assert_close(y_dense, y_ref, rtol=0, atol=1e-10)
-    for a, b in zip(g_dense, g_ref):
+    for a, b in zip(g_dense, g_ref, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
@@ -394,7 +394,7 @@ def test_default_init_leaves_the_readout_alone_and_draws_nothing():
     rng = torch.get_rng_state()
     cell.init_readout(readout)
     assert torch.equal(torch.get_rng_state(), rng)
-    assert all(torch.equal(a, b) for a, b in zip(before, readout.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, readout.parameters(), strict=True))
 
 
 @pytest.mark.parametrize("options", [dict(), dict(init="default", modrelu="smooth")])
@@ -461,7 +461,8 @@ def test_without_the_fused_kernel_auto_picks_the_path_measured_faster(
 
 
 def test_a_named_implementation_that_cannot_run_fails_naming_those_that_can(monkeypatch):
-    """No silent substitute: impl=fused on CUDA, or where the kernel cannot be built, stops the run."""
+    """No silent substitute: impl=fused on CUDA, or where the kernel cannot be built, stops the
+    run."""
     with pytest.raises(
         ValueError,
         match=r"impl='fused' cannot run on cuda: the fused kernel is a CPU kernel; "
@@ -530,8 +531,8 @@ def test_values_given_to_the_class_directly_are_refused_naming_them(kwargs, mess
 
 @pytest.mark.parametrize("impl", ["reference", "dense", "fused", "triton"])
 def test_an_initial_state_of_one_row_is_every_sequences(impl):
-    """h0 of shape (1, N) broadcasts over the batch in every implementation (the compiled ones read a
-    (B, N) state: given one row, they read past it)."""
+    """h0 of shape (1, N) broadcasts over the batch in every implementation (the compiled ones
+    read a (B, N) state: given one row, they read past it)."""
     if impl == "fused" and not _eurnn_fused.buildable():
         pytest.skip("no C++ compiler for the fused kernel")
     if impl == "triton":

@@ -19,7 +19,7 @@ def test_each_layer_steps_by_the_paper_equation_on_the_states_of_the_layer_below
         cell.recurrent.uniform_(-1, 1)  # inside the bound 2^(1/784) > 1, signs both ways
     x = torch.randn(4, 9, 3, dtype=torch.float64)
     states = x
-    for linear, u in zip(cell.inputs, cell.recurrent):
+    for linear, u in zip(cell.inputs, cell.recurrent, strict=True):
         h = torch.zeros(4, 6, dtype=torch.float64)
         expected = []
         for t in range(9):
@@ -48,7 +48,9 @@ def test_the_hand_written_backward_matches_autograd_through_the_step_loop():
     got = IndependentRecurrence.apply(xp, u)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-14)
     for g, e in zip(
-        torch.autograd.grad(got, (xp, u), grad), torch.autograd.grad(expected, (xp, u), grad)
+        torch.autograd.grad(got, (xp, u), grad),
+        torch.autograd.grad(expected, (xp, u), grad),
+        strict=False,
     ):
         torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
 

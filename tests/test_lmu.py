@@ -93,7 +93,8 @@ def test_the_memory_holds_the_legendre_coefficients_of_the_last_theta_steps():
             ]
         )
         decoded = m[100:] @ weights  # u(t - delay) for t = 100 .. T-1
-        # m_t holds u_t over (t - 1, t]: the held signal, delayed by `delay`, is u at t - delay + 1/2 on average
+        # m_t holds u_t over (t - 1, t]: the held signal, delayed by `delay`, is u at
+        # t - delay + 1/2 on average
         target = torch.sin(2 * math.pi * (t[100:] - delay + 0.5) / 150) + 0.5 * torch.cos(
             2 * math.pi * (t[100:] - delay + 0.5) / 97 + 1
         )
@@ -149,7 +150,8 @@ def test_parameters_counted_by_hand():
     # e_x 3, e_h 5, e_m 7, W_x 5x3, W_h 5x5, W_m 5x7
     cell = rnnbench.build_cell("lmu:order=7", 3, 5)
     assert sum(p.numel() for p in cell.parameters()) == 3 + 5 + 7 + 15 + 25 + 35
-    # the paper's psMNIST cell: 212 units, order 256 -> 99,897 trainable (Keras summary, 102,027 with the readout)
+    # the paper's psMNIST cell: 212 units, order 256 -> 99,897 trainable (Keras summary, 102,027
+    # with the readout)
     cell = rnnbench.build_cell("lmu", 1, 212)
     assert sum(p.numel() for p in cell.parameters()) == 99_897
     assert cell.output_size == 212

@@ -34,7 +34,8 @@ def test_ring_initialisation_and_gamma_normalisation(r_min, r_max, max_phase):
     modulus, phase = lam.abs(), torch.angle(lam) % (2 * math.pi)
     assert modulus.min() >= r_min * (1 - 1e-12) and modulus.max() <= r_max * (1 + 1e-12)
     assert phase.min() >= 0 and torch.exp(cell.theta_log).max() <= max_phase * (1 + 1e-12)
-    # uniform on the ring's area: |lambda|^2 is uniform on [r_min^2, r_max^2]; the phase on [0, max_phase]
+    # uniform on the ring's area: |lambda|^2 is uniform on [r_min^2, r_max^2]; the phase on
+    # [0, max_phase]
     assert abs((modulus**2).mean() - (r_min**2 + r_max**2) / 2) < 0.05 * (r_max**2 - r_min**2)
     assert abs(torch.exp(cell.theta_log).mean() - max_phase / 2) < 0.05 * max_phase
     # gamma = sqrt(1 - |lambda|^2) at init
@@ -111,14 +112,17 @@ def test_scan_equals_loop_in_float64(steps, r_min, r_max):
         outputs_and_gradients(loop, x),
     )
     torch.testing.assert_close(y_scan, y_loop, rtol=0, atol=1e-10)
-    for (name, _), a, b in zip([("x", None), *scan.named_parameters()], g_scan, g_loop):
+    for (name, _), a, b in zip(
+        [("x", None), *scan.named_parameters()], g_scan, g_loop, strict=True
+    ):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9, msg=name)
 
 
 @pytest.mark.parametrize(
     "mlp, expected",
     [
-        # N = 5, I = 3: nu_log, theta_log, gamma_log 3N; B_re, B_im 2NI; C_re, C_im 2N^2; D NI; GLU 2N^2 + 2N
+        # N = 5, I = 3: nu_log, theta_log, gamma_log 3N; B_re, B_im 2NI; C_re, C_im 2N^2; D NI;
+        # GLU 2N^2 + 2N
         ("glu", 3 * 5 + 2 * 15 + 2 * 25 + 15 + 2 * 25 + 10),
         ("gelu", 3 * 5 + 2 * 15 + 2 * 25 + 15),
     ],

@@ -1,6 +1,7 @@
-"""minGRU and minLSTM: the paper's equations step by step, impl=scan == impl=log-scan == impl=loop in
-float64 (with gates near 0 and near 1), g and log g, the convex-combination bound on the states,
-stacked layers and parameter counts. Their gradcheck and bad options: test_cell_checks.py."""
+"""minGRU and minLSTM: the paper's equations step by step, impl=scan == impl=log-scan ==
+impl=loop in float64 (with gates near 0 and near 1), g and log g, the convex-combination bound on
+the states, stacked layers and parameter counts. Their gradcheck and bad options:
+test_cell_checks.py."""
 
 import pytest
 import torch
@@ -45,7 +46,8 @@ def test_forward_is_the_papers_equations(kind, candidate, impl, layers):
 
 
 def extreme_gates(cell: MinimalRNN, scale: float) -> MinimalRNN:
-    """Gate pre-activations of size ~scale (gates within e^-scale of 0 or 1), candidates of size ~1."""
+    """Gate pre-activations of size ~scale (gates within e^-scale of 0 or 1), candidates of size
+    ~1."""
     with torch.no_grad():
         for name, linear in cell.layers[0].named_children():
             if name != "linear_h":
@@ -81,8 +83,9 @@ def test_every_impl_computes_the_same_function_in_float64(kind, steps, gate_scal
         torch.manual_seed(2)  # the same parameters for every impl
         cell = extreme_gates(MinimalRNN(2, 6, kind, candidate, impl).double(), gate_scale)
         results[candidate, impl] = outputs_and_gradients(cell, x)
-    # The log-space scan's gradients lose digits: the gradient of log a sums terms of the cumulative
-    # sum and of the logcumsumexp that cancel (see test_scan.py); 1e-9 at T = 300, against 1e-14 here.
+    # The log-space scan's gradients lose digits: the gradient of log a sums terms of the
+    # cumulative sum and of the logcumsumexp that cancel (see test_scan.py); 1e-9 at T = 300,
+    # against 1e-14 here.
     for candidate, impl, atol in [
         ("g", "scan", 1e-10),
         ("g", "log-scan", 1e-7),
@@ -90,7 +93,7 @@ def test_every_impl_computes_the_same_function_in_float64(kind, steps, gate_scal
     ]:
         (y, grads), (y_loop, grads_loop) = results[candidate, impl], results[candidate, "loop"]
         torch.testing.assert_close(y, y_loop, rtol=0, atol=1e-10, msg=f"{candidate}, {impl}")
-        for a, b in zip(grads, grads_loop):
+        for a, b in zip(grads, grads_loop, strict=True):
             torch.testing.assert_close(
                 a, b, rtol=0, atol=atol, msg=f"{candidate}, {impl}: gradients"
             )

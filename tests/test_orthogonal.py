@@ -204,7 +204,7 @@ def test_the_fast_recurrence_equals_plain_autograd():
         out = run(*inputs)
         (out * g).sum().backward()
         grads.append((out.detach(), *[t.grad for t in inputs]))
-    for fast, control in zip(*grads):
+    for fast, control in zip(*grads, strict=True):
         torch.testing.assert_close(fast, control, rtol=0, atol=1e-12)
     assert (grads[0][0][:2, 0] == 0).all()
 
@@ -242,8 +242,8 @@ def test_parameter_count_by_hand(name):
 @pytest.mark.parametrize("name", ["exprnn", "scornn"])
 @pytest.mark.parametrize("lr", [1e-3, 3e-3, 1e-4])
 def test_the_skew_entries_train_at_a_tenth_of_the_run_rate_at_any_rate(name, lr):
-    """The papers' ratio (A at a tenth of the other weights' rate) holds at the run's --lr, whatever it
-    is: the quick preset's 3e-3 gives A 3e-4, not the papers' absolute 1e-4 (1:30)."""
+    """The papers' ratio (A at a tenth of the other weights' rate) holds at the run's --lr,
+    whatever it is: the quick preset's 3e-3 gives A 3e-4, not the papers' absolute 1e-4 (1:30)."""
     model = torch.nn.Sequential(rnnbench.build_cell(name, 1, 8))
     cell = model[0]
     assert cell.lr_groups() == {"orthogonal": [cell.skew]}
