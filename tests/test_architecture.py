@@ -129,7 +129,8 @@ def test_the_path_rule_catches_a_path_it_should():
 
 def test_messages_go_through_logging_not_log_callbacks():
     """No function of rnnbench takes a `log` callback (each module logs to its logger), and
-    rnnbench.logs, which says where the lines go, imports nothing of rnnbench (anything may use it)."""
+    rnnbench.logs, which says where the lines go, imports nothing of rnnbench (anything may
+    use it)."""
     takers = [
         f"{path.relative_to(ROOT)}:{node.lineno}"
         for path in MODULES.values()

@@ -139,7 +139,7 @@ def test_gpu_benchmark_functions_reach_fresh_processes():
     spec = importlib.util.spec_from_file_location("gpu_benchmark", REPO / "benchmarks" / "gpu.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    # (its own functions pickle as __main__'s when it runs as a script; benchmarks/cells.py's, which it
-    # loads by path, only if it registers that module)
+    # (its own functions pickle as __main__'s when it runs as a script; benchmarks/cells.py's, which
+    # it loads by path, only if it registers that module)
     function = module.bench_cells.step_memory
     assert pickle.loads(pickle.dumps(function)) is function

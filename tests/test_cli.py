@@ -42,8 +42,8 @@ def test_ls_lists_every_cell_with_options_and_defaults_then_tasks_and_presets():
     assert "torch-eunn  sampling=replacement" in result.output
     assert "with presets: quick: data=sample; torch-eunn: protocol=pooled" in result.output
     assert (
-        "capacity: int = 2; output: real|abs|complex = real; impl: auto|reference|dense|fused|triton = auto"
-        in result.output
+        "capacity: int = 2; output: real|abs|complex = real; "
+        "impl: auto|reference|dense|fused|triton = auto" in result.output
     )
     assert "forget_bias: float = 1.0" in result.output
 

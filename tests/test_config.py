@@ -1,4 +1,5 @@
-"""config's command-line rules: flags and aliases, the budget-or-size rule, the grid of listed values."""
+"""config's command-line rules: flags and aliases, the budget-or-size rule, the grid of listed
+values."""
 
 import pytest
 

@@ -154,7 +154,8 @@ def test_missing_files_make_one_error_that_lists_them_all_and_a_silent_mirror_is
     server, tmp_path
 ):
     """Offline (a mirror on a closed port) beside a mirror that lacks the files: one error, no
-    warnings, every missing file named with where to put it; what is already there is not asked for."""
+    warnings, every missing file named with where to put it; what is already there is not
+    asked for."""
     from rnnbench.data import load_dataset
 
     root, url = server

@@ -55,7 +55,7 @@ def test_fused_equals_reference_on_random_meshes(seed):
     y_ref, g_ref = run("reference", case, seed)
     y_fused, g_fused = run("fused", case, seed)
     torch.testing.assert_close(y_fused, y_ref, rtol=0, atol=1e-10)
-    for a, b in zip(g_fused, g_ref):
+    for a, b in zip(g_fused, g_ref, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
@@ -106,7 +106,7 @@ def test_fused_equals_dense_and_reference_with_the_notebook_options(case):
     for impl in ("dense", "fused"):
         y, g = run(impl, case, seed=6)
         torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-10)
-        for a, b in zip(g, g_ref):
+        for a, b in zip(g, g_ref, strict=True):
             assert torch.isfinite(a).all()
             torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
@@ -122,7 +122,7 @@ def test_fused_equals_dense_at_benchmark_width_in_float32(capacity, diag_phase):
         y = cell(x)
         y[:, -1].sum().backward()
         outs.append([y.detach()] + [p.grad for p in cell.parameters()])
-    for a, b in zip(*outs):  # float32 rounding differs; compare whole tensors in norm
+    for a, b in zip(*outs, strict=True):  # float32 rounding differs; compare whole tensors in norm
         assert torch.linalg.vector_norm(a - b) <= 1e-5 * torch.linalg.vector_norm(b)
 
 
@@ -143,12 +143,13 @@ def test_gradient_is_finite_where_the_state_is_zero(modrelu):
         grads[impl] = [p.grad for p in cell.parameters()] + [x.grad]
         assert all(torch.isfinite(g).all() for g in grads[impl])
     for impl in ("dense", "fused"):  # relative: near z = 0 the smooth form's gain is 1 + 0.1 / 1e-6
-        for a, b in zip(grads[impl], grads["reference"]):
+        for a, b in zip(grads[impl], grads["reference"], strict=True):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def assert_bitwise_repeatable(impl: str, batch: int, steps: int) -> None:
-    """Two forward and backward passes on the same input give bitwise the same outputs and gradients."""
+    """Two forward and backward passes on the same input give bitwise the same
+    outputs and gradients."""
     torch.manual_seed(3)
     cell = EURNN(2, 16, capacity=4, impl=impl)
     x = torch.randn(batch, steps, 2)
@@ -158,7 +159,7 @@ def assert_bitwise_repeatable(impl: str, batch: int, steps: int) -> None:
         y = cell(x)
         y.pow(2).mean().backward()
         results.append([y.detach().clone()] + [p.grad.clone() for p in cell.parameters()])
-    for a, b in zip(*results):
+    for a, b in zip(*results, strict=True):
         assert torch.equal(a, b)
 
 
@@ -191,13 +192,14 @@ def outputs_and_grads_with_threads(
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_fused_results_do_not_depend_on_the_thread_count(dtype, output):
     """Same run, 1, 2 or 3 threads: bitwise the same states and gradients, for batches that the
-    thread counts divide or not (a training run's metrics must not depend on the machine's cores)."""
+    thread counts divide or not (a training run's metrics must not depend on the
+    machine's cores)."""
     for batch in (1, 3, 7, 64, 100):
         results = [
             outputs_and_grads_with_threads(t, "fused", batch, dtype, output) for t in (1, 2, 3)
         ]
-        for threads, result in zip((2, 3), results[1:]):
-            for i, (a, b) in enumerate(zip(results[0], result)):
+        for threads, result in zip((2, 3), results[1:], strict=True):
+            for i, (a, b) in enumerate(zip(results[0], result, strict=True)):
                 assert torch.equal(a, b), (
                     f"batch {batch}: output {i} differs between 1 and {threads} threads"
                 )
@@ -235,7 +237,8 @@ def test_build_name_changes_with_the_source(monkeypatch, tmp_path):
 
 def test_without_a_compiler_auto_warns_once_and_runs_dense_and_fused_fails(tmp_path):
     """A fresh process where the compiler does not exist: one warning that says what is missing; a
-    cell with impl=auto still trains, recording the path it ran; impl=fused stops, naming what can run."""
+    cell with impl=auto still trains, recording the path it ran; impl=fused stops, naming what
+    can run."""
     script = textwrap.dedent("""
         import warnings
         import torch
@@ -295,7 +298,7 @@ def test_the_dense_paths_compiled_step_loop_equals_its_python_loop(output, modre
     )  # as without a compiler: the Python loop
     y_python, g_python = run("dense", case, seed=8)
     torch.testing.assert_close(y_compiled, y_python, rtol=0, atol=1e-12)
-    for a, b in zip(g_compiled, g_python):
+    for a, b in zip(g_compiled, g_python, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
 

@@ -26,11 +26,12 @@ interpreter = pytest.mark.skipif(
 
 
 def assert_triton_equals_reference(case: dict, seed: int) -> None:
-    """Outputs and every gradient (parameters, x, h0) of triton and reference, to 1e-10 in float64."""
+    """Outputs and every gradient (parameters, x, h0) of triton and reference, to
+    1e-10 in float64."""
     y_ref, g_ref = run("reference", case, seed)
     y, g = run("triton", case, seed)
     torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-10)
-    for a, b in zip(g, g_ref):
+    for a, b in zip(g, g_ref, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
@@ -59,7 +60,8 @@ def test_gradcheck_on_a_tiny_mesh_with_every_input():
     h0 = (0.5 * torch.randn(2, 4, dtype=torch.complex128)).requires_grad_()
 
     def f(x, h0, *params):
-        return torch.func.functional_call(cell, dict(zip(names, params)), (x,), {"h0": h0})
+        named = dict(zip(names, params, strict=True))
+        return torch.func.functional_call(cell, named, (x,), {"h0": h0})
 
     params = [p.detach().clone().requires_grad_() for p in cell.parameters()]
     # fast mode: the Jacobian along random directions, two passes per input rather than per entry
@@ -69,8 +71,8 @@ def test_gradcheck_on_a_tiny_mesh_with_every_input():
 @interpreter
 @pytest.mark.parametrize("rows", [2, 4])
 def test_blocks_of_several_sequences_and_a_ragged_last_block(rows, monkeypatch):
-    """Programs of `rows` sequences (block_rows gives several from a batch of 256 on; forced here, as
-    the interpreter runs programs one after another) and a last program with fewer."""
+    """Programs of `rows` sequences (block_rows gives several from a batch of 256 on; forced here,
+    as the interpreter runs programs one after another) and a last program with fewer."""
     monkeypatch.setattr(_eurnn_triton, "block_rows", lambda batch, n: rows)
     case = {
         "kwargs": dict(capacity=3, boundary="open", output="complex"),
@@ -94,7 +96,7 @@ def test_float32_matches_reference_to_float32_rounding():
         y[:, -1].sum().backward()
         assert y.dtype == torch.float32
         outs.append([y.detach()] + [p.grad for p in cell.parameters()])
-    for a, b in zip(*outs):
+    for a, b in zip(*outs, strict=True):
         assert torch.linalg.vector_norm(a - b) <= 1e-5 * torch.linalg.vector_norm(b)
 
 
@@ -147,7 +149,8 @@ def test_triton_cannot_run_on_cpu_outside_the_interpreter(monkeypatch):
 
 
 def test_the_interpreter_mode_is_the_one_the_kernels_were_defined_in(monkeypatch):
-    """Triton fixes it when the kernels are defined; a later change of TRITON_INTERPRET changes nothing."""
+    """Triton fixes it when the kernels are defined; a later change of TRITON_INTERPRET
+    changes nothing."""
     _eurnn_triton._kernels()  # defined now (if not before), in the session's mode
     mode = _eurnn_triton.interpreted()
     monkeypatch.setenv("TRITON_INTERPRET", "0" if mode else "1")
@@ -179,9 +182,12 @@ def test_auto_on_cuda_is_triton_for_shallow_meshes_where_triton_is_installed_els
 
 # Every configuration of the kernels that a forward or backward pass can launch, as `auto` chooses
 # it on CUDA: the kernels' code depends on the block shape, the flags and the dtype, not on the mesh
-# (its tables are data). N = 2..1024 at a batch of 100 (1 row per program) and of 10^6 (the most rows
-# a program takes), every flag set (the largest code), float32 and float64.
-COMPILE = "import json; from rnnbench.cells import _eurnn_triton as t; print(json.dumps(t.sm90_report(t.launch_shapes())))"
+# (its tables are data). N = 2..1024 at a batch of 100 (1 row per program) and of 10^6 (the most
+# rows a program takes), every flag set (the largest code), float32 and float64.
+COMPILE = (
+    "import json; from rnnbench.cells import _eurnn_triton as t; "
+    "print(json.dumps(t.sm90_report(t.launch_shapes())))"
+)
 
 
 @pytest.mark.slow
@@ -245,5 +251,5 @@ def test_the_compiled_kernels_equal_reference_on_the_gpu_in_float64(n, batch, kw
         results.append((y, grads))
     (y_ref, g_ref), (y, g) = results
     torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-10)
-    for a, b in zip(g, g_ref):
+    for a, b in zip(g, g_ref, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-9)

@@ -101,7 +101,8 @@ def test_slurm_without_sbatch_says_where_to_run(tmp_path, monkeypatch):
 
 
 def test_slurm_options_become_sbatch_lines(tmp_path, monkeypatch):
-    """The sbatch file rnnbench's options make (no SLURM needed: submitit only checks that srun exists)."""
+    """The sbatch file rnnbench's options make (no SLURM needed: submitit only checks that
+    srun exists)."""
     monkeypatch.setattr(
         submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 2)
     )  # as if srun were there

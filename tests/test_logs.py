@@ -43,7 +43,7 @@ def test_a_handler_pointed_at_a_new_stream_is_the_same_one_and_formats_warnings(
     log = logging.getLogger("rnnbench.anywhere")
     log.info("a line as is")
     log.warning("something odd")
-    warnings.warn("a Python warning")
+    warnings.warn("a Python warning", stacklevel=2)
     assert [h for h in logging.getLogger("rnnbench").handlers if getattr(h, "rnnbench", False)] == [
         handler
     ]

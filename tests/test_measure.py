@@ -14,7 +14,9 @@ def test_flush_denormals_reaches_the_worker_threads():
         before = denormals_flushed_everywhere()
         torch.set_flush_denormal(True)
         calling_thread_only = denormals_flushed_everywhere()
-        print(before, calling_thread_only, flush_denormals(), denormals_flushed_everywhere(), sep="|")
+        print(
+            before, calling_thread_only, flush_denormals(), denormals_flushed_everywhere(), sep="|"
+        )
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

@@ -78,7 +78,7 @@ def test_train_points_are_the_mean_loss_of_each_window_of_log_every_steps(tiny_m
         10,
         12,
     ]  # every 5 steps, and the last (partial) window
-    for point, window in zip(points, (losses[0:5], losses[5:10], losses[10:12])):
+    for point, window in zip(points, (losses[0:5], losses[5:10], losses[10:12]), strict=True):
         assert point["loss"] == pytest.approx(sum(window) / len(window), rel=1e-12)
         assert point["grad_norm"] > 0
     assert result["final_train_loss"] == losses[-1]
@@ -125,7 +125,7 @@ def test_progress_lines_off_a_terminal_name_the_run_and_how_far_it_is(tiny_mnist
     _, _, lines = _train(tiny_mnist, config=TINY.replace(seed=3))
     progress = [line for line in lines if not line.startswith("resuming")]
     assert len(progress) == 3 + 2  # three training points, two evaluations
-    for line, step in zip(progress, (5, 6, 10, 12, 12)):
+    for line, step in zip(progress, (5, 6, 10, 12, 12), strict=True):
         assert line.startswith(
             f"pmnist lstm N=8 seed 3: step {step}/12 ({100 * step / 12:.0f} %), "
         )
@@ -177,8 +177,9 @@ def _events(folder):
 
 
 def test_tensorboard_events_hold_the_curves_scalars_and_the_config(tmp_path):
-    """`--tensorboard` on the quick preset, 60 steps (EURNN, the bundled MNIST sample): every scalar of the
-    curves file is in the run's event files, at its step, and nothing else but the final metrics."""
+    """`--tensorboard` on the quick preset, 60 steps (EURNN, the bundled MNIST sample): every
+    scalar of the curves file is in the run's event files, at its step, and nothing else but the
+    final metrics."""
     pytest.importorskip("tensorboard")
     results = tmp_path / "results"
     out = invoke(
@@ -219,7 +220,7 @@ def test_tensorboard_events_hold_the_curves_scalars_and_the_config(tmp_path):
     ):
         points = curves[curves.split == split]
         for name in names:
-            expected[f"{group}/{name}"] = list(zip(points.step, points[name]))
+            expected[f"{group}/{name}"] = list(zip(points.step, points[name], strict=True))
     assert len(expected["train/loss"]) == 60 // 10 and len(expected["valid/acc"]) == 3
     finals = {tag: values for tag, values in scalars.items() if tag.startswith("final/")}
     assert set(scalars) - set(finals) == set(expected)

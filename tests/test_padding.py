@@ -104,7 +104,7 @@ def test_a_padded_batch_equals_its_sequences_one_at_a_time(spec, readout):
     for name, (value, count) in batch_metrics.items():
         assert count == sums[name][1]
         assert abs(value - sums[name][0]) < 1e-9, name
-    for a, b in zip(batch_grads, one_grads):
+    for a, b in zip(batch_grads, one_grads, strict=True):
         assert torch.allclose(a, b, rtol=0, atol=1e-10), (a - b).abs().max()
     assert any(g.abs().sum() > 0 for g in batch_grads)  # (a test that cannot pass vacuously)
 

@@ -379,7 +379,7 @@ def test_bold_only_where_the_difference_exceeds_the_spread(tmp_path, accs, bold)
             step_time_ms=3.0 + 2 * i,
             step_time_iqr_ms=0.5,
         )
-        for i, (cell, values) in enumerate(zip(("lstm", "eurnn"), accs))
+        for i, (cell, values) in enumerate(zip(("lstm", "eurnn"), accs, strict=True))
         for seed, acc in enumerate(values)
     ]
     markdown = reporting.markdown_table(summary_of(tmp_path, rows))
@@ -426,7 +426,8 @@ def test_cell_colours_do_not_depend_on_the_other_cells(tmp_path):
         fig = reporting.test_acc_figure(summary, "pmnist", "accuracy")
         points = [c for c in fig.axes[0].collections if isinstance(c, PathCollection)]
         by_y = {int(c.get_offsets()[0][1]): tuple(c.get_facecolor()[0][:3]) for c in points}
-        colours.append(dict(zip(summary["cell"][::-1], (by_y[i] for i in range(len(summary))))))
+        row_colours = (by_y[i] for i in range(len(summary)))
+        colours.append(dict(zip(summary["cell"][::-1], row_colours, strict=True)))
         plt.close(fig)
     assert colours[0]["lstm"] == pytest.approx(colours[1]["lstm"])
     assert reporting.cell_color("my-cell") == reporting.cell_color("my-cell")
@@ -440,8 +441,9 @@ def test_cell_colours_do_not_depend_on_the_other_cells(tmp_path):
 def test_tradeoff_ticks_never_overlap_and_labels_stay_inside(tmp_path, params):
     rows = [
         make_row(cell, 0, acc, run_id=cell, params=p, step_time_ms=3.0 + i)
+        # (strict=False: a `params` of two values plots the first two cells only)
         for i, (cell, acc, p) in enumerate(
-            zip(("eurnn", "gru", "lstm", "rnn"), (1.0, 0.12, 0.11, 0.0), params)
+            zip(("eurnn", "gru", "lstm", "rnn"), (1.0, 0.12, 0.11, 0.0), params, strict=False)
         )
     ]
     summary = summary_of(tmp_path, rows)

@@ -111,13 +111,19 @@ PROBE = """
 <script>
 window.addEventListener("load", function () {
   var images = Array.prototype.map.call(document.images, function (image) {
-    return {alt: image.alt, decoded: image.complete && image.naturalWidth > 0, width: image.naturalWidth};
+    return {
+      alt: image.alt, decoded: image.complete && image.naturalWidth > 0, width: image.naturalWidth
+    };
   });
   var table = document.querySelector("table.results");
-  var titles = Array.prototype.map.call(table.tHead.rows[0].cells, function (th) { return th.textContent; });
+  var titles = Array.prototype.map.call(table.tHead.rows[0].cells, function (th) {
+    return th.textContent;
+  });
   var column = titles.findIndex(function (title) { return title.indexOf("(%)") >= 0; });
   function read(c) {
-    return Array.prototype.map.call(table.tBodies[0].rows, function (r) { return r.cells[c].textContent; });
+    return Array.prototype.map.call(table.tBodies[0].rows, function (r) {
+      return r.cells[c].textContent;
+    });
   }
   var before = read(0);
   table.tHead.rows[0].cells[column].click();
@@ -127,7 +133,9 @@ window.addEventListener("load", function () {
                     sort: table.tHead.rows[0].cells[column].getAttribute("aria-sort")};
   var out = document.createElement("pre");
   out.id = "probe";
-  out.textContent = JSON.stringify({images: images, before: before, ascending: ascending, descending: descending});
+  out.textContent = JSON.stringify(
+    {images: images, before: before, ascending: ascending, descending: descending}
+  );
   document.body.appendChild(out);
 });
 </script>
@@ -200,9 +208,13 @@ RUNS_PROBE = """
 <script>
 window.addEventListener("load", function () {
   var table = document.querySelector("table.runs");
-  var titles = Array.prototype.map.call(table.tHead.rows[0].cells, function (th) { return th.textContent; });
+  var titles = Array.prototype.map.call(table.tHead.rows[0].cells, function (th) {
+    return th.textContent;
+  });
   function read(c) {
-    return Array.prototype.map.call(table.tBodies[0].rows, function (r) { return r.cells[c].textContent.trim(); });
+    return Array.prototype.map.call(table.tBodies[0].rows, function (r) {
+      return r.cells[c].textContent.trim();
+    });
   }
   var seen = {};
   ["Differs", "Run", "Date"].forEach(function (title) {
@@ -257,7 +269,7 @@ def test_in_a_browser_settings_sort_by_value_and_ids_and_dates_as_text(tmp_path)
         "lr=0.01",
         "lr=0.1",
     ]  # (as numbers, not as text)
-    # ids as text (digit runs compared as numbers, as in names like eurnn-c4 < eurnn-c16); as numbers
-    # they were 2a = 2, 9b = 9, 1e3f = 1000, 1e20 = 1e20
+    # ids as text (digit runs compared as numbers, as in names like eurnn-c4 < eurnn-c16); as
+    # numbers they were 2a = 2, 9b = 9, 1e3f = 1000, 1e20 = 1e20
     assert seen["Run"] == ["1e3f00000001", "1e20000000aa", "2a0000000002", "9b0000000003"]
     assert seen["Date"] == sorted(seen["Date"]) and len(set(seen["Date"])) == 4

@@ -261,8 +261,8 @@ def test_the_final_table_shows_mean_and_std_with_the_chosen_setting(reported):
     )
     assert "## Study pmnist-tuned: pmnist (task version 2)" in output
     assert (
-        "Search: sampler tpe, pruner asha, 4 trials per cell on seed 0; final runs on seeds 1, 2, 3."
-        in output
+        "Search: sampler tpe, pruner asha, 4 trials per cell on seed 0;"
+        " final runs on seeds 1, 2, 3." in output
     )
 
 
@@ -366,8 +366,8 @@ def test_a_chosen_value_at_an_edge_of_the_search_is_noted(space, value, side):
 def test_the_edge_warning_is_printed_and_in_the_markdown(reported):
     output, _ = reported
     said = (
-        "lstm: the chosen lr 0.01 is at the upper edge of the searched range [0.0001, 0.01]: the optimum may "
-        "lie outside it"
+        "lstm: the chosen lr 0.01 is at the upper edge of the searched range [0.0001, 0.01]: "
+        "the optimum may lie outside it"
     )
     assert f"warning: study pmnist-tuned: {said}" in output
     assert (

@@ -268,8 +268,8 @@ class FirstSign(Task):
 # reach 84 % here (600: 91 %). dt = gamma = epsilon = 1 is a stable setting (dt * epsilon < 2) at
 # this task's time scale.
 # IndRNN's bound on |u| is gamma^(1/T) for sequences of T steps, and its long-memory init draws the
-# last layer's u from [gamma^(-1/T), gamma^(1/T)]: set for T = 12 (median accuracy 0.96 over seeds 0-7;
-# 0.65 with the bound and init of 784 steps, where no unit can favour the first of 12 inputs).
+# last layer's u from [gamma^(-1/T), gamma^(1/T)]: set for T = 12 (median accuracy 0.96 over seeds
+# 0-7; 0.65 with the bound and init of 784 steps, where no unit can favour the first of 12 inputs).
 TIME_SCALE = {"cornn": "cornn:dt=1:gamma=1:epsilon=1", "indrnn": "indrnn:max_length=12:init=long"}
 
 
@@ -336,7 +336,7 @@ def test_hidden_sizes_and_cells_expand_into_their_cross_product(tiny_mnist, tmp_
     args[args.index("--hidden") + 1] = "4,8"
     assert invoke(*args).exit_code == 0
     rows = pd.read_csv(tmp_path / "r" / "pmnist.csv")
-    assert list(zip(rows.cell_spec, rows.hidden_size)) == [
+    assert list(zip(rows.cell_spec, rows.hidden_size, strict=True)) == [
         ("eurnn", 4),
         ("eurnn", 8),
         ("eurnn:capacity=4", 4),

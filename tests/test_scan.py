@@ -1,6 +1,6 @@
-"""The scans of cells/_scan.py: the parallel scan and the log-space scan equal the step loop, forward
-and gradients, for real and complex values, time-varying and time-invariant coefficients, T = 1,
-T not a power of two, and coefficients near 0 and near 1; gradcheck and gradgradcheck."""
+"""The scans of cells/_scan.py: the parallel scan and the log-space scan equal the step loop,
+forward and gradients, for real and complex values, time-varying and time-invariant coefficients,
+T = 1, T not a power of two, and coefficients near 0 and near 1; gradcheck and gradgradcheck."""
 
 import pytest
 import torch
@@ -12,8 +12,9 @@ LENGTHS = [1, 2, 3, 7, 64, 300]  # 1, odd, a power of two, long
 
 
 def coefficients(shape, regime, complex_, generator):
-    """a of a given magnitude regime: `mixed` in (0, 1), `near0` in [1e-12, 1e-6], `near1` within 1e-6
-    of 1 (in modulus), `signed` in (-1.2, 1.2) (negative values, some above 1); complex: a random phase."""
+    """a of a given magnitude regime: `mixed` in (0, 1), `near0` in [1e-12, 1e-6], `near1`
+    within 1e-6 of 1 (in modulus), `signed` in (-1.2, 1.2) (negative values, some above 1);
+    complex: a random phase."""
     u = torch.rand(shape, generator=generator, dtype=F64)
     modulus = {
         "mixed": u,
@@ -58,7 +59,7 @@ def test_the_parallel_scan_equals_the_loop_forward_and_backward(
     upstream = inputs(batch, steps, width, complex_, g)
     expected = values_and_gradients(loop_scan, a, b, upstream)
     got = values_and_gradients(linear_scan, a, b, upstream)
-    for name, x, y in zip(["h", "grad a", "grad b"], got, expected):
+    for name, x, y in zip(["h", "grad a", "grad b"], got, expected, strict=True):
         assert x.shape == y.shape and x.dtype == y.dtype, name
         # "signed" coefficients above 1 grow the states to ~1.2^300: compare relative to their size
         scale = max(1.0, y.abs().max().item())
@@ -130,7 +131,7 @@ def test_real_coefficients_drive_complex_inputs_and_broadcast_over_trailing_dims
     grads = torch.autograd.grad(h.abs().sum(), (a, b))
     expected_grads = torch.autograd.grad(expected.abs().sum(), (a, b))
     assert grads[0].dtype == F64 and grads[0].shape == (4, 1)
-    for x, y in zip(grads, expected_grads):
+    for x, y in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(x, y, rtol=0, atol=1e-10)
     assert torch.autograd.gradcheck(linear_scan, (a, b))
 
@@ -151,23 +152,26 @@ def test_the_log_space_scan_equals_the_loop(steps, time_varying, regime):
     a = coefficients((3, steps, 4) if time_varying else (4,), regime, False, g)
     b = torch.rand(3, steps, 4, generator=g, dtype=F64) + 0.01  # b > 0
     upstream = torch.randn(3, steps, 4, generator=g, dtype=F64)
-    # as functions of log a and log b, the inputs the log-space scan takes (a gradient with respect to
-    # a itself would go through d log a / da = 1 / a, which turns rounding into 1e-4 at a ~ 1e-12)
+    # as functions of log a and log b, the inputs the log-space scan takes (a gradient with respect
+    # to a itself would go through d log a / da = 1 / a, which turns rounding into 1e-4 at
+    # a ~ 1e-12)
     expected = values_and_gradients(
         lambda la, lb: loop_scan(la.exp(), lb.exp()), a.log(), b.log(), upstream
     )
     got = values_and_gradients(log_scan, a.log(), b.log(), upstream)
-    # (the gradient of a time-invariant log a sums B T terms of the cumulative sum and the logcumsumexp
-    # that cancel: its rounding error is ~ T eps, 4e-9 at T = 300 where its value is ~1e-11)
+    # (the gradient of a time-invariant log a sums B T terms of the cumulative sum and the
+    # logcumsumexp that cancel: its rounding error is ~ T eps, 4e-9 at T = 300 where its value
+    # is ~1e-11)
     for name, x, y, atol in zip(
-        ["h", "grad log a", "grad log b"], got, expected, [1e-10, 1e-8, 1e-10]
+        ["h", "grad log a", "grad log b"], got, expected, [1e-10, 1e-8, 1e-10], strict=True
     ):
         torch.testing.assert_close(x, y, rtol=1e-9, atol=atol, msg=name)
 
 
 def test_the_log_space_scan_loses_precision_in_float32_where_the_parallel_scan_does_not():
     """The documented numerical difference: strongly forgetting steps (a ~ 1e-3) make
-    a*_T = sum log a ~ -5000, and log h = a* + logcumsumexp(...) cancels two numbers of that size."""
+    a*_T = sum log a ~ -5000, and log h = a* + logcumsumexp(...) cancels two numbers
+    of that size."""
     g = torch.Generator().manual_seed(5)
     a = 1e-3 * (1 + torch.rand(2, 784, 4, generator=g, dtype=F64))
     b = torch.rand(2, 784, 4, generator=g, dtype=F64) + 0.5

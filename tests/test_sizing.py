@@ -167,7 +167,9 @@ def status(field):
 
 task, spec = rnnbench.build_task(sys.argv[1]), rnnbench.parse_cell_spec(sys.argv[2])
 config = RunConfig(device="cpu", **json.loads(sys.argv[3]))
-tiny = config.replace(hidden_size=4, batch_size=2, eval_batch_size=2, steps=1, eval_every=1, warmup_steps=0)
+tiny = config.replace(
+    hidden_size=4, batch_size=2, eval_batch_size=2, steps=1, eval_every=1, warmup_steps=0
+)
 splits = task.load(config)
 train(task, spec, tiny, splits, torch.device("cpu"), None)  # pages the code in
 del splits
@@ -326,7 +328,7 @@ def test_a_sweep_that_does_not_fit_is_refused_naming_the_option_and_the_estimate
         )
 
 
-def test_on_cuda_weights_activations_and_the_runs_data_count_against_the_gpu_data_against_the_host():
+def test_on_cuda_weights_activations_and_run_data_count_against_the_gpu_data_against_the_host():
     config = RunConfig(device="cuda")
     lstm = rnnbench.parse_cell_spec("lstm")
     estimate = resources.estimate(TASK, lstm, config, "cuda")

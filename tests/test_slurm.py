@@ -1,6 +1,6 @@
-"""`rnnbench run --executor slurm` against a real SLURM: a one-node cluster that `.ci/slurm.sh start`
-sets up (CI does; skipped, with the reason, where no SLURM node is up). Every sweep here is a real
-job array; the tests cancel and preempt jobs the way a cluster does."""
+"""`rnnbench run --executor slurm` against a real SLURM: a one-node cluster that
+`.ci/slurm.sh start` sets up (CI does; skipped, with the reason, where no SLURM node is up). Every
+sweep here is a real job array; the tests cancel and preempt jobs the way a cluster does."""
 
 import getpass
 import re
@@ -17,14 +17,20 @@ TASK = "adding:length=10:n_train=64:n_valid=16:n_test=16"
 
 def _slurm_problem() -> str:
     if not (shutil.which("sbatch") and shutil.which("sinfo") and shutil.which("squeue")):
-        return "SLURM's commands are not installed (`bash .ci/slurm.sh start` installs and starts a one-node cluster)"
+        return (
+            "SLURM's commands are not installed"
+            " (`bash .ci/slurm.sh start` installs and starts a one-node cluster)"
+        )
     out = subprocess.run(
         ["sinfo", "--noheader", "--format", "%T"], capture_output=True, text=True, timeout=30
     )
     if out.returncode != 0 or not re.search(
         r"^(idle|mixed|allocated|completing)", out.stdout, re.M
     ):
-        return f"no SLURM node is up ({(out.stderr or out.stdout).strip()[:200]}); `bash .ci/slurm.sh start` starts one"
+        return (
+            f"no SLURM node is up ({(out.stderr or out.stdout).strip()[:200]});"
+            " `bash .ci/slurm.sh start` starts one"
+        )
     return ""
 
 

@@ -22,7 +22,8 @@ READ = FIXTURES / "results-0.1-read"
 
 
 def _same(expected, actual) -> bool:
-    """Equal as a reader sees them: numbers as numbers (NaN equal to NaN and to ''), text as text."""
+    """Equal as a reader sees them: numbers as numbers (NaN equal to NaN and to ''),
+    text as text."""
     if expected is None or expected == "" or (isinstance(expected, float) and math.isnan(expected)):
         return actual is None or actual == "" or (isinstance(actual, float) and math.isnan(actual))
     try:
@@ -33,7 +34,7 @@ def _same(expected, actual) -> bool:
 
 def _compare(expected: list[dict], actual: pd.DataFrame) -> None:
     assert len(actual) == len(expected)
-    for i, (want, got) in enumerate(zip(expected, actual.to_dict("records"))):
+    for i, (want, got) in enumerate(zip(expected, actual.to_dict("records"), strict=True)):
         for column, value in want.items():
             assert column in got, column
             assert _same(value, got[column]), (i, column, value, got[column])
@@ -112,7 +113,8 @@ def test_upgrades_fill_what_old_rows_lack_and_leave_new_ones_alone():
 
 def test_the_schema_reads_configs_against_runconfigs_defaults():
     """Rows are read against RunConfig's defaults (a field a row lacks ran with the value it had
-    then): changing a default is a decision about old rows, an upgrade step, which this test asks for."""
+    then): changing a default is a decision about old rows, an upgrade step, which this test
+    asks for."""
     assert schema.CONFIG_DEFAULTS == config.DEFAULTS and schema.CONFIG_WATCH == config.WATCH
     assert set(schema.CONFIG_ADDED) < set(config.DEFAULTS)
 

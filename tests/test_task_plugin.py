@@ -37,15 +37,17 @@ PLUGIN = textwrap.dedent('''
         def generate(self, n, generator):
             lengths = torch.randint(self.shortest, self.length + 1, (n,), generator=generator)
             bits = torch.randint(2, (n, self.length), generator=generator)
-            bits[torch.arange(self.length) >= lengths[:, None]] = 1  # padding that would flip the parity
+            # padding that would flip the parity
+            bits[torch.arange(self.length) >= lengths[:, None]] = 1
             parity = (bits * (torch.arange(self.length) < lengths[:, None])).sum(1) % 2
             return torch.nn.functional.one_hot(bits, 2).float(), parity, lengths
 
         def load(self, config, folder=None):
             sizes = {"train": self.n_train, "valid": 50, "test": 50}
-            splits = {k: Split(*self.generate(sizes[k], g)) for k, g in split_generators(config.seed, 7).items()}
-            return Splits(splits["train"], splits["valid"], splits["test"],
-                          {"generator": "parity", "n_train": self.n_train, "shortest": self.shortest})
+            generators = split_generators(config.seed, 7)
+            splits = {k: Split(*self.generate(sizes[k], g)) for k, g in generators.items()}
+            identity = {"generator": "parity", "n_train": self.n_train, "shortest": self.shortest}
+            return Splits(splits["train"], splits["valid"], splits["test"], identity)
 
         def example(self):
             x, _, _ = self.generate(1, torch.Generator().manual_seed(0))

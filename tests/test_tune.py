@@ -76,7 +76,7 @@ def test_numeric_lists_expand_into_the_cross_product_with_cells_and_seeds(tmp_pa
     assert out.exit_code == 0, out.output
     rows = rows_of(tmp_path)
     assert len(rows) == 2 * 2 * 2 * 2 and rows["run_key"].is_unique
-    combos = set(zip(rows["cell"], rows["lr"], rows["batch_size"], rows["seed"]))
+    combos = set(zip(rows["cell"], rows["lr"], rows["batch_size"], rows["seed"], strict=True))
     assert combos == {
         (c, lr, b, s)
         for c in ("rnn", "lstm")

@@ -364,7 +364,8 @@ def test_missing_data_offline_is_one_message_that_lists_every_file_and_where_to_
     tmp_path, empty_mirror
 ):
     """No network: a mirror that refuses connections (a closed port) and one that has nothing. One
-    error, every missing file named (gzipped or not) with the folder, no warnings, nothing written."""
+    error, every missing file named (gzipped or not) with the folder, no warnings,
+    nothing written."""
     data, results = tmp_path / "empty", tmp_path / "results"
     data.mkdir()
     closed = "http://127.0.0.1:9/mnist"  # the discard port: nothing listens there
@@ -435,6 +436,6 @@ def test_non_finite_task_options_are_refused(folder, monkeypatch):
         out = run(folder, ["--cells", "rnn", "--task", f"noisy-copying:noise={value}"])
         assert out.exit_code == 2, out.output
         assert (
-            f"task spec 'noisy-copying:noise={value}': option noise='{value}' is not a finite number"
-            in out.output
+            f"task spec 'noisy-copying:noise={value}': "
+            f"option noise='{value}' is not a finite number" in out.output
         )

@@ -102,7 +102,8 @@ def value(out: str, key: str) -> str:
 def test_a_process_killed_while_building_does_not_block_later_loads(tmp_path, loader, sig, request):
     if sig == signal.SIGKILL and not request.config.getoption("--soak"):
         pytest.skip(
-            "a second full build of the kernel (a minute or two): with --soak only; SIGTERM covers the case"
+            "a second full build of the kernel (a minute or two): with --soak only;"
+            " SIGTERM covers the case"
         )
     ext = tmp_path / "ext"
     first = loader(ext)

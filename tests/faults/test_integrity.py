@@ -86,15 +86,14 @@ def rows_of(results: Path) -> pd.DataFrame:
 
 def assert_each_run_once(results: Path, runs: int) -> pd.DataFrame:
     rows = rows_of(results)
-    assert len(rows) == runs and rows.run_key.is_unique and set(rows.status) == {"ok"}, rows[
-        ["cell_spec", "seed", "status", "error"]
-    ]
+    ok = len(rows) == runs and rows.run_key.is_unique and set(rows.status) == {"ok"}
+    assert ok, rows[["cell_spec", "seed", "status", "error"]]
     assert not list((results / "checkpoints").glob("*")), list((results / "checkpoints").glob("*"))
     assert not list((results / "claims").glob("*.claim")), list((results / "claims").glob("*"))
     return rows
 
 
-# --- 1, 2: two commands on one folder --------------------------------------------------------------
+# --- 1, 2: two commands on one folder -------------------------------------------------------------
 
 
 @pytest.mark.slow
@@ -193,13 +192,11 @@ def test_a_live_process_stays_alive_when_the_clock_moves_its_start_time(monkeypa
     me = claims.whoami()
     assert claims.alive(me) is True
     created = psutil.Process.create_time
-    monkeypatch.setattr(
-        psutil.Process, "create_time", lambda self: created(self) + 1.0
-    )  # btime moved by 1 s
+    # btime moved by 1 s
+    monkeypatch.setattr(psutil.Process, "create_time", lambda self: created(self) + 1.0)
     assert claims.alive(me) is True
-    monkeypatch.setattr(
-        psutil.Process, "create_time", lambda self: created(self) + 30.0
-    )  # another process
+    # another process
+    monkeypatch.setattr(psutil.Process, "create_time", lambda self: created(self) + 30.0)
     assert claims.alive(me) is False
 
 
@@ -234,9 +231,8 @@ def test_a_process_whose_claim_was_taken_over_writes_nothing(tmp_path):
         claim.check()
     claim.release()  # leaves the other's claim alone
     assert json.loads((tmp_path / "claims" / f"{name}.claim").read_text())["token"] == "theirs"
-    assert (
-        sweep
-    )  # (the runner checks the claim before each checkpoint and under the lock before its row)
+    # (the runner checks the claim before each checkpoint and under the lock before its row)
+    assert sweep
 
 
 @pytest.mark.slow
@@ -292,7 +288,7 @@ def test_the_same_run_with_another_thread_count_is_another_run(tmp_path):
     assert len(rows) == 2 and rows.run_key.is_unique and sorted(rows.num_threads) == [1, 2]
 
 
-# --- 3: a value given twice ------------------------------------------------------------------------
+# --- 3: a value given twice -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -330,22 +326,18 @@ def test_local_jobs_import_this_rnnbench_and_the_plugins_from_any_working_folder
     code, output = finish(process)
     assert code == 0, output
     assert "the wrong rnnbench" not in output
-    assert set(assert_each_run_once(results, 2).cell_spec) == {
-        "slow",
-        "rnn",
-    }  # the plugin's cell ran in its job
+    # the plugin's cell ran in its job
+    assert set(assert_each_run_once(results, 2).cell_spec) == {"slow", "rnn"}
 
 
-# --- 6, 7: checkpoints ------------------------------------------------------------------------------
+# --- 6, 7: checkpoints ----------------------------------------------------------------------------
 
 
 def test_a_checkpoint_that_fits_only_in_part_is_refused_whole(tmp_path):
     reference, results = tmp_path / "reference", tmp_path / "results"
     assert invoke("run", "--cells", "rnn", *TINY, "--results", reference).exit_code == 0
-    assert (
-        invoke("run", "--cells", "rnn", *TINY, "--results", results, "--keep-checkpoints").exit_code
-        == 0
-    )
+    kept = invoke("run", "--cells", "rnn", *TINY, "--results", results, "--keep-checkpoints")
+    assert kept.exit_code == 0
     (checkpoint,) = (results / "checkpoints").glob("*.pt")
     state = checkpoints.read(checkpoint)
     state["progress"]["field_of_a_newer_version"] = 1  # everything else fits
@@ -361,20 +353,10 @@ def test_a_checkpoint_that_fits_only_in_part_is_refused_whole(tmp_path):
 
 def test_a_checkpoint_of_another_run_is_refused(tmp_path):
     results = tmp_path / "results"
-    assert (
-        invoke(
-            "run",
-            "--cells",
-            "rnn",
-            *TINY,
-            "--results",
-            results,
-            "--keep-checkpoints",
-            "--seeds",
-            "1",
-        ).exit_code
-        == 0
+    kept = invoke(
+        "run", "--cells", "rnn", *TINY, "--results", results, "--keep-checkpoints", "--seeds", "1"
     )
+    assert kept.exit_code == 0
     (theirs,) = (results / "checkpoints").glob("*.pt")
     (mine,) = planned_name(results, "rnn")
     theirs.rename(results / "checkpoints" / f"{mine}.pt")
@@ -384,12 +366,8 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path):
 
 
 def test_force_after_keep_checkpoints_trains_again_from_scratch(tmp_path):
-    assert (
-        invoke(
-            "run", "--cells", "rnn", *TINY, "--results", tmp_path, "--keep-checkpoints"
-        ).exit_code
-        == 0
-    )
+    kept = invoke("run", "--cells", "rnn", *TINY, "--results", tmp_path, "--keep-checkpoints")
+    assert kept.exit_code == 0
     first = rows_of(tmp_path).iloc[0]
     out = invoke("run", "--cells", "rnn", *TINY, "--results", tmp_path, "--force")
     assert out.exit_code == 0, out.output
@@ -422,7 +400,7 @@ def test_a_kill_between_the_row_and_the_checkpoint_removal_leaves_no_orphan(tmp_
     assert_each_run_once(tmp_path, 1)
 
 
-# --- 9: results files as editors and spreadsheets leave them -----------------------------------------
+# --- 9: results files as editors and spreadsheets leave them --------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -538,7 +516,7 @@ def test_an_unreadable_row_is_named_by_file_and_line(finished, tmp_path):
     assert "adding.csv:4" in out.output and out.output.count("already has an ok row") == 2
 
 
-# --- 10: a lock held by a stopped process ------------------------------------------------------------
+# --- 10: a lock held by a stopped process ---------------------------------------------------------
 
 
 @pytest.mark.slow
@@ -579,7 +557,7 @@ with claims.folder_lock(pathlib.Path({str(tmp_path / ".adding.lock")!r}), "test"
     assert_each_run_once(tmp_path, 1)
 
 
-# --- 13: job files only the user can write -----------------------------------------------------------
+# --- 13: job files only the user can write --------------------------------------------------------
 
 
 def test_a_job_folder_others_can_write_is_refused_before_anything_runs(tmp_path):
@@ -633,7 +611,7 @@ def test_a_job_refuses_job_files_others_could_have_written(tmp_path):
     assert not marker.exists() and not (job / "123_0_result.pkl").exists()
 
 
-# --- errors that happen before training ---------------------------------------------------------------
+# --- errors that happen before training -----------------------------------------------------------
 
 
 def test_an_unwritable_results_folder_is_a_clear_error_that_promises_nothing(tmp_path):
@@ -643,7 +621,7 @@ def test_an_unwritable_results_folder_is_a_clear_error_that_promises_nothing(tmp
     assert "checkpoint" not in out.output
 
 
-# --- the soak: overlapping sweeps, killed and restarted, on one folder ---------------------------------
+# --- the soak: overlapping sweeps, killed and restarted, on one folder ----------------------------
 
 SOAK_COMMANDS = [
     ["--cells", "slow,rnn", "--seeds", "0,1"],
@@ -676,7 +654,8 @@ def test_overlapping_sweeps_killed_at_random_train_every_run_once(tmp_path, requ
     for round_ in range(rounds):
         results = tmp_path / f"round-{round_}"
         args = [*TINY, "--steps", "30", "--eval-every", "5", "--results", results]
-        # (one thread each, as the local executor's 2 jobs have on 2 cores: the same runs, the same keys)
+        # (one thread each, as the local executor's 2 jobs have on 2 cores:
+        # the same runs, the same keys)
         processes = [
             rnnbench("run", *command, *args, RNNBENCH_SLOW_S=0.05, OMP_NUM_THREADS=1)
             for command in SOAK_COMMANDS
@@ -684,9 +663,10 @@ def test_overlapping_sweeps_killed_at_random_train_every_run_once(tmp_path, requ
         killed = rng.sample(range(3), 2)
         time.sleep(rng.uniform(2.5, 6.0))
         for i in killed:
-            os.killpg(processes[i].pid, signal.SIGKILL) if rng.random() < 0.3 else processes[
-                i
-            ].send_signal(signal.SIGKILL)
+            if rng.random() < 0.3:
+                os.killpg(processes[i].pid, signal.SIGKILL)
+            else:
+                processes[i].send_signal(signal.SIGKILL)
         for i, process in enumerate(processes):
             code, output = finish(process)
             assert code in (0, -signal.SIGKILL) if i in killed else code == 0, output
@@ -696,7 +676,7 @@ def test_overlapping_sweeps_killed_at_random_train_every_run_once(tmp_path, requ
             )
             assert code == 0, output
         rows = assert_each_run_once(results, len(expected))
-        assert {(c, int(s)) for c, s in zip(rows.cell_spec, rows.seed)} == expected
+        assert {(c, int(s)) for c, s in zip(rows.cell_spec, rows.seed, strict=True)} == expected
         for _ in range(50):  # (workers of a killed local parent stop within a second or so)
             if not [
                 p
@@ -707,5 +687,6 @@ def test_overlapping_sweeps_killed_at_random_train_every_run_once(tmp_path, requ
             time.sleep(0.2)
         summary.append(len(rows))
     print(
-        f"\n{rounds} rounds of 3 overlapping sweeps, 2 killed and restarted each: {summary} rows, each run once"
+        f"\n{rounds} rounds of 3 overlapping sweeps, 2 killed and restarted each: {summary} rows,"
+        " each run once"
     )
