@@ -132,13 +132,15 @@ def _holder(folder: Path) -> str:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process `pid` runs: a zombie (ended, not yet reaped by its parent) does not."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:  # someone else's process
+    except psutil.Error:  # (someone else's process, where it cannot be read)
         return True
-    return True
 
 
 def _remove_dead_builders(folder: Path) -> None:

@@ -71,8 +71,13 @@ def _boot_id() -> str:
 
 
 def _started(pid: int) -> float | None:
+    """When process `pid` started; None where it does not run: gone, or ended and not yet reaped
+    by its parent (a zombie, which holds nothing however long its parent takes to wait for it)."""
     try:
-        return round(psutil.Process(pid).create_time(), 2)
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return round(process.create_time(), 2)
     except (psutil.Error, OSError):
         return None
 

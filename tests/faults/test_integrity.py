@@ -182,6 +182,52 @@ def test_a_claim_of_a_dead_process_is_taken_over_at_once(tmp_path):
     assert_each_run_once(tmp_path, 1)
 
 
+def test_a_claim_of_a_process_that_ended_unreaped_is_taken_over_at_once(tmp_path):
+    """A killed sweep whose parent (a shell, a job manager, this test) has not yet waited for it
+    is a zombie: it holds nothing. Taken for alive, its claim was waited on until its heartbeat
+    went stale (RNNBENCH_CLAIM_TIMEOUT_S, two minutes by default)."""
+    (name,) = planned_name(tmp_path, "rnn")
+    ended = subprocess.Popen(
+        [sys.executable, "-c", "import os; print(os.getpid(), flush=True)"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pid = int(ended.stdout.readline())
+        owner = {**claims.whoami(), "pid": pid, "started": psutil.Process(pid).create_time()}
+        for _ in range(100):  # (until it has exited: a zombie until this test waits for it)
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                break
+            time.sleep(0.05)
+        assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        assert claims.alive(owner) is False
+        write_claim(tmp_path, name, **owner)
+        started = time.monotonic()
+        out = invoke("run", "--cells", "rnn", *TINY, "--results", tmp_path)
+        assert out.exit_code == 0, out.output
+        assert "taking over" in out.output and "has ended" in out.output
+        assert time.monotonic() - started < claims.claim_timeout_s()
+        assert_each_run_once(tmp_path, 1)
+    finally:
+        ended.wait()
+
+
+def test_a_builder_that_ended_unreaped_is_not_alive():
+    """The kernel build's stale-folder cleanup asks the same question of its builders."""
+    from rnnbench.cells import _eurnn_fused
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        for _ in range(100):
+            if psutil.Process(ended.pid).status() == psutil.STATUS_ZOMBIE:
+                break
+            time.sleep(0.05)
+        assert _eurnn_fused._alive(ended.pid) is False
+        assert _eurnn_fused._alive(os.getpid()) is True
+    finally:
+        ended.wait()
+
+
 def test_a_live_process_stays_alive_when_the_clock_moves_its_start_time(monkeypatch):
     """psutil derives a start time from the kernel's boot time, the wall clock minus the uptime,
     read once per process: after a clock adjustment, a child reads its parent's start a second
