@@ -202,6 +202,25 @@ def pytest_collection_modifyitems(config, items):
 
 
 _unmarked_times: dict[str, float] = {}
+_built_during: set[str] = set()  # tests during which the fused EURNN kernel was built
+
+
+@functools.cache
+def _kernel_library() -> pathlib.Path:
+    from rnnbench.cells import _eurnn_fused
+
+    name = _eurnn_fused.build_name()
+    return _eurnn_fused.build_folder(name) / f"{name}.so"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Notes the test that built the fused kernel (in this process or a child): the first test
+    to run EURNN pays for the build, once per machine, whatever it tests."""
+    before = _kernel_library().exists()
+    yield
+    if not before and _kernel_library().exists():
+        _built_during.add(item.nodeid)
 
 
 def pytest_runtest_logreport(report):
@@ -220,7 +239,8 @@ def pytest_terminal_summary(terminalreporter, config):
     if over:
         terminalreporter.section(f"tests not marked slow that took over {SLOW_S:g} s")
         for seconds, nodeid in over:
-            terminalreporter.write_line(f"{seconds:6.1f} s  {nodeid}")
+            built = " (it built the fused EURNN kernel)" if nodeid in _built_during else ""
+            terminalreporter.write_line(f"{seconds:6.1f} s  {nodeid}{built}")
 
 
 def pytest_configure(config):
@@ -228,7 +248,8 @@ def pytest_configure(config):
     import os
     import tempfile
 
-    os.environ.setdefault("RNNBENCH_CACHE", tempfile.mkdtemp(prefix="rnnbench-test-cache-"))
+    if not os.environ.get("RNNBENCH_CACHE"):
+        os.environ["RNNBENCH_CACHE"] = tempfile.mkdtemp(prefix="rnnbench-test-cache-")
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
