@@ -202,7 +202,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 _unmarked_times: dict[str, float] = {}
-_built_during: set[str] = set()  # tests during which the fused EURNN kernel was built
+# What the first test to need it pays for, once per session or machine, whatever it tests: the
+# fused EURNN kernel's build, and a dataset's linear baseline (baselines.py, cached by data).
+_first_use: dict[str, list[str]] = {}
 
 
 @functools.cache
@@ -213,14 +215,24 @@ def _kernel_library() -> pathlib.Path:
     return _eurnn_fused.build_folder(name) / f"{name}.so"
 
 
+def _baselines() -> int:
+    folder = pathlib.Path(os.environ["RNNBENCH_CACHE"], "baselines")
+    return len(list(folder.glob("*.json"))) if folder.is_dir() else 0
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    """Notes the test that built the fused kernel (in this process or a child): the first test
-    to run EURNN pays for the build, once per machine, whatever it tests."""
-    before = _kernel_library().exists()
+    """Notes the tests that built the fused kernel or computed a linear baseline (in this process
+    or a child), for the summary of slow tests."""
+    kernel, baselines = _kernel_library().exists(), _baselines()
     yield
-    if not before and _kernel_library().exists():
-        _built_during.add(item.nodeid)
+    paid = []
+    if not kernel and _kernel_library().exists():
+        paid.append("built the fused EURNN kernel")
+    if _baselines() > baselines:
+        paid.append("computed a linear baseline")
+    if paid:
+        _first_use[item.nodeid] = paid
 
 
 def pytest_runtest_logreport(report):
@@ -239,8 +251,8 @@ def pytest_terminal_summary(terminalreporter, config):
     if over:
         terminalreporter.section(f"tests not marked slow that took over {SLOW_S:g} s")
         for seconds, nodeid in over:
-            built = " (it built the fused EURNN kernel)" if nodeid in _built_during else ""
-            terminalreporter.write_line(f"{seconds:6.1f} s  {nodeid}{built}")
+            paid = f" (it {' and '.join(_first_use[nodeid])})" if nodeid in _first_use else ""
+            terminalreporter.write_line(f"{seconds:6.1f} s  {nodeid}{paid}")
 
 
 def pytest_configure(config):
