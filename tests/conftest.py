@@ -191,7 +191,8 @@ def pytest_collection_modifyitems(config, items):
         slow = [item for item in items if "slow" in item.keywords and not _is_named(item, named)]
         if slow:
             config.hook.pytest_deselected(items=slow)
-            items[:] = [item for item in items if item not in set(slow)]
+            left_out = set(slow)
+            items[:] = [item for item in items if item not in left_out]
     if not _has_compiler():
         skip = pytest.mark.skip(
             reason="no C++ compiler: the fused EURNN kernel cannot be built here"
