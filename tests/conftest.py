@@ -2,6 +2,7 @@ import functools
 import http.server
 import os
 import pathlib
+import re
 import threading
 
 import torch
@@ -159,24 +160,39 @@ def pytest_addoption(parser):
 
 
 def _named(config) -> list[tuple[pathlib.Path, str]]:
-    """The tests named by node id on the command line (tests/x.py::test_y[case]): (file, rest)."""
+    """The tests named by node id on the command line (tests/x.py::test_y[case]): (file, rest),
+    the file made absolute as pytest makes item.path (symbolic links kept)."""
     named = []
     for arg in config.args:
         path, sep, rest = arg.partition("::")
         if sep:
-            named.append((pathlib.Path(config.invocation_params.dir, path).resolve(), rest))
+            named.append((pathlib.Path(os.path.abspath(config.invocation_params.dir / path)), rest))
     return named
 
 
 def _is_named(item, named) -> bool:
+    """Whether the item is a test named on the command line, or one of its cases, or in a class
+    so named."""
+    name = item.nodeid.partition("::")[2]
     return any(
-        item.path == path and item.nodeid.partition("::")[2].startswith(rest)
+        item.path == path and (name == rest or name.startswith((rest + "[", rest + "::")))
         for path, rest in named
     )
 
 
 def _runs_slow(config) -> bool:
-    return bool(config.getoption("--all") or config.getoption("--soak") or config.option.markexpr)
+    """--all, --soak, or a mark expression about the slow marks (-m slow, -m slurm, -m "not
+    slow"): the expression decides. Other expressions (-m fused) keep the slow tests out."""
+    expression = config.option.markexpr or ""
+    return bool(
+        config.getoption("--all")
+        or config.getoption("--soak")
+        or any(re.search(rf"\b{mark}\b", expression) for mark in SLOW_MARKS)
+    )
+
+
+_LEFT_OUT = pytest.StashKey[int]()
+_OWN_CACHE = pytest.StashKey[str]()
 
 
 def pytest_collection_modifyitems(config, items):
@@ -193,6 +209,7 @@ def pytest_collection_modifyitems(config, items):
             config.hook.pytest_deselected(items=slow)
             left_out = set(slow)
             items[:] = [item for item in items if item not in left_out]
+            config.stash[_LEFT_OUT] = len(slow)
     if not _has_compiler():
         skip = pytest.mark.skip(
             reason="no C++ compiler: the fused EURNN kernel cannot be built here"
@@ -249,6 +266,12 @@ def pytest_terminal_summary(terminalreporter, config):
         ((seconds, nodeid) for nodeid, seconds in _unmarked_times.items() if seconds > SLOW_S),
         reverse=True,
     )
+    left_out = config.stash.get(_LEFT_OUT, 0)
+    if left_out:
+        terminalreporter.write_line(
+            f"{left_out} slow tests left out (real processes, kills, waits, builds): "
+            "`-m slow` runs them, `--all` everything"
+        )
     if over:
         terminalreporter.section(f"tests not marked slow that took over {SLOW_S:g} s")
         for seconds, nodeid in over:
@@ -257,12 +280,21 @@ def pytest_terminal_summary(terminalreporter, config):
 
 
 def pytest_configure(config):
-    """Tests keep rnnbench's caches (linear baselines) out of the user's cache folder."""
+    """Tests keep rnnbench's caches (linear baselines) in a folder of their own, removed at the
+    end, unless RNNBENCH_CACHE names one."""
     import os
     import tempfile
 
     if not os.environ.get("RNNBENCH_CACHE"):
         os.environ["RNNBENCH_CACHE"] = tempfile.mkdtemp(prefix="rnnbench-test-cache-")
+        config.stash[_OWN_CACHE] = os.environ["RNNBENCH_CACHE"]
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    if _OWN_CACHE in config.stash:
+        shutil.rmtree(config.stash[_OWN_CACHE], ignore_errors=True)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

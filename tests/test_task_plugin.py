@@ -130,7 +130,6 @@ def test_a_task_of_our_own_runs_through_run_status_and_report(tmp_path):
     assert len(tables) == 2  # two task specs: two tables
 
 
-@pytest.mark.slow
 def test_the_readme_example_task_runs_as_written(tmp_path):
     """README's "Adding your own task" code, as a plugin, trains and writes its rows."""
     import re

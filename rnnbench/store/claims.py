@@ -78,7 +78,7 @@ def _started(pid: int) -> float | None:
         if process.status() == psutil.STATUS_ZOMBIE:
             return None
         return round(process.create_time(), 2)
-    except (psutil.Error, OSError):
+    except (psutil.Error, OSError, ValueError):  # (ValueError: a pid below 0, a damaged claim)
         return None
 
 
@@ -106,7 +106,10 @@ def alive(owner: dict[str, Any]) -> bool | None:
     another machine, where only the heartbeat can tell."""
     if owner.get("host") != socket.gethostname() or owner.get("boot") != _boot_id():
         return None
-    started, recorded = _started(int(owner.get("pid", -1))), owner.get("started")
+    pid = owner.get("pid", -1)
+    if not isinstance(pid, int):  # (a damaged claim: only its heartbeat can tell)
+        return None
+    started, recorded = _started(pid), owner.get("started")
     if started is None or not isinstance(recorded, (int, float)):
         return started == recorded
     return abs(started - recorded) <= START_SLACK_S

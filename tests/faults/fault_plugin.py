@@ -19,12 +19,14 @@ its fault from a process that died of something else, or a fault that never fire
 function this plugin no longer reaches) from a kill that did no harm.
 """
 
+import atexit
 import json
 import os
 import signal
 import tempfile
 import time
 import types
+import uuid
 from pathlib import Path
 
 import torch
@@ -37,9 +39,16 @@ WHERE, _, COUNT = os.environ.get("RNNBENCH_FAULT", ":0").partition(":")
 COUNT = int(COUNT or 0)
 # The process the test started ("the sweep"): runs train in child processes of it, and a fault
 # kills the sweep, children included, as a kill from outside would. Counts are the sweep's.
-os.environ.setdefault("RNNBENCH_FAULT_ROOT", str(os.getpid()))
+# The counts file is the sweep's own (a later sweep with the same pid starts from zero), named
+# once by the sweep for its children, and removed when the sweep ends however it ends but a kill.
+if "RNNBENCH_FAULT_ROOT" not in os.environ:
+    os.environ["RNNBENCH_FAULT_ROOT"] = str(os.getpid())
+    os.environ["RNNBENCH_FAULT_COUNTS"] = str(
+        Path(tempfile.gettempdir()) / f"rnnbench-fault-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+    )
+    atexit.register(lambda: Path(os.environ["RNNBENCH_FAULT_COUNTS"]).unlink(missing_ok=True))
 ROOT = int(os.environ["RNNBENCH_FAULT_ROOT"])
-COUNTS = Path(tempfile.gettempdir()) / f"rnnbench-fault-{ROOT}.json"
+COUNTS = Path(os.environ["RNNBENCH_FAULT_COUNTS"])
 
 
 FIRED = os.environ.get("RNNBENCH_FAULT_FIRED", "")

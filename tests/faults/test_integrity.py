@@ -212,6 +212,13 @@ def test_a_claim_of_a_process_that_ended_unreaped_is_taken_over_at_once(tmp_path
         ended.wait()
 
 
+@pytest.mark.parametrize("pid, alive", [(-1, False), (0, False), ("x", None), (None, None)])
+def test_a_damaged_claim_is_judged_not_crashed_on(pid, alive):
+    """A claim naming no process of this machine is of one that has ended; one whose pid cannot
+    be read is judged by its heartbeat alone, as another machine's is."""
+    assert claims.alive({**claims.whoami(), "pid": pid, "started": 1.0}) is alive
+
+
 def test_a_builder_that_ended_unreaped_is_not_alive():
     """The kernel build's stale-folder cleanup asks the same question of its builders."""
     from rnnbench.cells import _eurnn_fused

@@ -138,7 +138,9 @@ def test_every_row_names_what_produced_it(tmp_path):
     # where rnnbench is not a checkout (installed from a wheel).
     commit = _git("rev-parse", "--short=12", "HEAD")
     if commit:
-        dirty = _git("status", "--porcelain", "--", "rnnbench", "cells", "tasks", "pyproject.toml")
+        top = _git("rev-parse", "--show-toplevel")
+        code = ("rnnbench", "cells", "tasks", "pyproject.toml")
+        dirty = _git("-C", top, "status", "--porcelain", "--", *code)
         assert set(rows.git_commit) == {commit + ("+dirty" if dirty else "")}
     else:
         assert set(rows.git_commit) == {""}
