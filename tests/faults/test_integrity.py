@@ -6,6 +6,7 @@ a lock held by a stopped process, job folders others can write. Real processes w
 """
 
 import codecs
+import contextlib
 import json
 import os
 import random
@@ -182,24 +183,29 @@ def test_a_claim_of_a_dead_process_is_taken_over_at_once(tmp_path):
     assert_each_run_once(tmp_path, 1)
 
 
+@contextlib.contextmanager
+def ended_unreaped():
+    """The pid of a process that has ended and that this test has not yet waited for: a zombie,
+    until the block ends."""
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        for _ in range(100):
+            if psutil.Process(ended.pid).status() == psutil.STATUS_ZOMBIE:
+                break
+            time.sleep(0.05)
+        assert psutil.Process(ended.pid).status() == psutil.STATUS_ZOMBIE
+        yield ended.pid
+    finally:
+        ended.wait()
+
+
 def test_a_claim_of_a_process_that_ended_unreaped_is_taken_over_at_once(tmp_path):
     """A killed sweep whose parent (a shell, a job manager, this test) has not yet waited for it
     is a zombie: it holds nothing. Taken for alive, its claim was waited on until its heartbeat
     went stale (RNNBENCH_CLAIM_TIMEOUT_S, two minutes by default)."""
     (name,) = planned_name(tmp_path, "rnn")
-    ended = subprocess.Popen(
-        [sys.executable, "-c", "import os; print(os.getpid(), flush=True)"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        pid = int(ended.stdout.readline())
+    with ended_unreaped() as pid:
         owner = {**claims.whoami(), "pid": pid, "started": psutil.Process(pid).create_time()}
-        for _ in range(100):  # (until it has exited: a zombie until this test waits for it)
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                break
-            time.sleep(0.05)
-        assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
         assert claims.alive(owner) is False
         write_claim(tmp_path, name, **owner)
         started = time.monotonic()
@@ -208,8 +214,6 @@ def test_a_claim_of_a_process_that_ended_unreaped_is_taken_over_at_once(tmp_path
         assert "taking over" in out.output and "has ended" in out.output
         assert time.monotonic() - started < claims.claim_timeout_s()
         assert_each_run_once(tmp_path, 1)
-    finally:
-        ended.wait()
 
 
 @pytest.mark.parametrize("pid, alive", [(-1, False), (0, False), ("x", None), (None, None)])
@@ -223,16 +227,9 @@ def test_a_builder_that_ended_unreaped_is_not_alive():
     """The kernel build's stale-folder cleanup asks the same question of its builders."""
     from rnnbench.cells import _eurnn_fused
 
-    ended = subprocess.Popen([sys.executable, "-c", "pass"])
-    try:
-        for _ in range(100):
-            if psutil.Process(ended.pid).status() == psutil.STATUS_ZOMBIE:
-                break
-            time.sleep(0.05)
-        assert _eurnn_fused._alive(ended.pid) is False
-        assert _eurnn_fused._alive(os.getpid()) is True
-    finally:
-        ended.wait()
+    with ended_unreaped() as pid:
+        assert _eurnn_fused._alive(pid) is False
+    assert _eurnn_fused._alive(os.getpid()) is True
 
 
 def test_a_live_process_stays_alive_when_the_clock_moves_its_start_time(monkeypatch):
